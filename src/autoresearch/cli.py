@@ -1,0 +1,211 @@
+"""Command line: a thin layer over the package. Each command maps onto one module's entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoresearch.config import CONFIG_NAME, ConfigError, default_config, load_config, render_config
+from autoresearch.data.prepare import SPLITS, open_dataset, prepare
+from autoresearch.data.sources import DataError, parse_data_spec
+from autoresearch.runner import Outcome, run_experiment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Autonomous ML research: the harness owns the loop, the clock and the metric.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _task(task_dir: Path):
+    try:
+        return load_config(task_dir)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _accelerated() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), help="Task folder to create or fill."),
+         force: bool = typer.Option(False, help="Overwrite train.py, program.md and the settings if present.")):
+    """Create a task folder: baseline train.py, program.md, autoresearch.toml, git."""
+    directory.mkdir(parents=True, exist_ok=True)
+    template = resources.files("autoresearch") / "template"
+    config = default_config(_accelerated())
+    files = {"train.py": (template / "train.py").read_text(), "program.md": (template / "program.md").read_text(),
+             CONFIG_NAME: render_config(config)}
+    existing = [name for name in files if (directory / name).exists()]
+    if existing and not force:
+        _fail(f"{directory} already has {', '.join(existing)}: use --force to overwrite, or pick another folder")
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    gitignore = directory / ".gitignore"
+    if ".autoresearch/" not in (gitignore.read_text() if gitignore.exists() else ""):
+        with open(gitignore, "a") as f:
+            f.write(".autoresearch/\n__pycache__/\n")
+    if shutil.which("git") and not (directory / ".git").exists():
+        subprocess.run(["git", "init", "-q"], cwd=directory, check=False)
+    device = "CUDA" if config.train.budget_seconds >= 300 else "CPU"
+    out.print(f"Created task in [bold]{directory}[/] ({device} defaults: {config.train.budget_seconds:.0f} s budget, "
+              f"vocab {config.data.vocab_size}). Next: [bold]cd {directory} && autoresearch prepare[/]")
+
+
+def _set_source(task_dir: Path, source: str) -> None:
+    path = task_dir / CONFIG_NAME
+    text = path.read_text()
+    line = f"source = {json.dumps(source)}"
+    new, count = re.subn(r'(?m)^source\s*=.*$', line.replace("\\", "\\\\"), text, count=1)
+    if not count:
+        new = re.sub(r"(?m)^\[data\]\s*$", f"[data]\n{line}", text, count=1)
+    path.write_text(new)
+
+
+@app.command("prepare")
+def prepare_cmd(data: str = typer.Option(None, "--data", help="builtin | hf:<owner/name>[@rev] | <path>. "
+                                           "Saved to autoresearch.toml."),
+                force: bool = typer.Option(False, help="Rebuild even if a verified copy is cached."),
+                task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Build (or verify and reuse) the data: document splits, tokenizer, token arrays."""
+    if data is not None:
+        try:
+            parse_data_spec(data)
+        except DataError as e:
+            _fail(str(e))
+        _task(task_dir)
+        _set_source(task_dir, data)
+    config = _task(task_dir)
+    try:
+        with err.status("preparing data") as status:
+            result = prepare(config.data, force=force, progress=lambda msg: status.update(msg))
+    except DataError as e:
+        _fail(str(e))
+    dataset = result.dataset
+    how = "reused verified cache" if result.cached else "built"
+    out.print(f"{how} in {result.seconds:.1f} s: {dataset.root}")
+    out.print(f"source: {dataset.manifest['description']}; vocabulary {dataset.vocab_size} ids "
+              f"({dataset.manifest['vocab_size']} BPE + BOS)")
+    table = Table("split", "documents", "MB", "tokens", "bytes/token", "unigram bpb", "floor bpb")
+    for split in SPLITS:
+        s = dataset.split_stats(split)
+        floor = f"{s.floor_bpb:.4f}" if s.floor_bpb is not None else "-"
+        table.add_row(split, f"{s.docs:,}", f"{s.bytes / 1e6:.2f}", f"{s.tokens:,}", f"{s.bytes / s.tokens:.2f}",
+                      f"{s.unigram_bpb:.4f}", floor)
+    out.print(table)
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(outcome.summary()))
+        return
+    rows = [
+        ("status", outcome.status),
+        ("val_bpb", f"{outcome.val_bpb:.6f} ± {outcome.val_bpb_stderr:.6f}" if outcome.val_bpb is not None else "-"),
+        ("training_seconds", _fmt(outcome.training_seconds, "{:.1f}")),
+        ("total_seconds", f"{outcome.total_seconds:.1f}"),
+        ("startup_seconds", _fmt(outcome.startup_seconds, "{:.1f}")),
+        ("eval_seconds", _fmt(outcome.eval_seconds, "{:.1f}")),
+        ("peak_memory_mb", _fmt(outcome.peak_memory_bytes and outcome.peak_memory_bytes / 2**20, "{:.0f}")),
+        ("mfu_percent", _fmt(outcome.mfu and 100 * outcome.mfu, "{:.1f}")),
+        ("tokens_per_s", _fmt(outcome.tokens_per_s, "{:,.0f}")),
+        ("tokens", _fmt(outcome.tokens, "{:,}")),
+        ("steps", _fmt(outcome.steps, "{}")),
+        ("params", _fmt(outcome.params, "{:,}")),
+        ("device", outcome.device or "-"),
+        ("log", outcome.log_path),
+    ]
+    out.print("---")
+    for key, value in rows:
+        out.print(f"{key + ':':<18} {value}", highlight=False)
+    if outcome.error:
+        err.print(f"[bold red]{outcome.status}:[/] {outcome.error}")
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _live(as_json: bool):
+    console = err if as_json else out
+
+    def show(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            console.print(f"started: {event.get('params', 0):,} params on {event.get('device')} "
+                          f"({event.get('profile')}), start-up {event.get('startup_seconds', 0):.1f} s", highlight=False)
+        elif kind == "step":
+            console.print(f"step {event.get('step'):>6} | {event.get('elapsed', 0):7.1f} s | "
+                          f"loss {event.get('train_loss', float('nan')):.4f} | "
+                          f"{event.get('tokens_per_s', 0):,.0f} tok/s", highlight=False)
+        elif kind == "eval":
+            console.print(f"evaluated in {event['seconds']:.1f} s", highlight=False)
+    return show
+
+
+def _experiment(task_dir: Path, budget: float | None, seed: int, as_json: bool, evaluate_model: bool) -> Outcome:
+    config = _task(task_dir)
+    try:
+        dataset = open_dataset(config.data)
+    except DataError as e:
+        _fail(str(e))
+    return run_experiment(task_dir.resolve(), config, dataset, budget=budget, seed=seed,
+                          evaluate_model=evaluate_model, on_event=_live(as_json))
+
+
+@app.command()
+def train(budget: float = typer.Option(None, help="Seconds of training (default: the task's budget)."),
+          seed: int = typer.Option(0, help="Seed passed to train.py."),
+          as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+          task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Run one experiment: train.py under the budget, then the harness's own evaluation."""
+    if budget is not None and budget <= 0:
+        _fail("--budget must be a positive number of seconds")
+    outcome = _experiment(task_dir, budget, seed, as_json, evaluate_model=True)
+    _print_outcome(outcome, as_json)
+    if outcome.status != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(budget: float = typer.Option(None, help="Seconds of timed training (default 20 on CPU, 60 on GPU)."),
+          as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
+          task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Throughput of train.py's model on this device: tokens/s, MFU, peak memory, start-up time."""
+    budget = budget or (60.0 if _accelerated() else 20.0)
+    outcome = _experiment(task_dir, budget, 0, as_json, evaluate_model=False)
+    figures = {
+        "status": outcome.status, "device": outcome.device, "tokens_per_s": outcome.tokens_per_s,
+        "mfu": outcome.mfu, "peak_memory_bytes": outcome.peak_memory_bytes,
+        "startup_seconds": outcome.startup_seconds, "params": outcome.params,
+        "flops_per_token": outcome.flops_per_token, "training_seconds": outcome.training_seconds,
+        "error": outcome.error,
+    }
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            if value is not None:
+                out.print(f"{key + ':':<20} {value:,.4g}" if isinstance(value, float) else f"{key + ':':<20} {value}",
+                          highlight=False)
+    if outcome.status != "ok":
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

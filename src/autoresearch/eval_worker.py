@@ -1,0 +1,110 @@
+"""The untrusted half of evaluation: runs candidate code, returns compact outputs, never the loss.
+
+Started by `evaluate.py` as `python -m autoresearch.eval_worker SCRIPT MODEL DEVICE VOCAB`. It imports
+the candidate's train.py, rebuilds the model with `build_model(config)`, loads the saved weights,
+then serves requests on stdin: a batch of input ids and target ids. For each position it answers
+two float32 numbers: the log-sum-exp of the logits and the logit of the target token. The trusted
+parent turns them into the loss; a later audit can ask for full rows to check them.
+
+Frames on both pipes: a little-endian int64 header (ndim, dtype code, *shape) then the raw array.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+_DTYPES = {0: np.dtype("<i4"), 1: np.dtype("<f4")}
+_CODES = {v: k for k, v in _DTYPES.items()}
+
+
+def write_array(stream: BinaryIO, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=_DTYPES[_CODES[np.dtype(array.dtype).newbyteorder("<")]])
+    stream.write(struct.pack(f"<{2 + array.ndim}q", array.ndim, _CODES[array.dtype], *array.shape))
+    stream.write(array.tobytes())
+    stream.flush()
+
+
+def read_array(stream: BinaryIO) -> np.ndarray | None:
+    """The next array, or None at end of stream."""
+    head = stream.read(16)
+    if len(head) < 16:
+        return None
+    ndim, code = struct.unpack("<2q", head)
+    shape = struct.unpack(f"<{ndim}q", _read_exact(stream, 8 * ndim))
+    dtype = _DTYPES[code]
+    count = int(np.prod(shape)) if shape else 1
+    return np.frombuffer(_read_exact(stream, count * dtype.itemsize), dtype=dtype).reshape(shape)
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError("evaluation stream ended mid-frame")
+    return data
+
+
+def load_candidate(script: Path, model_path: Path):
+    import torch
+
+    spec = importlib.util.spec_from_file_location("candidate_train", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["candidate_train"] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, "build_model"):
+        raise SystemExit(f"{script.name} defines no build_model(config): the harness rebuilds the model with it")
+    if not model_path.exists():
+        raise SystemExit(f"{model_path} does not exist: train.py must save its model there (see docs/contract.md)")
+    saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "config" not in saved or "state_dict" not in saved:
+        raise SystemExit(f"{model_path} must hold {{'config': ..., 'state_dict': ...}} (see docs/contract.md)")
+    model = module.build_model(saved["config"])
+    model.load_state_dict(saved["state_dict"], strict=True)
+    return model
+
+
+def serve(script: Path, model_path: Path, device: str, vocab: int, requests: BinaryIO, replies: BinaryIO) -> None:
+    import torch
+
+    model = load_candidate(script, model_path).to(device).eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else _null()
+    with torch.inference_mode():
+        while (inputs := read_array(requests)) is not None:
+            targets = read_array(requests)
+            x = torch.from_numpy(inputs.astype(np.int64)).to(device)
+            y = torch.from_numpy(targets.astype(np.int64)).to(device)
+            with autocast:
+                logits = model(x)
+            if not isinstance(logits, torch.Tensor) or logits.shape[:2] != x.shape or logits.shape[-1] < vocab:
+                got = getattr(logits, "shape", type(logits).__name__)
+                raise SystemExit(f"model(idx) must return logits of shape (B, T, V) with V >= {vocab}; got {got}")
+            logits = logits[..., :vocab].float()  # padded columns are ignored
+            write_array(replies, torch.logsumexp(logits, dim=-1).cpu().numpy())
+            write_array(replies, logits.gather(-1, y.unsqueeze(-1)).squeeze(-1).cpu().numpy())
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def main() -> None:
+    script, model_path, device, vocab = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    # Candidate code may print: keep the protocol on a private copy of stdout, send prints to stderr.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(script, model_path, device, vocab, sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The only place that starts candidate code (train.py and anything it imports).
+
+Covers: its own process session, so the whole process group is killed at a deadline; a working
+directory; an environment built here (the caller's variables plus the harness's, minus variables
+that look like credentials); output to pipes the harness reads.
+
+Does not cover yet: filesystem, network and PID-namespace isolation. Those belong here too, so
+that every run of candidate code gains them at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+
+
+def candidate_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class CandidateProcess:
+    """A running piece of candidate code; `kill()` ends its whole process group."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout=timeout)
+
+
+def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
+                 stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
+    """Start `python <args>` with the harness's interpreter, in its own session."""
+    popen = subprocess.Popen([sys.executable, *args], cwd=cwd, env=candidate_env(env), stdin=stdin,
+                             stdout=stdout, stderr=stderr, start_new_session=True)
+    return CandidateProcess(popen)

@@ -1,0 +1,436 @@
+"""Baseline training script: a small GPT trained for a fixed wall-clock budget.
+
+The harness runs `python train.py` with AUTORESEARCH_* environment variables (see docs/contract.md),
+then imports this file, calls `build_model(config)` on the saved config, loads `model.pt` and measures
+val bits-per-byte itself. Everything below is yours to change, as long as that interface holds.
+"""
+
+import time
+
+T_PROCESS_START = time.time()  # taken before the heavy imports, so startup_seconds counts them
+
+import copy  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------
+# Hyperparameters. A profile is picked from the hardware (AUTORESEARCH_PROFILE overrides it).
+
+PROFILES = {
+    # One H100, 5-minute budget: ~34M parameters, 2^19 tokens per optimizer step.
+    "h100": dict(
+        DEPTH=8,  # transformer blocks: the one size dial, widths follow from it
+        ASPECT_RATIO=64,  # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
+        HEAD_DIM=128,  # width of one attention head
+        SEQ_LEN=2048,  # training context length
+        DEVICE_BATCH=64,  # sequences per forward/backward pass
+        TOKENS_PER_STEP=2**19,  # tokens per optimizer step (gradient accumulation makes up the rest)
+        MATRIX_LR=0.02,  # Muon learning rate for the 2-D weights of the blocks
+        EMBED_LR=0.3,  # AdamW learning rate for the input embedding
+        HEAD_LR=0.004,  # AdamW learning rate for the lm_head
+        COMPILE=True,  # torch.compile each block (regional compilation: short start-up)
+    ),
+    # A laptop/CI CPU with a 1-minute budget: tiny, fp32, no compile; learns visibly in 60 s on 2 cores.
+    "cpu": dict(
+        DEPTH=2,
+        ASPECT_RATIO=64,
+        HEAD_DIM=64,
+        SEQ_LEN=256,
+        DEVICE_BATCH=8,
+        TOKENS_PER_STEP=8 * 256,
+        MATRIX_LR=0.03,
+        EMBED_LR=0.3,
+        HEAD_LR=0.01,
+        COMPILE=False,
+    ),
+}
+SCALAR_LR = 0.02  # AdamW learning rate for any other parameter (vectors, scalars)
+ADAM_BETAS = (0.8, 0.95)  # AdamW betas for the embedding, head and scalars
+MUON_MOMENTUM = 0.95  # Muon momentum (Nesterov)
+WEIGHT_DECAY = 0.0  # decoupled weight decay of the Muon matrices
+WARMUP_FRAC = 0.0  # fraction of the time budget spent warming the LR up linearly from 0
+WARMDOWN_FRAC = 0.4  # fraction of the time budget at the end spent decaying the LR linearly
+FINAL_LR_FRAC = 0.0  # LR at the very end, as a fraction of the peak
+LOGIT_SOFTCAP = 15.0  # logits are squashed to (-cap, cap) with tanh; 0 turns it off
+ROPE_BASE = 10000.0  # rotary embedding base frequency
+LOG_EVERY_S = 1.0  # seconds of training between progress lines
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model
+
+
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, T, H, D); rotate the two halves of each head as complex pairs
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, n_head, head_dim):
+        super().__init__()
+        self.n_head, self.head_dim = n_head, head_dim
+        self.q = nn.Linear(dim, n_head * head_dim, bias=False)
+        self.k = nn.Linear(dim, n_head * head_dim, bias=False)
+        self.v = nn.Linear(dim, n_head * head_dim, bias=False)
+        self.proj = nn.Linear(n_head * head_dim, dim, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_head, self.head_dim)
+        k = self.k(x).view(B, T, self.n_head, self.head_dim)
+        v = self.v(x).view(B, T, self.n_head, self.head_dim)
+        q, k = apply_rotary(norm(q), cos, sin), apply_rotary(norm(k), cos, sin)  # QK-norm, then RoPE
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc = nn.Linear(dim, 4 * dim, bias=False)
+        self.proj = nn.Linear(4 * dim, dim, bias=False)
+
+    def forward(self, x):
+        return self.proj(F.relu(self.fc(x)).square())  # ReLU^2
+
+
+class Block(nn.Module):
+    def __init__(self, dim, n_head, head_dim):
+        super().__init__()
+        self.attn = Attention(dim, n_head, head_dim)
+        self.mlp = MLP(dim)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(norm(x), cos, sin)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        dim, vocab = config["model_dim"], config["padded_vocab_size"]
+        self.wte = nn.Embedding(vocab, dim)
+        self.blocks = nn.ModuleList(
+            Block(dim, config["n_head"], config["head_dim"]) for _ in range(config["n_layer"])
+        )
+        self.lm_head = nn.Linear(dim, vocab, bias=False)  # untied from wte
+        # Rotary tables, not saved: build_model recomputes them for max_seq_len.
+        half = config["head_dim"] // 2
+        inv_freq = config["rope_base"] ** (-torch.arange(half, dtype=torch.float32) / half)
+        angles = torch.outer(torch.arange(config["max_seq_len"], dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos()[None, :, None, :], persistent=False)
+        self.register_buffer("sin", angles.sin()[None, :, None, :], persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        nn.init.normal_(self.wte.weight, std=1.0)
+        nn.init.normal_(self.lm_head.weight, std=0.001)
+        for block in self.blocks:
+            for lin in (block.attn.q, block.attn.k, block.attn.v, block.mlp.fc):
+                nn.init.normal_(lin.weight, std=lin.in_features**-0.5)
+            nn.init.zeros_(block.attn.proj.weight)  # each block starts as the identity
+            nn.init.zeros_(block.mlp.proj.weight)
+
+    def forward(self, idx, targets=None):
+        T = idx.size(1)
+        cos, sin = self.cos[:, :T].to(self.wte.weight.dtype), self.sin[:, :T].to(self.wte.weight.dtype)
+        x = norm(self.wte(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.head(norm(x), targets)
+
+    def head(self, x, targets=None):
+        logits = self.lm_head(x).float()
+        cap = self.config["logit_softcap"]
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def build_model(config: dict) -> nn.Module:
+    """Rebuild the model described by a saved config (on CPU, freshly initialised)."""
+    return GPT(config)
+
+
+def make_config(hp, vocab_size, eval_seq_len):
+    head_dim = hp["HEAD_DIM"]
+    model_dim = math.ceil(hp["DEPTH"] * hp["ASPECT_RATIO"] / head_dim) * head_dim
+    return {
+        "vocab_size": vocab_size,
+        "padded_vocab_size": math.ceil(vocab_size / 64) * 64,  # extra logit columns are ignored
+        "n_layer": hp["DEPTH"],
+        "model_dim": model_dim,
+        "n_head": model_dim // head_dim,
+        "head_dim": head_dim,
+        "max_seq_len": max(hp["SEQ_LEN"], eval_seq_len),
+        "logit_softcap": LOGIT_SOFTCAP,
+        "rope_base": ROPE_BASE,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimizers and schedule
+
+
+def make_optimizers(model, hp, device):
+    matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
+    seen = {id(p) for p in matrices} | {id(model.wte.weight), id(model.lm_head.weight)}
+    others = [p for p in model.parameters() if id(p) not in seen]
+    scale = (model.config["model_dim"] / 768) ** -0.5  # AdamW LRs were tuned at width 768
+    groups = [
+        dict(params=[model.wte.weight], lr=hp["EMBED_LR"] * scale),
+        dict(params=[model.lm_head.weight], lr=hp["HEAD_LR"] * scale),
+        dict(params=others, lr=SCALAR_LR),
+    ]
+    groups = [g for g in groups if g["params"]]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    adamw = torch.optim.AdamW(groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0, **fused)
+    muon = torch.optim.Muon(matrices, lr=hp["MATRIX_LR"], momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY)
+    optimizers = [adamw, muon]
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
+def lr_multiplier(progress):
+    """LR factor at `progress` = training seconds spent / budget: warmup, constant, linear warmdown."""
+    if progress < WARMUP_FRAC:
+        return progress / WARMUP_FRAC
+    if progress < 1.0 - WARMDOWN_FRAC:
+        return 1.0
+    frac = min((1.0 - progress) / WARMDOWN_FRAC, 1.0)
+    return FINAL_LR_FRAC + (1.0 - FINAL_LR_FRAC) * max(frac, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data: random windows of SEQ_LEN + 1 tokens from the training stream
+
+
+class Batches:
+    def __init__(self, path, batch, seq_len, seed, device):
+        self.tokens = np.load(path, mmap_mode="r")
+        if len(self.tokens) <= seq_len + 1:
+            sys.exit(
+                f"train.py: {path} holds {len(self.tokens)} tokens, fewer than SEQ_LEN + 1 = {seq_len + 1}"
+            )
+        self.batch, self.seq_len, self.device = batch, seq_len, device
+        self.rng = np.random.default_rng(seed)
+
+    def next(self):
+        starts = self.rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch)
+        window = np.stack([self.tokens[s : s + self.seq_len + 1] for s in starts]).astype(np.int64)
+        window = torch.from_numpy(window)
+        if self.device.type == "cuda":
+            window = window.pin_memory().to(self.device, non_blocking=True)
+        else:
+            window = window.to(self.device)
+        return window[:, :-1], window[:, 1:]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+
+
+def env(name, cast=str, default=None):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is not None:
+            return default
+        sys.exit(f"train.py: required environment variable {name} is not set (see docs/contract.md)")
+    try:
+        return cast(value)
+    except ValueError:
+        sys.exit(f"train.py: environment variable {name}={value!r} is not a valid {cast.__name__}")
+
+
+def report(event, **fields):
+    print("@autoresearch " + json.dumps({"event": event, **fields}), flush=True)
+
+
+def pick_device():
+    name = env("AUTORESEARCH_DEVICE", default="")
+    if not name:
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name not in ("cpu", "cuda", "mps"):
+        sys.exit(f"train.py: AUTORESEARCH_DEVICE must be cpu, cuda or mps, not {name!r}")
+    profile = env("AUTORESEARCH_PROFILE", default="h100" if name == "cuda" else "cpu")
+    if profile not in PROFILES:
+        sys.exit(f"train.py: AUTORESEARCH_PROFILE must be one of {sorted(PROFILES)}, not {profile!r}")
+    return torch.device(name), profile
+
+
+def attention_backends():
+    """Fastest SDPA kernels first on CUDA (cuDNN beats flash on Hopper); other devices keep the default."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = [
+        SDPBackend.CUDNN_ATTENTION,
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.MATH,
+    ]
+    try:
+        return sdpa_kernel(order, set_priority=True)
+    except TypeError:  # older torch without priorities: at least allow all of them
+        return sdpa_kernel(order)
+
+
+def train_step(model, optimizers, batches, accum_steps, autocast):
+    total = 0.0
+    for _ in range(accum_steps):
+        x, y = batches.next()
+        with autocast:
+            loss = model(x, y)
+        (loss / accum_steps).backward()
+        total = total + loss.detach()
+    for opt in optimizers:
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return total / accum_steps
+
+
+def main():
+    budget = env("AUTORESEARCH_TIME_BUDGET", float)
+    seed = env("AUTORESEARCH_SEED", int)
+    train_path = env("AUTORESEARCH_TRAIN_TOKENS")
+    vocab_size = env("AUTORESEARCH_VOCAB_SIZE", int)
+    env("AUTORESEARCH_BOS_ID", int)  # documents start with BOS; this baseline needs nothing more
+    eval_seq_len = env("AUTORESEARCH_EVAL_SEQ_LEN", int)
+    out_dir = env("AUTORESEARCH_OUTPUT_DIR")
+    device, profile = pick_device()
+    hp = PROFILES[profile]
+
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.set_num_threads(
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        )
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+        torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul
+    use_bf16 = device.type == "cuda"  # on CPU, bf16 autocast is slower than fp32
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    sdpa = attention_backends() if device.type == "cuda" else nullcontext()
+
+    config = make_config(hp, vocab_size, eval_seq_len)
+    model = build_model(config).to(device)
+    optimizers = make_optimizers(model, hp, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_embed = model.wte.weight.numel()
+    flops_per_token = 6 * (n_params - n_embed) + 12 * config["n_layer"] * config["model_dim"] * hp["SEQ_LEN"]
+    tokens_per_micro = hp["DEVICE_BATCH"] * hp["SEQ_LEN"]
+    accum_steps = max(1, hp["TOKENS_PER_STEP"] // tokens_per_micro)
+    tokens_per_step = accum_steps * tokens_per_micro
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elif device.type == "mps":
+            torch.mps.synchronize()
+
+    with sdpa:
+        if hp["COMPILE"] and device.type != "mps":
+            # Compile each block (identical blocks share the code) and the head, then run two throw-away
+            # steps to trigger compilation, and restore the initial weights and optimizer state.
+            for block in model.blocks:
+                block.compile()
+            model.head = torch.compile(model.head)
+            initial = copy.deepcopy(model.state_dict()), [copy.deepcopy(o.state_dict()) for o in optimizers]
+            warmup_batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed + 1, device)
+            for _ in range(2):
+                train_step(model, optimizers, warmup_batches, 1, autocast)
+            model.load_state_dict(initial[0])
+            for opt, state in zip(optimizers, initial[1], strict=True):
+                opt.load_state_dict(state)
+            del initial, warmup_batches
+        batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+        sync()
+        t_start = time.time()
+        report(
+            "start",
+            params=n_params,
+            params_non_embedding=n_params - n_embed,
+            flops_per_token=flops_per_token,
+            device=device.type,
+            profile=profile,
+            startup_seconds=round(t_start - T_PROCESS_START, 2),
+        )
+        step, elapsed, last_log, last_tokens = 0, 0.0, 0.0, 0
+        while True:
+            multiplier = lr_multiplier(elapsed / budget)
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] * multiplier
+            loss = train_step(model, optimizers, batches, accum_steps, autocast).item()  # .item() syncs
+            sync()
+            step += 1
+            elapsed = time.time() - t_start
+            if not math.isfinite(loss):
+                sys.exit(f"train.py: training loss is {loss} at step {step}; stopping")
+            done = elapsed >= budget
+            if done or elapsed - last_log >= LOG_EVERY_S:
+                tokens = step * tokens_per_step
+                rate = (tokens - last_tokens) / max(elapsed - last_log, 1e-9)
+                report(
+                    "step",
+                    step=step,
+                    elapsed=round(elapsed, 3),
+                    train_loss=round(loss, 4),
+                    tokens=tokens,
+                    tokens_per_s=round(rate, 1),
+                )
+                last_log, last_tokens = elapsed, tokens
+            if done:
+                break
+
+    if device.type == "cuda":
+        peak_memory = torch.cuda.max_memory_allocated()
+    else:
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+            1 if sys.platform == "darwin" else 1024
+        )
+    report(
+        "done",
+        steps=step,
+        tokens=step * tokens_per_step,
+        training_seconds=round(elapsed, 3),
+        peak_memory_bytes=peak_memory,
+    )
+
+    os.makedirs(out_dir, exist_ok=True)
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": config, "state_dict": state_dict}, os.path.join(out_dir, "model.pt"))
+    print(
+        f"trained {step} steps, {step * tokens_per_step / 1e6:.2f}M tokens in {elapsed:.1f}s; "
+        f"final train loss {loss:.4f}; {n_params / 1e6:.2f}M params ({profile} profile on {device.type}); "
+        f"peak memory {peak_memory / 2**30:.2f} GiB; saved {os.path.join(out_dir, 'model.pt')}"
+    )
+
+
+if __name__ == "__main__":
+    main()

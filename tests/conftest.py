@@ -1,0 +1,58 @@
+"""Shared fixtures: every test gets its own data cache, never the user's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A task small enough to prepare in seconds and train in a few more.
+TINY_TOML = """
+[data]
+source = "builtin"
+vocab_size = 512
+train_mb = 1.0
+val_mb = 0.2
+test_mb = 0.2
+tokenizer_sample_mb = 1.0
+
+[train]
+budget_seconds = 5.0
+startup_allowance_seconds = 120.0
+
+[eval]
+seq_len = 128
+tokens = 16384
+batch_size = 16
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(cache))
+    return cache
+
+
+def cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess."""
+    result = subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"autoresearch {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def tiny_task(tmp_path: Path) -> Path:
+    """An initialised task folder with tiny settings (not yet prepared)."""
+    task = tmp_path / "task"
+    cli("init", str(task), cwd=tmp_path)
+    (task / "autoresearch.toml").write_text(TINY_TOML)
+    return task
