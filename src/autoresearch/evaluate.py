@@ -83,7 +83,13 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
     stderr_lines: list[str] = []
     reader = threading.Thread(target=_drain, args=(proc.popen.stderr, stderr_lines), daemon=True)
     reader.start()
-    timer = threading.Timer(timeout, proc.kill)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
     timer.start()
     seq_nats, seq_bytes = [], []
     try:
@@ -103,7 +109,7 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
         proc.kill()
         reader.join(timeout=5)
         detail = "".join(stderr_lines[-20:]).strip() or str(err) or type(err).__name__
-        if not timer.is_alive():
+        if expired.is_set():
             detail = f"evaluation took longer than {timeout:.0f} s and was stopped\n{detail}"
         raise EvaluationError(detail) from err
     finally:

@@ -1,0 +1,108 @@
+"""The trusted evaluator against a hand computation, and its refusals."""
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autoresearch.evaluate import EvaluationError, bpb_from_outputs, eval_windows, evaluate
+
+# A bigram "model": logits at position t are row idx[t] of a fixed table. Small enough to do by hand.
+BIGRAM_SCRIPT = textwrap.dedent('''
+    import torch
+
+    print("importing the candidate prints to stdout; the protocol must survive it")
+
+    class Bigram(torch.nn.Module):
+        def __init__(self, vocab, pad):
+            super().__init__()
+            self.table = torch.nn.Parameter(torch.zeros(vocab, vocab + pad))
+
+        def forward(self, idx):
+            print("forward prints too")
+            return self.table[idx]
+
+    def build_model(config):
+        return Bigram(config["vocab"], config.get("pad", 0))
+''')
+
+
+def save_bigram(tmp_path: Path, table: np.ndarray, pad: int = 0, script: str = BIGRAM_SCRIPT) -> tuple[Path, Path]:
+    (tmp_path / "train.py").write_text(script)
+    vocab = table.shape[0]
+    full = np.concatenate([table, np.full((vocab, pad), 50.0)], axis=1) if pad else table
+    state = {"table": torch.tensor(full, dtype=torch.float32)}
+    torch.save({"config": {"vocab": vocab, "pad": pad}, "state_dict": state}, tmp_path / "model.pt")
+    return tmp_path / "train.py", tmp_path / "model.pt"
+
+
+def hand_bpb(table: np.ndarray, inputs: np.ndarray, targets: np.ndarray, token_bytes: np.ndarray) -> float:
+    nats = nbytes = 0.0
+    for x, y in zip(inputs.ravel(), targets.ravel(), strict=True):
+        if token_bytes[y] == 0:
+            continue
+        row = table[x]
+        nats += math.log(sum(math.exp(v) for v in row)) - row[y]
+        nbytes += token_bytes[y]
+    return nats / (math.log(2) * nbytes)
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_bpb_matches_a_hand_computation(tmp_path, pad):
+    rng = np.random.default_rng(0)
+    vocab = 5  # id 4 is BOS: zero bytes, never scored
+    table = rng.normal(size=(vocab, vocab))
+    token_bytes = np.array([1, 2, 3, 1, 0])
+    tokens = np.array([4, 0, 1, 2, 3, 4, 2, 2, 1, 0, 4, 3, 3, 1, 2, 0, 1], dtype=np.uint16)
+    script, model = save_bigram(tmp_path, table, pad=pad)
+    result = evaluate(script, model, tokens, token_bytes, seq_len=4, n_tokens=16, batch_size=3, device="cpu",
+                      cwd=tmp_path, timeout=120)
+    inputs, targets = eval_windows(tokens, 4, 16)
+    assert result.bpb == pytest.approx(hand_bpb(table, inputs, targets, token_bytes), rel=1e-6)
+    assert result.targets == int((token_bytes[targets] > 0).sum()) == 14
+    assert result.bytes == int(token_bytes[targets].sum())
+
+
+def test_windows_are_consecutive_and_score_each_token_once():
+    tokens = np.arange(23)
+    inputs, targets = eval_windows(tokens, seq_len=5, n_tokens=20)
+    assert inputs.shape == targets.shape == (4, 5)
+    assert targets.ravel().tolist() == list(range(1, 21))
+    assert (inputs[:, 1:] == targets[:, :-1]).all()
+
+
+def test_too_little_data_is_a_clear_error():
+    with pytest.raises(EvaluationError, match="fewer than one eval sequence"):
+        eval_windows(np.arange(5), seq_len=8, n_tokens=100)
+
+
+def test_non_finite_outputs_are_refused():
+    lse = np.array([[1.0, np.nan]], dtype=np.float32)
+    with pytest.raises(EvaluationError, match="non-finite"):
+        bpb_from_outputs(lse, np.zeros_like(lse), np.array([[0, 1]]), np.array([1, 1]))
+
+
+def test_a_script_without_build_model_fails_with_the_reason(tmp_path):
+    script, model = save_bigram(tmp_path, np.zeros((3, 3)), script="x = 1\n")
+    with pytest.raises(EvaluationError, match="build_model"):
+        evaluate(script, model, np.arange(9) % 3, np.ones(3, dtype=int), seq_len=4, n_tokens=8, batch_size=2,
+                 device="cpu", cwd=tmp_path, timeout=120)
+
+
+def test_wrong_output_shape_fails_with_the_reason(tmp_path):
+    script = BIGRAM_SCRIPT.replace("return self.table[idx]", "return self.table[idx][:, :-1]")
+    script_path, model = save_bigram(tmp_path, np.zeros((3, 3)), script=script)
+    with pytest.raises(EvaluationError, match=r"shape \(B, T, V\)"):
+        evaluate(script_path, model, np.arange(9) % 3, np.ones(3, dtype=int), seq_len=4, n_tokens=8,
+                 batch_size=2, device="cpu", cwd=tmp_path, timeout=120)
+
+
+def test_a_hanging_model_is_stopped_at_the_timeout(tmp_path):
+    script = BIGRAM_SCRIPT.replace('print("forward prints too")', "import time; time.sleep(60)")
+    script_path, model = save_bigram(tmp_path, np.zeros((3, 3)), script=script)
+    with pytest.raises(EvaluationError, match="longer than"):
+        evaluate(script_path, model, np.arange(9) % 3, np.ones(3, dtype=int), seq_len=4, n_tokens=8,
+                 batch_size=2, device="cpu", cwd=tmp_path, timeout=5)
