@@ -8,6 +8,11 @@ from itertools import product
 from autoresearch.data.choice import Table, uniform, weighted
 
 
+def zipf(options, exponent: float = 1.0) -> Table[str]:
+    """Options weighted 1/rank^exponent: a few common choices and a long tail, as in real text."""
+    return weighted([(o, 1.0 / (rank + 1) ** exponent) for rank, o in enumerate(options)])
+
+
 @dataclass(frozen=True)
 class World:
     """A setting: where characters live, what they are, where they go, what they find and buy."""
@@ -165,9 +170,13 @@ WORLDS: dict[str, World] = {
     ),
 }
 
-ADJECTIVES = ("brave", "curious", "shy", "clever", "grumpy", "kind", "sleepy", "quick", "old", "young",
-              "cheerful", "careful", "lazy", "proud", "gentle", "noisy", "quiet", "tiny", "busy", "funny",
-              "honest", "silly", "patient", "bold", "little", "clumsy", "wise", "eager")
+ADJECTIVES = ("little", "brave", "curious", "shy", "clever", "kind", "young", "old", "quick", "grumpy",
+              "sleepy", "cheerful", "careful", "lazy", "proud", "gentle", "noisy", "quiet", "tiny", "busy",
+              "funny", "honest", "silly", "patient", "bold", "clumsy", "wise", "eager", "restless", "dreamy",
+              "stubborn", "polite", "fearless", "nervous", "playful", "thoughtful", "jolly", "modest",
+              "cranky", "daring", "friendly", "fussy", "generous", "hungry", "lively", "lonely", "lucky",
+              "merry", "mighty", "nimble", "odd", "plucky", "serious", "sneaky", "sturdy", "timid", "tidy",
+              "wobbly", "zany", "spotted", "striped", "fluffy", "scruffy", "speckled")
 
 COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black", "pink", "golden", "silver",
           "brown")
@@ -175,23 +184,40 @@ COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black"
 LOST_THINGS = ("hat", "scarf", "kite", "ball", "book", "key", "map", "bell", "lamp", "boot", "cup", "whistle",
                "umbrella", "bag", "ring", "drum", "toy boat", "pencil", "blanket", "compass")
 
-HOBBIES = uniform([
+HOBBIES = zipf([
     "singing songs", "telling jokes", "drawing pictures", "counting things", "climbing", "swimming",
     "reading stories", "building towers", "watching the clouds", "dancing", "cooking soup", "collecting things",
-    "running races", "playing the flute", "solving riddles", "planting seeds",
-])
+    "running races", "playing the flute", "solving riddles", "planting seeds", "making maps", "whistling tunes",
+    "juggling", "painting stones", "writing letters", "knitting scarves", "baking bread", "fixing things",
+    "looking at the stars", "learning new words", "playing chess", "skipping stones", "humming", "napping",
+    "telling tall tales", "inventing games", "sorting buttons", "feeding the birds", "folding paper boats",
+    "practising magic tricks", "measuring things", "racing snails", "tapping on drums", "counting the stars",
+], 0.7)
+
+ADVERBS = zipf(["quickly", "slowly", "happily", "carefully", "quietly", "bravely", "proudly", "eagerly",
+                "sleepily", "cheerfully", "nervously", "boldly", "gently", "hopefully", "merrily", "softly",
+                "curiously", "patiently", "swiftly", "calmly", "noisily", "lazily", "briskly", "shyly"], 0.8)
+
+PLACE_MOODS = zipf(["quiet", "busy", "sunny", "cold", "windy", "peaceful", "bright", "muddy", "crowded",
+                    "misty", "warm", "empty", "beautiful", "strange", "noisy", "gloomy", "damp", "golden"], 0.8)
+
+EXCLAMATIONS = zipf(["Look!", "Oh my!", "Hooray!", "Wow!", "Oh no!", "Well, well.", "How odd!",
+                     "Goodness!", "Aha!", "Hmm.", "Splendid!", "Oops!"], 0.9)
 
 PURPOSES = uniform([
     "to make a necklace for", "to build a little tower for", "to fill a basket for",
     "to make a birthday present for", "to trade at the market with", "to decorate the house of",
 ])
 
-GOING = uniform(["went", "walked", "ran", "hurried", "wandered", "hopped", "set off"])
-FEELINGS = uniform(["happy", "proud", "tired but happy", "warm inside", "very glad", "calm"])
-SAYING = uniform(["said", "called", "whispered", "shouted", "laughed"])
+GOING = zipf(["went", "walked", "ran", "hurried", "wandered", "hopped", "set off", "skipped", "marched",
+              "raced", "strolled", "tiptoed", "dashed", "trotted", "rushed", "headed"], 0.8)
+FEELINGS = zipf(["happy", "proud", "tired but happy", "warm inside", "very glad", "calm", "sleepy",
+                 "thankful", "full of joy", "peaceful", "bright and hopeful", "a little wiser"], 0.8)
+SAYING = zipf(["said", "called", "whispered", "shouted", "laughed", "replied", "cried", "answered",
+               "giggled", "sang", "muttered", "grinned"], 1.0)
 ROUND_VERBS = uniform(["scored", "got", "won"])
 
-LESSONS = uniform([
+LESSONS = zipf([
     "friends make every job easier",
     "it is good to ask for help",
     "patience pays off",
@@ -200,14 +226,54 @@ LESSONS = uniform([
     "being kind is never wasted",
     "looking twice is wise",
     "sharing makes a day brighter",
-])
+    "every problem has a first step",
+    "a good plan needs good friends",
+    "trying again is not the same as failing",
+    "listening is a kind of help",
+    "the best things take time",
+    "a kind word can change a day",
+    "you never know until you look",
+    "every helper counts",
+], 0.6)
+
+REMARKS = zipf([
+    "This is fun!", "Are we nearly done?", "I am getting hungry.", "Look at that cloud!", "My feet hurt.",
+    "What a lovely day.", "I knew we could do it.", "Be careful!", "Let us keep going.", "I love this place.",
+    "Do you hear that?", "I wish I had a snack.", "That was lucky!", "Slow down a little!", "We make a good team.",
+    "I have an idea!", "Are you sure?", "This is harder than it looks.", "Wait for me!", "Not bad at all.",
+    "I can see far from here.", "Shall we rest?", "What a mess!", "How exciting!", "Just one more!",
+    "I think it is going to rain.", "You are very good at this.", "Can I try next?", "That looks heavy.",
+    "Let us sing while we work.", "I will remember this day.", "Mind the puddle!",
+], 0.9)
+
+FEATURES = zipf(["eyes", "ears", "boots", "scarf", "hat", "tail", "nose", "coat", "wings", "spots", "stripes",
+                 "whiskers", "backpack", "buttons", "paws", "freckles"], 0.7)
+
+CORNERS = zipf(["Under a bush", "Behind a rock", "In a corner", "Next to a tree", "Near a puddle",
+                "Beside a fence", "Under a leaf", "Between two stones", "By the path", "In a little hole"], 0.8)
+
+BUILDS = (
+    # (what is built, parts as (count range, singular, plural))
+    ("a raft", (("log", "logs"), ("rope", "ropes"), ("sail", "sails"))),
+    ("a kite", (("stick", "sticks"), ("sheet of paper", "sheets of paper"), ("ribbon", "ribbons"))),
+    ("a birdhouse", (("plank", "planks"), ("nail", "nails"), ("pot of paint", "pots of paint"))),
+    ("a snowman", (("snowball", "snowballs"), ("button", "buttons"), ("carrot", "carrots"))),
+    ("a sandcastle", (("bucket of sand", "buckets of sand"), ("shell", "shells"), ("flag", "flags"))),
+    ("a cart", (("wheel", "wheels"), ("board", "boards"), ("bolt", "bolts"))),
+    ("a garden", (("seed", "seeds"), ("pot", "pots"), ("watering can", "watering cans"))),
+    ("a robot friend", (("gear", "gears"), ("spring", "springs"), ("light bulb", "light bulbs"))),
+    ("a treehouse", (("beam", "beams"), ("ladder", "ladders"), ("window", "windows"))),
+    ("a drum", (("hoop", "hoops"), ("skin", "skins"), ("drumstick", "drumsticks"))),
+)
+ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
 GAMES = uniform(["a running race", "a jumping game", "a throwing game", "a guessing game", "a hiding game"])
 
-TIMES = uniform(["The next morning, ", "After lunch, ", "Later that day, ", "In the afternoon, ",
-                 "When the sun was high, ", "Before supper, ", "The day after, "])
+TIMES = zipf(["The next morning, ", "After lunch, ", "Later that day, ", "In the afternoon, ",
+                 "When the sun was high, ", "Before supper, ", "The day after, ", "Soon after, ",
+                 "A little later, ", "At dawn, ", "Just before dark, ", "On the next day, "], 0.6)
 
-FIRST_TIMES = uniform(["One morning, ", "One sunny day, ", "One windy day, ", "Early one day, "])
+FIRST_TIMES = zipf(["One morning, ", "One sunny day, ", "One windy day, ", "Early one day, "])
 
 # Names: two consonant-vowel syllables and an optional final consonant. Onsets always start a
 # syllable and vowels always end one, so every name splits into syllables in exactly one way; the
@@ -218,10 +284,11 @@ _CODAS = ("", "n", "l", "r", "s", "k")
 
 
 def _name_table() -> Table[str]:
-    names: list[tuple[str, float]] = []
-    for o1, v1, o2, v2, coda in product(_ONSETS, _VOWELS, _ONSETS, _VOWELS, _CODAS):
-        weight = 2.0 if coda == "" else 1.0
-        names.append(((o1 + v1 + o2 + v2 + coda).capitalize(), weight))
+    """Two-syllable names (weight 1 each) and, for one in five names, three syllables."""
+    syllables = [o + v for o, v in product(_ONSETS, _VOWELS)]
+    two = [a + b + c for a, b, c in product(syllables, syllables, _CODAS)]
+    three = [a + b + c for a, b, c in product(syllables, syllables[:20], syllables[:40])]
+    names = [(n.capitalize(), 4.0 / len(two)) for n in two] + [(n.capitalize(), 1.0 / len(three)) for n in three]
     return weighted(names)
 
 

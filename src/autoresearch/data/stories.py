@@ -48,6 +48,72 @@ def counted(n: int, singular: str, plural: str) -> str:
     return f"{n} {singular if n == 1 else plural}"
 
 
+def go(w: Writer, place_table: Table[str], exclude: frozenset[int] = frozenset()) -> str:
+    """' went quickly to the mossy hill.' plus, sometimes, what the place was like. Returns the place."""
+    w.say(lx.GOING)
+    if w.pick(chance(0.3)):
+        w.emit(" ")
+        w.say(lx.ADVERBS)
+    w.emit(" to ")
+    place = w.say(place_table, exclude)
+    w.emit(".")
+    if w.pick(chance(0.25)):
+        w.emit(f" {place[0].upper()}{place[1:]} was ")
+        w.say(lx.PLACE_MOODS)
+        w.emit(".")
+    return place
+
+
+def found_sentence(w: Writer, hero: "Character", low: int, high: int, singular: str, plural: str) -> int:
+    """One of several ways to say that the hero found some things; returns how many."""
+    form = w.pick(uniform(["there", "found", "picked", "corner"]))
+    w.emit(" ")
+    if form == "there":
+        w.emit("There ")
+        hero.pronoun(w, "subject")
+        w.emit(" found ")
+    elif form == "corner":
+        w.say(lx.CORNERS)
+        w.emit(", ")
+        hero.pronoun(w, "subject")
+        w.emit(" spotted ")
+    else:
+        hero.pronoun(w, "Subject")
+        w.emit(" found " if form == "found" else " picked up ")
+    n = int(w.say(numbers(low, high)))
+    w.emit(f" {singular if n == 1 else plural}")
+    w.emit(" there." if form == "found" else ".")
+    return n
+
+
+def asides(story: "Story") -> None:
+    """Optional colour after an event: a friend's remark, a sound of the world, a feeling."""
+    w = story.w
+    if w.pick(chance(0.35)):
+        speaker = w.pick(uniform(story.friends))
+        w.emit(' "')
+        w.say(lx.REMARKS)
+        w.emit('" ')
+        w.say(lx.SAYING)
+        w.emit(f" {speaker.name}.")
+    if w.pick(chance(0.25)):
+        w.emit(" ")
+        w.say(story.world.sounds)
+    if w.pick(chance(0.2)):
+        w.emit(f" {story.hero.name} felt ")
+        w.say(lx.FEELINGS)
+        w.emit(".")
+
+
+def exclaim(w: Writer, speaker: "Character") -> None:
+    """' "Wow!" said Tavi.'"""
+    w.emit(' "')
+    w.say(lx.EXCLAMATIONS)
+    w.emit('" ')
+    w.say(lx.SAYING)
+    w.emit(f" {speaker.name}.")
+
+
 @dataclass
 class Character:
     name: str
@@ -67,11 +133,16 @@ class Story:
     w: Writer
     world: lx.World
     hero: Character
+    description: str  # "brave fox": recalled near the end
     friends: list[Character] = field(default_factory=list)
 
     @property
     def friend(self) -> Character:
         return self.friends[0]
+
+    @property
+    def places(self) -> Table[str]:
+        return uniform(self.world.places)
 
 
 def new_character(w: Writer, others: list[Character]) -> Character:
@@ -102,10 +173,17 @@ def tell_story(w: Writer) -> None:
     if w.pick(chance(0.4)):
         w.say(world.sounds)
         w.emit(" ")
+    if w.pick(chance(0.5)):
+        hero.pronoun(w, "Subject")
+        w.emit(" had ")
+        w.say(uniform(lx.COLORS))
+        w.emit(" ")
+        w.say(lx.FEATURES)
+        w.emit(". ")
     w.emit(f"{hero.name} loved ")
     w.say(lx.HOBBIES)
     w.emit(". ")
-    story = Story(w, world, hero)
+    story = Story(w, world, hero, f"{adjective} {kind}")
     hero.pronoun(w, "Possessive")
     w.emit(" best friend was ")
     introduce_friend(story)
@@ -117,7 +195,8 @@ def tell_story(w: Writer) -> None:
 
     w.emit("\n\n")
     w.say(uniform(["That night, ", "That evening, ", "At bedtime, "]))
-    w.emit(f"{hero.name} felt ")
+    w.say(uniform([hero.name, f"the {story.description}"]))
+    w.emit(" felt ")
     w.say(lx.FEELINGS)
     w.emit(". ")
     hero.pronoun(w, "Subject")
@@ -175,14 +254,11 @@ class Collect:
             else:
                 w.say(lx.TIMES)
             w.emit(f"{hero.name} ")
-            w.say(lx.GOING)
-            w.emit(" to ")
-            w.say(uniform(story.world.places))
-            w.emit(". There ")
-            hero.pronoun(w, "subject")
-            w.emit(" found ")
-            found = int(w.say(numbers(1, min(5, goal - total))))
-            w.emit(f" {singular if found == 1 else plural}.")
+            go(w, story.places)
+            found = found_sentence(w, hero, 1, min(5, goal - total), singular, plural)
+            if found >= 4 and w.pick(chance(0.5)):
+                exclaim(w, hero)
+            asides(story)
             total += found
             if goal - total >= 1 and w.pick(chance(0.3)):
                 w.emit(f" {friend.name} found ")
@@ -254,14 +330,17 @@ class Lost:
             if hinted is not None or attempt == 3 or w.pick(chance(0.3)):
                 break
             w.say(uniform(["It was not there.", "There was nothing there.", "No luck.", "Only dust."]))
+            asides(story)
             if len(searched) < len(spots) - 1 and w.pick(chance(0.4)):
                 helper = w.pick(uniform(story.friends))
                 w.emit(" \"Have you looked ")
                 hint = w.say(spots, exclude=frozenset(searched))
                 hinted = spots.options.index(hint)
                 w.emit(f"?\" asked {helper.name}.")
-        w.emit("There it was! ")
-        w.emit(f"{hero.name} ")
+        w.emit("There it was!")
+        if w.pick(chance(0.4)):
+            exclaim(w, hero)
+        w.emit(f" {hero.name} ")
         w.say(uniform(["picked up", "hugged", "held up", "dusted off"]))
         w.emit(" ")
         hero.pronoun(w, "possessive")
@@ -285,20 +364,20 @@ class Game:
         w.emit(f"{hero.name} and {friend.name} played ")
         w.say(lx.GAMES)
         w.emit(". The game had ")
-        rounds = int(w.say(numbers(3, 5)))
+        rounds = int(w.say(numbers(3, 6)))
         w.emit(" rounds.\n\n")
         scores = {hero.name: 0, friend.name: 0}
         for r in range(1, rounds + 1):
             w.emit(f"In round {r}, {hero.name} ")
             verb = w.say(lx.ROUND_VERBS)
             w.emit(" ")
-            a = int(w.say(numbers(0, 5)))
+            a = int(w.say(numbers(0, 15)))
             w.emit(" point" + ("" if a == 1 else "s") + f" and {friend.name} {verb} ")
-            b = int(w.say(numbers(0, 5)))
+            b = int(w.say(numbers(0, 15)))
             w.emit(" point" + ("" if b == 1 else "s") + ".")
             scores[hero.name] += a
             scores[friend.name] += b
-            if r < rounds and w.pick(chance(0.5)):
+            if r < rounds and w.pick(chance(0.7)):
                 w.emit(f" After round {r}, {hero.name} had {scores[hero.name]} and "
                        f"{friend.name} had {scores[friend.name]}.")
             w.emit(" " if r < rounds else "")
@@ -325,7 +404,7 @@ class Market:
         w.emit("\n\n")
         w.say(lx.FIRST_TIMES)
         w.emit(f"{hero.name} took ")
-        coins = int(w.say(numbers(10, 30)))
+        coins = int(w.say(numbers(20, 400)))
         w.emit(" coins to the market.")
         bought: set[int] = set()
         while True:
@@ -336,13 +415,14 @@ class Market:
             bought.add(goods.options.index(plural))
             singular = next(s for s, p in world.goods if p == plural)
             w.emit(". They cost ")
-            price = int(w.say(numbers(1, min(5, coins))))
+            price = int(w.say(numbers(1, min(60, coins))))
             w.emit(" coin" + ("" if price == 1 else "s") + f" each. {hero.name} bought ")
-            quantity = int(w.say(numbers(1, min(4, coins // price))))
+            quantity = int(w.say(numbers(1, min(9, coins // price))))
             coins -= price * quantity
             w.emit(f" {singular if quantity == 1 else plural} and paid {price * quantity}. Now ")
             hero.pronoun(w, "subject")
             w.emit(f" had {coins} left.")
+            asides(story)
             if coins == 0 or len(bought) == len(goods) or not w.pick(chance(0.6)):
                 break
         if coins == 0:
@@ -387,7 +467,55 @@ class Journey:
             visited.add(places.options.index(place))
             w.emit(". ")
             w.say(world.sounds)
+            asides(story)
+
+
+class Build:
+    """The hero gathers three kinds of parts in given numbers, then builds; the numbers come back at the end."""
+
+    @staticmethod
+    def title(w: Writer, world: lx.World) -> tuple:
+        w.emit(" Builds ")
+        name = w.say(titled(tuple(b[0] for b in lx.BUILDS))).lower()
+        return next(b for b in lx.BUILDS if b[0] == name)
+
+    @staticmethod
+    def body(story: Story, build: tuple) -> None:
+        w, hero, friend = story.w, story.hero, story.friend
+        what, parts = build
+        w.emit("\n\n")
+        w.say(lx.FIRST_TIMES)
+        w.emit(f"{hero.name} wanted to build {what}. ")
+        hero.pronoun(w, "Subject")
+        w.emit(" needed ")
+        needs = []
+        for i, (singular, plural) in enumerate(parts):
+            w.emit(["", ", ", " and "][i])
+            n = int(w.say(numbers(1, 5)))
+            needs.append(n)
+            w.emit(f" {singular if n == 1 else plural}")
+        w.emit(".")
+        if w.pick(chance(0.5)):
+            w.emit(f' "I can help you look," said {friend.name}.')
+        for i, ((singular, plural), n) in enumerate(zip(parts, needs, strict=True)):
+            w.emit(["\n\nFirst, ", "\n\nNext, ", "\n\nLast, "][i])
+            w.emit(f"{hero.name} looked for {plural}.")
+            have = 0
+            while have < n:
+                w.emit(" ")
+                hero.pronoun(w, "Subject")
+                w.emit(" ")
+                go(w, story.places)
+                have += found_sentence(w, hero, 1, n - have, singular, plural)
+                asides(story)
+            if n > 1 and w.pick(chance(0.7)):
+                w.emit(" Now ")
+                hero.pronoun(w, "subject")
+                w.emit(f" had all {n} {plural}.")
+        recall = [f"{n} {s if n == 1 else p}" for n, (s, p) in zip(needs, parts, strict=True)]
+        w.emit(f"\n\nWith {recall[0]}, {recall[1]} and {recall[2]}, {hero.name} and {friend.name} built {what}.")
+        exclaim(w, friend)
 
 
 WORLD_TABLE = uniform(tuple(lx.WORLDS.values()))
-ARC_TABLE = weighted([(Collect, 1.0), (Lost, 1.0), (Game, 1.0), (Market, 1.0), (Journey, 1.0)])
+ARC_TABLE = weighted([(Collect, 1.0), (Lost, 1.0), (Game, 1.0), (Market, 1.0), (Journey, 1.0), (Build, 1.0)])

@@ -13,7 +13,6 @@ import copy  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
 # Hyperparameters. A profile is picked from the hardware (AUTORESEARCH_PROFILE overrides it).
@@ -232,9 +232,7 @@ class Batches:
     def __init__(self, path, batch, seq_len, seed, device):
         self.tokens = np.load(path, mmap_mode="r")
         if len(self.tokens) <= seq_len + 1:
-            sys.exit(
-                f"train.py: {path} holds {len(self.tokens)} tokens, fewer than SEQ_LEN + 1 = {seq_len + 1}"
-            )
+            sys.exit(f"train.py: {path} holds {len(self.tokens)} tokens, under SEQ_LEN + 1 = {seq_len + 1}")
         self.batch, self.seq_len, self.device = batch, seq_len, device
         self.rng = np.random.default_rng(seed)
 
@@ -283,14 +281,8 @@ def pick_device():
 
 def attention_backends():
     """Fastest SDPA kernels first on CUDA (cuDNN beats flash on Hopper); other devices keep the default."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    order = [
-        SDPBackend.CUDNN_ATTENTION,
-        SDPBackend.FLASH_ATTENTION,
-        SDPBackend.EFFICIENT_ATTENTION,
-        SDPBackend.MATH,
-    ]
+    fastest = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION]
+    order = fastest + [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     try:
         return sdpa_kernel(order, set_priority=True)
     except TypeError:  # older torch without priorities: at least allow all of them
@@ -298,6 +290,7 @@ def attention_backends():
 
 
 def train_step(model, optimizers, batches, accum_steps, autocast):
+    """One optimizer step over `accum_steps` micro-batches; returns the mean loss (a tensor)."""
     total = 0.0
     for _ in range(accum_steps):
         x, y = batches.next()
@@ -311,12 +304,38 @@ def train_step(model, optimizers, batches, accum_steps, autocast):
     return total / accum_steps
 
 
+def compile_and_warm_up(model, optimizers, batches, autocast):
+    """Compile each block (identical blocks share one compiled graph) and the head, run two throw-away
+    steps so compilation happens now, then restore the initial weights and optimizer state."""
+    for block in model.blocks:
+        block.compile()
+    model.head = torch.compile(model.head)
+    weights = copy.deepcopy(model.state_dict())
+    states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+    for _ in range(2):
+        train_step(model, optimizers, batches, 1, autocast)
+    model.load_state_dict(weights)
+    for opt, state in zip(optimizers, states, strict=True):
+        opt.load_state_dict(state)
+
+
+def peak_memory_bytes(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    except ImportError:  # Windows
+        return 0
+
+
 def main():
     budget = env("AUTORESEARCH_TIME_BUDGET", float)
     seed = env("AUTORESEARCH_SEED", int)
     train_path = env("AUTORESEARCH_TRAIN_TOKENS")
     vocab_size = env("AUTORESEARCH_VOCAB_SIZE", int)
-    env("AUTORESEARCH_BOS_ID", int)  # documents start with BOS; this baseline needs nothing more
+    env("AUTORESEARCH_BOS_ID", int)  # every document starts with BOS; this baseline needs nothing more
     eval_seq_len = env("AUTORESEARCH_EVAL_SEQ_LEN", int)
     out_dir = env("AUTORESEARCH_OUTPUT_DIR")
     device, profile = pick_device()
@@ -324,112 +343,67 @@ def main():
 
     torch.manual_seed(seed)
     if device.type == "cpu":
-        torch.set_num_threads(
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        )
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        torch.set_num_threads(len(cores))
     if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul
-    use_bf16 = device.type == "cuda"  # on CPU, bf16 autocast is slower than fp32
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-    sdpa = attention_backends() if device.type == "cuda" else nullcontext()
+    # bf16 autocast on CUDA; fp32 elsewhere (on CPUs bf16 is slower)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(device.type, lambda: None)
 
     config = make_config(hp, vocab_size, eval_seq_len)
     model = build_model(config).to(device)
     optimizers = make_optimizers(model, hp, device)
     n_params = sum(p.numel() for p in model.parameters())
-    n_embed = model.wte.weight.numel()
+    n_embed = model.wte.weight.numel()  # the lm_head counts as a matrix
     flops_per_token = 6 * (n_params - n_embed) + 12 * config["n_layer"] * config["model_dim"] * hp["SEQ_LEN"]
-    tokens_per_micro = hp["DEVICE_BATCH"] * hp["SEQ_LEN"]
-    accum_steps = max(1, hp["TOKENS_PER_STEP"] // tokens_per_micro)
-    tokens_per_step = accum_steps * tokens_per_micro
+    accum_steps = max(1, hp["TOKENS_PER_STEP"] // (hp["DEVICE_BATCH"] * hp["SEQ_LEN"]))
+    tokens_per_step = accum_steps * hp["DEVICE_BATCH"] * hp["SEQ_LEN"]
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elif device.type == "mps":
-            torch.mps.synchronize()
-
-    with sdpa:
+    with attention_backends() if device.type == "cuda" else nullcontext():
         if hp["COMPILE"] and device.type != "mps":
-            # Compile each block (identical blocks share the code) and the head, then run two throw-away
-            # steps to trigger compilation, and restore the initial weights and optimizer state.
-            for block in model.blocks:
-                block.compile()
-            model.head = torch.compile(model.head)
-            initial = copy.deepcopy(model.state_dict()), [copy.deepcopy(o.state_dict()) for o in optimizers]
-            warmup_batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed + 1, device)
-            for _ in range(2):
-                train_step(model, optimizers, warmup_batches, 1, autocast)
-            model.load_state_dict(initial[0])
-            for opt, state in zip(optimizers, initial[1], strict=True):
-                opt.load_state_dict(state)
-            del initial, warmup_batches
+            warm_up = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed + 1, device)
+            compile_and_warm_up(model, optimizers, warm_up, autocast)
         batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-
         sync()
         t_start = time.time()
-        report(
-            "start",
-            params=n_params,
-            params_non_embedding=n_params - n_embed,
-            flops_per_token=flops_per_token,
-            device=device.type,
-            profile=profile,
-            startup_seconds=round(t_start - T_PROCESS_START, 2),
-        )
+        startup = round(t_start - T_PROCESS_START, 2)
+        report("start", params=n_params, params_non_embedding=n_params - n_embed, flops_per_token=flops_per_token,
+               device=device.type, profile=profile, startup_seconds=startup)  # fmt: skip
+
         step, elapsed, last_log, last_tokens = 0, 0.0, 0.0, 0
         while True:
             multiplier = lr_multiplier(elapsed / budget)
             for opt in optimizers:
                 for group in opt.param_groups:
                     group["lr"] = group["initial_lr"] * multiplier
-            loss = train_step(model, optimizers, batches, accum_steps, autocast).item()  # .item() syncs
+            loss = train_step(model, optimizers, batches, accum_steps, autocast).item()
             sync()
             step += 1
             elapsed = time.time() - t_start
             if not math.isfinite(loss):
-                sys.exit(f"train.py: training loss is {loss} at step {step}; stopping")
+                sys.exit(f"train.py: the training loss is {loss} at step {step}; stopping")
             done = elapsed >= budget
             if done or elapsed - last_log >= LOG_EVERY_S:
                 tokens = step * tokens_per_step
                 rate = (tokens - last_tokens) / max(elapsed - last_log, 1e-9)
-                report(
-                    "step",
-                    step=step,
-                    elapsed=round(elapsed, 3),
-                    train_loss=round(loss, 4),
-                    tokens=tokens,
-                    tokens_per_s=round(rate, 1),
-                )
+                report("step", step=step, elapsed=round(elapsed, 3), train_loss=round(loss, 4), tokens=tokens,
+                       tokens_per_s=round(rate, 1))  # fmt: skip
                 last_log, last_tokens = elapsed, tokens
             if done:
                 break
 
-    if device.type == "cuda":
-        peak_memory = torch.cuda.max_memory_allocated()
-    else:
-        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
-            1 if sys.platform == "darwin" else 1024
-        )
-    report(
-        "done",
-        steps=step,
-        tokens=step * tokens_per_step,
-        training_seconds=round(elapsed, 3),
-        peak_memory_bytes=peak_memory,
-    )
-
+    peak = peak_memory_bytes(device)
+    report("done", steps=step, tokens=step * tokens_per_step, training_seconds=round(elapsed, 3),
+           peak_memory_bytes=peak)  # fmt: skip
+    path = os.path.join(out_dir, "model.pt")
     os.makedirs(out_dir, exist_ok=True)
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": config, "state_dict": state_dict}, os.path.join(out_dir, "model.pt"))
-    print(
-        f"trained {step} steps, {step * tokens_per_step / 1e6:.2f}M tokens in {elapsed:.1f}s; "
-        f"final train loss {loss:.4f}; {n_params / 1e6:.2f}M params ({profile} profile on {device.type}); "
-        f"peak memory {peak_memory / 2**30:.2f} GiB; saved {os.path.join(out_dir, 'model.pt')}"
-    )
+    torch.save({"config": config, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
+    print(f"{profile} profile on {device.type}: {n_params / 1e6:.2f}M params, {step} steps, "
+          f"{step * tokens_per_step / 1e6:.2f}M tokens in {elapsed:.1f}s (+{startup:.1f}s start-up), "
+          f"final train loss {loss:.4f}, peak memory {peak / 2**30:.2f} GiB; saved {path}")  # fmt: skip
 
 
 if __name__ == "__main__":

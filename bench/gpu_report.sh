@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# GPU figures in one go: prepare the built-in corpus at the CUDA defaults, `autoresearch bench`
+# (cold compile), then one full `autoresearch train` (warm compile cache). Logs go to $OUT.
+# Usage: OUT=/tmp/out TRAIN_MB=500 bash bench/gpu_report.sh     (run from the repository root)
+set -euo pipefail
+OUT=${OUT:-/tmp/autoresearch-gpu}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export AUTORESEARCH_CACHE=${AUTORESEARCH_CACHE:-/tmp/autoresearch-cache}
+TASK=${TASK:-/tmp/autoresearch-gpu-task}
+ar() { python -m autoresearch "$@"; }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } | tee "$OUT/device.txt"
+[ -f "$TASK/autoresearch.toml" ] || ar init "$TASK"
+cd "$TASK"
+[ -z "${TRAIN_MB:-}" ] || sed -i "s/^train_mb = .*/train_mb = $TRAIN_MB/" autoresearch.toml
+cp autoresearch.toml "$OUT/"
+/usr/bin/time -f "prepare wall %e s" python -m autoresearch prepare 2>&1 | tee "$OUT/prepare.txt"
+ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
+ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"

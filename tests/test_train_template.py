@@ -1,0 +1,186 @@
+"""The baseline train.py keeps the harness contract (docs/contract.md), checked with real processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+VOCAB = 257  # byte tokens plus BOS
+BOS = 256
+EVAL_SEQ_LEN = 320  # longer than the cpu profile's training length: the rotary tables must cover it
+BUDGET = 3.0
+
+
+def template_path() -> Path:
+    in_repo = Path(__file__).parents[1] / "src" / "autoresearch" / "template" / "train.py"
+    if in_repo.exists():
+        return in_repo
+    from importlib.resources import files
+
+    return Path(str(files("autoresearch") / "template" / "train.py"))
+
+
+TRAIN_PY = template_path()
+
+
+def load_template():
+    spec = importlib.util.spec_from_file_location("train_template_under_test", TRAIN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def base_env(tmp: Path, tokens: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(
+        AUTORESEARCH_TIME_BUDGET=str(BUDGET),
+        AUTORESEARCH_SEED="0",
+        AUTORESEARCH_TRAIN_TOKENS=str(tokens),
+        AUTORESEARCH_VOCAB_SIZE=str(VOCAB),
+        AUTORESEARCH_BOS_ID=str(BOS),
+        AUTORESEARCH_EVAL_SEQ_LEN=str(EVAL_SEQ_LEN),
+        AUTORESEARCH_OUTPUT_DIR=str(tmp / "out"),
+        AUTORESEARCH_DEVICE="cpu",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_train(env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TRAIN_PY)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def events(stdout: str) -> list[dict]:
+    prefix = "@autoresearch "
+    return [json.loads(line[len(prefix) :]) for line in stdout.splitlines() if line.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory) -> Path:
+    """A real token stream: UTF-8 bytes of standard-library sources, each file opened by BOS."""
+    parts = []
+    for source in sorted(Path(json.__file__).parents[1].glob("*.py"))[:40]:
+        parts += [np.array([BOS], np.uint16), np.frombuffer(source.read_bytes(), np.uint8).astype(np.uint16)]
+    path = tmp_path_factory.mktemp("data") / "train.npy"
+    np.save(path, np.concatenate(parts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tokens):
+    """One short real training run; its stdout and saved model are shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("run")
+    result = run_train(base_env(tmp, tokens), cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, tmp / "out" / "model.pt"
+
+
+def test_importing_does_not_train(tmp_path):
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('t', {str(TRAIN_PY)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "assert callable(m.build_model)\n"
+        "print('imported')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+    assert not list(tmp_path.iterdir())
+
+
+def test_progress_lines(trained):
+    result, _ = trained
+    evs = events(result.stdout)
+    kinds = [e["event"] for e in evs]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("start") == 1 and kinds.count("done") == 1 and "step" in kinds
+
+    start, done = evs[0], evs[-1]
+    for key in ("params", "params_non_embedding", "flops_per_token", "device", "profile", "startup_seconds"):
+        assert key in start
+    assert start["device"] == "cpu" and start["profile"] == "cpu"
+    assert 0 < start["params_non_embedding"] < start["params"]
+    assert start["flops_per_token"] >= 6 * start["params_non_embedding"]
+
+    steps = [e for e in evs if e["event"] == "step"]
+    for e in steps:
+        assert {"step", "elapsed", "train_loss", "tokens", "tokens_per_s"} <= e.keys()
+        assert math.isfinite(e["train_loss"]) and e["tokens_per_s"] > 0
+    assert [e["elapsed"] for e in steps] == sorted(e["elapsed"] for e in steps)
+
+    for key in ("steps", "tokens", "training_seconds", "peak_memory_bytes"):
+        assert key in done
+    assert steps[-1]["step"] == done["steps"] and steps[-1]["tokens"] == done["tokens"]
+    assert BUDGET <= done["training_seconds"] < BUDGET + 30
+    assert done["peak_memory_bytes"] > 0
+    assert steps[-1]["train_loss"] < math.log(VOCAB)  # it learned something
+
+
+def test_model_round_trips_through_model_pt(trained):
+    _, model_path = trained
+    checkpoint = torch.load(model_path, weights_only=True)
+    config = checkpoint["config"]
+    assert json.loads(json.dumps(config)) == config
+    assert not any(key.startswith("_orig_mod.") or "._orig_mod." in key for key in checkpoint["state_dict"])
+
+    train = load_template()
+    model = train.build_model(json.loads(json.dumps(config)))
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    model.eval()
+    again = train.build_model(config)
+    again.load_state_dict(torch.load(model_path, weights_only=True)["state_dict"], strict=True)
+    again.eval()
+    fresh = train.build_model(config).eval()
+
+    idx = torch.randint(0, VOCAB, (2, EVAL_SEQ_LEN), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(idx)
+        assert logits.shape[:2] == (2, EVAL_SEQ_LEN) and logits.shape[2] >= VOCAB
+        assert torch.isfinite(logits).all()
+        assert torch.equal(logits, again(idx))
+        assert not torch.allclose(logits, fresh(idx))  # the trained weights were really loaded
+
+
+def test_output_is_causal(trained):
+    _, model_path = trained
+    checkpoint = torch.load(model_path, weights_only=True)
+    train = load_template()
+    model = train.build_model(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, VOCAB, (1, 64), generator=gen)
+    t = 40
+    changed = idx.clone()
+    changed[0, t + 1 :] = torch.randint(0, VOCAB, (64 - t - 1,), generator=gen)
+    with torch.no_grad():
+        a, b = model(idx), model(changed)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-5)
+    assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :])
+
+
+@pytest.mark.parametrize("missing", ["AUTORESEARCH_TIME_BUDGET", "AUTORESEARCH_TRAIN_TOKENS"])
+def test_missing_env_var_is_named(tmp_path, tokens, missing):
+    env = base_env(tmp_path, tokens)
+    del env[missing]
+    result = run_train(env, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert missing in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
