@@ -303,3 +303,56 @@ def article(word: str) -> str:
 def with_article(words: tuple[str, ...]) -> Table[str]:
     """'a fox', 'an owl': the article is decided by the word, so they are said together."""
     return uniform([f"{article(w)} {w}" for w in words])
+
+
+# ---------------------------------------------------------------------------------------------
+# The gazetteer: a fixed atlas of towns shared by every story and every split. A town's facts never
+# change, so once a story names a town the facts cost nothing to a model that has memorised them,
+# and their full price to one that has not. Towns are drawn with Zipf popularity: common towns are
+# learned early, rare ones only by larger models after much more data.
+
+
+@dataclass(frozen=True)
+class Town:
+    name: str
+    river: str
+    food: str
+    founded: int
+    bridges: int
+    mayor: str
+    festival: str
+
+
+_TOWN_HEADS = tuple(o.capitalize() + v + c for o, v, c in product(
+    ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "w"), ("a", "e", "i", "o", "u"),
+    ("l", "r", "n", "m", "st", "d", "v", "sh")))
+_TOWN_TAILS = ("wick", "ford", "by", "ton", "mere", "holm", "dale", "stead", "bury", "field", "haven", "moor")
+_RIVERS = tuple(o.capitalize() + v + c for o, v, c in product(
+    ("b", "d", "f", "g", "l", "m", "n", "r", "s", "t", "v", "z"), ("a", "e", "i", "o", "u"),
+    ("ll", "nn", "rr", "sk", "the")))
+_FOODS = ("plum cakes", "honey bread", "apple pies", "cheese rolls", "pickled pears", "onion soup",
+          "berry tarts", "walnut biscuits", "fish stew", "pumpkin buns", "ginger snaps", "mushroom pies",
+          "carrot cakes", "cherry jam", "roasted chestnuts", "lemon curd", "oat cakes", "pea soup",
+          "sugar plums", "rye loaves", "blue cheese", "peach cobbler", "potato pancakes", "cinnamon rolls")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+TOWN_COUNT = 3000
+
+
+def _gazetteer() -> tuple[Town, ...]:
+    import random
+
+    rng = random.Random(20261127)  # fixed: the atlas is part of the corpus definition, not of a seed
+    names = [h + t for h in _TOWN_HEADS for t in _TOWN_TAILS]
+    rng.shuffle(names)
+    mayors = rng.sample(NAMES.options, TOWN_COUNT)
+    return tuple(
+        Town(name=names[i], river=rng.choice(_RIVERS), food=rng.choice(_FOODS), founded=rng.randint(1000, 1999),
+             bridges=rng.randint(1, 40), mayor=mayors[i], festival=rng.choice(_MONTHS))
+        for i in range(TOWN_COUNT)
+    )
+
+
+TOWNS = _gazetteer()
+TOWN_TABLE = zipf([t.name for t in TOWNS], 1.0)
+TOWN_BY_NAME = {t.name: t for t in TOWNS}

@@ -86,6 +86,26 @@ def found_sentence(w: Writer, hero: "Character", low: int, high: int, singular: 
     return n
 
 
+def town_facts(w: Writer, hero: "Character") -> None:
+    """Where the hero comes from, and what everybody knows about that town (fixed by the gazetteer)."""
+    hero.pronoun(w, "Subject")
+    w.emit(" came from ")
+    town = lx.TOWN_BY_NAME[w.say(lx.TOWN_TABLE)]
+    w.emit(f", a town on the river {town.river} that is famous for its {town.food}. ")
+    for fact in w.pick(FACT_SETS):
+        if fact == "founded":
+            w.emit(f"{town.name} was founded in {town.founded} and has {town.bridges} bridges. ")
+        elif fact == "mayor":
+            w.emit(f"Its mayor is {town.mayor}. ")
+        else:
+            w.emit(f"Every {town.festival}, {town.name} holds a great fair. ")
+
+
+FACT_SETS = weighted([((), 2.0), (("founded",), 1.0), (("mayor",), 1.0), (("festival",), 1.0),
+                      (("founded", "mayor"), 1.0), (("mayor", "festival"), 1.0),
+                      (("founded", "mayor", "festival"), 1.0)])
+
+
 def asides(story: "Story") -> None:
     """Optional colour after an event: a friend's remark, a sound of the world, a feeling."""
     w = story.w
@@ -173,6 +193,8 @@ def tell_story(w: Writer) -> None:
     if w.pick(chance(0.4)):
         w.say(world.sounds)
         w.emit(" ")
+    if w.pick(chance(0.7)):
+        town_facts(w, hero)
     if w.pick(chance(0.5)):
         hero.pronoun(w, "Subject")
         w.emit(" had ")
