@@ -19,7 +19,7 @@ from common import autoresearch, default_task, last_json
 
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
-from autoresearch.evaluate import evaluate
+from autoresearch.evaluate import evaluate, paired_stderr
 from autoresearch.runner import resolve_device
 
 
@@ -51,15 +51,22 @@ def main() -> None:
           f"{100 * eval_share:.1f}% of the {budget:.0f} s budget, "
           f"sampling error {statistics.mean(r['val_bpb_stderr'] for r in runs):.4f}")
 
-    model = Path(runs[0]["log_path"]).parent / "model" / "model.pt"
-    print("\neval size vs time and sampling error (first seed's model):")
+    def model(run: dict) -> Path:
+        return Path(run["log_path"]).parent / "model" / "model.pt"
+
+    def score(run: dict, n_tokens: int):
+        return evaluate((task / config.train.script).resolve(), model(run), dataset.tokens("val"),
+                        dataset.token_bytes(), seq_len=config.eval.seq_len, n_tokens=n_tokens,
+                        batch_size=config.eval.batch_size, device=resolve_device(config.train.device), cwd=task)
+
+    print("\neval size vs time and sampling error (first two seeds' models):")
+    print("  sampling error of one bpb, and of the difference between two models on the same sequences")
     for factor in (0.25, 0.5, 1, 2):
         n = int(config.eval.tokens * factor)
-        r = evaluate((task / config.train.script).resolve(), model, dataset.tokens("val"), dataset.token_bytes(),
-                     seq_len=config.eval.seq_len, n_tokens=n, batch_size=config.eval.batch_size,
-                     device=resolve_device(config.train.device), cwd=task)
-        print(f"  {n:>10,} tokens: {r.seconds:6.1f} s ({100 * r.seconds / budget:4.1f}% of budget), "
-              f"bpb {r.bpb:.4f} ± {r.bpb_stderr:.4f}")
+        a, b = score(runs[0], n), score(runs[1], n) if len(runs) > 1 else None
+        paired = f", paired difference ± {paired_stderr(a, b):.4f}" if b is not None else ""
+        print(f"  {n:>10,} tokens: {a.seconds:6.1f} s ({100 * a.seconds / budget:4.1f}% of budget), "
+              f"bpb {a.bpb:.4f} ± {a.bpb_stderr:.4f}{paired}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import math
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class EvalResult:
     targets: int  # scored target tokens
     seconds: float
     bpb_stderr: float  # sampling error of bpb, bootstrapped over sequences
+    sequence_nats: np.ndarray = field(repr=False, compare=False)  # per evaluated sequence
+    sequence_bytes: np.ndarray = field(repr=False, compare=False)
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +70,17 @@ def bootstrap_stderr(nats: np.ndarray, nbytes: np.ndarray, rounds: int = 200, se
     picks = rng.integers(0, len(nats), size=(rounds, len(nats)))
     ratios = nats[picks].sum(axis=1) / (math.log(2) * nbytes[picks].sum(axis=1))
     return float(ratios.std(ddof=1))
+
+
+def paired_stderr(a: EvalResult, b: EvalResult, rounds: int = 200, seed: int = 0) -> float:
+    """Sampling error of bpb(a) - bpb(b) when both models were scored on the same sequences."""
+    if a.sequence_nats.shape != b.sequence_nats.shape or not np.array_equal(a.sequence_bytes, b.sequence_bytes):
+        raise ValueError("paired comparison needs both results on the same evaluation sequences")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(a.sequence_nats), size=(rounds, len(a.sequence_nats)))
+    nbytes = math.log(2) * a.sequence_bytes[picks].sum(axis=1)
+    diffs = (a.sequence_nats[picks].sum(axis=1) - b.sequence_nats[picks].sum(axis=1)) / nbytes
+    return float(diffs.std(ddof=1))
 
 
 def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np.ndarray, *, seq_len: int,
@@ -123,6 +136,8 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
         targets=int((token_bytes[targets] > 0).sum()),
         seconds=time.perf_counter() - start,
         bpb_stderr=bootstrap_stderr(nats_all, bytes_all),
+        sequence_nats=nats_all,
+        sequence_bytes=bytes_all,
     )
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from autoresearch.data.choice import Sampler
 from autoresearch.data.stories import tell_story
@@ -23,6 +24,16 @@ BLOCK = 500  # documents per unit of parallel work
 class Document:
     text: str
     logp: float  # natural log of the probability of the text (exact: one derivation per text)
+
+
+def generator_fingerprint() -> str:
+    """A digest of the grammar's source: any change to the generator makes a new dataset, not a stale cache."""
+    from autoresearch.data import choice, lexicon, stories
+
+    digest = hashlib.sha256()
+    for module in (choice, lexicon, stories):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def document_seed(corpus_seed: int, split: str, index: int) -> int:

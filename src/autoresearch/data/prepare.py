@@ -103,7 +103,8 @@ def dataset_key(spec: DataSpec, cfg: DataConfig) -> str:
     settings: dict = {"v": FORMAT_VERSION, "source": spec.key(), "vocab": cfg.vocab_size,
                       "tokenizer_sample_mb": cfg.tokenizer_sample_mb}
     if spec.kind == "builtin":
-        settings |= {"seed": cfg.seed, "train_mb": cfg.train_mb, "val_mb": cfg.val_mb, "test_mb": cfg.test_mb}
+        settings |= {"seed": cfg.seed, "train_mb": cfg.train_mb, "val_mb": cfg.val_mb, "test_mb": cfg.test_mb,
+                     "generator": builtin.generator_fingerprint()}
     elif spec.kind == "hf":
         settings |= {"shards": cfg.hf_train_shards}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

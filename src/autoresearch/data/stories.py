@@ -64,7 +64,7 @@ def go(w: Writer, place_table: Table[str], exclude: frozenset[int] = frozenset()
     return place
 
 
-def found_sentence(w: Writer, hero: "Character", low: int, high: int, singular: str, plural: str) -> int:
+def found_sentence(w: Writer, hero: Character, low: int, high: int, singular: str, plural: str) -> int:
     """One of several ways to say that the hero found some things; returns how many."""
     form = w.pick(uniform(["there", "found", "picked", "corner"]))
     w.emit(" ")
@@ -86,7 +86,7 @@ def found_sentence(w: Writer, hero: "Character", low: int, high: int, singular: 
     return n
 
 
-def town_facts(w: Writer, hero: "Character") -> None:
+def town_facts(w: Writer, hero: Character) -> None:
     """Where the hero comes from, and what everybody knows about that town (fixed by the gazetteer)."""
     hero.pronoun(w, "Subject")
     w.emit(" came from ")
@@ -106,7 +106,7 @@ FACT_SETS = weighted([((), 2.0), (("founded",), 1.0), (("mayor",), 1.0), (("fest
                       (("founded", "mayor", "festival"), 1.0)])
 
 
-def asides(story: "Story") -> None:
+def asides(story: Story) -> None:
     """Optional colour after an event: a friend's remark, a sound of the world, a feeling."""
     w = story.w
     if w.pick(chance(0.35)):
@@ -125,7 +125,7 @@ def asides(story: "Story") -> None:
         w.emit(".")
 
 
-def exclaim(w: Writer, speaker: "Character") -> None:
+def exclaim(w: Writer, speaker: Character) -> None:
     """' "Wow!" said Tavi.'"""
     w.emit(' "')
     w.say(lx.EXCLAMATIONS)
