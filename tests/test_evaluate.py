@@ -106,3 +106,24 @@ def test_a_hanging_model_is_stopped_at_the_timeout(tmp_path):
     with pytest.raises(EvaluationError, match="longer than"):
         evaluate(script_path, model, np.arange(9) % 3, np.ones(3, dtype=int), seq_len=4, n_tokens=8,
                  batch_size=2, device="cpu", cwd=tmp_path, timeout=5)
+
+
+def _result(nats, nbytes):
+    from autoresearch.evaluate import EvalResult
+
+    nats, nbytes = np.asarray(nats, dtype=float), np.asarray(nbytes)
+    return EvalResult(bpb=nats.sum() / (math.log(2) * nbytes.sum()), nats=nats.sum(), bytes=int(nbytes.sum()),
+                      targets=0, seconds=0.0, bpb_stderr=0.0, sequence_nats=nats, sequence_bytes=nbytes)
+
+
+def test_paired_error_is_zero_for_a_constant_shift_and_grows_with_disagreement():
+    from autoresearch.evaluate import paired_stderr
+
+    rng = np.random.default_rng(1)
+    nbytes = np.full(400, 100)
+    base = rng.normal(50, 10, size=400)
+    assert paired_stderr(_result(base, nbytes), _result(base + 1.0, nbytes)) < 1e-3
+    noisy = paired_stderr(_result(base, nbytes), _result(base + rng.normal(0, 5, size=400), nbytes))
+    assert noisy > 1e-3
+    with pytest.raises(ValueError, match="same evaluation sequences"):
+        paired_stderr(_result(base, nbytes), _result(base[:10], nbytes[:10]))

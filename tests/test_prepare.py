@@ -103,3 +103,13 @@ def test_local_jsonl_and_parquet_sources(tmp_path):
 def test_unknown_data_form_is_refused():
     with pytest.raises(DataError, match="builtin"):
         prepare(replace(TINY, source="s3://bucket/data"))
+
+
+def test_a_changed_generator_gets_a_new_dataset(monkeypatch):
+    from autoresearch.data import builtin, prepare as prep
+    from autoresearch.data.sources import parse_data_spec
+
+    spec = parse_data_spec("builtin")
+    before = prep.dataset_key(spec, TINY)
+    monkeypatch.setattr(builtin, "generator_fingerprint", lambda: "something-else")
+    assert prep.dataset_key(spec, TINY) != before
