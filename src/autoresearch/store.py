@@ -1,0 +1,626 @@
+"""The experiment store: every experiment of a task, as immutable records in one SQLite file.
+
+The store lives at `<task>/.autoresearch/store.sqlite`. It is the one place that says what was tried and
+what came of it, so the research loop can run for hundreds of experiments unattended, be killed at any
+moment (`kill -9` included) and resume without losing or double-counting a result:
+
+- an experiment is written twice: `begin` (status RUNNING, before training) and `finish` (its final
+  status and figures, after evaluation). A loop that dies in between leaves it RUNNING, and `running()`
+  finds it on resume; a finished record can never be finished again (`AlreadyFinishedError`), nor changed
+  or deleted (the database itself refuses: see the triggers in `_SCHEMA_V1`);
+- every write is one transaction, so after a crash each record is either fully written or absent;
+- `results.tsv` (the reference format the analysis notebooks read) is an export, rewritten atomically
+  from the store, never a second source of truth.
+
+Records are frozen snapshots (`Experiment`), in the style of Optuna's FrozenTrial: reading one twice
+gives two equal, independent objects, and changing the store never changes a snapshot already taken.
+Text fields (`diff`, `error`, ...) are stored as plain UTF-8 text: nothing is encoded or hidden, so
+whatever a person can read in the logs they can read (and audit) in the store too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+STORE_DIR = ".autoresearch"
+STORE_NAME = "store.sqlite"
+SCHEMA_VERSION = 1  # PRAGMA user_version of the schema this module writes
+APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
+BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
+RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+
+
+class StoreError(Exception):
+    """A problem with the store; the message names the file and the fix."""
+
+
+class AlreadyFinishedError(StoreError):
+    """`finish` was called for an experiment that is already finished (it would be counted twice)."""
+
+
+class UnknownExperimentError(StoreError, LookupError):
+    """No experiment has this id."""
+
+
+class Status(str, Enum):
+    """The state of an experiment. Every status but RUNNING is final."""
+
+    RUNNING = "running"  # begun, not (yet) finished: a loop that died mid-experiment leaves this
+    KEEP = "keep"  # improved val_bpb: the candidate commit was kept
+    DISCARD = "discard"  # ran fine, no improvement: reset
+    CRASH = "crash"  # train.py or its evaluation failed
+    TIMEOUT = "timeout"  # ran past budget + start-up allowance and was killed
+    REJECTED = "rejected"  # the proposal was refused before it ran (e.g. did not apply, broke the rules)
+    TAMPERED = "tampered"  # the candidate touched what the harness owns (data, evaluator, clock)
+
+    @property
+    def finished(self) -> bool:
+        return self is not Status.RUNNING
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment as stored at the moment it was read. Immutable; `store.get(id)` for a fresh copy."""
+
+    id: int
+    tag: str  # run tag, e.g. "nov27" (branch autoresearch/<tag>)
+    seq: int  # 0-based number of the experiment within its tag (0 = baseline)
+    parent_commit: str  # commit the proposal was built on
+    commit: str | None  # commit of the candidate (None for rejected proposals that were never committed)
+    diff: str
+    description: str
+    agent: str
+    seed: int
+    status: Status
+    val_bpb: float | None
+    metrics: dict = field(hash=False)  # any other metrics (JSON), e.g. {"val_bpb_stderr": ...}
+    training_seconds: float | None
+    total_seconds: float | None
+    peak_memory_bytes: int | None
+    tokens: int | None
+    steps: int | None
+    log_path: str | None
+    started_at: float  # unix time
+    ended_at: float | None
+    error: str | None  # reason for rejected/crash/timeout, or log tail
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+# The statuses as SQL, for the CHECK constraint; kept in step with `Status` by construction.
+_STATUS_SQL = ", ".join(f"'{s.value}'" for s in Status)
+
+# Version 1. Column `commit_sha` is `Experiment.commit` (COMMIT is an SQL keyword). Plain INTEGER PRIMARY
+# KEY ids: nothing is ever deleted, so ids are 1, 2, 3, ... with no gaps (a rolled-back insert uses none).
+_SCHEMA_V1 = f"""
+CREATE TABLE experiments (
+    id                INTEGER PRIMARY KEY,
+    tag               TEXT    NOT NULL CHECK (length(tag) > 0),
+    seq               INTEGER NOT NULL CHECK (seq >= 0),
+    parent_commit     TEXT    NOT NULL,
+    commit_sha        TEXT,
+    diff              TEXT    NOT NULL,
+    description       TEXT    NOT NULL,
+    agent             TEXT    NOT NULL,
+    seed              INTEGER NOT NULL,
+    status            TEXT    NOT NULL CHECK (status IN ({_STATUS_SQL})),
+    val_bpb           REAL,
+    metrics           TEXT    NOT NULL DEFAULT '{{}}',
+    training_seconds  REAL,
+    total_seconds     REAL,
+    peak_memory_bytes INTEGER,
+    tokens            INTEGER,
+    steps             INTEGER,
+    log_path          TEXT,
+    started_at        REAL    NOT NULL,
+    ended_at          REAL,
+    error             TEXT,
+    UNIQUE (tag, seq),
+    CHECK ((status = 'running') = (ended_at IS NULL)),
+    CHECK (status <> 'keep' OR val_bpb IS NOT NULL)
+);
+
+-- A finished experiment is a fact: the database refuses to change it, and refuses to delete any.
+CREATE TRIGGER experiments_finished_are_final BEFORE UPDATE ON experiments
+WHEN OLD.status <> 'running'
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: a finished experiment cannot be changed');
+END;
+
+CREATE TRIGGER experiments_are_never_deleted BEFORE DELETE ON experiments
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: experiments are never deleted');
+END;
+
+-- Small JSON values of the loop's own state (best commit, agent state, ...).
+CREATE TABLE state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# Migrations from version N-1 to N; a future version 2 adds `2: "ALTER TABLE ..."` here.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+_COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, val_bpb, metrics, "
+            "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
+            "error")
+
+
+class Store:
+    """The experiments of one task folder. Open with `Store.open(task_dir)`; close (or use `with`).
+
+    Safe to share between threads of one process, and to open from several processes at once (the loop
+    writing, `autoresearch status` reading): readers never block the writer nor each other (WAL), and a
+    write waits up to `BUSY_TIMEOUT_S` for another process's write to finish instead of failing.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        """Use `Store.open`."""
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, task_dir: Path) -> Store:
+        """Open the store of `task_dir`, creating `<task_dir>/.autoresearch/store.sqlite` and its schema.
+
+        `task_dir` must exist. Raises `StoreError` if the file is not an autoresearch store (corrupt, or
+        some other SQLite database) or was written by a newer autoresearch (its schema version is higher
+        than `SCHEMA_VERSION`); the message says what to do.
+        """
+        task_dir = Path(task_dir)
+        if not task_dir.is_dir():
+            raise StoreError(f"task folder {task_dir} does not exist (create it with `autoresearch init`)")
+        folder = task_dir / STORE_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / STORE_NAME
+        try:
+            # isolation_level=None: no implicit transactions; every write below opens its own BEGIN IMMEDIATE.
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open the experiment store {path}: {err}") from err
+        try:
+            _configure(conn, path)
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.OperationalError as err:  # locked past the timeout, read-only folder, disk full...
+            conn.close()
+            raise StoreError(f"cannot use the experiment store {path}: {err}") from err
+        except sqlite3.DatabaseError as err:  # not a database, or a damaged one
+            conn.close()
+            raise StoreError(_corrupt_message(path, str(err))) from err
+        conn.row_factory = sqlite3.Row
+        return cls(path, conn)
+
+    def close(self) -> None:
+        """Close the connection. Idempotent; the store cannot be used afterwards."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing experiments
+
+    def begin(self, *, tag: str, parent_commit: str, commit: str | None, diff: str, description: str,
+              agent: str, seed: int, log_path: str | None = None) -> Experiment:
+        """Record the start of an experiment: status RUNNING, `seq` = the next number of `tag` (0 first).
+
+        Call it before training starts, so that a loop killed mid-experiment leaves a trace (`running`).
+        """
+        row = _proposal(tag=tag, parent_commit=parent_commit, commit=commit, diff=diff,
+                        description=description, agent=agent, seed=seed, log_path=log_path)
+        with self._write() as conn:
+            return self._insert(conn, row, Status.RUNNING, None)
+
+    def finish(self, experiment_id: int, *, status: Status | str, val_bpb: float | None = None,
+               metrics: Mapping[str, Any] | None = None, training_seconds: float | None = None,
+               total_seconds: float | None = None, peak_memory_bytes: int | None = None,
+               tokens: int | None = None, steps: int | None = None, error: str | None = None) -> Experiment:
+        """Record the end of a RUNNING experiment and return it as finished.
+
+        `status` is any status but RUNNING; KEEP needs a `val_bpb`. Numbers must be finite (integral for the
+        integer fields); non-finite floats inside `metrics` are stored as null. Raises
+        `AlreadyFinishedError` if the experiment is already finished (so a resumed loop cannot count a
+        result twice) and `UnknownExperimentError` if there is no such experiment. All or nothing.
+        """
+        result = _result(status=status, val_bpb=val_bpb, metrics=metrics, training_seconds=training_seconds,
+                         total_seconds=total_seconds, peak_memory_bytes=peak_memory_bytes, tokens=tokens,
+                         steps=steps, error=error)
+        with self._write() as conn:
+            current = conn.execute("SELECT status FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+            if current is None:
+                raise UnknownExperimentError(f"no experiment with id {experiment_id} in {self.path}")
+            if current["status"] != Status.RUNNING.value:
+                raise AlreadyFinishedError(f"experiment {experiment_id} is already finished "
+                                           f"({current['status']}); a result is recorded once")
+            conn.execute("UPDATE experiments SET status = :status, val_bpb = :val_bpb, metrics = :metrics, "
+                         "training_seconds = :training_seconds, total_seconds = :total_seconds, "
+                         "peak_memory_bytes = :peak_memory_bytes, tokens = :tokens, steps = :steps, "
+                         "error = :error, ended_at = :ended_at WHERE id = :id AND status = 'running'",
+                         {**result, "ended_at": time.time(), "id": experiment_id})
+            return self._get(conn, experiment_id)
+
+    def record(self, *, status: Status | str, tag: str, parent_commit: str, diff: str, description: str,
+               agent: str, seed: int, commit: str | None = None, log_path: str | None = None,
+               val_bpb: float | None = None, metrics: Mapping[str, Any] | None = None,
+               training_seconds: float | None = None, total_seconds: float | None = None,
+               peak_memory_bytes: int | None = None, tokens: int | None = None, steps: int | None = None,
+               error: str | None = None) -> Experiment:
+        """`begin` and `finish` in one transaction, e.g. for a proposal rejected before it ran.
+
+        Same checks as `begin` and `finish`; the record never exists as RUNNING.
+        """
+        row = _proposal(tag=tag, parent_commit=parent_commit, commit=commit, diff=diff,
+                        description=description, agent=agent, seed=seed, log_path=log_path)
+        result = _result(status=status, val_bpb=val_bpb, metrics=metrics, training_seconds=training_seconds,
+                         total_seconds=total_seconds, peak_memory_bytes=peak_memory_bytes, tokens=tokens,
+                         steps=steps, error=error)
+        with self._write() as conn:
+            return self._insert(conn, {**row, **result}, Status(result["status"]), time.time())
+
+    # ------------------------------------------------------------------ reading experiments
+
+    def get(self, experiment_id: int) -> Experiment:
+        """The experiment with this id; `UnknownExperimentError` if there is none."""
+        with self._lock:
+            return self._get(self._connection, experiment_id)
+
+    def experiments(self, tag: str | None = None) -> list[Experiment]:
+        """All experiments (of `tag`, if given), ordered by id, RUNNING ones included."""
+        if tag is None:
+            return self._select("1 ORDER BY id", ())
+        return self._select("tag = ? ORDER BY id", (tag,))
+
+    def running(self, tag: str) -> list[Experiment]:
+        """The experiments of `tag` that were begun and never finished (a loop died), ordered by id."""
+        return self._select("tag = ? AND status = 'running' ORDER BY id", (tag,))
+
+    def best(self, tag: str) -> Experiment | None:
+        """The KEEP experiment of `tag` with the lowest val_bpb (the earliest on a tie); None if none."""
+        found = self._select("tag = ? AND status = 'keep' AND val_bpb IS NOT NULL ORDER BY val_bpb, id LIMIT 1",
+                             (tag,))
+        return found[0] if found else None
+
+    def tags(self) -> list[str]:
+        """The run tags that have experiments, in the order they were first used."""
+        with self._lock:
+            rows = self._connection.execute("SELECT tag FROM experiments GROUP BY tag ORDER BY MIN(id)")
+            return [row["tag"] for row in rows]
+
+    # ------------------------------------------------------------------ loop state
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under `key`, or `default` if the key was never set."""
+        with self._lock:
+            row = self._connection.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable `value` (finite numbers only) under `key`, in its own transaction."""
+        if not isinstance(key, str) or not key:
+            raise ValueError("state key must be a non-empty string")
+        try:
+            text = json.dumps(value, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"state {key!r} is not JSON-serialisable with finite numbers: {err}") from err
+        with self._write() as conn:
+            conn.execute("INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                         (key, text, time.time()))
+
+    # ------------------------------------------------------------------ results.tsv
+
+    def results_tsv(self, tag: str) -> str:
+        """The reference `results.tsv` text of `tag`: the header, then one line per finished experiment.
+
+        Columns: short commit (7 characters, `-------` without one), val_bpb (6 decimals), peak memory in
+        GB (1 decimal), status, description (tabs and line breaks become spaces). An experiment without
+        val_bpb is written `0.000000` and `0.0`; one without a memory figure gets `0.0`. RUNNING experiments
+        are left out.
+        """
+        lines = [RESULTS_HEADER]
+        for exp in self.experiments(tag):
+            if not exp.finished:
+                continue
+            commit = (exp.commit or "")[:7] or "-------"
+            if exp.val_bpb is None:
+                bpb, memory = "0.000000", "0.0"
+            else:
+                gb = (exp.peak_memory_bytes or 0) / 1024**3
+                bpb, memory = f"{exp.val_bpb:.6f}", f"{gb:.1f}"
+            lines.append(f"{commit}\t{bpb}\t{memory}\t{exp.status.value}\t{_one_line(exp.description)}")
+        return "\n".join(lines) + "\n"
+
+    def export_results_tsv(self, tag: str, path: Path) -> None:
+        """Write `results_tsv(tag)` to `path` atomically (temporary file in the same folder, then rename):
+        a reader sees the old file or the new one, never a partial one."""
+        path = Path(path)
+        data = self.results_tsv(tag).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the experiment store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. BEGIN IMMEDIATE takes the write lock up front (waiting for another
+        writer up to the busy timeout), so the reads inside it (next seq, current status) cannot go stale."""
+        with self._lock:
+            conn = self._connection
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _insert(self, conn: sqlite3.Connection, values: dict, status: Status, ended_at: float | None) -> Experiment:
+        (seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM experiments WHERE tag = ?",
+                              (values["tag"],)).fetchone()
+        row = {"val_bpb": None, "metrics": "{}", "training_seconds": None, "total_seconds": None,
+               "peak_memory_bytes": None, "tokens": None, "steps": None, "error": None,
+               **values, "seq": seq, "status": status.value, "started_at": ended_at or time.time(),
+               "ended_at": ended_at}
+        cur = conn.execute(
+            "INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, "
+            "val_bpb, metrics, training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, "
+            "started_at, ended_at, error) VALUES (:tag, :seq, :parent_commit, :commit, :diff, :description, "
+            ":agent, :seed, :status, :val_bpb, :metrics, :training_seconds, :total_seconds, :peak_memory_bytes, "
+            ":tokens, :steps, :log_path, :started_at, :ended_at, :error)", row)
+        return self._get(conn, cur.lastrowid)
+
+    def _get(self, conn: sqlite3.Connection, experiment_id: int) -> Experiment:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is None:
+            raise UnknownExperimentError(f"no experiment with id {experiment_id} in {self.path}")
+        return _experiment(row)
+
+    def _select(self, where: str, params: tuple) -> list[Experiment]:
+        with self._lock:
+            rows = self._connection.execute(f"SELECT {_COLUMNS} FROM experiments WHERE {where}", params)
+            return [_experiment(row) for row in rows]
+
+
+def _configure(conn: sqlite3.Connection, path: Path) -> None:
+    """Set the connection up and bring the schema to `SCHEMA_VERSION`. Raises sqlite3 errors as they come."""
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    # WAL: readers (`autoresearch status`) and the writer (the loop) never block each other, and a commit is
+    # one append to the -wal file. The mode is stored in the file, so this is a no-op after creation. (On a
+    # file system without shared memory SQLite stays in rollback-journal mode, which is just as safe here.)
+    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    # synchronous: for a kill -9 of the process, NORMAL is already enough: once COMMIT returns, the
+    # transaction is in the -wal file in the OS page cache, which the kernel writes out whether or not the
+    # process lives on; a process killed mid-commit leaves WAL frames without a commit mark, which the next
+    # open ignores. NORMAL can only lose the last commits to power loss or a kernel crash (never consistency).
+    # We still choose FULL (an fsync of the WAL at every commit): its cost is nil at this write rate (a few
+    # small transactions per experiment of minutes, a millisecond or so each), and in exchange a result the
+    # loop was told is recorded -- a KEEP it then builds on -- stays recorded even if the machine loses power
+    # overnight. FULL is also the safe setting should the file fall back to a rollback journal (see above).
+    conn.execute("PRAGMA synchronous = FULL")
+    # Damage shows here, at open, rather than in the middle of a night's run. Cheap: the file is small.
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise StoreError(_corrupt_message(path, "; ".join(problems[:3])))
+    _migrate(conn, path)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        _check_application_id(conn, path)
+        return
+    if version > SCHEMA_VERSION:
+        raise StoreError(_newer_message(path, version))
+    conn.execute("BEGIN IMMEDIATE")  # another process may be creating or upgrading the schema right now
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()  # again: another process may have won
+        if version > SCHEMA_VERSION:
+            raise StoreError(_newer_message(path, version))
+        if version == 0:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchall()
+            if tables:
+                raise StoreError(f"{path} is a SQLite database but not an autoresearch store (it has tables "
+                                 f"{', '.join(t[0] for t in tables[:5])}). Move it aside; a new store will be "
+                                 "created in its place.")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        else:
+            _check_application_id(conn, path)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript() would COMMIT first; run the statements one by one inside our transaction.
+            for statement in _statements(_MIGRATIONS[target]):
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _newer_message(path: Path, version: int) -> str:
+    return (f"{path} was written by a newer autoresearch (store schema version {version}; this one reads up to "
+            f"{SCHEMA_VERSION}). Upgrade autoresearch (pip install -U autoresearch) to use it; nothing was changed.")
+
+
+def _check_application_id(conn: sqlite3.Connection, path: Path) -> None:
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    if app_id != APPLICATION_ID:
+        raise StoreError(f"{path} is a SQLite database but not an autoresearch store (application_id "
+                         f"{app_id:#x}). Move it aside; a new store will be created in its place.")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script into complete statements (triggers contain `;` inside BEGIN ... END)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if current.strip() and sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        raise AssertionError(f"incomplete statement in schema: {current!r}")
+    return out
+
+
+def _corrupt_message(path: Path, detail: str) -> str:
+    return (f"the experiment store {path} is not a readable SQLite database ({detail}). Move it aside "
+            f"(e.g. `mv {path} {path}.broken`, with any {path.name}-wal and {path.name}-shm next to it) and run "
+            "again: a new, empty store is created. The experiments' logs (.autoresearch/runs) and the git "
+            "history of the autoresearch/<tag> branches remain.")
+
+
+# ---------------------------------------------------------------------- validation and conversion
+
+
+def _proposal(*, tag: str, parent_commit: str, commit: str | None, diff: str, description: str, agent: str,
+              seed: int, log_path: str | None) -> dict:
+    if not isinstance(tag, str) or not tag.strip():
+        raise ValueError(f"tag must be a non-empty string, not {tag!r}")
+    return {"tag": tag, "parent_commit": _text("parent_commit", parent_commit),
+            "commit": None if commit is None else _text("commit", commit), "diff": _text("diff", diff),
+            "description": _text("description", description), "agent": _text("agent", agent),
+            "seed": _int("seed", seed), "log_path": None if log_path is None else _text("log_path", str(log_path))}
+
+
+def _result(*, status: Status | str, val_bpb: float | None, metrics: Mapping[str, Any] | None,
+            training_seconds: float | None, total_seconds: float | None, peak_memory_bytes: int | None,
+            tokens: int | None, steps: int | None, error: str | None) -> dict:
+    try:
+        status = Status(status)
+    except ValueError:
+        raise ValueError(f"unknown status {status!r}: use one of {', '.join(s.value for s in Status)}") from None
+    if status is Status.RUNNING:
+        raise ValueError("an experiment is finished with a final status, not RUNNING")
+    val_bpb = _opt_float("val_bpb", val_bpb)
+    if status is Status.KEEP and val_bpb is None:
+        raise ValueError("a KEEP experiment needs its val_bpb")
+    metrics = {} if metrics is None else metrics
+    if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
+        raise TypeError("metrics must be a mapping with string keys")
+    try:
+        metrics_json = json.dumps(_finite_or_null(dict(metrics)), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"metrics must be JSON-serialisable: {err}") from err
+    return {"status": status.value, "val_bpb": val_bpb, "metrics": metrics_json,
+            "training_seconds": _opt_float("training_seconds", training_seconds),
+            "total_seconds": _opt_float("total_seconds", total_seconds),
+            "peak_memory_bytes": _opt_int("peak_memory_bytes", peak_memory_bytes),
+            "tokens": _opt_int("tokens", tokens), "steps": _opt_int("steps", steps),
+            "error": None if error is None else _text("error", error)}
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(name: str, value: str) -> str:
+    """Plain text as stored. Lone surrogates (undecodable bytes) cannot be UTF-8 and become U+FFFD."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _opt_int(name: str, value: Any) -> int | None:
+    return None if value is None else _int(name, value)
+
+
+def _opt_float(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    return float(value)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """Metrics come from train.py's figures: a NaN or inf there is stored as null rather than lost in a crash."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+_LINE_BREAKS = str.maketrans({c: " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _one_line(text: str) -> str:
+    """Tabs and every kind of line break become spaces, so a description stays one TSV field."""
+    return text.translate(_LINE_BREAKS)
+
+
+def _experiment(row: sqlite3.Row) -> Experiment:
+    return Experiment(id=row["id"], tag=row["tag"], seq=row["seq"], parent_commit=row["parent_commit"],
+                      commit=row["commit_sha"], diff=row["diff"], description=row["description"],
+                      agent=row["agent"], seed=row["seed"], status=Status(row["status"]), val_bpb=row["val_bpb"],
+                      metrics=json.loads(row["metrics"]), training_seconds=row["training_seconds"],
+                      total_seconds=row["total_seconds"], peak_memory_bytes=row["peak_memory_bytes"],
+                      tokens=row["tokens"], steps=row["steps"], log_path=row["log_path"],
+                      started_at=row["started_at"], ended_at=row["ended_at"], error=row["error"])

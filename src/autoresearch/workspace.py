@@ -1,0 +1,851 @@
+"""The only place in the project that runs git: the task's repository and the harness's worktree.
+
+The task folder is a git repository (`Workspace`). The research loop works in a linked worktree
+(`Worktree`) on a branch of its own: the agent edits files there, the harness checks which files
+changed, commits a proposal, and later keeps it (the branch stays) or discards it (`reset_hard` to
+the best commit). Nothing else in the project calls git.
+
+Every git command runs as `git -c ... <args>` through `subprocess.run`, with a fixed environment:
+
+- no hooks (`core.hooksPath=/dev/null`), no signing, no fsmonitor, no automatic gc/maintenance
+  (a detached background gc could hold locks while the next command runs), no colour, no pager,
+  no editor, no terminal prompts (`GIT_TERMINAL_PROMPT=0`), locale C (so messages can be parsed);
+- every `GIT_*` variable of the caller is dropped (a `GIT_DIR` or `GIT_INDEX_FILE` inherited from a
+  hook would silently point git at another repository or index);
+- the user's own identity is used when git has one; otherwise commits are made as
+  `autoresearch <autoresearch@localhost>`.
+
+Every failure raises `GitError`, which names the command, quotes git's message and says how to fix it.
+
+Crash safety (the loop may be killed with `kill -9` at any moment and resumed):
+
+- A `*.lock` file left by a killed git process (`index.lock`, a ref lock, ...) is removed, with a
+  warning in the log, and the command is retried once, when the lock is at least
+  `STALE_LOCK_SECONDS` old (a younger one is waited for) and no git process that could hold it is
+  running: one working in the repository's folders and started before the lock was written
+  (checked in `/proc` where it exists; elsewhere only the age counts). While such a process runs
+  the command waits, up to `LOCK_WAIT_SECONDS`, then fails with a `GitError` naming it.
+- `Workspace.open_worktree` reuses a worktree still registered at the path (uncommitted files are
+  kept: the caller decides, from its own records, whether to `discard_changes`), recreates one whose
+  folder was deleted or whose `git worktree add` was interrupted, and repairs links broken by moving
+  the task folder.
+- Listing changes runs `git status --no-optional-locks`, so it takes no lock at all; `diff` stages
+  into a temporary index, so it never leaves anything staged in the real one.
+- `reset_hard` can simply be repeated. A `commit` killed before git finished leaves at most staged
+  changes (commit again, or `discard_changes`); one killed after git finished leaves the branch a
+  commit ahead of what the caller recorded: compare `branch_head` with the experiment store, then
+  `reset_hard` to the recorded commit (or adopt the new one: its message is the description).
+- Discarded commits stay in the object store (reflogs keep them, automatic gc is off), so
+  `commit_exists` can still find any commit the experiment store recorded.
+
+The harness folder `.autoresearch/` is never committed, listed, diffed or cleaned: `Workspace.ensure`
+makes the task's `.gitignore` list it (and commits that), the repository's own `info/exclude` lists it
+too (shared by every worktree, out of reach of an agent editing `.gitignore`), listings and cleaning
+exclude it by pathspec, and staging unstages it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HARNESS_DIR = ".autoresearch"
+TASK_COMMIT_MESSAGE = "autoresearch: task"
+IGNORE_COMMIT_MESSAGE = "autoresearch: ignore .autoresearch/"
+FALLBACK_NAME = "autoresearch"
+FALLBACK_EMAIL = "autoresearch@localhost"
+MIN_GIT_VERSION = (2, 20)
+
+#: A lock file at least this old, with no git process running in the repository, is stale.
+STALE_LOCK_SECONDS = 5.0
+#: How long to wait for a live git process in the repository to release its lock.
+LOCK_WAIT_SECONDS = 30.0
+#: No single git command of the harness should take anywhere near this long.
+GIT_TIMEOUT_SECONDS = 600.0
+
+_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "color.ui=false",
+    "diff.noprefix=false",
+    "diff.mnemonicPrefix=false",
+    "advice.detachedHead=false",
+)
+# Listing and cleaning exclude the harness's own folder by pathspec (`git add` refuses such a pathspec
+# when the folder is ignored: staging unstages it afterwards instead).
+_NOT_HARNESS = f":(top,exclude){HARNESS_DIR}"
+_LOCK_ERROR = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+_HARNESS_IGNORE_LINES = {f"{HARNESS_DIR}/", HARNESS_DIR, f"/{HARNESS_DIR}/", f"/{HARNESS_DIR}",
+                         f"{HARNESS_DIR}/*", f"/{HARNESS_DIR}/*", f"{HARNESS_DIR}/**", f"/{HARNESS_DIR}/**"}
+
+# (pattern in git's stderr, how to fix it): problems of the machine or the repository, whatever the command.
+_KNOWN_PROBLEMS = (
+    (re.compile(r"not a git repository", re.I),
+     "the folder is not a git repository: run `autoresearch init` in the task folder (or `git init`)"),
+    (re.compile(r"dubious ownership", re.I),
+     "the repository belongs to another user: fix its ownership, or trust it with "
+     "`git config --global --add safe.directory <path>`"),
+    (_LOCK_ERROR,
+     "another git process is using the repository; if none is running, delete the .lock file named above"),
+    (re.compile(r"No space left on device", re.I), "the disk is full: free some space and resume"),
+    (re.compile(r"Permission denied|Operation not permitted", re.I),
+     "git may not write there: check the permissions of the task folder and its .git folder"),
+    (re.compile(r"Please tell me who you are", re.I),
+     "set an identity: `git config --global user.name NAME` and `git config --global user.email EMAIL`"),
+)
+
+
+class GitError(Exception):
+    """A git command failed, or git cannot be used here.
+
+    `command` is the git command line (None when git could not be started), `stderr` git's own
+    message, `hint` what to do about it. `str()` gives all three.
+    """
+
+    def __init__(self, message: str, *, command: Sequence[str] | None = None, stderr: str = "",
+                 hint: str = "") -> None:
+        self.message = message
+        self.command = list(command) if command is not None else None
+        self.stderr = stderr.strip()
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        if self.command:
+            lines.append("  command: " + " ".join(self.command))
+        if self.stderr:
+            lines.append("  git said: " + self.stderr.replace("\n", "\n            "))
+        if self.hint:
+            lines.append("  fix: " + self.hint)
+        return "\n".join(lines)
+
+
+class NothingToCommit(GitError):
+    """`Worktree.commit` found no change to commit."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Scope: which changed paths the agent may touch (pure, no git).
+
+def _normalise(path: str) -> str:
+    path = path.replace("\\", "/") if os.sep == "\\" else path
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def _check_pattern(pattern: str) -> str:
+    pattern = _normalise(pattern.strip())
+    parts = pattern.rstrip("/").split("/")
+    if not pattern or pattern.startswith("/") or ".." in parts or "" in parts:
+        raise ValueError(f"editable entry {pattern!r} must be a path relative to the task folder, "
+                         "like 'train.py', 'src/*.py', '**/*.py' or 'configs/'")
+    return pattern
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = i + 1
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:  # no closing bracket: a literal "["
+                out.append(re.escape(c))
+                i += 1
+            else:
+                body = pattern[i + 1:j]
+                if body[:1] in ("!", "^"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def matches_scope(path: str, editable: Sequence[str]) -> bool:
+    """Whether `path` (relative to the task folder, with '/') is covered by the `editable` entries.
+
+    An entry is one of:
+    - an exact path: `train.py` covers only `train.py`;
+    - a folder, ending in `/`: `configs/` covers everything below `configs`;
+    - a glob, anchored at the task folder: `*` and `?` never cross a `/`, `**/` spans any number
+      of folders (also none), `[abc]` / `[!abc]` are character classes. `src/*.py` covers
+      `src/a.py` but not `src/x/a.py` nor `a.py`; `**/*.py` covers every `.py` file.
+    Matching is case-sensitive. A leading `./` is ignored. Raises ValueError for an entry that is
+    empty, absolute or contains `..`.
+    """
+    path = _normalise(path)
+    for entry in editable:
+        pattern = _check_pattern(entry)
+        if pattern.endswith("/") and not any(ch in pattern for ch in "*?["):
+            if path.startswith(pattern) or path == pattern.rstrip("/"):
+                return True
+        elif any(ch in pattern for ch in "*?["):
+            if _glob_regex(pattern).match(path):
+                return True
+        elif path == pattern:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Running git.
+
+def _environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.pop("LANGUAGE", None)
+    env.update(LC_ALL="C", LANG="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", PAGER="cat",
+               GIT_EDITOR="true", GIT_ASKPASS="true", SSH_ASKPASS="true")
+    if extra:
+        env.update(extra)
+    return env
+
+
+_checked_gits: set[str] = set()
+
+
+def _check_git() -> None:
+    """Raise GitError unless a git of at least MIN_GIT_VERSION is on PATH (checked once per PATH)."""
+    path = os.environ.get("PATH", "")
+    if path in _checked_gits:
+        return
+    try:
+        result = subprocess.run(["git", "--version"], capture_output=True, text=True, env=_environment(),
+                                stdin=subprocess.DEVNULL, timeout=60)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
+        raise GitError(f"git cannot be run: {e}",
+                       hint="install git (e.g. `apt-get install git`, `brew install git`) and make sure "
+                            "it is on PATH") from None
+    match = re.search(r"(\d+)\.(\d+)", result.stdout)
+    if result.returncode != 0 or not match:
+        raise GitError("`git --version` failed", command=["git", "--version"], stderr=result.stderr,
+                       hint="reinstall git (e.g. `apt-get install git`)")
+    version = (int(match.group(1)), int(match.group(2)))
+    if version < MIN_GIT_VERSION:
+        raise GitError(f"git {version[0]}.{version[1]} is too old; autoresearch needs git >= "
+                       f"{MIN_GIT_VERSION[0]}.{MIN_GIT_VERSION[1]}", hint="upgrade git")
+    _checked_gits.add(path)
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def _git_processes(dirs: Sequence[Path], since: float) -> list[str]:
+    """Live git processes that may hold a lock written at time `since`: 'pid: cmdline' of each one
+    that is not ours, started before `since` (a later one cannot have taken the lock) and works in
+    one of `dirs`.
+
+    Empty where `/proc` does not exist: then lock staleness is judged by age alone.
+    """
+    proc = Path("/proc")
+    try:
+        boot, tick = _boot_time(), os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return []
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if not (entry / "comm").read_text().strip().startswith("git"):
+                continue
+            started = boot + int((entry / "stat").read_text().rpartition(")")[2].split()[19]) / tick
+            cwd = Path(os.readlink(entry / "cwd"))
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        if started > since + 1.0 or "fsmonitor--daemon" in cmdline:
+            continue
+        if any(cwd == d or d in cwd.parents for d in dirs):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str | None = None,
+         env: Mapping[str, str] | None = None, config: Sequence[str] = (), hint: str = "",
+         errors: str = "surrogateescape", scope: _Repo | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `git -c <_CONFIG and config> <args>` in `cwd`; raise GitError unless its exit status is in `ok`.
+
+    With `scope` (the repository), a failure caused by a stale lock file is repaired once.
+    """
+    _check_git()
+    command = ["git", *(a for c in (*_CONFIG, *config) for a in ("-c", c)), *args]
+    shown = ["git", *args]
+    held = ""
+    for attempt in (0, 1):
+        try:
+            result = subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=True,
+                                    encoding="utf-8", errors=errors, env=_environment(env),
+                                    stdin=None if input is not None else subprocess.DEVNULL,
+                                    timeout=GIT_TIMEOUT_SECONDS)
+        except FileNotFoundError as e:
+            if not Path(cwd).is_dir():
+                raise GitError(f"folder {cwd} does not exist", command=shown,
+                               hint="create it, or check the path") from None
+            raise GitError(f"git cannot be run: {e}", command=shown,
+                           hint="install git (e.g. `apt-get install git`) and make sure it is on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git did not finish within {GIT_TIMEOUT_SECONDS:.0f} s in {cwd}", command=shown,
+                           hint="look for a hung git process or a very slow disk; a lock it leaves is "
+                                "cleared on the next try") from None
+        if result.returncode in ok:
+            return result
+        lock = _LOCK_ERROR.search(result.stderr)
+        if attempt == 0 and lock and scope is not None:
+            why = scope._clear_lock(Path(lock.group(1)), shown)
+            if why is None:
+                continue
+            held = why
+        break
+    raise GitError(f"git {args[0] if args else ''} failed (exit {result.returncode}) in {cwd}",
+                   command=shown, stderr=result.stderr, hint=held or _hint(result.stderr, hint))
+
+
+def _hint(stderr: str, fallback: str) -> str:
+    for pattern, fix in _KNOWN_PROBLEMS:
+        if pattern.search(stderr):
+            return fix
+    return fallback or "see git's message above"
+
+
+def _check_rev(rev: str) -> str:
+    if not rev or rev.startswith("-") or any(c.isspace() or c == "\0" for c in rev):
+        raise GitError(f"{rev!r} is not a commit or revision name",
+                       hint="pass a commit sha, a branch name or HEAD")
+    return rev
+
+
+def _parse_status(out: str) -> list[str]:
+    fields = out.split("\0")
+    paths: set[str] = set()
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.add(entry[3:])
+        if entry[0] in "RC":  # the next field is the original name of a rename or copy
+            if i < len(fields) and fields[i]:
+                paths.add(fields[i])
+            i += 1
+    return sorted(paths)
+
+
+class _Repo:
+    """Commands shared by the main checkout and the worktree: one checkout of one repository."""
+
+    path: Path
+
+    def _root(self) -> Path:
+        """The main checkout's folder (the task folder)."""
+        raise NotImplementedError
+
+    def _scope_dirs(self) -> list[Path]:
+        """Folders where a git process would be working on this repository."""
+        raise NotImplementedError
+
+    def _git(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None,
+             env: Mapping[str, str] | None = None, config: Sequence[str] = (), hint: str = "",
+             errors: str = "surrogateescape") -> subprocess.CompletedProcess[str]:
+        return _run(args, self.path, ok=ok, input=input, env=env, config=config, hint=hint, errors=errors,
+                    scope=self)
+
+    # -- lock recovery -------------------------------------------------------------------------------
+
+    def _clear_lock(self, lock: Path, command: Sequence[str]) -> str | None:
+        """Remove `lock` if it is stale (see the module docstring).
+
+        Returns None when the command may be retried (the lock was stale and is gone, or its holder
+        released it), else why the lock was left alone.
+        """
+        lock = lock if lock.is_absolute() else self.path / lock
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                written = lock.stat().st_mtime
+            except FileNotFoundError:
+                return None  # released meanwhile by the process that held it
+            age = time.time() - written
+            busy = _git_processes(self._scope_dirs(), since=written)
+            if not busy and age >= STALE_LOCK_SECONDS:
+                try:
+                    lock.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    return f"the stale lock {lock} cannot be removed ({e}): delete it by hand"
+                log.warning("removed stale git lock %s (%.0f s old, no git process running in %s), "
+                            "left by a git process that was killed; retrying: %s",
+                            lock, age, self._root(), " ".join(command))
+                return None
+            if time.monotonic() >= deadline:
+                return (f"{lock} is still held after {LOCK_WAIT_SECONDS:.0f} s by git processes working in the "
+                        f"repository ({'; '.join(busy)}): let them finish or end them, then resume")
+            time.sleep(0.1)
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    def _resolve(self, rev: str) -> str | None:
+        result = self._git("rev-parse", "--verify", "--quiet", f"{_check_rev(rev)}^{{commit}}", ok=(0, 1))
+        return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
+
+    def _commit_of(self, rev: str) -> str:
+        sha = self._resolve(rev)
+        if sha is None:
+            raise GitError(f"{rev!r} is not a commit of the repository at {self._root()}",
+                           command=["git", "rev-parse", "--verify", rev],
+                           hint="pass a sha that the repository has (see `git log --all`), a branch or HEAD")
+        return sha
+
+    def head(self) -> str:
+        """The full sha of the checkout's HEAD commit. GitError if there is no commit yet."""
+        sha = self._resolve("HEAD")
+        if sha is None:
+            raise GitError(f"the repository at {self.path} has no commit yet", command=["git", "rev-parse", "HEAD"],
+                           hint="call Workspace.ensure (what `autoresearch init` does) to make the first commit")
+        return sha
+
+    def commit_exists(self, sha: str) -> bool:
+        """Whether `sha` (full or abbreviated, or any revision) names a commit in the object store,
+        reachable or not (discarded experiments stay findable)."""
+        try:
+            return self._resolve(sha) is not None
+        except GitError:
+            return False
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether commit `a` is an ancestor of commit `b` (a commit is its own ancestor).
+        GitError if either is not a commit."""
+        a_sha, b_sha = self._commit_of(a), self._commit_of(b)
+        return self._git("merge-base", "--is-ancestor", a_sha, b_sha, ok=(0, 1)).returncode == 0
+
+    def log(self, n: int | None = None) -> list[tuple[str, str]]:
+        """(sha, subject) of the commits reachable from HEAD, newest first; at most `n` of them."""
+        if n is not None and n < 0:
+            raise ValueError("n must be >= 0")
+        if n == 0:
+            return []
+        args = ["log", "--format=%H %s", "--no-decorate"]
+        if n is not None:
+            args.append(f"--max-count={n}")
+        out = self._git(*args, self.head(), "--", errors="replace").stdout
+        return [(sha, subject) for sha, _, subject in (line.partition(" ") for line in out.splitlines()) if sha]
+
+    def _changed(self) -> list[str]:
+        out = self._git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                        "--no-renames", "--", ".", _NOT_HARNESS).stdout
+        return _parse_status(out)
+
+
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Registered:
+    path: Path
+    branch: str | None  # None: detached
+    locked: str | None  # the lock reason ("" when locked without one), None when not locked
+
+
+class Workspace(_Repo):
+    """The task folder's repository (its main checkout). Use `Workspace.ensure` to create one.
+
+    `root` is the task folder (resolved), `git_dir` the repository's common .git folder.
+    """
+
+    def __init__(self, task_dir: Path) -> None:
+        """Open the repository whose work tree root is `task_dir`; GitError if it is not one."""
+        root = Path(task_dir).resolve()
+        if not root.is_dir():
+            raise GitError(f"task folder {root} does not exist",
+                           hint="create it with `autoresearch init <folder>`, or check the path")
+        self.path = root
+        top = _toplevel(root)
+        if top != root:
+            where = f"inside the repository at {top}" if top else "not a git repository"
+            raise GitError(f"{root} is not the root of a git repository ({where})",
+                           hint="run `autoresearch init` in the task folder, or call Workspace.ensure")
+        self.root = root
+        common = self._git("rev-parse", "--git-common-dir").stdout.strip()
+        self.git_dir = (root / common).resolve()
+        self._identity: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @classmethod
+    def ensure(cls, task_dir: Path, *, nested: bool = False) -> Workspace:
+        """Make `task_dir` (an existing folder) a repository with at least one commit, and open it.
+
+        - Not in any repository: `git init`.
+        - Inside another repository's work tree but not its root: refused with GitError, because
+          the harness commits and hard-resets everything in its checkout; with `nested=True` (what
+          `autoresearch init` asks for when the user names a new task folder inside a clone) a
+          repository of its own is created there instead.
+        - `.gitignore` (as committed at HEAD) must list `.autoresearch/`: the line is appended if
+          missing. With no commit yet, every file that is not ignored is committed as
+          "autoresearch: task"; otherwise only `.gitignore` is committed, as
+          "autoresearch: ignore .autoresearch/" (other staged changes stay staged, uncommitted).
+        - `.autoresearch/` already tracked: GitError (its fix: untrack it).
+        Running it again changes nothing.
+        """
+        _check_git()
+        root = Path(task_dir).resolve()
+        if not root.is_dir():
+            raise GitError(f"task folder {root} does not exist",
+                           hint="create it with `autoresearch init <folder>`, or check the path")
+        top = _toplevel(root)
+        if top is not None and top != root and not nested:
+            raise GitError(f"{root} is inside the git repository at {top} but is not its root",
+                           hint=f"a task folder must be a repository of its own: run `git init` in {root} "
+                                "(or `autoresearch init`), or move the folder out of that repository")
+        if top != root:
+            _run(["init", "-q"], root)
+            log.info("initialised a git repository in %s", root)
+        ws = cls(root)
+        ws._first_commit()
+        return ws
+
+    def _exclude_harness_dir(self) -> None:
+        """List `.autoresearch/` in the repository's own info/exclude too: shared by every worktree,
+        never committed, out of the agent's reach (it can edit `.gitignore` in its worktree)."""
+        exclude = self.git_dir / "info" / "exclude"
+        text = exclude.read_text(errors="replace") if exclude.exists() else ""
+        if not _lists_harness_dir(text):
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with open(exclude, "a") as f:
+                f.write(("" if not text or text.endswith("\n") else "\n") + f"/{HARNESS_DIR}/\n")
+
+    def _first_commit(self) -> None:
+        self._exclude_harness_dir()
+        has_commit = self._resolve("HEAD") is not None
+        if has_commit:
+            tracked = self._git("ls-files", "-z", "--", HARNESS_DIR).stdout
+            if tracked:
+                raise GitError(f"{HARNESS_DIR}/ is tracked by the repository at {self.root}",
+                               hint=f"untrack it: `git rm -r --cached {HARNESS_DIR}` and commit")
+        committed = ""
+        if has_commit:
+            shown = self._git("show", "HEAD:.gitignore", ok=(0, 128), errors="replace")
+            committed = shown.stdout if shown.returncode == 0 else ""
+        needs_line = not _lists_harness_dir(committed)
+        if needs_line:
+            gitignore = self.root / ".gitignore"
+            text = gitignore.read_text(errors="replace") if gitignore.exists() else ""
+            if not _lists_harness_dir(text):
+                with open(gitignore, "a") as f:
+                    f.write(("" if not text or text.endswith("\n") else "\n") + f"{HARNESS_DIR}/\n")
+                log.info("added %s/ to %s", HARNESS_DIR, gitignore)
+        if not has_commit:
+            self._git("add", "-A")
+            self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", HARNESS_DIR)
+            self._git("commit", "-q", "--no-verify", "--allow-empty", "-m", TASK_COMMIT_MESSAGE,
+                      config=self._identity_config())
+            log.info("committed the task files in %s as %r", self.root, TASK_COMMIT_MESSAGE)
+        elif needs_line:
+            self._git("add", "--", ".gitignore")
+            self._git("commit", "-q", "--no-verify", "-m", IGNORE_COMMIT_MESSAGE, "--only", "--", ".gitignore",
+                      config=self._identity_config())
+            log.info("committed .gitignore in %s as %r", self.root, IGNORE_COMMIT_MESSAGE)
+
+    def _identity_config(self) -> list[str]:
+        """`user.name=...`, `user.email=...` settings for what git's own configuration lacks."""
+        if self._identity is None:
+            self._identity = [f"{key}={fallback}"
+                              for key, fallback in (("user.name", FALLBACK_NAME), ("user.email", FALLBACK_EMAIL))
+                              if not self._git("config", "--get", key, ok=(0, 1)).stdout.strip()]
+        return self._identity
+
+    def _root(self) -> Path:
+        return self.root
+
+    def _scope_dirs(self) -> list[Path]:
+        dirs = [self.root, self.git_dir]
+        for gitdir in (self.git_dir / "worktrees").glob("*/gitdir"):
+            try:
+                dirs.append(Path(gitdir.read_text().strip()).parent)
+            except OSError:
+                continue
+        return dirs
+
+    # -- branches ------------------------------------------------------------------------------------
+
+    def _check_branch(self, name: str) -> str:
+        if not name or name.startswith("-") or self._git("check-ref-format", "--branch", name,
+                                                         ok=(0, 1, 128)).returncode != 0:
+            raise GitError(f"{name!r} is not a valid branch name",
+                           hint="use letters, digits, '-', '_', '.' and '/', e.g. 'autoresearch/run-1'")
+        return name
+
+    def branch_exists(self, name: str) -> bool:
+        """Whether the local branch `name` exists."""
+        ref = f"refs/heads/{self._check_branch(name)}"
+        return self._git("show-ref", "--verify", "--quiet", ref, ok=(0, 1)).returncode == 0
+
+    def branch_head(self, name: str) -> str:
+        """The sha the branch `name` points to. GitError if there is no such branch."""
+        sha = self._resolve(f"refs/heads/{self._check_branch(name)}")
+        if sha is None:
+            raise GitError(f"there is no branch {name!r} in {self.root}",
+                           hint="create it first with Workspace.create_branch")
+        return sha
+
+    def create_branch(self, name: str, start: str = "HEAD") -> None:
+        """Create branch `name` at commit `start`. GitError if it exists already or `start` is no commit."""
+        if self.branch_exists(name):
+            raise GitError(f"branch {name!r} already exists in {self.root} (at {self.branch_head(name)[:12]})",
+                           hint="pick another name, or open the existing branch with open_worktree to resume it")
+        self._git("branch", "--no-track", name, self._commit_of(start))
+
+    # -- worktrees -----------------------------------------------------------------------------------
+
+    def _registered(self) -> list[_Registered]:
+        out = self._git("worktree", "list", "--porcelain").stdout
+        entries = []
+        for block in out.split("\n\n"):
+            fields = {}
+            for line in block.splitlines():
+                key, _, value = line.partition(" ")
+                fields[key] = value
+            if "worktree" not in fields:
+                continue
+            branch = fields.get("branch")
+            entries.append(_Registered(
+                path=Path(fields["worktree"]).resolve(),
+                branch=branch[len("refs/heads/"):] if branch and branch.startswith("refs/heads/") else None,
+                locked=fields.get("locked")))
+        return entries
+
+    def _valid_worktree(self, path: Path) -> bool:
+        if not (path / ".git").exists():
+            return False
+        result = _run(["rev-parse", "--show-toplevel", "--git-common-dir"], path, ok=(0, 1, 128))
+        lines = result.stdout.splitlines()
+        return (result.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == path
+                and (path / lines[1]).resolve() == self.git_dir)
+
+    def _links_here(self, path: Path) -> bool:
+        """Whether `path/.git` is a worktree link into this repository (even a broken one)."""
+        link = path / ".git"
+        try:
+            text = link.read_text().strip() if link.is_file() else ""
+        except OSError:
+            return False
+        target = text[len("gitdir:"):].strip() if text.startswith("gitdir:") else ""
+        return bool(target) and Path(target).resolve().parent == (self.git_dir / "worktrees").resolve()
+
+    def _check_worktree_path(self, path: Path) -> None:
+        if path == self.root or path in self.root.parents or path == self.git_dir or self.git_dir in path.parents:
+            raise GitError(f"{path} cannot hold a worktree of {self.root}",
+                           hint="use a folder of its own, e.g. <task>/.autoresearch/worktree")
+
+    def _drop_worktree(self, path: Path, why: str) -> None:
+        log.warning("recreating the worktree at %s: %s", path, why)
+        self._git("worktree", "unlock", str(path), ok=(0, 1, 128))
+        if path.exists():
+            shutil.rmtree(path)
+        self._git("worktree", "prune")
+
+    def open_worktree(self, path: Path, branch: str) -> Worktree:
+        """A worktree at `path` with `branch` checked out, created or reused.
+
+        - Registrations whose folder is gone are pruned first.
+        - Already registered at `path` with `branch`: reused as it is, uncommitted changes included
+          (after a crash the caller decides whether to `discard_changes`). A different branch there:
+          GitError.
+        - Registered at `path` but broken (its `git worktree add` was interrupted, or its folder
+          lost its link) or a folder at `path` that links into this repository: deleted and created
+          again, with a warning in the log. Links broken by moving the task folder are repaired.
+        - Any other non-empty folder at `path`: GitError; it is never deleted.
+        - `branch` missing, or checked out in another worktree: GitError.
+        """
+        path = Path(path).resolve()
+        self._check_worktree_path(path)
+        if not self.branch_exists(branch):
+            raise GitError(f"there is no branch {branch!r} in {self.root}",
+                           hint="create it first with Workspace.create_branch")
+        self._exclude_harness_dir()
+        if (path / ".git").is_file() and not self._valid_worktree(path):
+            self._git("worktree", "repair", str(path), ok=(0, 1, 128, 129))  # 129: git < 2.29
+        self._git("worktree", "prune")
+        entry = next((e for e in self._registered() if e.path == path), None)
+        if entry is not None and entry.locked == "initializing":
+            self._drop_worktree(path, "its creation was interrupted")
+            entry = None
+        elif entry is not None and not self._valid_worktree(path):
+            self._drop_worktree(path, "its folder is missing or damaged")
+            entry = None
+        if entry is not None:
+            if entry.branch != branch:
+                raise GitError(f"the worktree at {path} has {entry.branch or 'a detached HEAD'} checked out, "
+                               f"not {branch!r}",
+                               hint="open it with its own branch, or remove it with Workspace.remove_worktree")
+            return Worktree(path, branch, self)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            if path.is_dir() and self._links_here(path):
+                self._drop_worktree(path, "its folder is no longer registered")
+            else:
+                raise GitError(f"{path} exists and is not a worktree of {self.root}",
+                               hint="move that folder away, or choose another worktree path")
+        holder = next((e for e in self._registered() if e.branch == branch), None)
+        if holder is not None:
+            raise GitError(f"branch {branch!r} is checked out in {holder.path}",
+                           hint=f"check out another branch there, or remove that worktree "
+                                f"(`git worktree remove {holder.path}`)")
+        self._git("worktree", "add", "--quiet", str(path), branch)
+        log.info("added worktree %s for branch %s", path, branch)
+        return Worktree(path, branch, self)
+
+    def remove_worktree(self, path: Path) -> None:
+        """Delete the worktree at `path` (uncommitted changes are lost) and its registration.
+        Nothing happens if no worktree is registered there."""
+        path = Path(path).resolve()
+        self._check_worktree_path(path)
+        self._git("worktree", "prune")
+        if any(e.path == path for e in self._registered()):
+            self._git("worktree", "unlock", str(path), ok=(0, 1, 128))
+            self._git("worktree", "remove", "--force", "--force", str(path))
+
+    def dirty_files(self) -> list[str]:
+        """Paths (relative to the task folder, sorted) with uncommitted changes in the main checkout:
+        modified, staged, deleted, untracked and not ignored; `.autoresearch/` is left out.
+        Reads only; takes no lock."""
+        return self._changed()
+
+
+def _toplevel(folder: Path) -> Path | None:
+    """The root of the work tree that `folder` is in; None when it is in no repository."""
+    result = _run(["rev-parse", "--show-toplevel"], folder, ok=(0, 128))
+    out = result.stdout.strip()
+    if result.returncode == 0 and out:
+        return Path(out).resolve()
+    if "not a git repository" in result.stderr:
+        return None
+    raise GitError(f"cannot tell which git repository {folder} belongs to", command=["git", "rev-parse",
+                   "--show-toplevel"], stderr=result.stderr,
+                   hint=_hint(result.stderr, "make the task folder an ordinary (non-bare) git work tree"))
+
+
+def _lists_harness_dir(gitignore_text: str) -> bool:
+    return any(line.strip() in _HARNESS_IGNORE_LINES for line in gitignore_text.splitlines())
+
+
+class Worktree(_Repo):
+    """The harness's linked worktree: `path` (resolved) with `branch` checked out.
+
+    Obtain one from `Workspace.open_worktree`. All paths it returns are relative to `path`, with '/'.
+    """
+
+    def __init__(self, path: Path, branch: str, workspace: Workspace) -> None:
+        self.path = Path(path).resolve()
+        self.branch = branch
+        self.workspace = workspace
+
+    def __repr__(self) -> str:
+        return f"Worktree({str(self.path)!r}, branch={self.branch!r})"
+
+    def _root(self) -> Path:
+        return self.workspace.root
+
+    def _scope_dirs(self) -> list[Path]:
+        return self.workspace._scope_dirs()
+
+    def changed_files(self) -> list[str]:
+        """Paths that differ from HEAD, sorted: modified, added, deleted, both names of a rename,
+        untracked files (each file, not its folder). Ignored files and `.autoresearch/` are left
+        out. Exactly the paths `commit` would record. Reads only; takes no lock."""
+        return self._changed()
+
+    def out_of_scope(self, editable: Sequence[str]) -> list[str]:
+        """The changed paths (see `changed_files`) that no entry of `editable` covers (see `matches_scope`)."""
+        return [p for p in self.changed_files() if not matches_scope(p, editable)]
+
+    def diff(self) -> str:
+        """Unified diff of the files against HEAD, untracked files included as new files, renames
+        detected; binary files are named, not shown. Built in a temporary index, so the real index
+        is untouched and nothing is left staged, even if the process is killed meanwhile."""
+        head = self.head()
+        with tempfile.TemporaryDirectory(prefix="autoresearch-diff-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self._git("read-tree", head, env=env)
+            self._git("add", "-A", env=env)
+            self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", HARNESS_DIR, env=env)
+            return self._git("diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames",
+                             "--src-prefix=a/", "--dst-prefix=b/", head, "--", env=env, errors="replace").stdout
+
+    def commit(self, message: str) -> str:
+        """Stage every change (not ignored files, never `.autoresearch/`) and commit it on the branch
+        with `message` (kept as given, multi-line and '#' lines included; only surrounding blank
+        lines and trailing spaces are trimmed). Returns the new commit's sha.
+
+        GitError if `message` is blank; NothingToCommit (a GitError) if nothing changed.
+        """
+        if not message or not message.strip():
+            raise GitError("refusing to commit with an empty message", command=["git", "commit"],
+                           hint="describe the change in the commit message")
+        self._git("add", "-A")
+        self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", HARNESS_DIR)
+        head = self.head()
+        if self._git("diff", "--cached", "--quiet", "--no-ext-diff", head, "--", ok=(0, 1)).returncode == 0:
+            raise NothingToCommit(f"nothing to commit in {self.path}: no file differs from {head[:12]}",
+                                  command=["git", "commit"],
+                                  hint="change a file before committing, or skip the commit")
+        self._git("commit", "-q", "--no-verify", "--cleanup=whitespace", "-F", "-", input=message,
+                  config=self.workspace._identity_config())
+        return self.head()
+
+    def reset_hard(self, commit: str) -> None:
+        """Move the branch to `commit` and make the files exactly that commit's: tracked files are
+        restored, untracked files and folders that are not ignored are deleted (nested repositories
+        too). Ignored files and `.autoresearch/` are kept. GitError if `commit` is not a commit."""
+        sha = self._commit_of(commit)
+        self._git("reset", "--hard", "-q", sha)
+        self._git("clean", "-f", "-f", "-d", "-q", "--", ".", _NOT_HARNESS)
+
+    def discard_changes(self) -> None:
+        """Throw away every uncommitted change: `reset_hard(HEAD)`."""
+        self.reset_hard(self.head())
+
+    def current_branch(self) -> str | None:
+        """The branch checked out in the worktree, None when HEAD is detached."""
+        out = self._git("symbolic-ref", "-q", "HEAD", ok=(0, 1)).stdout.strip()
+        return out[len("refs/heads/"):] if out.startswith("refs/heads/") else None

@@ -1,0 +1,512 @@
+"""The task repository and the harness's worktree, with real git in temporary folders (no mocks)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch import workspace
+from autoresearch.workspace import GitError, NothingToCommit, Workspace, Worktree, matches_scope
+
+BRANCH = "autoresearch/run-1"
+
+
+@pytest.fixture(autouse=True)
+def no_user_git_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No global git configuration: the identity fallback is exercised, the user's settings don't leak in."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Plain git, as a user would run it (the tests' own setup and checks)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    result = subprocess.run(["git", "-c", "user.name=tester", "-c", "user.email=t@example.com", *args], cwd=cwd,
+                            capture_output=True, text=True, env={**env, "LC_ALL": "C"})
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def make_task(root: Path, files: dict[str, str] | None = None) -> Path:
+    task = root / "task"
+    task.mkdir()
+    for name, text in (files or {"train.py": "lr = 0.1\n", "program.md": "# research\n"}).items():
+        (task / name).parent.mkdir(parents=True, exist_ok=True)
+        (task / name).write_text(text)
+    return task
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace.ensure(make_task(tmp_path, {"train.py": "lr = 0.1\n", "program.md": "# research\n",
+                                                 "lib/util.py": "X = 1\n", "data.bin": "old\n"}))
+
+
+@pytest.fixture
+def wt(ws: Workspace) -> Worktree:
+    ws.create_branch(BRANCH)
+    return ws.open_worktree(ws.root / ".autoresearch" / "worktree", BRANCH)
+
+
+def lock_path(checkout: Path, name: str) -> Path:
+    return checkout / git(checkout, "rev-parse", "--git-path", name).strip()
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+# -- scope (pure) -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, editable, expected", [
+    ("train.py", ["train.py"], True),
+    ("./train.py", ["train.py"], True),
+    ("train.py", ["./train.py"], True),
+    ("train.pyc", ["train.py"], False),
+    ("sub/train.py", ["train.py"], False),
+    ("src/a.py", ["src/*.py"], True),
+    ("src/x/a.py", ["src/*.py"], False),
+    ("a.py", ["src/*.py"], False),
+    ("src/a.pyc", ["src/*.py"], False),
+    ("a.py", ["*.py"], True),
+    ("sub/a.py", ["*.py"], False),
+    ("sub/deep/a.py", ["**/*.py"], True),
+    ("a.py", ["**/*.py"], True),
+    ("src/x/y/a.py", ["src/**"], True),
+    ("src/x/a.py", ["src/**/a.py"], True),
+    ("src/a.py", ["src/**/a.py"], True),
+    ("configs/a/b.yaml", ["configs/"], True),
+    ("configs", ["configs/"], True),
+    ("configsx/a", ["configs/"], False),
+    ("model1.py", ["model?.py"], True),
+    ("model12.py", ["model?.py"], False),
+    ("model1.py", ["model[0-9].py"], True),
+    ("modelx.py", ["model[!0-9].py"], True),
+    ("model1.py", ["model[!0-9].py"], False),
+    ("Train.py", ["train.py"], False),
+    ("a+b(1).py", ["a+b(1).py"], True),
+    ("x.py", [], False),
+    ("notes.md", ["train.py", "*.md"], True),
+])
+def test_matches_scope(path, editable, expected):
+    assert matches_scope(path, editable) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../train.py", "a/../b", "a//b"])
+def test_matches_scope_rejects_entries_outside_the_task(bad):
+    with pytest.raises(ValueError, match="relative to the task folder"):
+        matches_scope("train.py", [bad])
+
+
+# -- ensure -------------------------------------------------------------------------------------------
+
+def test_ensure_on_an_empty_folder(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    ws = Workspace.ensure(folder)
+    assert ws.root == folder.resolve() and (folder / ".git").is_dir()
+    assert ws.log() == [(ws.head(), "autoresearch: task")]
+    assert (folder / ".gitignore").read_text() == ".autoresearch/\n"
+    assert git(folder, "log", "-1", "--format=%an <%ae>").strip() == "autoresearch <autoresearch@localhost>"
+    assert ws.dirty_files() == []
+
+
+def test_ensure_commits_the_task_files_but_not_harness_or_ignored_ones(tmp_path):
+    task = make_task(tmp_path, {"train.py": "lr = 0.1\n", "sub/helper.py": "pass\n", ".gitignore": "*.log",
+                                "run.log": "noise\n", ".autoresearch/state.json": "{}\n"})
+    ws = Workspace.ensure(task)
+    tracked = git(task, "ls-files").split()
+    assert tracked == [".gitignore", "sub/helper.py", "train.py"]
+    assert (task / ".gitignore").read_text() == "*.log\n.autoresearch/\n"
+    assert ws.dirty_files() == []
+    head = ws.head()
+    again = Workspace.ensure(task)  # idempotent
+    assert again.head() == head and again.log() == ws.log()
+
+
+def test_ensure_in_an_existing_repository_commits_only_the_gitignore_line(tmp_path):
+    task = make_task(tmp_path)
+    git(task, "init", "-q")
+    git(task, "config", "user.name", "Ada")
+    git(task, "config", "user.email", "ada@example.com")
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "-m", "mine")
+    (task / "notes.txt").write_text("staged, not mine to commit\n")
+    git(task, "add", "notes.txt")
+    ws = Workspace.ensure(task)
+    assert [subject for _, subject in ws.log()] == ["autoresearch: ignore .autoresearch/", "mine"]
+    assert git(task, "show", "--name-only", "--format=%an", "HEAD").split() == ["Ada", ".gitignore"]
+    assert git(task, "diff", "--cached", "--name-only").split() == ["notes.txt"]
+    assert ws.dirty_files() == ["notes.txt"]
+
+
+def test_ensure_refuses_a_subfolder_of_another_repository_unless_nested(tmp_path):
+    outer = make_task(tmp_path)
+    git(outer, "init", "-q")
+    inner = outer / "experiments"
+    inner.mkdir()
+    (inner / "train.py").write_text("lr = 1\n")
+    with pytest.raises(GitError) as info:
+        Workspace.ensure(inner)
+    assert "not its root" in str(info.value) and "git init" in info.value.hint
+    ws = Workspace.ensure(inner, nested=True)
+    assert ws.root == inner.resolve() and (inner / ".git").is_dir()
+    assert git(inner, "ls-files").split() == [".gitignore", "train.py"]
+
+
+def test_ensure_refuses_a_tracked_harness_folder(tmp_path):
+    task = make_task(tmp_path, {"train.py": "x\n", ".autoresearch/state.json": "{}\n"})
+    git(task, "init", "-q")
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "-m", "oops")
+    with pytest.raises(GitError, match="tracked") as info:
+        Workspace.ensure(task)
+    assert "git rm -r --cached .autoresearch" in info.value.hint
+
+
+def test_opening_a_folder_that_is_no_repository_says_how_to_fix_it(tmp_path):
+    with pytest.raises(GitError) as info:
+        Workspace(tmp_path)
+    assert "autoresearch init" in str(info.value)
+    with pytest.raises(GitError, match="does not exist"):
+        Workspace.ensure(tmp_path / "missing")
+
+
+def test_missing_git_says_install_git(tmp_path, monkeypatch):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(GitError) as info:
+        Workspace.ensure(tmp_path)
+    assert "install git" in str(info.value)
+
+
+def test_inherited_git_variables_and_user_hooks_are_ignored(ws, monkeypatch):
+    hooks = ws.root / "myhooks"
+    hooks.mkdir()
+    for name in ("pre-commit", "commit-msg", "post-checkout", "reference-transaction"):
+        (hooks / name).write_text("#!/bin/sh\nexit 1\n")
+        (hooks / name).chmod(0o755)
+    git(ws.root, "config", "core.hooksPath", str(hooks))
+    monkeypatch.setenv("GIT_DIR", "/nonexistent")
+    monkeypatch.setenv("GIT_INDEX_FILE", "/nonexistent/index")
+    ws.create_branch(BRANCH)
+    wt = ws.open_worktree(ws.root / ".autoresearch" / "wt", BRANCH)
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    assert wt.commit("hooks would have refused this") == wt.head()
+
+
+# -- branches -----------------------------------------------------------------------------------------
+
+def test_branches(ws):
+    assert not ws.branch_exists(BRANCH)
+    ws.create_branch(BRANCH)
+    assert ws.branch_exists(BRANCH) and ws.branch_head(BRANCH) == ws.head()
+    with pytest.raises(GitError, match="already exists"):
+        ws.create_branch(BRANCH)
+    with pytest.raises(GitError, match="not a valid branch name"):
+        ws.create_branch("bad..name")
+    with pytest.raises(GitError, match="not a valid branch name"):
+        ws.branch_exists("--force")
+    with pytest.raises(GitError, match="no branch"):
+        ws.branch_head("nope")
+    with pytest.raises(GitError, match="not a commit"):
+        ws.create_branch("other", start="0" * 40)
+
+
+# -- worktrees ----------------------------------------------------------------------------------------
+
+def test_worktree_is_added_and_reused_after_a_crash(ws):
+    ws.create_branch(BRANCH)
+    path = ws.root / ".autoresearch" / "worktree"
+    wt = ws.open_worktree(path, BRANCH)
+    assert wt.path == path.resolve() and wt.branch == BRANCH and wt.current_branch() == BRANCH
+    assert (path / "train.py").read_text() == "lr = 0.1\n" and wt.head() == ws.head()
+    assert ws.dirty_files() == []  # the worktree inside .autoresearch/ does not dirty the task
+    (path / "train.py").write_text("lr = 0.3\n")
+    del wt  # the process dies; a new one opens the same worktree
+    again = ws.open_worktree(path, BRANCH)
+    assert again.changed_files() == ["train.py"]  # uncommitted work is kept: the caller decides
+    ws.create_branch("other")
+    with pytest.raises(GitError, match="checked out"):
+        ws.open_worktree(path, "other")
+    with pytest.raises(GitError, match="checked out in"):
+        ws.open_worktree(ws.root / ".autoresearch" / "second", BRANCH)
+    with pytest.raises(GitError, match="no branch"):
+        ws.open_worktree(ws.root / ".autoresearch" / "third", "missing")
+
+
+def test_worktree_deleted_by_the_user_is_recreated(wt, caplog):
+    (wt.path / "train.py").write_text("lost\n")
+    shutil.rmtree(wt.path)
+    with caplog.at_level(logging.INFO, logger="autoresearch.workspace"):
+        again = wt.workspace.open_worktree(wt.path, BRANCH)
+    assert (again.path / "train.py").read_text() == "lr = 0.1\n" and again.changed_files() == []
+    assert len(git(wt.workspace.root, "worktree", "list").splitlines()) == 2
+
+
+def test_interrupted_worktree_add_is_redone(wt, caplog):
+    git(wt.workspace.root, "worktree", "lock", "--reason", "initializing", str(wt.path))
+    (wt.path / "train.py").unlink()  # a checkout that never finished
+    with caplog.at_level(logging.WARNING, logger="autoresearch.workspace"):
+        again = wt.workspace.open_worktree(wt.path, BRANCH)
+    assert "interrupted" in caplog.text
+    assert again.changed_files() == [] and (again.path / "train.py").exists()
+    assert "locked" not in git(wt.workspace.root, "worktree", "list", "--porcelain")
+
+
+def test_worktree_survives_moving_the_task_folder(wt, tmp_path, caplog):
+    (wt.path / "train.py").write_text("lr = 0.5\n")
+    moved = tmp_path / "moved"
+    wt.workspace.root.rename(moved)
+    ws = Workspace.ensure(moved)
+    with caplog.at_level(logging.WARNING, logger="autoresearch.workspace"):
+        again = ws.open_worktree(moved / ".autoresearch" / "worktree", BRANCH)
+    assert caplog.text == ""  # repaired in place, not recreated: the uncommitted change is still there
+    assert again.changed_files() == ["train.py"]
+    sha = again.commit("after the move")
+    assert ws.branch_head(BRANCH) == sha and (again.path / ".git").read_text().startswith(f"gitdir: {moved}")
+
+
+def test_worktree_path_holding_other_files_is_refused(ws):
+    ws.create_branch(BRANCH)
+    path = ws.root / ".autoresearch" / "busy"
+    path.mkdir(parents=True)
+    (path / "keep.txt").write_text("mine\n")
+    with pytest.raises(GitError, match="not a worktree"):
+        ws.open_worktree(path, BRANCH)
+    assert (path / "keep.txt").read_text() == "mine\n"
+    with pytest.raises(GitError, match="cannot hold a worktree"):
+        ws.open_worktree(ws.root, BRANCH)
+
+
+def test_remove_worktree(wt):
+    wt.workspace.remove_worktree(wt.path)
+    assert not wt.path.exists()
+    wt.workspace.remove_worktree(wt.path)  # nothing there: no error
+    assert wt.workspace.open_worktree(wt.path, BRANCH).head() == wt.workspace.head()
+
+
+# -- changes ------------------------------------------------------------------------------------------
+
+def test_changed_files_covers_every_kind_of_change(wt):
+    (wt.path / ".gitignore").write_text(".autoresearch/\n*.log\n")
+    wt.commit("ignore logs")
+    p = wt.path
+    (p / "train.py").write_text("lr = 0.2\n")  # modified
+    (p / "program.md").unlink()  # deleted
+    (p / "lib" / "util.py").rename(p / "lib" / "helpers.py")  # renamed
+    (p / "new" / "deep").mkdir(parents=True)
+    (p / "new" / "deep" / "a.py").write_text("a\n")  # untracked, in a new folder
+    (p / "added.py").write_text("b\n")
+    git(p, "add", "added.py")  # staged by someone
+    (p / "run.log").write_text("ignored\n")
+    (p / ".autoresearch").mkdir()
+    (p / ".autoresearch" / "x").write_text("harness\n")
+    assert wt.changed_files() == ["added.py", "lib/helpers.py", "lib/util.py", "new/deep/a.py", "program.md",
+                                  "train.py"]
+    git(p, "add", "-A")  # staged renames are reported by both names as well
+    assert wt.changed_files() == ["added.py", "lib/helpers.py", "lib/util.py", "new/deep/a.py", "program.md",
+                                  "train.py"]
+
+
+def test_diff_shows_untracked_files_and_stages_nothing(wt):
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    (wt.path / "model.py").write_text("class Model:\n    pass\n")
+    before = git(wt.path, "status", "--porcelain")
+    diff = wt.diff()
+    assert "diff --git a/model.py b/model.py\nnew file mode 100644" in diff
+    assert "+class Model:" in diff and "-lr = 0.1\n+lr = 0.2" in diff
+    assert git(wt.path, "diff", "--cached", "--name-only") == ""
+    assert git(wt.path, "status", "--porcelain") == before == " M train.py\n?? model.py\n"
+    wt.discard_changes()
+    assert wt.diff() == ""
+
+
+def test_out_of_scope(wt):
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    (wt.path / "lib" / "util.py").write_text("X = 2\n")
+    (wt.path / "lib" / "sub").mkdir()
+    (wt.path / "lib" / "sub" / "deep.py").write_text("\n")
+    (wt.path / "program.md").write_text("# mine now\n")
+    assert wt.out_of_scope(["train.py"]) == ["lib/sub/deep.py", "lib/util.py", "program.md"]
+    assert wt.out_of_scope(["train.py", "lib/*.py"]) == ["lib/sub/deep.py", "program.md"]
+    assert wt.out_of_scope(["train.py", "lib/", "*.md"]) == []
+
+
+# -- commits and resets -------------------------------------------------------------------------------
+
+def test_commit_records_the_description(wt):
+    base = wt.head()
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    (wt.path / "model.py").write_text("pass\n")
+    (wt.path / ".autoresearch").mkdir()
+    (wt.path / ".autoresearch" / "run.json").write_text("{}\n")
+    message = "Raise the learning rate\n\n# Why\nLoss plateaued early.\n- see run 3"
+    sha = wt.commit(message)
+    assert len(sha) == 40 and sha == wt.head() == wt.workspace.branch_head(BRANCH)
+    assert git(wt.path, "log", "-1", "--format=%B").strip() == message
+    assert wt.log(1) == [(sha, "Raise the learning rate")]
+    assert wt.log() == [(sha, "Raise the learning rate"), (base, "autoresearch: task")]
+    assert wt.log(0) == []
+    assert git(wt.path, "show", "--name-only", "--format=", "HEAD").split() == ["model.py", "train.py"]
+    assert wt.changed_files() == [] and wt.is_ancestor(base, sha) and not wt.is_ancestor(sha, base)
+    assert wt.workspace.head() == base  # the task's own checkout does not move
+
+
+def test_commit_refuses_no_change_and_an_empty_message(wt):
+    with pytest.raises(NothingToCommit) as info:
+        wt.commit("nothing")
+    assert isinstance(info.value, GitError) and "nothing to commit" in str(info.value)
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    with pytest.raises(GitError, match="empty message"):
+        wt.commit("  \n ")
+    assert wt.changed_files() == ["train.py"]
+
+
+def test_commit_uses_the_users_identity_when_there_is_one(wt):
+    git(wt.workspace.root, "config", "user.name", "Ada")
+    git(wt.workspace.root, "config", "user.email", "ada@example.com")
+    fresh = Workspace(wt.workspace.root).open_worktree(wt.path, BRANCH)
+    (fresh.path / "train.py").write_text("lr = 0.2\n")
+    fresh.commit("mine")
+    assert git(fresh.path, "log", "-1", "--format=%an <%ae>").strip() == "Ada <ada@example.com>"
+
+
+def test_reset_hard_restores_files_removes_untracked_ones_and_moves_the_branch(wt):
+    ws = wt.workspace
+    base = wt.head()
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    (wt.path / "extra.py").write_text("kept in the commit\n")
+    worse = wt.commit("worse")
+    (wt.path / "train.py").write_text("lr = 9\n")
+    (wt.path / "data.bin").unlink()
+    (wt.path / "scratch" / "nested").mkdir(parents=True)
+    (wt.path / "scratch" / "nested" / "junk.py").write_text("junk\n")
+    (wt.path / "inner").mkdir()
+    git(wt.path / "inner", "init", "-q")  # a nested repository the agent made
+    (wt.path / "lib" / "util.py").unlink()
+    (wt.path / "lib" / "util.py").mkdir()  # a folder where a tracked file was
+    (wt.path / "lib" / "util.py" / "x").write_text("x\n")
+    (wt.path / ".autoresearch").mkdir()
+    (wt.path / ".autoresearch" / "cache").write_text("harness\n")
+    wt.reset_hard(base)
+    assert wt.head() == base == ws.branch_head(BRANCH)
+    assert (wt.path / "train.py").read_text() == "lr = 0.1\n"
+    assert (wt.path / "data.bin").read_text() == "old\n" and (wt.path / "lib" / "util.py").read_text() == "X = 1\n"
+    for gone in ("extra.py", "scratch", "inner"):
+        assert not (wt.path / gone).exists(), gone
+    assert (wt.path / ".autoresearch" / "cache").exists()  # the harness's folder is left alone
+    assert wt.changed_files() == [] and git(wt.path, "status", "--porcelain") == ""
+    assert wt.commit_exists(worse) and not wt.is_ancestor(worse, wt.head())  # discarded, still findable
+    wt.reset_hard(worse)  # forward again, by sha
+    assert wt.head() == worse and (wt.path / "extra.py").exists()
+
+
+def test_discard_changes(wt):
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    (wt.path / "new.py").write_text("\n")
+    head = wt.head()
+    wt.discard_changes()
+    assert wt.head() == head and wt.changed_files() == []
+
+
+def test_queries_reject_unknown_commits_with_a_fix(wt):
+    assert not wt.commit_exists("0" * 40) and not wt.commit_exists("--all") and not wt.commit_exists("")
+    assert wt.commit_exists(wt.head()[:10]) and wt.commit_exists("HEAD")
+    with pytest.raises(GitError) as info:
+        wt.reset_hard("f" * 40)
+    assert "not a commit" in str(info.value) and "fix:" in str(info.value)
+    with pytest.raises(GitError, match="not a commit"):
+        wt.is_ancestor("HEAD", "nope")
+    with pytest.raises(GitError):
+        wt.reset_hard("--hard")
+
+
+def test_git_failures_name_the_command_and_the_fix(wt):
+    shutil.rmtree(wt.workspace.git_dir)
+    with pytest.raises(GitError) as info:
+        wt.changed_files()
+    text = str(info.value)
+    assert "command: git" in text and "git said:" in text and "fix:" in text and "autoresearch init" in text
+
+
+# -- crash leftovers ----------------------------------------------------------------------------------
+
+def test_stale_index_lock_is_removed_and_the_command_retried(wt, caplog):
+    lock = lock_path(wt.path, "index.lock")
+    lock.write_text("")
+    age(lock, 60)
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    with caplog.at_level(logging.WARNING, logger="autoresearch.workspace"):
+        sha = wt.commit("after a crash")
+    assert sha == wt.head() and not lock.exists()
+    assert "removed stale git lock" in caplog.text and str(lock) in caplog.text
+
+
+def test_stale_ref_lock_and_main_checkout_lock_are_removed(wt, caplog):
+    ref_lock = wt.workspace.git_dir / "refs" / "heads" / (BRANCH + ".lock")
+    ref_lock.write_text("")
+    age(ref_lock, 60)
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    with caplog.at_level(logging.WARNING, logger="autoresearch.workspace"):
+        wt.commit("ref was locked")
+    assert not ref_lock.exists() and wt.workspace.branch_head(BRANCH) == wt.head()
+    (wt.workspace.root / ".gitignore").write_text("# emptied by the user\n")
+    git(wt.workspace.root, "commit", "-q", "-am", "user empties .gitignore")
+    main_lock = wt.workspace.git_dir / "index.lock"
+    main_lock.write_text("")
+    age(main_lock, 60)
+    ws = Workspace.ensure(wt.workspace.root)  # must commit .gitignore in the main checkout
+    assert ws.log(1)[0][1] == "autoresearch: ignore .autoresearch/" and not main_lock.exists()
+
+
+def test_young_lock_without_a_git_process_is_removed_after_the_grace_period(wt, monkeypatch):
+    monkeypatch.setattr(workspace, "STALE_LOCK_SECONDS", 0.3)
+    lock = lock_path(wt.path, "index.lock")
+    lock.write_text("")  # a restart right after kill -9: the lock is fresh but nobody holds it
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    start = time.monotonic()
+    wt.commit("soon after a crash")
+    assert not lock.exists() and time.monotonic() - start >= 0.2
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc to see live git processes")
+def test_lock_held_by_a_live_git_process_is_left_alone(wt, monkeypatch):
+    monkeypatch.setattr(workspace, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(workspace, "STALE_LOCK_SECONDS", 0.0)
+    holder = subprocess.Popen(["git", "cat-file", "--batch"], cwd=wt.path, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = lock_path(wt.path, "index.lock")
+    try:
+        time.sleep(0.05)
+        lock.write_text("")  # written after the process started: it may be that process's lock
+        (wt.path / "train.py").write_text("lr = 0.2\n")
+        with pytest.raises(GitError) as info:
+            wt.commit("while another git works here")
+        assert lock.exists() and "still held" in info.value.hint and str(holder.pid) in info.value.hint
+    finally:
+        holder.communicate(timeout=10)
+    assert wt.commit("after it finished") == wt.head() and not lock.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc to see live git processes")
+def test_git_process_started_after_the_lock_does_not_keep_it(wt, monkeypatch):
+    lock = lock_path(wt.path, "index.lock")
+    lock.write_text("")
+    age(lock, 60)
+    later = subprocess.Popen(["git", "cat-file", "--batch"], cwd=wt.path, stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (wt.path / "train.py").write_text("lr = 0.2\n")
+        assert wt.commit("a newer git process cannot hold an older lock") == wt.head() and not lock.exists()
+    finally:
+        later.communicate(timeout=10)
