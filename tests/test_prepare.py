@@ -106,7 +106,8 @@ def test_unknown_data_form_is_refused():
 
 
 def test_a_changed_generator_gets_a_new_dataset(monkeypatch):
-    from autoresearch.data import builtin, prepare as prep
+    from autoresearch.data import builtin
+    from autoresearch.data import prepare as prep
     from autoresearch.data.sources import parse_data_spec
 
     spec = parse_data_spec("builtin")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from autoresearch.config import CONFIG_NAME, ConfigError, default_config, load_c
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
 from autoresearch.runner import Outcome, run_experiment
+from autoresearch.workspace import GitError, Workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Autonomous ML research: the harness owns the loop, the clock and the metric.")
@@ -57,11 +56,13 @@ def init(directory: Path = typer.Argument(Path("."), help="Task folder to create
     for name, text in files.items():
         (directory / name).write_text(text)
     gitignore = directory / ".gitignore"
-    if ".autoresearch/" not in (gitignore.read_text() if gitignore.exists() else ""):
+    if "__pycache__/" not in (gitignore.read_text() if gitignore.exists() else ""):
         with open(gitignore, "a") as f:
-            f.write(".autoresearch/\n__pycache__/\n")
-    if shutil.which("git") and not (directory / ".git").exists():
-        subprocess.run(["git", "init", "-q"], cwd=directory, check=False)
+            f.write("__pycache__/\n")
+    try:
+        Workspace.ensure(directory, nested=True)
+    except GitError as e:
+        _fail(str(e))
     device = "CUDA" if config.train.budget_seconds >= 300 else "CPU"
     out.print(f"Created task in [bold]{directory}[/] ({device} defaults: {config.train.budget_seconds:.0f} s budget, "
               f"vocab {config.data.vocab_size}). Next: [bold]cd {directory} && autoresearch prepare[/]")
