@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import cli
@@ -98,6 +100,7 @@ def test_prepare_from_a_hub_dataset_through_a_local_server(tiny_task, monkeypatc
     assert len(hub.file_gets()) == 3
 
 
-def test_cli_module_runs_as_a_program(tmp_path):
-    result = subprocess.run(["autoresearch", "--help"], capture_output=True, text=True)
+def test_the_installed_console_script_runs(tmp_path):
+    script = Path(sys.executable).parent / "autoresearch"  # installed next to the interpreter by pip
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "prepare" in result.stdout
