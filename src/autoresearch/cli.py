@@ -208,5 +208,62 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
         raise typer.Exit(1)
 
 
+@app.command()
+def run(agent: str = typer.Option(None, help="Agent: replay:<patches.json>."),
+        budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
+        max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
+        max_hours: float = typer.Option(None, help="Stop after this many hours."),
+        tag: str = typer.Option(None, help="Run tag; the branch is autoresearch/<tag> (default: today, e.g. nov27)."),
+        resume: bool = typer.Option(False, help="Continue the run of this tag after a stop or a crash."),
+        task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
+    import signal
+    import time
+
+    from autoresearch.agents import AgentConfigError, make_agent
+    from autoresearch.loop import Limits, Loop, LoopError
+
+    config = _task(task_dir)
+    if agent is None:
+        _fail("choose an agent with --agent, e.g. --agent replay:patches.json")
+    try:
+        dataset = open_dataset(config.data)
+        chosen = make_agent(agent)
+        loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
+                    budget=budget, limits=Limits(max_experiments, max_hours), on_event=_loop_events())
+    except (DataError, AgentConfigError, LoopError, GitError) as e:
+        _fail(str(e))
+
+    def on_interrupt(signum, frame):
+        if loop.stop_requested:  # second Ctrl-C: abort the running experiment; --resume runs it again
+            raise KeyboardInterrupt
+        loop.stop_requested = True
+        err.print("stopping after this experiment (Ctrl-C again to abort it)")
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        reason = loop.run()
+    except KeyboardInterrupt:
+        reason = "aborted; the interrupted experiment runs again with --resume"
+    finally:
+        loop.close()
+    out.print(f"loop stopped: {reason}. Results: {task_dir / 'results.tsv'}")
+
+
+def _loop_events():
+    show = _live(False)
+
+    def on_event(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "experiment":
+            out.print(f"[bold]experiment {event['seq']}[/]: {event['description']}")
+        elif kind == "decided":
+            detail = f"val_bpb {event['val_bpb']:.6f}" if event.get("val_bpb") is not None else event.get("reason", "")
+            out.print(f"  -> {event['status']} {detail}", highlight=False)
+        elif kind in ("start", "eval"):
+            show(event)
+    return on_event
+
+
 if __name__ == "__main__":
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -50,10 +51,18 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LoopConfig:
+    editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
+    keep_rule: str = "strict"  # strict: keep when val_bpb is lower than the best so far
+    seed: int = 0  # seed passed to every run
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def validate(self) -> TaskConfig:
         d, t, e = self.data, self.train, self.eval
@@ -73,10 +82,14 @@ class TaskConfig:
             raise ConfigError(f"train.device = {t.device!r}: use auto, cpu, cuda or mps")
         if e.seq_len < 2 or e.tokens < e.seq_len or e.batch_size < 1:
             raise ConfigError("eval needs seq_len >= 2, tokens >= seq_len and batch_size >= 1")
+        if not self.loop.editable or not all(isinstance(p, str) and p for p in self.loop.editable):
+            raise ConfigError('loop.editable must list the files the agent may edit, e.g. ["train.py"]')
+        if self.loop.keep_rule != "strict":
+            raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
         return self
 
 
-_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "loop": LoopConfig}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:
@@ -129,8 +142,8 @@ def render_config(config: TaskConfig) -> str:
         lines.append(f"[{section}]")
         for f in fields(getattr(config, section)):
             value = getattr(getattr(config, section), f.name)
-            rendered = f'"{value}"' if isinstance(value, str) else repr(value).lower() if isinstance(value, bool) \
-                else repr(value)
+            rendered = json.dumps(value) if isinstance(value, (str, list)) else str(value).lower() \
+                if isinstance(value, bool) else repr(value)
             lines.append(f"{f.name} = {rendered}")
         lines.append("")
     return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Agents propose changes. Each backend is one module behind the small interface below.
+
+An agent gets a working folder (the harness's git worktree) and a `ProposalContext`, edits files
+in the folder, and returns a one-line description of its change. It never runs the experiment,
+commits, or decides: the harness does all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from autoresearch.store import Experiment
+
+
+class AgentError(Exception):
+    """The agent could not make a proposal; the loop records it as rejected, with this reason."""
+
+
+class AgentExhausted(Exception):
+    """The agent has nothing more to propose; the loop stops cleanly."""
+
+
+class AgentConfigError(Exception):
+    """The agent cannot be set up at all (unknown name, missing file); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    program: str  # the human's program.md
+    editable: list[str]  # paths or globs the agent may change
+    history: list[Experiment]  # this tag's experiments so far, oldest first
+    best: Experiment | None  # the current best (the branch head)
+
+
+class Agent(Protocol):
+    name: str
+
+    def propose(self, workdir: Path, context: ProposalContext) -> str:
+        """Edit files under `workdir`; return the description of the change."""
+        ...
+
+
+def make_agent(spec: str) -> Agent:
+    """`replay:<file.json>`; more backends plug in here."""
+    kind, _, arg = spec.partition(":")
+    if kind == "replay":
+        from autoresearch.agents.replay import ReplayAgent
+
+        return ReplayAgent.from_file(Path(arg))
+    raise AgentConfigError(f"unknown agent {spec!r}: available agents are replay:<patches.json>")

@@ -1,0 +1,213 @@
+"""The research loop: agent -> workspace -> runner -> decision -> store, until a limit or a stop.
+
+Orchestration only: git lives in `workspace.py`, records in `store.py`, runs in `runner.py`.
+
+Crash safety rests on an order of operations and a reconciliation on resume:
+
+- a proposal is committed before its experiment is begun in the store, and the store is written
+  before git is reset on a discard;
+- the incumbent (the branch's best commit) is the latest KEEP experiment in the store;
+- on resume, an experiment left RUNNING whose commit is the branch head is run again (nothing is
+  lost); any other RUNNING one is finished as a crash; uncommitted edits are dropped; and a branch
+  head that no RUNNING experiment owns is reset to the incumbent (a discard that was cut short, or a
+  commit that never became an experiment).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext
+from autoresearch.config import TaskConfig
+from autoresearch.data.prepare import Dataset
+from autoresearch.runner import Outcome, run_experiment
+from autoresearch.store import Experiment, Status, Store
+from autoresearch.workspace import Workspace, Worktree
+
+BASELINE = "baseline"
+
+
+class LoopError(Exception):
+    """The loop cannot start; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_experiments: int | None = None  # experiments in the tag, baseline included
+    max_hours: float | None = None  # wall-clock hours of this invocation
+
+
+def branch_name(tag: str) -> str:
+    return f"autoresearch/{tag}"
+
+
+def decide(outcome: Outcome, incumbent: Experiment | None) -> Status:
+    """The strict rule: keep a run that finished with a lower val_bpb than the incumbent."""
+    if outcome.status == "timeout":
+        return Status.TIMEOUT
+    if outcome.status != "ok" or outcome.val_bpb is None:
+        return Status.CRASH
+    if incumbent is None or incumbent.val_bpb is None or outcome.val_bpb < incumbent.val_bpb:
+        return Status.KEEP
+    return Status.DISCARD
+
+
+class Loop:
+    def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset, agent: Agent, *, tag: str,
+                 resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
+                 on_event: Callable[[dict], None] = lambda _: None) -> None:
+        self.task_dir = task_dir.resolve()
+        self.config, self.dataset, self.agent = config, dataset, agent
+        self.tag, self.budget, self.limits, self.on_event = tag, budget, limits, on_event
+        self.stop_requested = False
+        self.workspace = Workspace.ensure(self.task_dir)
+        self.store = Store.open(self.task_dir)
+        branch = branch_name(tag)
+        exists = self.workspace.branch_exists(branch)
+        if exists and not resume:
+            raise LoopError(f"tag {tag!r} already has a run (branch {branch}): continue it with --resume, "
+                            "or start a new one with --tag NEW")
+        if not exists:
+            if resume:
+                raise LoopError(f"nothing to resume: no branch {branch}; start it without --resume")
+            self.workspace.create_branch(branch, self.workspace.head())
+        self.worktree: Worktree = self.workspace.open_worktree(
+            self.task_dir / ".autoresearch" / "worktrees" / tag, branch)
+        self.logs = self.task_dir / ".autoresearch" / "logs" / tag
+        self._reconcile()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def incumbent(self) -> Experiment | None:
+        kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP]
+        return kept[-1] if kept else None
+
+    def anchor(self) -> str | None:
+        """The commit proposals build on: the incumbent's, or before any keep, the baseline's."""
+        incumbent = self.incumbent()
+        if incumbent is not None:
+            return incumbent.commit
+        history = self.store.experiments(self.tag)
+        return history[0].parent_commit if history else None
+
+    def _reconcile(self) -> None:
+        head = self.worktree.head()
+        for experiment in self.store.running(self.tag):
+            if experiment.commit != head:
+                self.store.finish(experiment.id, status=Status.CRASH,
+                                  error="interrupted: the loop stopped before this experiment finished")
+        if self.worktree.changed_files():
+            self.worktree.discard_changes()
+        anchor = self.anchor()
+        owned = any(e.commit == head for e in self.store.running(self.tag))
+        if anchor is not None and head != anchor and not owned:
+            self.worktree.reset_hard(anchor)
+        self.export()
+
+    def export(self) -> None:
+        self.store.export_results_tsv(self.tag, self.task_dir / "results.tsv")
+
+    def _limit_reached(self, started: float) -> str | None:
+        done = len(self.store.experiments(self.tag))
+        if self.limits.max_experiments is not None and done >= self.limits.max_experiments:
+            return f"reached {self.limits.max_experiments} experiments"
+        if self.limits.max_hours is not None and time.time() - started >= self.limits.max_hours * 3600:
+            return f"reached {self.limits.max_hours} hours"
+        if self.stop_requested:
+            return "stopped on request"
+        return None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Run experiments until a limit, a stop request, or an exhausted agent. Returns why it stopped."""
+        started = time.time()
+        interrupted = self.store.running(self.tag)
+        if interrupted:
+            self._execute(interrupted[0])
+        while (reason := self._limit_reached(started)) is None:
+            if not self.store.experiments(self.tag):
+                self._baseline()
+                continue
+            try:
+                self._propose_and_run()
+            except AgentExhausted as err:
+                return str(err)
+        return reason
+
+    def _baseline(self) -> None:
+        head = self.worktree.head()
+        experiment = self.store.begin(tag=self.tag, parent_commit=head, commit=head, diff="",
+                                      description=BASELINE, agent="-", seed=self.config.loop.seed,
+                                      log_path=self._log_path())
+        self._execute(experiment)
+
+    def _log_path(self) -> str:
+        seq = len(self.store.experiments(self.tag))  # the seq `begin` is about to assign
+        return str(self.logs / f"{seq:04d}" / "train.log")
+
+    def _propose_and_run(self) -> None:
+        incumbent = self.incumbent()
+        parent = self.worktree.head()
+        context = ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
+                                  history=self.store.experiments(self.tag), best=incumbent)
+        self.on_event({"event": "propose", "agent": self.agent.name})
+        try:
+            description = self.agent.propose(self.worktree.path, context)
+        except AgentError as err:
+            self._reject(parent, f"agent failed: {err}", "(no description)")
+            return
+        changed = self.worktree.changed_files()
+        if not changed:
+            self._reject(parent, "empty proposal: no file changed", description)
+            return
+        outside = self.worktree.out_of_scope(self.config.loop.editable)
+        if outside:
+            self._reject(parent, f"edits outside the editable files {self.config.loop.editable}: {', '.join(outside)}",
+                         description)
+            return
+        diff = self.worktree.diff()
+        commit = self.worktree.commit(description)
+        experiment = self.store.begin(tag=self.tag, parent_commit=parent, commit=commit, diff=diff,
+                                      description=description, agent=self.agent.name, seed=self.config.loop.seed,
+                                      log_path=self._log_path())
+        self._execute(experiment)
+
+    def _reject(self, parent: str, reason: str, description: str) -> None:
+        diff = self.worktree.diff()
+        self.worktree.discard_changes()
+        self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=parent, diff=diff,
+                          description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason)
+        self.export()
+        self.on_event({"event": "decided", "status": "rejected", "reason": reason})
+
+    def _execute(self, experiment: Experiment) -> None:
+        self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
+        run_dir = Path(experiment.log_path).parent
+        outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
+                                 seed=experiment.seed, run_dir=run_dir, on_event=self.on_event)
+        incumbent = self.incumbent()
+        status = decide(outcome, incumbent)
+        metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
+                   "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params}
+        self.store.finish(experiment.id, status=status, val_bpb=outcome.val_bpb,
+                          metrics={k: v for k, v in metrics.items() if v is not None},
+                          training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
+                          peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens, steps=outcome.steps,
+                          error=outcome.error)
+        anchor = self.anchor()
+        if status != Status.KEEP and anchor is not None and self.worktree.head() != anchor:
+            self.worktree.reset_hard(anchor)
+        self.export()
+        self.on_event({"event": "decided", "status": status.value, "val_bpb": outcome.val_bpb,
+                       "seq": experiment.seq})
+
+    def _program(self) -> str:
+        path = self.task_dir / "program.md"
+        return path.read_text() if path.exists() else ""
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,141 @@
+"""The research loop end to end with the replay agent: failures, decisions, git, store, resume."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from autoresearch.agents.replay import ReplayAgent
+from autoresearch.config import load_config
+from autoresearch.data.prepare import open_dataset
+from autoresearch.loop import Limits, Loop, LoopError
+from autoresearch.store import Status
+
+LOOP_TOML_EXTRA = """
+[loop]
+editable = ["train.py"]
+"""
+
+NAN_EDIT = {"file": "train.py", "search": "autocast).item()", "replace": "autocast).item() * float('nan')"}
+REAL_EDIT = {"file": "train.py", "search": "WARMDOWN_FRAC = 0.4", "replace": "WARMDOWN_FRAC = 0.5"}
+
+PROPOSALS = [
+    {"description": "edit the protocol", "files": {"autoresearch.toml": "[train]\nbudget_seconds = 999.0\n"}},
+    {"description": "change nothing"},
+    {"description": "syntax error", "files": {"train.py": "def broken(:\n"}},
+    {"description": "exit with an error", "files": {"train.py": "import sys\nsys.exit(3)\n"}},
+    {"description": "run forever", "files": {"train.py": "import time\ntime.sleep(600)\n"}},
+    {"description": "NaN loss", "edits": [NAN_EDIT]},
+    {"description": "longer warmdown", "edits": [REAL_EDIT]},
+]
+
+
+@pytest.fixture
+def loop_task(tiny_task: Path) -> Path:
+    toml = (tiny_task / "autoresearch.toml").read_text()
+    toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
+    toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
+    (tiny_task / "autoresearch.toml").write_text(toml + LOOP_TOML_EXTRA)
+    subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
+    cli("prepare", cwd=tiny_task)
+    return tiny_task
+
+
+def make_loop(task: Path, proposals: list[dict], **kw) -> Loop:
+    config = load_config(task)
+    return Loop(task, config, open_dataset(config.data), ReplayAgent(proposals), tag="t", **kw)
+
+
+def branch_log(task: Path) -> list[str]:
+    out = subprocess.run(["git", "log", "--format=%s", "autoresearch/t"], cwd=task, capture_output=True,
+                         text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
+    loop = make_loop(loop_task, PROPOSALS)
+    assert loop.run().startswith("all 7 replay proposals used")
+    history = loop.store.experiments("t")
+    loop.close()
+    statuses = [e.status for e in history]
+    assert statuses[:7] == [Status.KEEP, Status.REJECTED, Status.REJECTED, Status.CRASH, Status.CRASH,
+                            Status.TIMEOUT, Status.CRASH]
+    assert statuses[7] in (Status.KEEP, Status.DISCARD)
+    assert "autoresearch.toml" in history[1].error and "empty" in history[2].error
+    assert "SyntaxError" in history[3].error and "nan" in history[6].error.lower()
+    assert history[0].description == "baseline" and history[0].val_bpb > 0
+
+    # git: the branch holds the task's commits plus kept experiments only
+    kept = [e.description for e in history[1:] if e.status == Status.KEEP]
+    assert branch_log(loop_task)[: len(kept)] == list(reversed(kept))
+    assert "syntax error" not in branch_log(loop_task)
+    # results.tsv: one line per finished experiment, in the reference format
+    lines = (loop_task / "results.tsv").read_text().splitlines()
+    assert lines[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription" and len(lines) == 9
+    assert lines[1].split("\t")[3:] == ["keep", "baseline"]
+    assert lines[2].split("\t")[:2] == ["-------", "0.000000"]
+    # the user's own checkout is untouched
+    assert "WARMDOWN_FRAC = 0.4" in (loop_task / "train.py").read_text()
+
+
+def test_resume_continues_without_losing_or_repeating(loop_task):
+    proposals = [{"description": "longer warmdown", "edits": [REAL_EDIT]},
+                 {"description": "change nothing"},
+                 {"description": "exit with an error", "files": {"train.py": "import sys\nsys.exit(3)\n"}}]
+    first = make_loop(loop_task, proposals, limits=Limits(max_experiments=2))
+    assert "2 experiments" in first.run()
+    # a crash right after a commit, before the store heard of it: the commit must not survive
+    (first.worktree.path / "train.py").write_text("print('stray')\n")
+    first.worktree.commit("stray commit from a killed loop")
+    # and an uncommitted edit
+    (first.worktree.path / "train.py").write_text("half-written edit")
+    first.close()
+
+    with pytest.raises(LoopError, match="--resume"):
+        make_loop(loop_task, proposals)
+    second = make_loop(loop_task, proposals, resume=True, limits=Limits(max_experiments=4))
+    assert "stray commit from a killed loop" not in branch_log(loop_task)
+    second.run()
+    history = second.store.experiments("t")
+    assert [e.seq for e in history] == [0, 1, 2, 3]
+    assert [e.description for e in history] == ["baseline", "longer warmdown", "change nothing",
+                                                "exit with an error"]
+    assert second.worktree.head() == second.incumbent().commit
+    assert not second.worktree.changed_files()
+    second.close()
+
+
+def test_an_interrupted_experiment_runs_again_on_resume(loop_task):
+    loop = make_loop(loop_task, [], limits=Limits(max_experiments=1))
+    head = loop.worktree.head()
+    # what a kill -9 during training leaves: the baseline begun but never finished
+    loop.store.begin(tag="t", parent_commit=head, commit=head, diff="", description="baseline", agent="-", seed=0,
+                     log_path=str(loop_task / ".autoresearch" / "logs" / "t" / "0000" / "train.log"))
+    loop.close()
+    resumed = make_loop(loop_task, [], resume=True, limits=Limits(max_experiments=1))
+    resumed.run()
+    (only,) = resumed.store.experiments("t")
+    assert only.status == Status.KEEP and only.val_bpb is not None
+    resumed.close()
+
+
+def test_run_command_refuses_bad_input(loop_task, tmp_path):
+    assert "--agent" in cli("run", cwd=loop_task, check=False).stderr
+    missing = cli("run", "--agent", "replay:nope.json", cwd=loop_task, check=False)
+    assert missing.returncode == 2 and "replay file" in missing.stderr
+    unknown = cli("run", "--agent", "wizard", cwd=loop_task, check=False)
+    assert unknown.returncode == 2 and "unknown agent" in unknown.stderr
+    nowhere = cli("run", "--agent", "replay:x.json", "--dir", str(tmp_path / "missing"), cwd=tmp_path, check=False)
+    assert nowhere.returncode == 2 and "autoresearch init" in nowhere.stderr
+
+
+def test_run_command_end_to_end(loop_task):
+    patches = loop_task.parent / "patches.json"
+    patches.write_text(json.dumps([{"description": "longer warmdown", "edits": [REAL_EDIT]}]))
+    result = cli("run", "--agent", f"replay:{patches}", "--tag", "t", "--max-experiments", "5", cwd=loop_task)
+    assert "loop stopped: all 1 replay proposals used" in result.stdout.replace("\n", " ")
+    assert len((loop_task / "results.tsv").read_text().splitlines()) == 3
+    again = cli("run", "--agent", f"replay:{patches}", "--tag", "t", cwd=loop_task, check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr
