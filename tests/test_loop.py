@@ -122,7 +122,6 @@ def test_an_interrupted_experiment_runs_again_on_resume(loop_task):
 
 
 def test_run_command_refuses_bad_input(loop_task, tmp_path):
-    assert "--agent" in cli("run", cwd=loop_task, check=False).stderr
     missing = cli("run", "--agent", "replay:nope.json", cwd=loop_task, check=False)
     assert missing.returncode == 2 and "replay file" in missing.stderr
     unknown = cli("run", "--agent", "wizard", cwd=loop_task, check=False)
@@ -131,7 +130,7 @@ def test_run_command_refuses_bad_input(loop_task, tmp_path):
     assert nowhere.returncode == 2 and "autoresearch init" in nowhere.stderr
 
 
-def test_run_command_end_to_end(loop_task):
+def test_run_command_end_to_end_with_status_and_report(loop_task):
     patches = loop_task.parent / "patches.json"
     patches.write_text(json.dumps([{"description": "longer warmdown", "edits": [REAL_EDIT]}]))
     result = cli("run", "--agent", f"replay:{patches}", "--tag", "t", "--max-experiments", "5", cwd=loop_task)
@@ -139,3 +138,17 @@ def test_run_command_end_to_end(loop_task):
     assert len((loop_task / "results.tsv").read_text().splitlines()) == 3
     again = cli("run", "--agent", f"replay:{patches}", "--tag", "t", cwd=loop_task, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
+    status = json.loads(cli("status", "--json", cwd=loop_task).stdout)
+    assert status["experiments"][0]["description"] == "baseline" and len(status["experiments"]) == 2
+    assert "baseline" in cli("status", cwd=loop_task).stdout
+    written = cli("report", "--out", "rep", cwd=loop_task).stdout
+    for name in ("results.tsv", "progress.png", "report.md"):
+        assert name in written and (loop_task / "rep" / name).exists()
+
+
+def test_the_tune_agent_runs_in_the_loop(loop_task):
+    result = cli("run", "--tag", "tuned", "--max-experiments", "3", cwd=loop_task)
+    assert "loop stopped: reached 3 experiments" in result.stdout.replace("\n", " ")
+    status = json.loads(cli("status", "--json", "--tag", "tuned", cwd=loop_task).stdout)
+    descriptions = [e["description"] for e in status["experiments"]]
+    assert descriptions[0] == "baseline" and all("->" in d for d in descriptions[1:])

@@ -209,7 +209,8 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
 
 
 @app.command()
-def run(agent: str = typer.Option(None, help="Agent: replay:<patches.json>."),
+def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over train.py's constants), "
+                                                "tune:random, or replay:<patches.json>."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
@@ -222,13 +223,15 @@ def run(agent: str = typer.Option(None, help="Agent: replay:<patches.json>."),
 
     from autoresearch.agents import AgentConfigError, make_agent
     from autoresearch.loop import Limits, Loop, LoopError
+    from autoresearch.runner import resolve_device
 
     config = _task(task_dir)
-    if agent is None:
-        _fail("choose an agent with --agent, e.g. --agent replay:patches.json")
+    profile = config.train.profile
+    if profile == "auto":
+        profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
     try:
         dataset = open_dataset(config.data)
-        chosen = make_agent(agent)
+        chosen = make_agent(agent, task_dir.resolve(), profile)
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
                     budget=budget, limits=Limits(max_experiments, max_hours), on_event=_loop_events())
     except (DataError, AgentConfigError, LoopError, GitError) as e:
@@ -248,6 +251,75 @@ def run(agent: str = typer.Option(None, help="Agent: replay:<patches.json>."),
     finally:
         loop.close()
     out.print(f"loop stopped: {reason}. Results: {task_dir / 'results.tsv'}")
+
+
+def _latest_tag(store, tag: str | None) -> str:
+    tag = tag or (store.tags() or [None])[-1]
+    if tag is None:
+        _fail("no experiments yet: start a run with `autoresearch run`")
+    return tag
+
+
+@app.command()
+def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+           watch: bool = typer.Option(False, help="Refresh every 2 s until Ctrl-C."),
+           task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """The experiments of a run, the best so far, and live progress of the running one."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+
+    from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
+    from autoresearch.store import Store, StoreError
+
+    config = _task(task_dir)
+    try:
+        store = Store.open(task_dir)
+    except StoreError as e:
+        _fail(str(e))
+    with store:
+        tag = _latest_tag(store, tag)
+        if as_json:
+            print(json.dumps(status_data(store, tag)))
+            return
+
+        def view():
+            running = store.running(tag)
+            progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
+            return Group(status_table(store, tag, last=40),
+                         running_view(running_line(store, tag), progress, config.train.budget_seconds))
+
+        if not watch:
+            out.print(view())
+            return
+        with Live(view(), console=out, refresh_per_second=1) as live:
+            try:
+                while True:
+                    time.sleep(2)
+                    live.update(view())
+            except KeyboardInterrupt:
+                pass
+
+
+@app.command()
+def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
+           out_dir: Path = typer.Option(None, "--out", help="Folder for the report (default: the task folder)."),
+           task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Write results.tsv, progress.png and report.md."""
+    from autoresearch.report import write_report
+    from autoresearch.store import Store, StoreError
+
+    _task(task_dir)
+    try:
+        store = Store.open(task_dir)
+    except StoreError as e:
+        _fail(str(e))
+    with store:
+        tag = _latest_tag(store, tag)
+        for path in write_report(store, tag, out_dir or task_dir):
+            out.print(str(path))
 
 
 def _loop_events():

@@ -15,6 +15,8 @@ Crash safety rests on an order of operations and a reconciliation on resume:
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,15 @@ class LoopError(Exception):
 class Limits:
     max_experiments: int | None = None  # experiments in the tag, baseline included
     max_hours: float | None = None  # wall-clock hours of this invocation
+
+
+FAULT_POINTS = ("after-commit", "after-begin", "after-finish", "after-reset", "after-reject")
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: AUTORESEARCH_FAULT=<name> kills the loop right here."""
+    if os.environ.get("AUTORESEARCH_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def branch_name(tag: str) -> str:
@@ -171,14 +182,17 @@ class Loop:
             return
         diff = self.worktree.diff()
         commit = self.worktree.commit(description)
+        fault_point("after-commit")
         experiment = self.store.begin(tag=self.tag, parent_commit=parent, commit=commit, diff=diff,
                                       description=description, agent=self.agent.name, seed=self.config.loop.seed,
                                       log_path=self._log_path())
+        fault_point("after-begin")
         self._execute(experiment)
 
     def _reject(self, parent: str, reason: str, description: str) -> None:
         diff = self.worktree.diff()
         self.worktree.discard_changes()
+        fault_point("after-reject")
         self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=parent, diff=diff,
                           description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason)
         self.export()
@@ -198,9 +212,11 @@ class Loop:
                           training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
                           peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens, steps=outcome.steps,
                           error=outcome.error)
+        fault_point("after-finish")
         anchor = self.anchor()
         if status != Status.KEEP and anchor is not None and self.worktree.head() != anchor:
             self.worktree.reset_hard(anchor)
+            fault_point("after-reset")
         self.export()
         self.on_event({"event": "decided", "status": status.value, "val_bpb": outcome.val_bpb,
                        "seq": experiment.seq})

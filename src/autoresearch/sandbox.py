@@ -1,6 +1,7 @@
 """The only place that starts candidate code (train.py and anything it imports).
 
-Covers: its own process session, so the whole process group is killed at a deadline; a working
+Covers: its own process session, so the whole process group is killed at a deadline; on Linux,
+death with the harness (a harness killed with `kill -9` takes its candidate down with it); a working
 directory; an environment built here (the caller's variables plus the harness's, minus variables
 that look like credentials); output to pipes the harness reads.
 
@@ -10,6 +11,7 @@ that every run of candidate code gains them at once.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -19,6 +21,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the harness dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the process group kill still applies
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def candidate_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -56,5 +69,6 @@ def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdi
                  stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
     """Start `python <args>` with the harness's interpreter, in its own session."""
     popen = subprocess.Popen([sys.executable, *args], cwd=cwd, env=candidate_env(env), stdin=stdin,
-                             stdout=stdout, stderr=stderr, start_new_session=True)
+                             stdout=stdout, stderr=stderr, start_new_session=True,
+                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     return CandidateProcess(popen)

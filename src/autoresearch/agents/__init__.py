@@ -42,11 +42,21 @@ class Agent(Protocol):
         ...
 
 
-def make_agent(spec: str) -> Agent:
-    """`replay:<file.json>`; more backends plug in here."""
+def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu") -> Agent:
+    """The agent named by `spec`: `replay:<file.json>`, `tune` or `tune:random`; more backends plug in here.
+
+    `task_dir` is the task folder and `profile` the PROFILES entry of train.py the harness runs ("cpu" or
+    "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), replay neither.
+    """
     kind, _, arg = spec.partition(":")
     if kind == "replay":
         from autoresearch.agents.replay import ReplayAgent
 
         return ReplayAgent.from_file(Path(arg))
-    raise AgentConfigError(f"unknown agent {spec!r}: available agents are replay:<patches.json>")
+    if kind == "tune":
+        if task_dir is None:
+            raise AgentConfigError("the tune agent needs the task folder: make_agent(spec, task_dir, profile)")
+        from autoresearch.agents.tune import from_spec
+
+        return from_spec(arg, Path(task_dir), profile)
+    raise AgentConfigError(f"unknown agent {spec!r}: available agents are replay:<patches.json>, tune, tune:random")

@@ -1,0 +1,56 @@
+"""Reporting on a run: the status table, live progress of the running experiment, and report files.
+
+- `status_table(store, tag)`, `status_data(store, tag)` (for `--json`), `running_line(store, tag)`;
+- `read_progress(log_path)`, `render_progress(progress, budget_seconds)`, `progress_text(...)`;
+- `write_report(store, tag, out_dir)`: results.tsv, progress.png, report.md.
+
+matplotlib is imported only by `write_report` (via `autoresearch.report.plot`), so `status` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoresearch.report.markdown import report_markdown
+from autoresearch.report.progress import (
+    parse_events,
+    progress_from_text,
+    progress_text,
+    read_progress,
+    render_progress,
+    running_view,
+)
+from autoresearch.report.summary import (
+    build_table,
+    caption,
+    deltas,
+    running_best,
+    running_line,
+    status_data,
+    status_table,
+    summarize,
+)
+from autoresearch.store import Store
+
+__all__ = [
+    "build_table", "caption", "deltas", "parse_events", "progress_from_text", "progress_text", "read_progress",
+    "render_progress", "report_markdown", "running_best", "running_line", "running_view", "status_data",
+    "status_table", "summarize", "write_report",
+]
+
+
+def write_report(store: Store, tag: str, out_dir: Path) -> list[Path]:
+    """Write `results.tsv` (`Store.export_results_tsv`), `progress.png` and `report.md` for `tag` into
+    `out_dir` (created if missing) and return their paths in that order. Works for a tag with no
+    experiments (the files say so). Overwrites earlier reports in `out_dir`."""
+    from autoresearch.report.plot import plot_progress  # matplotlib: only when a report is written
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    experiments = store.experiments(tag)
+    tsv = out_dir / "results.tsv"
+    store.export_results_tsv(tag, tsv)
+    png = plot_progress(tag, experiments, out_dir / "progress.png")
+    md = out_dir / "report.md"
+    md.write_text(report_markdown(tag, experiments, image=png.name), encoding="utf-8")
+    return [tsv, png, md]

@@ -1,0 +1,79 @@
+"""report.md: a short markdown summary of one tag's run (pure: experiments in, text out)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from autoresearch.report.summary import error_line, experiment_deltas, format_duration, summarize, truncate
+from autoresearch.store import Experiment, Status
+
+
+def _date(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def _cell(text: str, width: int = 100) -> str:
+    """Text safe inside a markdown table cell: one line, pipes escaped, cut to `width`."""
+    return truncate(text, width).replace("|", "\\|")
+
+
+def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
+                    image: str | None = "progress.png") -> str:
+    """The report of `experiments` (one tag's, in seq order) as markdown.
+
+    Sections: the headline (tag, dates, counts by status, baseline vs best with the absolute and relative
+    improvement, total time), the kept changes in order with val_bpb and delta vs the best before them,
+    the crashes and timeouts with their first error line (`error_line`), and `image` (if given). With no
+    experiments it says so. Definitions as in `autoresearch.report.summary`.
+    """
+    s = summarize(tag, experiments, now)
+    lines = [f"# autoresearch report: `{tag}`", ""]
+    if s.total == 0:
+        lines += [f"No experiments yet for tag `{tag}`: start a run with `autoresearch run --tag {tag}`.", ""]
+        return "\n".join(lines)
+    counts = ", ".join(f"{n} {status}" for status, n in s.counts.items() if n)
+    lines += [
+        f"- **Dates:** {_date(s.first_started)} to {_date(s.last_ended)}"
+        + (" (an experiment is still running)" if s.running else ""),
+        f"- **Experiments:** {s.total} ({counts})",
+    ]
+    if s.baseline is not None:
+        lines.append(f"- **Baseline val_bpb:** {s.baseline.val_bpb:.6f} (#{s.baseline.seq}, "
+                     f"{_cell(s.baseline.description, 60)})")
+    else:
+        lines.append("- **Baseline val_bpb:** none (no experiment finished with a val_bpb)")
+    if s.best is not None and s.improvement is not None:
+        pct = f"{s.improvement_pct:.2f}%" if s.improvement_pct is not None else "-"
+        lines.append(f"- **Best val_bpb:** {s.best.val_bpb:.6f} (#{s.best.seq}, {_cell(s.best.description, 60)}): "
+                     f"{s.improvement:.6f} lower than the baseline ({pct})")
+    lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
+                 f"{format_duration(s.experiment_seconds)} in experiments")
+    lines.append("")
+
+    deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments), strict=True))
+    kept = [e for e in experiments if e.status is Status.KEEP]
+    lines += ["## Kept changes", ""]
+    if kept:
+        lines += ["| # | val_bpb | delta | description |", "|---:|---:|---:|---|"]
+        for e in kept:
+            d = deltas[e.seq]
+            lines.append(f"| {e.seq} | {e.val_bpb:.6f} | {'-' if d is None else f'{d:+.6f}'} | "
+                         f"{_cell(e.description)} |")
+    else:
+        lines.append("None.")
+    lines.append("")
+
+    failed = [e for e in experiments if e.status in (Status.CRASH, Status.TIMEOUT)]
+    lines += ["## Crashes and timeouts", ""]
+    if failed:
+        lines += ["| # | status | description | first error line |", "|---:|---|---|---|"]
+        for e in failed:
+            lines.append(f"| {e.seq} | {e.status.value} | {_cell(e.description, 60)} | "
+                         f"{_cell(error_line(e.error) or '(no error text)', 160)} |")
+    else:
+        lines.append("None.")
+    lines.append("")
+    if image:
+        lines += ["## Progress", "", f"![val_bpb per experiment]({image})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Figures of a run, computed from the store's records: deltas, counts, baseline vs best, the status table.
+
+Everything here reads; nothing writes to the store. The pure functions (`deltas`, `running_best`,
+`summarize`, `format_duration`, ...) take experiments or plain values, so they can be tested without a
+store; `status_data`, `status_table` and `running_line` are the thin store-reading entry points.
+
+Definitions used throughout (and by `report.md` and `progress.png`):
+
+- the *best at the time* of an experiment is the lowest val_bpb among the KEEP experiments before it (by
+  seq); an experiment's *delta* is its val_bpb minus that best (negative = better). It is None when the
+  experiment has no val_bpb or nothing was kept before it (e.g. the baseline);
+- the *baseline* is the first KEEP experiment (normally seq 0, the unmodified train.py);
+- the *best* is the KEEP experiment with the lowest val_bpb (the earliest on a tie), as `Store.best`;
+- the *improvement* is baseline val_bpb minus best val_bpb (positive = better), and relative to the
+  baseline as a percentage;
+- *wall time* is from the first experiment's start to the last one's end (or `now` while one runs);
+  *experiment time* is the sum of the experiments' `total_seconds`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.table import Table
+from rich.text import Text
+
+from autoresearch.store import Experiment, Status, Store
+
+# Colour (rich style) of each status in the table.
+STATUS_STYLES: dict[Status, str] = {
+    Status.RUNNING: "bold cyan",
+    Status.KEEP: "bold green",
+    Status.DISCARD: "bright_black",
+    Status.CRASH: "bold red",
+    Status.TIMEOUT: "dark_orange",
+    Status.REJECTED: "yellow",
+    Status.TAMPERED: "bold magenta",
+}
+DESCRIPTION_WIDTH = 60  # characters of a description shown in the table
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def deltas(points: Sequence[tuple[Status, float | None]]) -> list[float | None]:
+    """For each `(status, val_bpb)` in seq order: val_bpb minus the best KEEP val_bpb strictly before it.
+
+    Negative means better than the best at the time. None where the point has no val_bpb or no KEEP came
+    before it. The point's own status does not matter for its delta, only for the points after it.
+    """
+    out: list[float | None] = []
+    best: float | None = None
+    for status, value in points:
+        out.append(None if value is None or best is None else value - best)
+        if Status(status) is Status.KEEP and value is not None and (best is None or value < best):
+            best = value
+    return out
+
+
+def running_best(points: Sequence[tuple[Status, float | None]]) -> list[float | None]:
+    """For each `(status, val_bpb)` in seq order: the best KEEP val_bpb up to and including it (None before
+    the first KEEP). The step line of `progress.png`."""
+    out: list[float | None] = []
+    best: float | None = None
+    for status, value in points:
+        if Status(status) is Status.KEEP and value is not None and (best is None or value < best):
+            best = value
+        out.append(best)
+    return out
+
+
+def experiment_deltas(experiments: Sequence[Experiment]) -> list[float | None]:
+    """`deltas` of experiments given in seq order."""
+    return deltas([(e.status, e.val_bpb) for e in experiments])
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short human duration: `-` for None, `42s`, `3m 05s`, `2h 03m`, `1d 04h`."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def truncate(text: str, width: int) -> str:
+    """`text` on one line, cut to at most `width` characters (an ellipsis marks a cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of a text, stripped; empty for None or blank text."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+_ERROR_LINE = re.compile(r"(?i)\b\w*(error|exception)\b|\bout of memory\b|\bkilled\b")
+
+
+def error_line(text: str | None) -> str:
+    """The line that best says why an experiment failed, stripped; empty for None or blank text.
+
+    The first line that names an error (`...Error`, `...Exception`, `error`, `out of memory`, `killed`),
+    skipping traceback headers and frames (`Traceback ...`, `File "..."`); failing that, the first non-blank
+    line, or, when that is a traceback header, the last non-blank line (where Python puts the exception).
+    """
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Traceback", "File ")):
+            continue
+        if _ERROR_LINE.search(line):
+            return line
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def _gb(n: int | None) -> float | None:
+    return None if n is None else n / 1024**3
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The headline figures of one tag's experiments (see the module docstring for the definitions)."""
+
+    tag: str
+    total: int
+    counts: dict[str, int] = field(hash=False)  # every Status value -> number of experiments with it
+    baseline: Experiment | None
+    best: Experiment | None
+    improvement: float | None  # baseline - best val_bpb (positive = better)
+    improvement_pct: float | None  # improvement / baseline * 100
+    first_started: float | None  # unix time
+    last_ended: float | None  # unix time of the last end (None if nothing finished)
+    wall_seconds: float | None
+    experiment_seconds: float  # sum of total_seconds
+    running: Experiment | None  # the latest RUNNING experiment, if any
+
+    @property
+    def kept(self) -> int:
+        return self.counts[Status.KEEP.value]
+
+
+def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = None) -> Summary:
+    """The `Summary` of `experiments` (one tag's, in seq order). `now` (default: the clock) ends the wall
+    time while an experiment is still running."""
+    now = time.time() if now is None else now
+    counts = {s.value: 0 for s in Status}
+    for e in experiments:
+        counts[e.status.value] += 1
+    kept = [e for e in experiments if e.status is Status.KEEP and e.val_bpb is not None]
+    baseline = kept[0] if kept else None
+    best = min(kept, key=lambda e: (e.val_bpb, e.seq)) if kept else None
+    improvement = improvement_pct = None
+    if baseline is not None and best is not None:
+        improvement = baseline.val_bpb - best.val_bpb
+        improvement_pct = 100.0 * improvement / baseline.val_bpb if baseline.val_bpb else None
+    running = [e for e in experiments if e.status is Status.RUNNING]
+    ends = [e.ended_at for e in experiments if e.ended_at is not None]
+    first = min((e.started_at for e in experiments), default=None)
+    last = max(ends, default=None)
+    end = now if running else last
+    wall = None if first is None or end is None else max(0.0, end - first)
+    spent = sum(e.total_seconds or 0.0 for e in experiments)
+    return Summary(tag=tag, total=len(experiments), counts=counts, baseline=baseline, best=best,
+                   improvement=improvement, improvement_pct=improvement_pct, first_started=first,
+                   last_ended=last, wall_seconds=wall, experiment_seconds=spent,
+                   running=running[-1] if running else None)
+
+
+def caption(summary: Summary) -> str:
+    """One line of the headline figures, e.g. `12 experiments · 3 kept · 1 crash · ... · wall 1h 02m`."""
+    if summary.total == 0:
+        return f"no experiments yet for tag {summary.tag!r}"
+    c = summary.counts
+    parts = [f"{summary.total} experiments", f"{summary.kept} kept", f"{c['discard']} discarded",
+             f"{c['crash']} crashes", f"{c['timeout']} timeouts", f"{c['rejected']} rejected"]
+    if c["tampered"]:
+        parts.append(f"{c['tampered']} tampered")
+    if c["running"]:
+        parts.append(f"{c['running']} running")
+    if summary.baseline is not None:
+        parts.append(f"baseline {summary.baseline.val_bpb:.6f}")
+    if summary.best is not None:
+        best = f"best {summary.best.val_bpb:.6f} (#{summary.best.seq}"
+        if summary.improvement is not None and summary.improvement_pct is not None:
+            best += f", -{summary.improvement:.6f} / -{summary.improvement_pct:.2f}%"
+        parts.append(best + ")")
+    else:
+        parts.append("no val_bpb yet")
+    parts.append(f"wall {format_duration(summary.wall_seconds)}")
+    return " · ".join(parts)
+
+
+def experiment_row(e: Experiment, delta: float | None) -> dict:
+    """The JSON-ready figures of one experiment as shown in the status table."""
+    return {"seq": e.seq, "status": e.status.value, "val_bpb": e.val_bpb, "delta": delta,
+            "training_seconds": e.training_seconds, "total_seconds": e.total_seconds,
+            "peak_memory_gb": _gb(e.peak_memory_bytes), "commit": e.commit, "description": e.description,
+            "error": error_line(e.error) or None, "started_at": e.started_at, "ended_at": e.ended_at}
+
+
+def summary_data(summary: Summary) -> dict:
+    """The JSON-ready figures of a `Summary` (without the per-experiment rows)."""
+    b, best = summary.baseline, summary.best
+    return {"tag": summary.tag, "total": summary.total, "kept": summary.kept, "counts": dict(summary.counts),
+            "baseline_val_bpb": b.val_bpb if b else None, "baseline_seq": b.seq if b else None,
+            "best_val_bpb": best.val_bpb if best else None, "best_seq": best.seq if best else None,
+            "best_description": best.description if best else None,
+            "improvement": summary.improvement, "improvement_pct": summary.improvement_pct,
+            "first_started": summary.first_started, "last_ended": summary.last_ended,
+            "wall_seconds": summary.wall_seconds, "experiment_seconds": summary.experiment_seconds}
+
+
+# ---------------------------------------------------------------------- store entry points
+
+
+def status_data(store: Store, tag: str, now: float | None = None) -> dict:
+    """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
+    experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
+    experiments = store.experiments(tag)
+    summary = summarize(tag, experiments, now)
+    rows = [experiment_row(e, d) for e, d in zip(experiments, experiment_deltas(experiments), strict=True)]
+    return {**summary_data(summary), "experiments": rows, "running": running_data(summary.running, now)}
+
+
+def running_data(experiment: Experiment | None, now: float | None = None) -> dict | None:
+    """seq, description, started_at, seconds since its start and log path of a RUNNING experiment."""
+    if experiment is None:
+        return None
+    now = time.time() if now is None else now
+    return {"seq": experiment.seq, "description": experiment.description, "started_at": experiment.started_at,
+            "running_seconds": max(0.0, now - experiment.started_at), "log_path": experiment.log_path}
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
+                last: int | None = None) -> Table:
+    """The status table of `experiments` (one tag's, in seq order): one row per experiment (only the
+    `last` ones if given; the caption always counts them all), status colour-coded, caption = `caption`."""
+    summary = summarize(tag, experiments, now)
+    table = Table(title=f"autoresearch/{tag}", caption=caption(summary), caption_justify="left",
+                  title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("status")
+    table.add_column("val_bpb", justify="right")
+    table.add_column("delta", justify="right")
+    table.add_column("train s", justify="right")
+    table.add_column("total s", justify="right")
+    table.add_column("mem GB", justify="right")
+    table.add_column("description", no_wrap=True, max_width=DESCRIPTION_WIDTH)
+    pairs = list(zip(experiments, experiment_deltas(experiments), strict=True))
+    if last is not None:
+        pairs = pairs[-last:] if last > 0 else []
+    for e, delta in pairs:
+        style = STATUS_STYLES[e.status]
+        if delta is None:
+            delta_text = Text("-")
+        else:
+            delta_text = Text(f"{delta:+.6f}", style="green" if delta < 0 else ("red" if delta > 0 else ""))
+        description = e.description
+        if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED, Status.TAMPERED) and e.error:
+            description = f"{description} — {error_line(e.error)}"
+        table.add_row(str(e.seq), Text(e.status.value, style=style), _fmt(e.val_bpb, "{:.6f}"), delta_text,
+                      _fmt(e.training_seconds, "{:.1f}"), _fmt(e.total_seconds, "{:.1f}"),
+                      _fmt(_gb(e.peak_memory_bytes), "{:.1f}"), truncate(description, DESCRIPTION_WIDTH))
+    return table
+
+
+def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None) -> Table:
+    """`build_table` of the experiments of `tag` in `store` (an empty table with a clear caption if none)."""
+    return build_table(tag, store.experiments(tag), now=now, last=last)
+
+
+def describe_running(experiment: Experiment | None, now: float | None = None) -> str | None:
+    """`running #12: <description> (started 3m 05s ago)`, or None when nothing runs."""
+    if experiment is None:
+        return None
+    now = time.time() if now is None else now
+    ago = format_duration(max(0.0, now - experiment.started_at))
+    return f"running #{experiment.seq}: {truncate(experiment.description, 80)} (started {ago} ago)"
+
+
+def running_line(store: Store, tag: str, now: float | None = None) -> str | None:
+    """The line describing the RUNNING experiment of `tag` (the latest, if several were left over by a
+    dead loop), or None when none runs. See `describe_running`."""
+    running = store.running(tag)
+    return describe_running(running[-1] if running else None, now)

@@ -1,0 +1,359 @@
+"""Reporting: status table, deltas, progress parsing, report files. Real stores under tmp_path; no training."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from autoresearch.report import (
+    deltas,
+    progress_from_text,
+    progress_text,
+    read_progress,
+    render_progress,
+    running_best,
+    running_line,
+    status_data,
+    status_table,
+    write_report,
+)
+from autoresearch.report.markdown import report_markdown
+from autoresearch.report.progress import parse_event, remaining_seconds
+from autoresearch.report.summary import error_line, first_line, format_duration, summarize, truncate
+from autoresearch.store import Status, Store
+
+TAG = "nov27"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _add(store: Store, status: Status, description: str, val_bpb: float | None = None, *,
+         error: str | None = None, tag: str = TAG) -> None:
+    store.record(status=status, tag=tag, parent_commit="a" * 40, commit="b" * 40, diff="", description=description,
+                 agent="test", seed=0, val_bpb=val_bpb, training_seconds=None if val_bpb is None else 300.0,
+                 total_seconds=330.0, peak_memory_bytes=None if val_bpb is None else 12 * 1024**3, error=error)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    task = tmp_path / "task"
+    task.mkdir()
+    with Store.open(task) as s:
+        yield s
+
+
+@pytest.fixture
+def run(store: Store) -> Store:
+    """baseline 1.0; discard 1.1; keep 0.9 (wider MLP); crash; discard 0.95; keep 0.85 (rope base); timeout;
+    rejected."""
+    _add(store, Status.KEEP, "baseline", 1.0)
+    _add(store, Status.DISCARD, "lr 0.1", 1.1)
+    _add(store, Status.KEEP, "wider MLP", 0.9)
+    _add(store, Status.CRASH, "flash attn v9", error="\nTraceback (most recent call last):\n  File x\nOOM")
+    _add(store, Status.DISCARD, "batch 2x", 0.95)
+    _add(store, Status.KEEP, "rope base 50k", 0.85)
+    _add(store, Status.TIMEOUT, "huge model", error="ran past 420 s")
+    _add(store, Status.REJECTED, "touched prepare.py", error="edits outside the editable files")
+    return store
+
+
+def _text(renderable, width: int = 220) -> str:
+    console = Console(record=True, width=width, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _flat(renderable, width: int = 220) -> str:
+    """The rendered text with all whitespace runs (including a wrapped caption's line breaks) as one space."""
+    return " ".join(_text(renderable, width).split())
+
+
+# ---------------------------------------------------------------------- pure figures
+
+
+def test_deltas_against_best_at_the_time() -> None:
+    points = [(Status.KEEP, 1.0), (Status.DISCARD, 1.1), (Status.KEEP, 0.9), (Status.CRASH, None),
+              (Status.DISCARD, 0.95), (Status.KEEP, 0.85), (Status.TIMEOUT, None)]
+    got = deltas(points)
+    want = [None, 0.1, -0.1, None, 0.05, -0.05, None]
+    assert [g is None for g in got] == [w is None for w in want]
+    assert all(g == pytest.approx(w) for g, w in zip(got, want, strict=True) if w is not None)
+    assert running_best(points) == [1.0, 1.0, 0.9, 0.9, 0.9, 0.85, 0.85]
+
+
+def test_deltas_edge_cases() -> None:
+    assert deltas([]) == [] and running_best([]) == []
+    # nothing kept yet: no delta, even for a scored discard; a discard never moves the best
+    assert deltas([(Status.DISCARD, 1.2), (Status.KEEP, 1.0), (Status.DISCARD, 0.5)]) == [None, None, -0.5]
+    assert running_best([(Status.CRASH, None), (Status.DISCARD, 0.5)]) == [None, None]
+    assert deltas([("keep", 2.0), ("keep", 2.0)]) == [None, 0.0]  # plain strings are accepted
+
+
+def test_formatting_helpers() -> None:
+    assert format_duration(None) == "-"
+    assert format_duration(42.4) == "42s"
+    assert format_duration(185) == "3m 05s"
+    assert format_duration(2 * 3600 + 3 * 60 + 10) == "2h 03m"
+    assert format_duration(86400 + 4 * 3600) == "1d 04h"
+    assert truncate("a  b\nc", 10) == "a b c"
+    assert truncate("x" * 20, 10) == "x" * 9 + "…"
+    assert first_line("\n\n  boom  \nmore") == "boom"
+    assert first_line(None) == ""
+
+
+def test_error_line() -> None:
+    assert error_line(None) == "" and error_line("\n \n") == ""
+    tb = ("step 5 loss 3.2\nTraceback (most recent call last):\n  File \"train.py\", line 3, in <module>\n"
+          "    x = f()\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n")
+    assert error_line(tb) == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"
+    assert error_line("Traceback (most recent call last):\n  File x\nOOM") == "OOM"
+    assert error_line("train.py ran past budget + start-up allowance (420 s) and was killed") == \
+        "train.py ran past budget + start-up allowance (420 s) and was killed"
+    assert error_line("just one line\nanother") == "just one line"
+
+
+def test_summary_figures(run: Store) -> None:
+    s = summarize(TAG, run.experiments(TAG))
+    assert s.total == 8 and s.kept == 3
+    assert s.counts == {"running": 0, "keep": 3, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
+                        "tampered": 0}
+    assert s.baseline.seq == 0 and s.best.seq == 5 and s.best.val_bpb == run.best(TAG).val_bpb
+    assert s.improvement == pytest.approx(0.15) and s.improvement_pct == pytest.approx(15.0)
+    assert s.experiment_seconds == pytest.approx(8 * 330.0)
+    assert s.running is None and s.wall_seconds is not None and s.wall_seconds >= 0
+
+
+# ---------------------------------------------------------------------- status
+
+
+def test_status_table_rows_and_caption(run: Store) -> None:
+    text = _flat(status_table(run, TAG))
+    for needle in ("baseline", "wider MLP", "rope base 50k", "lr 0.1", "keep", "discard", "crash", "timeout",
+                   "rejected", "1.000000", "0.850000", "+0.100000", "-0.100000", "-0.050000", "+0.050000",
+                   "300.0", "330.0", "12.0", "8 experiments", "3 kept", "2 discarded", "1 crashes",
+                   "1 timeouts", "1 rejected", "baseline 1.000000", "best 0.850000 (#5", "-0.150000",
+                   "-15.00%", "wall "):
+        assert needle in text, needle
+    assert "flash attn v9 — OOM" in text  # a crash shows its error line next to the description
+    assert "ran past 420 s" in text
+
+
+def test_status_table_last_rows_only(run: Store) -> None:
+    text = _text(status_table(run, TAG, last=2))
+    assert "touched prepare.py" in text and "huge model" in text
+    assert "wider MLP" not in text
+    assert "8 experiments" in text  # the caption still counts them all
+
+
+def test_status_table_colours(run: Store) -> None:
+    console = Console(record=True, width=220, force_terminal=True, color_system="truecolor")
+    console.print(status_table(run, TAG))
+    styled = console.export_text(styles=True)
+    assert "\x1b[" in styled  # the statuses are styled
+
+
+def test_status_data_is_json(run: Store) -> None:
+    data = json.loads(json.dumps(status_data(run, TAG)))
+    assert data["tag"] == TAG and data["total"] == 8 and data["kept"] == 3
+    assert data["counts"]["crash"] == 1 and data["baseline_val_bpb"] == 1.0 and data["best_val_bpb"] == 0.85
+    assert data["best_seq"] == 5 and data["improvement_pct"] == pytest.approx(15.0)
+    assert [r["seq"] for r in data["experiments"]] == list(range(8))
+    assert data["experiments"][2]["delta"] == pytest.approx(-0.1)
+    assert data["experiments"][3]["error"] == "OOM"
+    assert data["experiments"][0]["peak_memory_gb"] == pytest.approx(12.0)
+    assert data["running"] is None
+
+
+def test_running_line(store: Store) -> None:
+    assert running_line(store, TAG) is None
+    _add(store, Status.KEEP, "baseline", 1.0)
+    exp = store.begin(tag=TAG, parent_commit="a" * 40, commit="c" * 40, diff="", description="try GQA",
+                      agent="test", seed=0, log_path="/nowhere/train.log")
+    line = running_line(store, TAG, now=exp.started_at + 185)
+    assert line == "running #1: try GQA (started 3m 05s ago)"
+    data = status_data(store, TAG, now=exp.started_at + 10)
+    assert data["running"]["seq"] == 1 and data["running"]["running_seconds"] == pytest.approx(10)
+    assert data["counts"]["running"] == 1
+    assert "1 running" in _text(status_table(store, TAG))
+    assert running_line(store, "other") is None
+
+
+def test_empty_status(store: Store) -> None:
+    text = _text(status_table(store, TAG))
+    assert "no experiments yet" in text
+    data = status_data(store, TAG)
+    assert data["total"] == 0 and data["best_val_bpb"] is None and data["experiments"] == []
+
+
+# ---------------------------------------------------------------------- progress
+
+
+LOG = """\
+compiling the model...
+@autoresearch {"event": "start", "params": 1000, "device": "cuda", "profile": "h100", "startup_seconds": 12.5}
+step 0 free-form text {"event": "step"}
+@autoresearch {"event": "step", "step": 10, "elapsed": 3.0, "train_loss": 5.5, "tokens": 1000, "tokens_per_s": 333.3}
+@autoresearch not json at all
+@autoresearch {"event": "step", "step": 20, "elapsed": 6.0, "train_loss": 4.25, "tokens": 2000, "tokens_per_s": 400}
+warning: something odd
+@autoresearch ["a list"]
+@autoresearch {"event": "step", "step": 30, "elapsed": 9.0, "train_lo"""  # partial last line, still being written
+
+
+def test_parse_event() -> None:
+    assert parse_event('@autoresearch {"event": "done", "steps": 3}') == {"event": "done", "steps": 3}
+    assert parse_event('  @autoresearch {"event": "step"}\r') == {"event": "step"}
+    assert parse_event("free text") is None
+    assert parse_event('@autoresearch {"no_event": 1}') is None
+    assert parse_event('@autoresearch {"event": 5}') is None
+    assert parse_event("@autoresearch {broken") is None
+
+
+def test_progress_from_text_latest_step() -> None:
+    p = progress_from_text(LOG)
+    assert p["started"] and p["start"]["device"] == "cuda" and p["start"]["startup_seconds"] == 12.5
+    assert p["step"] == 20 and p["elapsed"] == 6.0 and p["train_loss"] == 4.25
+    assert p["tokens"] == 2000 and p["tokens_per_s"] == 400.0
+    assert not p["done"]
+    assert remaining_seconds(p, 300) == pytest.approx(294.0)
+    text = progress_text(p, 300)
+    assert text == "step 20 | loss 4.2500 | 6s / 300s | 4m 54s left | 400 tok/s"
+
+
+def test_progress_states() -> None:
+    assert progress_from_text("") is None
+    assert progress_from_text("just text\nno events\n") is None
+    assert progress_text(None, 300).startswith("waiting")
+    started = progress_from_text('@autoresearch {"event": "start", "params": 5}\n')
+    assert started["started"] and started["step"] is None and remaining_seconds(started, 300) is None
+    assert "no step yet" in progress_text(started, 300)
+    done = progress_from_text(LOG.rsplit("\n", 1)[0] + '\n@autoresearch {"event": "done", "steps": 99, '
+                              '"tokens": 5, "training_seconds": 300.2, "peak_memory_bytes": 1}\n')
+    assert done["done"] and done["step"] == 20  # the latest step event still wins for the step figures
+    assert "training done" in progress_text(done, 300)
+    only_done = progress_from_text('@autoresearch {"event": "done", "steps": 99, "training_seconds": 30}')
+    assert only_done["step"] == 99 and only_done["elapsed"] == 30.0 and not only_done["started"]
+    over = progress_from_text('@autoresearch {"event": "step", "step": 1, "elapsed": 400, "train_loss": NaN}')
+    assert over["train_loss"] is None and remaining_seconds(over, 300) == 0.0
+
+
+def test_render_progress() -> None:
+    text = _text(render_progress(progress_from_text(LOG), 300), width=160)
+    assert "step 20" in text and "loss 4.2500" in text and "4m 54s left" in text and "2%" in text
+    assert "waiting" in _text(render_progress(None, 300), width=160)
+
+
+def test_read_progress_file(tmp_path: Path) -> None:
+    assert read_progress(None) is None
+    assert read_progress(tmp_path / "missing" / "train.log") is None
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    assert read_progress(log)["step"] == 20
+    assert read_progress(str(log))["step"] == 20
+    # a big log: the start event at the head and the latest step at the tail are both found
+    filler = "".join(f'@autoresearch {{"event": "step", "step": {i}, "elapsed": {i / 10}, "train_loss": 3.0}}\n'
+                     f"free-form line {i}\n" for i in range(20000))
+    log.write_text(LOG.split("\n")[1] + "\n" + filler + '@autoresearch {"event": "step", "step": 99999, '
+                   '"elapsed": 299.0, "train_loss": 2.5}\n')
+    assert log.stat().st_size > 1_000_000
+    p = read_progress(log)
+    assert p["started"] and p["step"] == 99999 and p["train_loss"] == 2.5
+
+
+# ---------------------------------------------------------------------- report files
+
+
+def _check_files(paths: list[Path], out: Path) -> str:
+    assert [p.name for p in paths] == ["results.tsv", "progress.png", "report.md"]
+    assert all(p.parent == out and p.is_file() for p in paths)
+    png = (out / "progress.png").read_bytes()
+    assert png[:8] == PNG_SIGNATURE
+    assert len(png) > 10_000  # a real chart, not an empty canvas
+    return (out / "report.md").read_text()
+
+
+def test_write_report(run: Store, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    md = _check_files(write_report(run, TAG, out), out)
+    assert (out / "results.tsv").read_text() == run.results_tsv(TAG)
+    assert md.startswith(f"# autoresearch report: `{TAG}`")
+    for needle in ("wider MLP", "rope base 50k", "0.850000", "1.000000", "0.150000", "15.00%",
+                   "| 2 | 0.900000 | -0.100000 | wider MLP |", "| 5 | 0.850000 | -0.050000 | rope base 50k |",
+                   "| 3 | crash | flash attn v9 | OOM |",
+                   "ran past 420 s", "progress.png", "Total time:", "8 (", "3 keep", "1 rejected"):
+        assert needle in md, needle
+    kept_section = md.split("## Kept changes")[1].split("## Crashes")[0]
+    assert "lr 0.1" not in kept_section and "batch 2x" not in kept_section
+    assert kept_section.index("wider MLP") < kept_section.index("rope base 50k")
+
+
+def test_report_empty(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    md = _check_files(write_report(store, TAG, out), out)
+    assert "No experiments yet" in md
+    assert (out / "results.tsv").read_text().count("\n") == 1  # the header only
+
+
+def test_report_only_baseline(store: Store, tmp_path: Path) -> None:
+    _add(store, Status.KEEP, "baseline", 0.997)
+    md = _check_files(write_report(store, TAG, tmp_path), tmp_path)
+    assert "0.997000" in md and "0.000000 lower than the baseline (0.00%)" in md
+    assert "## Crashes and timeouts\n\nNone." in md
+
+
+def test_report_all_crashes(store: Store, tmp_path: Path) -> None:
+    for i in range(4):
+        _add(store, Status.CRASH if i % 2 == 0 else Status.TIMEOUT, f"attempt {i}", error=f"error {i}\ndetail")
+    md = _check_files(write_report(store, TAG, tmp_path), tmp_path)
+    assert "Baseline val_bpb:** none" in md and "## Kept changes\n\nNone." in md
+    for i in range(4):
+        assert f"error {i}" in md and "detail" not in md
+    text = _flat(status_table(store, TAG))
+    assert "2 crashes" in text and "2 timeouts" in text and "no val_bpb yet" in text
+
+
+def test_report_with_running_experiment(run: Store, tmp_path: Path) -> None:
+    run.begin(tag=TAG, parent_commit="a" * 40, commit="c" * 40, diff="", description="in flight", agent="test",
+              seed=0)
+    md = _check_files(write_report(run, TAG, tmp_path), tmp_path)
+    assert "still running" in md
+    assert "in flight" not in (tmp_path / "results.tsv").read_text()
+
+
+def test_report_200_experiments(store: Store, tmp_path: Path) -> None:
+    rng = random.Random(0)
+    best = 1.0
+    _add(store, Status.KEEP, "baseline", best)
+    kept = ["baseline"]
+    for i in range(1, 200):
+        roll = rng.random()
+        if roll < 0.08:
+            _add(store, Status.CRASH, f"crashy idea {i}", error=f"RuntimeError: {i}")
+        elif roll < 0.1:
+            _add(store, Status.TIMEOUT, f"slow idea {i}", error="timeout")
+        elif roll < 0.25:
+            best -= rng.uniform(0.001, 0.01)
+            _add(store, Status.KEEP, f"good idea {i} with a rather long description that goes on", best)
+            kept.append(f"good idea {i}")
+        elif roll < 0.27:
+            _add(store, Status.DISCARD, f"diverged {i}", 7.5)  # an outlier far above the rest
+        else:
+            _add(store, Status.DISCARD, f"meh idea {i}", best + rng.uniform(0, 0.05))
+    md = _check_files(write_report(store, TAG, tmp_path), tmp_path)
+    assert "200 (" in md
+    for name in kept:
+        assert name in md
+    assert f"{store.best(TAG).val_bpb:.6f}" in md
+    assert len(store.results_tsv(TAG).splitlines()) == 201
+    text = _flat(status_table(store, TAG))
+    assert "200 experiments" in text and f"{len(kept)} kept" in text
+
+
+def test_markdown_escapes_pipes(store: Store) -> None:
+    _add(store, Status.KEEP, "baseline", 1.0)
+    _add(store, Status.KEEP, "a | b\nsecond line", 0.9)
+    md = report_markdown(TAG, store.experiments(TAG), image=None)
+    assert "a \\| b second line" in md and "![" not in md

@@ -1,0 +1,239 @@
+"""The `tune` agent: constants of the real baseline, ranges, edits, and its Optuna study in the real store file."""
+
+from __future__ import annotations
+
+import ast
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autoresearch.agents import AgentConfigError, AgentError, ProposalContext, make_agent
+from autoresearch.agents.tune import (
+    Constant,
+    Range,
+    TuneAgent,
+    apply_values,
+    describe,
+    find_constants,
+    infer_range,
+    read_overrides,
+    search_space,
+)
+from autoresearch.store import Experiment, Status, Store
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "autoresearch" / "template" / "train.py"
+TAG = "t1"
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Path:
+    """A task folder with the baseline train.py and a worktree holding a copy of it."""
+    (tmp_path / "train.py").write_text(TEMPLATE.read_text())
+    worktree = tmp_path / ".autoresearch" / "worktrees" / TAG
+    worktree.mkdir(parents=True)
+    (worktree / "train.py").write_text(TEMPLATE.read_text())
+    return tmp_path
+
+
+def worktree(task: Path) -> Path:
+    return task / ".autoresearch" / "worktrees" / TAG
+
+
+def context(history: list[Experiment]) -> ProposalContext:
+    kept = [e for e in history if e.status == Status.KEEP]
+    return ProposalContext(program="", editable=["train.py"], history=history, best=kept[-1] if kept else None)
+
+
+def run(store: Store, description: str, agent: str, status: Status, val_bpb: float | None = None) -> Experiment:
+    experiment = store.begin(tag=TAG, parent_commit="0" * 40, commit="1" * 40, diff="", description=description,
+                             agent=agent, seed=0)
+    return store.finish(experiment.id, status=status, val_bpb=val_bpb)
+
+
+def values_of(source: str) -> dict[str, int | float]:
+    return {c.name: c.value for c in find_constants(source, "cpu")}
+
+
+# ------------------------------------------------------------------------------------------ constants
+
+
+def test_constants_of_the_baseline_are_module_level_and_active_profile_only() -> None:
+    source = TEMPLATE.read_text()
+    found = {c.name: c for c in find_constants(source, "cpu")}
+    assert found["DEPTH"].value == 1 and found["DEPTH"].profile == "cpu"
+    assert found["TOKENS_PER_STEP"].value == 8 * 256  # a constant expression counts
+    assert found["MATRIX_LR"].value == 0.02 and found["WARMDOWN_FRAC"].value == 0.4
+    assert found["LOGIT_SOFTCAP"].value == 15.0 and found["LOGIT_SOFTCAP"].profile is None
+    assert "COMPILE" not in found and "ADAM_BETAS" not in found and "T_PROCESS_START" not in found
+    h100 = {c.name: c.value for c in find_constants(source, "h100")}
+    assert h100["DEPTH"] == 8 and h100["TOKENS_PER_STEP"] == 2**19
+    # the span is exactly the value's source text
+    data = source.encode()
+    assert data[found["TOKENS_PER_STEP"].start:found["TOKENS_PER_STEP"].end] == b"8 * 256"
+
+
+def test_edit_changes_exactly_the_suggested_values_and_keeps_the_rest() -> None:
+    source = TEMPLATE.read_text()
+    found = {c.name: c for c in find_constants(source, "cpu")}
+    changes = [(found["MATRIX_LR"], 0.028), (found["DEPTH"], 2), (found["TOKENS_PER_STEP"], 4096)]
+    edited = apply_values(source, changes)
+    ast.parse(edited)
+    after = values_of(edited)
+    before = values_of(source)
+    assert after == {**before, "MATRIX_LR": 0.028, "DEPTH": 2, "TOKENS_PER_STEP": 4096}
+    assert {c.name: c.value for c in find_constants(edited, "h100")} == \
+        {c.name: c.value for c in find_constants(source, "h100")}  # the other profile untouched
+    assert "# fraction of the time budget at the end spent decaying the LR linearly" in edited
+    assert len(edited.splitlines()) == len(source.splitlines())
+    assert describe(changes) == "DEPTH 1 -> 2, TOKENS_PER_STEP 2048 -> 4096, MATRIX_LR 0.02 -> 0.028"
+
+
+def test_float_description_has_four_significant_digits() -> None:
+    c = Constant("EMBED_LR", 0.15, 0, 4)
+    assert describe([(c, 0.123456)]) == "EMBED_LR 0.15 -> 0.1235"
+
+
+# ------------------------------------------------------------------------------------------ ranges
+
+
+def test_range_rules() -> None:
+    assert infer_range("MATRIX_LR", 0.02) == Range(0.005, 0.08, "log")
+    assert infer_range("DEVICE_BATCH", 8) == Range(2, 32, "pow2")
+    assert infer_range("TOKENS_PER_STEP", 2048) == Range(512, 8192, "pow2")
+    assert infer_range("DEPTH", 1) == Range(1, 3, "int")
+    assert infer_range("N_LAYER", 6) == Range(4, 8, "int")
+    assert infer_range("WARMDOWN_FRAC", 0.4) == Range(0.0, 0.8, "float")
+    assert infer_range("WARMUP_FRAC", 0.0) == Range(0.0, 0.2, "float")
+    assert infer_range("FINAL_LR_FRAC", 0.0) == Range(0.0, 0.2, "float")  # _FRAC before LR
+    assert infer_range("WARMDOWN_FRAC", 0.7) == Range(0.0, 1.0, "float")
+    assert infer_range("ASPECT_RATIO", 128) == Range(64, 256, "int")
+    assert infer_range("LOGIT_SOFTCAP", 15.0) == Range(7.5, 30.0, "float")
+    assert infer_range("WEIGHT_DECAY", 0.0) is None
+    assert infer_range("MUON_MOMENTUM", 0.95) == Range(0.475, 0.999, "float")
+
+
+def test_toml_overrides_and_unknown_constant(task: Path) -> None:
+    (task / "autoresearch.toml").write_text('[loop]\nseed = 0\n\n[tune]\nMATRIX_LR = [0.005, 0.1, "log"]\n'
+                                            'DEPTH = [1, 4, "int"]\nSEQ_LEN = [128, 512, "pow2"]\n'
+                                            'LOGIT_SOFTCAP = false\n')
+    overrides = read_overrides(task)
+    assert overrides["SEQ_LEN"] == Range(128, 512, "pow2")
+    space = dict((c.name, r) for c, r in search_space(find_constants(TEMPLATE.read_text(), "cpu"), overrides))
+    assert space["MATRIX_LR"] == Range(0.005, 0.1, "log") and space["DEPTH"] == Range(1, 4, "int")
+    assert "LOGIT_SOFTCAP" not in space and "LOG_EVERY_S" not in space and "WEIGHT_DECAY" not in space
+    (task / "autoresearch.toml").write_text('[tune]\nNOT_A_KNOB = [1, 2]\n')
+    with pytest.raises(AgentConfigError, match="NOT_A_KNOB"):
+        TuneAgent(task, "cpu")
+    (task / "autoresearch.toml").write_text('[tune]\nDEPTH = [1, 4, "cubic"]\n')
+    with pytest.raises(AgentConfigError, match="kind"):
+        read_overrides(task)
+
+
+# ------------------------------------------------------------------------------------------ the agent
+
+
+def test_propose_writes_a_trial_into_the_worktree_and_the_study_shares_the_store(task: Path) -> None:
+    with Store.open(task) as store:
+        baseline = run(store, "baseline", "-", Status.KEEP, 1.5)
+    agent = make_agent("tune", task, "cpu")
+    assert isinstance(agent, TuneAgent) and agent.name == "tune"
+    before = (worktree(task) / "train.py").read_text()
+    description = agent.propose(worktree(task), context([baseline]))
+    after = (worktree(task) / "train.py").read_text()
+    ast.parse(after)
+    old, new = values_of(before), values_of(after)
+    changed = [name for name in old if old[name] != new[name]]
+    fmt = lambda v: str(v) if isinstance(v, int) else f"{v:.4g}"  # noqa: E731
+    assert changed and description == ", ".join(f"{n} {fmt(old[n])} -> {fmt(new[n])}" for n in changed)
+    assert isinstance(agent.study(TAG).sampler, optuna.samplers.TPESampler)
+    trial = agent.study(TAG).trials[0]
+    assert trial.state == TrialState.RUNNING and trial.user_attrs["experiment_seq"] == 1
+    agent.close()
+    # the store still opens and works, its table intact, next to Optuna's tables
+    with Store.open(task) as store:
+        assert [e.description for e in store.experiments(TAG)] == ["baseline"]
+        run(store, description, "tune", Status.DISCARD, 1.6)
+        assert len(store.experiments(TAG)) == 2
+    with sqlite3.connect(task / ".autoresearch" / "store.sqlite") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"experiments", "state", "studies", "trials"} <= tables
+    assert optuna.load_study(study_name=f"autoresearch-{TAG}", storage=agent.storage_url).trials[0].number == 0
+
+
+def test_resume_continues_numbering_and_tells_results(task: Path) -> None:
+    with Store.open(task) as store:
+        history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
+    outcomes = [(Status.DISCARD, 1.6), (Status.CRASH, None), (Status.KEEP, 1.4)]
+    for status, bpb in outcomes:
+        agent = TuneAgent(task, "cpu")  # a new agent (a resumed loop) each time
+        description = agent.propose(worktree(task), context(history))
+        agent.close()
+        with Store.open(task) as store:
+            history.append(run(store, description, "tune", status, bpb))
+        if status != Status.KEEP:
+            (worktree(task) / "train.py").write_text(TEMPLATE.read_text())  # the loop resets a discard
+    # a proposal that never became an experiment (loop killed between propose and begin)
+    agent = TuneAgent(task, "cpu")
+    agent.propose(worktree(task), context(history))
+    agent.close()
+    agent = TuneAgent(task, "cpu")
+    agent.propose(worktree(task), context(history))
+    trials = agent.study(TAG).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+                                         TrialState.FAIL, TrialState.RUNNING]
+    assert [t.value for t in trials[:3]] == [1.6, None, 1.4]
+    assert trials[4].user_attrs["experiment_seq"] == 4
+    agent.close()
+
+
+def test_rejected_and_foreign_experiments_fail_their_trials(task: Path) -> None:
+    with Store.open(task) as store:
+        history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
+        agent = TuneAgent(task, "cpu", sampler="random")
+        description = agent.propose(worktree(task), context(history))
+        history.append(run(store, description, "tune:random", Status.REJECTED))
+        agent.propose(worktree(task), context(history))
+        history.append(run(store, "someone else's change", "replay", Status.DISCARD, 1.7))
+        agent.propose(worktree(task), context(history))
+        states = [t.state for t in agent.study(TAG).trials]
+        agent.close()
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING]
+
+
+def test_tune_random_uses_random_sampler_and_tag_from_path(task: Path) -> None:
+    agent = make_agent("tune:random", task, "cpu")
+    assert isinstance(agent, TuneAgent) and agent.name == "tune:random"
+    agent.propose(worktree(task), context([]))  # no history: the tag comes from the worktree path
+    assert isinstance(agent.study(TAG).sampler, optuna.samplers.RandomSampler)
+    assert agent.study(TAG).study_name == "autoresearch-t1"
+    agent.close()
+    with pytest.raises(AgentConfigError):
+        make_agent("tune:grid", task, "cpu")
+    with pytest.raises(AgentConfigError):
+        make_agent("tune")
+
+
+def test_a_trial_that_changes_nothing_is_told_the_incumbent_and_reasked(task: Path) -> None:
+    (task / "autoresearch.toml").write_text('[tune]\n' + "".join(
+        f"{c.name} = false\n" for c in find_constants(TEMPLATE.read_text(), "cpu") if c.name != "DEPTH")
+        + 'DEPTH = [1, 2, "int"]\n')
+    with Store.open(task) as store:
+        history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
+    agent = TuneAgent(task, "cpu", sampler="random", max_reasks=50)
+    assert agent.propose(worktree(task), context(history)) == "DEPTH 1 -> 2"
+    trials = agent.study(TAG).trials
+    assert all(t.state == TrialState.COMPLETE and t.value == 1.5 for t in trials[:-1])
+    agent.close()
+    (task / "autoresearch.toml").write_text('[tune]\n' + "".join(
+        f"{c.name} = false\n" for c in find_constants(TEMPLATE.read_text(), "cpu") if c.name != "DEPTH")
+        + 'DEPTH = [1, 1.5, "float"]\n')
+    (worktree(task) / "train.py").write_text(TEMPLATE.read_text().replace("DEPTH=1,", "DEPTH=1.0,"))
+    agent = TuneAgent(task, "cpu", max_reasks=3)
+    agent.propose(worktree(task), context(history))  # floats almost never repeat: a change is made
+    agent.close()
+    with pytest.raises(AgentError):
+        TuneAgent(task, "cpu", max_reasks=0).propose(worktree(task), context(history))
