@@ -253,6 +253,17 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     out.print(f"loop stopped: {reason}. Results: {task_dir / 'results.tsv'}")
 
 
+def _store(task_dir: Path):
+    """The task's experiment store, opened after the settings are checked; a clear error if it cannot be."""
+    from autoresearch.store import Store, StoreError
+
+    _task(task_dir)
+    try:
+        return Store.open(task_dir)
+    except StoreError as e:
+        _fail(str(e))
+
+
 def _latest_tag(store, tag: str | None) -> str:
     tag = tag or (store.tags() or [None])[-1]
     if tag is None:
@@ -272,14 +283,9 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     from rich.live import Live
 
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
-    from autoresearch.store import Store, StoreError
 
     config = _task(task_dir)
-    try:
-        store = Store.open(task_dir)
-    except StoreError as e:
-        _fail(str(e))
-    with store:
+    with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
         if as_json:
             print(json.dumps(status_data(store, tag)))
@@ -309,14 +315,8 @@ def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Write results.tsv, progress.png and report.md."""
     from autoresearch.report import write_report
-    from autoresearch.store import Store, StoreError
 
-    _task(task_dir)
-    try:
-        store = Store.open(task_dir)
-    except StoreError as e:
-        _fail(str(e))
-    with store:
+    with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
         for path in write_report(store, tag, out_dir or task_dir):
             out.print(str(path))
