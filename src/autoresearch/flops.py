@@ -3,6 +3,8 @@
 FLOPs per token = 6 x (parameters excluding embedding tables)
                 + 12 x layers x heads x head_dim x attended length
 MFU = tokens per second x FLOPs per token / the device's dense bf16 peak.
+
+train.py reports its FLOPs per token (it knows its architecture); the harness supplies the peak.
 """
 
 from __future__ import annotations
@@ -18,10 +20,6 @@ PEAK_BF16 = (
     ("4090", 165.2e12),
     ("A10G", 125e12),
 )
-
-
-def flops_per_token(non_embedding_params: int, layers: int, heads: int, head_dim: int, attended: int) -> float:
-    return 6.0 * non_embedding_params + 12.0 * layers * heads * head_dim * attended
 
 
 def peak_flops(device_name: str) -> float | None:
