@@ -116,7 +116,7 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path) -> Pa
             ax.scatter(seqs, [0.03] * len(seqs), marker="x", s=36, color=color, transform=bottom,
                        label=label, zorder=4, clip_on=False)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+        ax.legend(loc="center right", fontsize=8, framealpha=0.85)
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
