@@ -88,7 +88,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset, *, budg
     started = time.perf_counter()
     budget = config.train.budget_seconds if budget is None else budget
     device = resolve_device(config.train.device)
-    run_dir = run_dir or task_dir / ".autoresearch" / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
+    run_dir = run_dir or task_dir / ".autoresearch" / "logs" / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     model_dir = run_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "train.log"
