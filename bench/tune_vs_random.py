@@ -3,7 +3,8 @@
 Usage: python bench/tune_vs_random.py [--experiments 12] [--budget 30] [--task DIR]
 
 Runs `autoresearch run` twice (tags tpe-* and random-*), each with the baseline as experiment 0,
-and prints for each: the baseline, the best val_bpb found, and how many changes were kept.
+and prints every experiment, then for each agent: the baseline, the best val_bpb found, and how many
+changes were kept.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ def main() -> None:
                      "--max-experiments", str(args.experiments), cwd=task)
         with Store.open(task) as store:
             history = store.experiments(tag)
+        for e in history:
+            metric = "-" if e.metric is None else f"{e.metric:.4f}"
+            print(f"  {agent:<12} #{e.seq:<3} {e.status.value:<8} {metric:>7}  {e.description}")
         kept = [e for e in history if e.status == Status.KEEP]
         crashed = sum(e.status in (Status.CRASH, Status.TIMEOUT) for e in history)
-        print(f"{agent:<12} baseline {history[0].val_bpb:.4f}  best {min(e.val_bpb for e in kept):.4f}  "
+        print(f"{agent:<12} baseline {history[0].metric:.4f}  best {min(e.metric for e in kept):.4f}  "
               f"kept {len(kept) - 1} of {len(history) - 1} changes, {crashed} crashed or timed out")
 
 

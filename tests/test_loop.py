@@ -65,7 +65,7 @@ def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
     assert statuses[7] in (Status.KEEP, Status.DISCARD)
     assert "autoresearch.toml" in history[1].error and "empty" in history[2].error
     assert "SyntaxError" in history[3].error and "nan" in history[6].error.lower()
-    assert history[0].description == "baseline" and history[0].val_bpb > 0
+    assert history[0].description == "baseline" and history[0].metric > 0
 
     # git: the branch holds the task's commits plus kept experiments only
     kept = [e.description for e in history[1:] if e.status == Status.KEEP]
@@ -117,7 +117,7 @@ def test_an_interrupted_experiment_runs_again_on_resume(loop_task):
     resumed = make_loop(loop_task, [], resume=True, limits=Limits(max_experiments=1))
     resumed.run()
     (only,) = resumed.store.experiments("t")
-    assert only.status == Status.KEEP and only.val_bpb is not None
+    assert only.status == Status.KEEP and only.metric is not None
     resumed.close()
 
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from autoresearch.config import MetricConfig
 from autoresearch.report import (
+    build_table,
+    caption,
     deltas,
     progress_from_text,
     progress_text,
@@ -21,20 +24,28 @@ from autoresearch.report import (
     status_table,
     write_report,
 )
+from autoresearch.report import plot as report_plot
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import parse_event, remaining_seconds
-from autoresearch.report.summary import error_line, first_line, format_duration, summarize, truncate
+from autoresearch.report.summary import (
+    error_line,
+    experiment_deltas,
+    first_line,
+    format_duration,
+    summarize,
+    truncate,
+)
 from autoresearch.store import Status, Store
 
 TAG = "nov27"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _add(store: Store, status: Status, description: str, val_bpb: float | None = None, *,
+def _add(store: Store, status: Status, description: str, metric: float | None = None, *,
          error: str | None = None, tag: str = TAG) -> None:
     store.record(status=status, tag=tag, parent_commit="a" * 40, commit="b" * 40, diff="", description=description,
-                 agent="test", seed=0, val_bpb=val_bpb, training_seconds=None if val_bpb is None else 300.0,
-                 total_seconds=330.0, peak_memory_bytes=None if val_bpb is None else 12 * 1024**3, error=error)
+                 agent="test", seed=0, metric=metric, training_seconds=None if metric is None else 300.0,
+                 total_seconds=330.0, peak_memory_bytes=None if metric is None else 12 * 1024**3, error=error)
 
 
 @pytest.fixture
@@ -58,6 +69,30 @@ def run(store: Store) -> Store:
     _add(store, Status.TIMEOUT, "huge model", error="ran past 420 s")
     _add(store, Status.REJECTED, "touched prepare.py", error="edits outside the editable files")
     return store
+
+
+ACCURACY = MetricConfig(name="accuracy", direction="maximize")
+
+
+@pytest.fixture
+def acc_run(store: Store) -> Store:
+    """A maximized metric: baseline 0.5; discard 0.45; keep 0.6 (mixup); crash; discard 0.01 (diverged);
+    keep 0.75 (more epochs); discard 0.7."""
+    _add(store, Status.KEEP, "baseline", 0.5)
+    _add(store, Status.DISCARD, "lr 0.1", 0.45)
+    _add(store, Status.KEEP, "mixup", 0.6)
+    _add(store, Status.CRASH, "flash attn v9", error="RuntimeError: boom")
+    _add(store, Status.DISCARD, "diverged", 0.01)
+    _add(store, Status.KEEP, "more epochs", 0.75)
+    _add(store, Status.DISCARD, "wd 0", 0.7)
+    return store
+
+
+def _colours(renderable) -> dict[str, str | None]:
+    """Each rendered segment's stripped text -> the name of its foreground colour (None if plain)."""
+    console = Console(width=220, force_terminal=True, color_system="truecolor")
+    return {seg.text.strip(): (seg.style.color.name if seg.style and seg.style.color else None)
+            for seg in console.render(renderable) if seg.text.strip()}
 
 
 def _text(renderable, width: int = 220) -> str:
@@ -120,7 +155,7 @@ def test_summary_figures(run: Store) -> None:
     assert s.total == 8 and s.kept == 3
     assert s.counts == {"running": 0, "keep": 3, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
                         "tampered": 0}
-    assert s.baseline.seq == 0 and s.best.seq == 5 and s.best.val_bpb == run.best(TAG).val_bpb
+    assert s.baseline.seq == 0 and s.best.seq == 5 and s.best.metric == run.best(TAG).metric
     assert s.improvement == pytest.approx(0.15) and s.improvement_pct == pytest.approx(15.0)
     assert s.experiment_seconds == pytest.approx(8 * 330.0)
     assert s.running is None and s.wall_seconds is not None and s.wall_seconds >= 0
@@ -134,7 +169,7 @@ def test_status_table_rows_and_caption(run: Store) -> None:
     for needle in ("baseline", "wider MLP", "rope base 50k", "lr 0.1", "keep", "discard", "crash", "timeout",
                    "rejected", "1.000000", "0.850000", "+0.100000", "-0.100000", "-0.050000", "+0.050000",
                    "300.0", "330.0", "12.0", "8 experiments", "3 kept", "2 discarded", "1 crashes",
-                   "1 timeouts", "1 rejected", "baseline 1.000000", "best 0.850000 (#5", "-0.150000",
+                   "1 timeouts", "1 rejected", "val_bpb baseline 1.000000", "best 0.850000 (#5", "-0.150000",
                    "-15.00%", "wall "):
         assert needle in text, needle
     assert "flash attn v9 — OOM" in text  # a crash shows its error line next to the description
@@ -158,8 +193,11 @@ def test_status_table_colours(run: Store) -> None:
 def test_status_data_is_json(run: Store) -> None:
     data = json.loads(json.dumps(status_data(run, TAG)))
     assert data["tag"] == TAG and data["total"] == 8 and data["kept"] == 3
-    assert data["counts"]["crash"] == 1 and data["baseline_val_bpb"] == 1.0 and data["best_val_bpb"] == 0.85
+    assert data["counts"]["crash"] == 1 and data["baseline_metric"] == 1.0 and data["best_metric"] == 0.85
     assert data["best_seq"] == 5 and data["improvement_pct"] == pytest.approx(15.0)
+    assert data["metric_name"] == "val_bpb" and data["direction"] == "minimize"
+    assert "val_bpb" not in data and "baseline_val_bpb" not in data and "best_val_bpb" not in data
+    assert data["experiments"][5]["metric"] == 0.85 and "val_bpb" not in data["experiments"][5]
     assert [r["seq"] for r in data["experiments"]] == list(range(8))
     assert data["experiments"][2]["delta"] == pytest.approx(-0.1)
     assert data["experiments"][3]["error"] == "OOM"
@@ -185,7 +223,7 @@ def test_empty_status(store: Store) -> None:
     text = _text(status_table(store, TAG))
     assert "no experiments yet" in text
     data = status_data(store, TAG)
-    assert data["total"] == 0 and data["best_val_bpb"] is None and data["experiments"] == []
+    assert data["total"] == 0 and data["best_metric"] is None and data["experiments"] == []
 
 
 # ---------------------------------------------------------------------- progress
@@ -346,7 +384,7 @@ def test_report_200_experiments(store: Store, tmp_path: Path) -> None:
     assert "200 (" in md
     for name in kept:
         assert name in md
-    assert f"{store.best(TAG).val_bpb:.6f}" in md
+    assert f"{store.best(TAG).metric:.6f}" in md
     assert len(store.results_tsv(TAG).splitlines()) == 201
     text = _flat(status_table(store, TAG))
     assert "200 experiments" in text and f"{len(kept)} kept" in text
@@ -357,3 +395,156 @@ def test_markdown_escapes_pipes(store: Store) -> None:
     _add(store, Status.KEEP, "a | b\nsecond line", 0.9)
     md = report_markdown(TAG, store.experiments(TAG), image=None)
     assert "a \\| b second line" in md and "![" not in md
+
+
+def test_status_table_fits_80_columns(store: Store) -> None:
+    _add(store, Status.KEEP, "baseline", 1.0)
+    _add(store, Status.KEEP, "a very long description of the change " * 4, 0.9)
+    _add(store, Status.CRASH, "flash attention with a long description of its own",
+         error="Traceback (most recent call last):\n  File x\ntorch.OutOfMemoryError: CUDA out of memory. "
+               "Tried to allocate 2.00 GiB; 70.1 GiB of 79.2 GiB in use")
+    _add(store, Status.DISCARD, "batch 2x", 0.95)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(status_table(store, TAG))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines), max(lines, key=len)
+    cells = [(line, line.replace("│", " ").split()) for line in lines]  # whatever frame the table has
+    rows = {words[0]: line for line, words in cells if words and words[0] in ("0", "1", "2", "3")}
+    assert set(rows) == {"0", "1", "2", "3"}  # one line per experiment: nothing wraps
+    for needle in ("val_bpb", "delta", "train s", "total s", "mem GB"):  # the headers, whole
+        assert needle in text, needle
+    # the figures are whole; the description gives way, cut with an ellipsis
+    assert all(f in rows["1"] for f in ("0.900000", "-0.100000", "300.0", "330.0", "12.0"))
+    assert all(f in rows["3"] for f in ("0.950000", "+0.050000"))
+    assert all(f in rows["2"] for f in ("crash", "330.0", "flash", "…"))
+    assert all(f in rows["1"] for f in ("a very long", "…"))
+    assert "OutOfMemoryError" not in text  # cut, not wrapped onto further lines
+    assert "4 experiments" in " ".join(text.split())  # the caption wraps, it is not cut
+
+
+# ---------------------------------------------------------------------- the metric's name and direction
+
+
+def test_deltas_and_running_best_maximize() -> None:
+    points = [(Status.KEEP, 0.5), (Status.DISCARD, 0.4), (Status.KEEP, 0.6), (Status.CRASH, None),
+              (Status.DISCARD, 0.55), (Status.KEEP, 0.7), (Status.KEEP, 0.65)]
+    got = deltas(points, metric=ACCURACY)
+    want = [None, -0.1, 0.1, None, -0.05, 0.1, -0.05]
+    assert [g is None for g in got] == [w is None for w in want]
+    assert all(g == pytest.approx(w) for g, w in zip(got, want, strict=True) if w is not None)
+    assert running_best(points, metric=ACCURACY) == [0.5, 0.5, 0.6, 0.6, 0.6, 0.7, 0.7]
+    # the same points minimized: the best never moves off 0.5
+    assert running_best(points) == [0.5] * 7
+    assert running_best(points, metric=MetricConfig()) == [0.5] * 7
+
+
+def test_summary_maximize(acc_run: Store) -> None:
+    experiments = acc_run.experiments(TAG)
+    s = summarize(TAG, experiments, metric=ACCURACY)
+    assert s.baseline.seq == 0 and s.best.seq == 5 and s.best.metric == 0.75
+    assert s.best.id == acc_run.best(TAG, maximize=True).id
+    assert s.improvement == pytest.approx(0.25) and s.improvement_pct == pytest.approx(50.0)  # positive = better
+    assert experiment_deltas(experiments, metric=ACCURACY)[2] == pytest.approx(0.1)
+    # minimized instead, the baseline is the best: no improvement
+    low = summarize(TAG, experiments)
+    assert low.best.seq == 0 and low.improvement == 0.0
+
+
+def test_summary_maximize_tie_and_negative_baseline(store: Store) -> None:
+    _add(store, Status.KEEP, "baseline", -2.0)
+    _add(store, Status.KEEP, "first at -1", -1.0)
+    _add(store, Status.KEEP, "second at -1", -1.0)
+    s = summarize(TAG, store.experiments(TAG), metric=MetricConfig(name="reward", direction="maximize"))
+    assert s.best.seq == 1  # the earliest on a tie
+    assert s.improvement == pytest.approx(1.0) and s.improvement_pct == pytest.approx(50.0)  # relative to |-2|
+
+
+def test_caption_maximize(acc_run: Store) -> None:
+    s = summarize(TAG, acc_run.experiments(TAG), metric=ACCURACY)
+    text = caption(s)
+    assert "accuracy baseline 0.500000" in text and "best 0.750000 (#5, +0.250000 / +50.00%)" in text
+    assert "val_bpb" not in text
+    assert caption(s, metric=MetricConfig(name="top1", direction="maximize")).count("top1 baseline") == 1
+    crashed = caption(summarize(TAG, [e for e in acc_run.experiments(TAG) if e.metric is None], metric=ACCURACY))
+    assert "no accuracy yet" in crashed and "baseline" not in crashed
+
+
+def test_status_table_maximize(acc_run: Store) -> None:
+    table = status_table(acc_run, TAG, metric=ACCURACY)
+    text = _flat(table)
+    for needle in ("accuracy", "0.750000", "+0.100000", "+0.150000", "-0.050000", "-0.590000",
+                   "accuracy baseline 0.500000", "best 0.750000 (#5, +0.250000 / +50.00%)"):
+        assert needle in text, needle
+    assert "val_bpb" not in text
+    colours = _colours(table)
+    assert colours["+0.100000"] == "green" and colours["+0.150000"] == "green"  # higher = better
+    assert colours["-0.050000"] == "red" and colours["-0.590000"] == "red"
+
+
+def test_status_table_colours_minimize(run: Store) -> None:
+    colours = _colours(build_table(TAG, run.experiments(TAG)))
+    assert colours["-0.100000"] == "green" and colours["-0.050000"] == "green"  # lower = better
+    assert colours["+0.100000"] == "red" and colours["+0.050000"] == "red"
+
+
+def test_status_data_maximize(acc_run: Store) -> None:
+    data = json.loads(json.dumps(status_data(acc_run, TAG, metric=ACCURACY)))
+    assert data["metric_name"] == "accuracy" and data["direction"] == "maximize"
+    assert data["baseline_metric"] == 0.5 and data["best_metric"] == 0.75 and data["best_seq"] == 5
+    assert data["best_description"] == "more epochs"
+    assert data["improvement"] == pytest.approx(0.25) and data["improvement_pct"] == pytest.approx(50.0)
+    assert [r["metric"] for r in data["experiments"]] == [0.5, 0.45, 0.6, None, 0.01, 0.75, 0.7]
+    assert data["experiments"][5]["delta"] == pytest.approx(0.15)
+
+
+def test_markdown_maximize(acc_run: Store) -> None:
+    md = report_markdown(TAG, acc_run.experiments(TAG), metric=ACCURACY)
+    for needle in ("**Baseline accuracy:** 0.500000 (#0, baseline)",
+                   "**Best accuracy:** 0.750000 (#5, more epochs): 0.250000 higher than the baseline (50.00%)",
+                   "| # | accuracy | delta | description |", "| 2 | 0.600000 | +0.100000 | mixup |",
+                   "| 5 | 0.750000 | +0.150000 | more epochs |", "![accuracy per experiment](progress.png)"):
+        assert needle in md, needle
+    assert "val_bpb" not in md and "lower than" not in md
+    crashed = report_markdown(TAG, [e for e in acc_run.experiments(TAG) if e.metric is None], metric=ACCURACY)
+    assert "**Baseline accuracy:** none (no experiment finished with a accuracy)" in crashed
+
+
+def test_plot_labels_follow_the_metric(acc_run: Store, tmp_path: Path, monkeypatch) -> None:
+    figures = []
+
+    class Recording(report_plot.Figure):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            figures.append(self)
+
+    monkeypatch.setattr(report_plot, "Figure", Recording)
+    experiments = acc_run.experiments(TAG)
+    report_plot.plot_progress(TAG, experiments, tmp_path / "acc.png", metric=ACCURACY)
+    ax = figures[-1].axes[0]
+    assert ax.get_ylabel() == "accuracy (higher is better)"
+    assert "best accuracy 0.750000 vs baseline 0.500000 (+50.00%)" in ax.get_title()
+    lo, hi = ax.get_ylim()
+    assert hi > 0.75 and 0.01 < lo < 0.45  # the far-below outlier is clipped, not the scale's bottom
+    step = next(line for line in ax.get_lines() if line.get_label() == "running best")
+    assert max(step.get_ydata()) == pytest.approx(0.75)
+
+    report_plot.plot_progress(TAG, experiments, tmp_path / "bpb.png")
+    assert figures[-1].axes[0].get_ylabel() == "val_bpb (lower is better)"
+
+    report_plot.plot_progress(TAG, [e for e in experiments if e.metric is None], tmp_path / "none.png",
+                              metric=ACCURACY)
+    assert "no experiment produced a accuracy" in [t.get_text() for t in figures[-1].axes[0].texts]
+
+
+def test_write_report_maximize(acc_run: Store, tmp_path: Path) -> None:
+    out = tmp_path / "acc"
+    md = _check_files(write_report(acc_run, TAG, out, metric=ACCURACY), out)
+    tsv = (out / "results.tsv").read_text()
+    assert tsv.splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
+    assert tsv == acc_run.results_tsv(TAG, "accuracy")
+    assert "**Best accuracy:** 0.750000" in md and "higher than the baseline" in md
+    # the default stays val_bpb
+    assert (tmp_path / "bpb" / "results.tsv").exists() is False
+    write_report(acc_run, TAG, tmp_path / "bpb")
+    assert (tmp_path / "bpb" / "results.tsv").read_text().startswith("commit\tval_bpb\t")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
     AlreadyFinishedError,
     Experiment,
     Status,
@@ -44,8 +46,8 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
         begun = store.begin(tag="nov27", parent_commit="a" * 40, commit="b" * 40, diff=diff,
                             description="raise lr\nto 0.05", agent="claude-x", seed=7, log_path="/runs/1/train.log")
         assert begun.status is Status.RUNNING and not begun.finished
-        assert (begun.val_bpb, begun.ended_at, begun.error, begun.metrics) == (None, None, None, {})
-        done = store.finish(begun.id, status=Status.DISCARD, val_bpb=1.0123456789, training_seconds=300.5,
+        assert (begun.metric, begun.ended_at, begun.error, begun.metrics) == (None, None, None, {})
+        done = store.finish(begun.id, status=Status.DISCARD, metric=1.0123456789, training_seconds=300.5,
                             metrics={"val_bpb_stderr": 0.003, "mfu": 0.41, "nested": {"a": [1, 2.5, None]}},
                             total_seconds=331.25, peak_memory_bytes=45 * 1024**3 + 1, tokens=123_456_789_012,
                             steps=9876, error="log tail\nline 2")
@@ -54,13 +56,13 @@ def test_round_trip_of_every_field(tmp_path: Path) -> None:
         assert again == done and store.experiments() == [done]
     expected = {"id": 1, "tag": "nov27", "seq": 0, "parent_commit": "a" * 40, "commit": "b" * 40, "diff": diff,
                 "description": "raise lr\nto 0.05", "agent": "claude-x", "seed": 7, "status": Status.DISCARD,
-                "val_bpb": 1.0123456789, "training_seconds": 300.5, "total_seconds": 331.25,
+                "metric": 1.0123456789, "training_seconds": 300.5, "total_seconds": 331.25,
                 "metrics": {"val_bpb_stderr": 0.003, "mfu": 0.41, "nested": {"a": [1, 2.5, None]}},
                 "peak_memory_bytes": 45 * 1024**3 + 1, "tokens": 123_456_789_012, "steps": 9876,
                 "log_path": "/runs/1/train.log", "error": "log tail\nline 2", "started_at": begun.started_at}
     assert {k: getattr(again, k) for k in expected} == expected
     assert begun.started_at <= again.ended_at <= time.time()
-    assert isinstance(again.peak_memory_bytes, int) and isinstance(again.val_bpb, float)
+    assert isinstance(again.peak_memory_bytes, int) and isinstance(again.metric, float)
     assert again.finished and isinstance(hash(again), int)
     with pytest.raises(AttributeError):
         again.status = Status.KEEP  # type: ignore[misc]
@@ -81,11 +83,11 @@ def test_text_is_stored_plain_and_numbers_are_checked(store: Store) -> None:
     raw = sqlite3.connect(store.path).execute("SELECT diff, error FROM experiments").fetchone()
     assert raw == ("bad byte \ufffd here", "x\x00y")  # plain text, readable with any SQLite tool
     e = store.begin(**proposal())
-    for bad in ({"val_bpb": float("nan")}, {"val_bpb": "1.0"}, {"steps": 1.5}, {"tokens": True},
+    for bad in ({"metric": float("nan")}, {"metric": "1.0"}, {"steps": 1.5}, {"tokens": True},
                 {"metrics": {1: 2}}, {"metrics": {"x": object()}}):
         with pytest.raises((ValueError, TypeError)):
             store.finish(e.id, status="discard", **bad)
-    with pytest.raises(ValueError, match="needs its val_bpb"):
+    with pytest.raises(ValueError, match="needs its metric"):
         store.finish(e.id, status="keep")
     with pytest.raises(ValueError, match="not RUNNING"):
         store.finish(e.id, status=Status.RUNNING)
@@ -109,20 +111,20 @@ def test_seq_is_numbered_per_tag(store: Store) -> None:
 def test_finish_twice_raises_and_changes_nothing(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         e = store.begin(**proposal())
-        first = store.finish(e.id, status="keep", val_bpb=1.1)
+        first = store.finish(e.id, status="keep", metric=1.1)
         with pytest.raises(AlreadyFinishedError, match="already finished"):
-            store.finish(e.id, status="discard", val_bpb=0.9)
+            store.finish(e.id, status="discard", metric=0.9)
         with pytest.raises(UnknownExperimentError):
             store.finish(999, status="discard")
         with pytest.raises(UnknownExperimentError):
             store.get(999)
     with Store.open(tmp_path) as store:  # a resumed loop is refused just the same
         with pytest.raises(AlreadyFinishedError):
-            store.finish(e.id, status="keep", val_bpb=0.5)
+            store.finish(e.id, status="keep", metric=0.5)
         assert store.get(e.id) == first
     conn = sqlite3.connect(tmp_path / ".autoresearch" / "store.sqlite")
     with pytest.raises(sqlite3.IntegrityError, match="cannot be changed"):  # nor behind the store's back
-        conn.execute("UPDATE experiments SET val_bpb = 0.1")
+        conn.execute("UPDATE experiments SET metric = 0.1")
     with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
         conn.execute("DELETE FROM experiments")
     conn.close()
@@ -139,7 +141,7 @@ def test_record_for_a_rejected_proposal(store: Store) -> None:
 
 def test_running_lists_what_a_dead_loop_left(store: Store) -> None:
     a = store.begin(**proposal())
-    store.finish(store.begin(**proposal()).id, status="discard", val_bpb=1.0)
+    store.finish(store.begin(**proposal()).id, status="discard", metric=1.0)
     c = store.begin(**proposal())
     store.begin(**proposal(tag="other"))
     assert [e.id for e in store.running("nov27")] == [a.id, c.id]
@@ -149,30 +151,30 @@ def test_running_lists_what_a_dead_loop_left(store: Store) -> None:
 
 def test_best_is_the_lowest_kept(store: Store) -> None:
     assert store.best("nov27") is None
-    store.finish(store.begin(**proposal()).id, status="keep", val_bpb=1.30)
-    keep = store.finish(store.begin(**proposal()).id, status="keep", val_bpb=1.20)
-    store.finish(store.begin(**proposal()).id, status="discard", val_bpb=1.00)
+    store.finish(store.begin(**proposal()).id, status="keep", metric=1.30)
+    keep = store.finish(store.begin(**proposal()).id, status="keep", metric=1.20)
+    store.finish(store.begin(**proposal()).id, status="discard", metric=1.00)
     store.finish(store.begin(**proposal()).id, status="crash", error="OOM")
-    store.finish(store.begin(**proposal()).id, status="tampered", val_bpb=0.10)
-    store.finish(store.begin(**proposal()).id, status="keep", val_bpb=1.20)  # a tie: the earlier one wins
+    store.finish(store.begin(**proposal()).id, status="tampered", metric=0.10)
+    store.finish(store.begin(**proposal()).id, status="keep", metric=1.20)  # a tie: the earlier one wins
     store.begin(**proposal())
-    store.finish(store.begin(**proposal(tag="other")).id, status="keep", val_bpb=0.5)
-    assert store.best("nov27") == keep and store.best("other").val_bpb == 0.5
+    store.finish(store.begin(**proposal(tag="other")).id, status="keep", metric=0.5)
+    assert store.best("nov27") == keep and store.best("other").metric == 0.5
 
 
 def test_results_tsv_exact_bytes(tmp_path: Path, store: Store) -> None:
     gb = 1024**3
-    store.finish(store.begin(**proposal(commit="a1b2c3d4e5f60718")).id, status="keep", val_bpb=0.997900123,
+    store.finish(store.begin(**proposal(commit="a1b2c3d4e5f60718")).id, status="keep", metric=0.997900123,
                  peak_memory_bytes=int(44.04 * gb))
     store.finish(store.begin(**proposal(commit="b2c3d4e5f6071829", description="lr 0.04\tto 0.05\nand warmup\r\n"
-                                        )).id, status="discard", val_bpb=1.005, peak_memory_bytes=int(44.2 * gb))
+                                        )).id, status="discard", metric=1.005, peak_memory_bytes=int(44.2 * gb))
     store.finish(store.begin(**proposal(commit="c3d4e5f607182930", description="double the width (OOM)")).id,
                  status="crash", peak_memory_bytes=80 * gb, error="CUDA out of memory")
     store.record(status="rejected", **proposal(commit=None, description="edit the evaluator"), error="tampering")
     store.finish(store.begin(**proposal(commit="d4e5f60718293041", description="ReLU\u00b2")).id, status="keep",
-                 val_bpb=0.9932, peak_memory_bytes=int(44.06 * gb))
+                 metric=0.9932, peak_memory_bytes=int(44.06 * gb))
     store.begin(**proposal(commit="e5f6071829304152", description="still running"))
-    store.record(status="discard", **proposal(tag="other"), val_bpb=2.0)
+    store.record(status="discard", **proposal(tag="other"), metric=2.0)
     out = tmp_path / "results.tsv"
     out.write_text("stale\n")
     store.export_results_tsv("nov27", out)
@@ -218,7 +220,7 @@ while time.time() < deadline:
     assert len(exps) >= last, "a record disappeared"
     last = len(exps)
     for e in exps:
-        assert e.status.value == "running" or (e.val_bpb == e.seq / 1000 and e.ended_at), e
+        assert e.status.value == "running" or (e.metric == e.seq / 1000 and e.ended_at), e
     if store.get_state("done"):
         break
 print(json.dumps({"reads": reads, "seen": len(store.experiments())}))
@@ -232,7 +234,7 @@ def test_a_reader_in_another_process_while_writing(tmp_path: Path, store: Store)
         assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
         for _ in range(150):
             e = store.begin(**proposal())
-            store.finish(e.id, status="discard", val_bpb=e.seq / 1000)
+            store.finish(e.id, status="discard", metric=e.seq / 1000)
         store.set_state("done", True)
         out, err = reader.communicate(timeout=30)
     finally:
@@ -248,7 +250,7 @@ def test_an_open_read_transaction_does_not_block_the_writer(store: Store) -> Non
     reader.execute("BEGIN")
     assert reader.execute("SELECT COUNT(*) FROM experiments").fetchone() == (1,)
     started = time.monotonic()
-    store.finish(store.begin(**proposal()).id, status="discard", val_bpb=1.0)
+    store.finish(store.begin(**proposal()).id, status="discard", metric=1.0)
     assert time.monotonic() - started < 1.0
     assert reader.execute("SELECT COUNT(*) FROM experiments").fetchone() == (1,)  # its snapshot
     reader.execute("COMMIT")
@@ -295,7 +297,7 @@ while True:
         store.record(status="rejected", commit=None, error="rejected " + t, **fields)
         continue
     e = store.begin(commit=t[::-1] * 2, log_path="/log/" + t, **fields)
-    store.finish(e.id, status="keep" if int(t[-1], 16) % 2 else "discard", val_bpb=int(t[:6], 16) / 1e7,
+    store.finish(e.id, status="keep" if int(t[-1], 16) % 2 else "discard", metric=int(t[:6], 16) / 1e7,
                  metrics={"token": t, "blob": t * 300}, training_seconds=int(t[6:9], 16) / 8, total_seconds=1e3,
                  peak_memory_bytes=int(t[:10], 16), tokens=int(t[2:12], 16), steps=int(t[4:8], 16), error=t)
     store.set_state("last", e.id)
@@ -309,18 +311,18 @@ def check_consistent(exp: Experiment) -> None:
     assert exp.parent_commit == t * 2 + "ab" * 4 and exp.diff == t * 1500, exp.id
     assert exp.started_at > 0
     if exp.status is Status.REJECTED:
-        assert (exp.commit, exp.error, exp.val_bpb, exp.metrics) == (None, "rejected " + t, None, {}), exp.id
+        assert (exp.commit, exp.error, exp.metric, exp.metrics) == (None, "rejected " + t, None, {}), exp.id
         assert exp.ended_at == exp.started_at
         return
     assert exp.commit == t[::-1] * 2 and exp.log_path == "/log/" + t, exp.id
     if exp.status is Status.RUNNING or exp.status is Status.CRASH:  # begun; maybe settled by a successor
-        assert (exp.val_bpb, exp.metrics, exp.steps, exp.tokens, exp.peak_memory_bytes, exp.training_seconds,
+        assert (exp.metric, exp.metrics, exp.steps, exp.tokens, exp.peak_memory_bytes, exp.training_seconds,
                 exp.total_seconds) == (None, {}, None, None, None, None, None), exp.id
         assert (exp.ended_at is None) == (exp.status is Status.RUNNING), exp.id
         assert exp.error == (None if exp.status is Status.RUNNING else "abandoned: " + t), exp.id
         return
     assert exp.status is (Status.KEEP if int(t[-1], 16) % 2 else Status.DISCARD), exp.id
-    assert (exp.val_bpb, exp.training_seconds, exp.total_seconds) == (int(t[:6], 16) / 1e7, int(t[6:9], 16) / 8,
+    assert (exp.metric, exp.training_seconds, exp.total_seconds) == (int(t[:6], 16) / 1e7, int(t[6:9], 16) / 8,
                                                                      1e3), exp.id
     assert (exp.peak_memory_bytes, exp.tokens, exp.steps) == (int(t[:10], 16), int(t[2:12], 16),
                                                               int(t[4:8], 16)), exp.id
@@ -371,7 +373,7 @@ def test_a_corrupt_file_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_a_damaged_database_is_refused_at_open(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         for _ in range(20):
-            store.record(status="discard", **proposal(diff="x" * 5000), val_bpb=1.0)
+            store.record(status="discard", **proposal(diff="x" * 5000), metric=1.0)
         path = store.path
     data = bytearray(path.read_bytes())
     data[3 * 4096:3 * 4096 + 2000] = b"\xab" * 2000
@@ -409,3 +411,37 @@ def test_open_needs_the_task_folder_and_a_closed_store_says_so(tmp_path: Path) -
     with pytest.raises(StoreError, match="closed"):
         store.experiments()
     assert (tmp_path / ".autoresearch" / "store.sqlite").is_file()
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
+    from autoresearch.store import _SCHEMA_V1, _statements
+
+    path = tmp_path / ".autoresearch" / "store.sqlite"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    for statement in _statements(_SCHEMA_V1):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, "
+                 "status, val_bpb, started_at, ended_at) VALUES ('old', 0, 'p', 'c', '', 'baseline', '-', 0, "
+                 "'keep', 0.9979, 1.0, 2.0)")
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        (old,) = store.experiments("old")
+        assert old.metric == 0.9979 and old.status is Status.KEEP
+        with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
+            store.record(status="keep", **proposal())
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
+                    "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
+
+
+def test_best_and_results_follow_the_metric_name_and_direction(store):
+    for value in (0.80, 0.95, 0.90):
+        store.finish(store.begin(**proposal(tag="acc")).id, status="keep", metric=value)
+    assert store.best("acc", maximize=True).metric == 0.95 and store.best("acc").metric == 0.80
+    assert store.results_tsv("acc", "accuracy").splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"

@@ -19,6 +19,7 @@ from autoresearch.agents.tune import (
     describe,
     find_constants,
     infer_range,
+    param_value,
     read_overrides,
     search_space,
 )
@@ -50,7 +51,7 @@ def context(history: list[Experiment]) -> ProposalContext:
 def run(store: Store, description: str, agent: str, status: Status, val_bpb: float | None = None) -> Experiment:
     experiment = store.begin(tag=TAG, parent_commit="0" * 40, commit="1" * 40, diff="", description=description,
                              agent=agent, seed=0)
-    return store.finish(experiment.id, status=status, val_bpb=val_bpb)
+    return store.finish(experiment.id, status=status, metric=val_bpb)
 
 
 def values_of(source: str) -> dict[str, int | float]:
@@ -182,11 +183,14 @@ def test_resume_continues_numbering_and_tells_results(task: Path) -> None:
     agent = TuneAgent(task, "cpu")
     agent.propose(worktree(task), context(history))
     trials = agent.study(TAG).trials
-    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+    assert [t.number for t in trials] == list(range(len(trials)))  # one study, numbering continued
+    linked = [t for t in trials if "experiment_seq" in t.user_attrs]
+    assert [t.user_attrs["experiment_seq"] for t in linked] == [1, 2, 3, 4, 4]
+    assert [t.state for t in linked] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
                                          TrialState.FAIL, TrialState.RUNNING]
-    assert [t.value for t in trials[:3]] == [1.6, None, 1.4]
-    assert trials[4].user_attrs["experiment_seq"] == 4
+    assert [t.value for t in linked[:3]] == [1.6, None, 1.4]
+    # a move that landed on the incumbent's own values was told the incumbent's result and asked again
+    assert all(t.state == TrialState.COMPLETE and t.value in (1.5, 1.4) for t in trials if t not in linked)
     agent.close()
 
 
@@ -237,3 +241,22 @@ def test_a_trial_that_changes_nothing_is_told_the_incumbent_and_reasked(task: Pa
     agent.close()
     with pytest.raises(AgentError):
         TuneAgent(task, "cpu", max_reasks=0).propose(worktree(task), context(history))
+
+
+def test_every_trial_is_a_local_move_of_one_to_three_constants(task: Path) -> None:
+    with Store.open(task) as store:
+        history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
+    agent = TuneAgent(task, "cpu", sampler="random")
+    moved = []
+    for i in range(12):
+        description = agent.propose(worktree(task), context(history))
+        moved.append(description.count("->"))
+        with Store.open(task) as store:
+            history.append(run(store, description, "tune:random", Status.DISCARD, 1.6 + i / 100))
+        (worktree(task) / "train.py").write_text(TEMPLATE.read_text())
+    agent.close()
+    assert all(1 <= n <= 3 for n in moved) and 1 in moved and max(moved) > 1, moved
+    trial = agent.study(TAG).trials[-1]
+    space = dict(param_value(c, r) for c, r in agent._space(TEMPLATE.read_text()))
+    differing = [name for name, value in trial.params.items() if space.get(name) != value]
+    assert 1 <= len(differing) <= 3  # the study records the whole point: the rest at the incumbent's values

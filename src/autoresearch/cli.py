@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from importlib import resources
 from pathlib import Path
 
@@ -11,7 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autoresearch.config import CONFIG_NAME, ConfigError, default_config, load_config, render_config
+from autoresearch.config import (
+    CONFIG_NAME,
+    ConfigError,
+    TaskConfig,
+    default_config,
+    generic_config,
+    is_reference_layout,
+    load_config,
+    reference_config,
+    render_config,
+)
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
 from autoresearch.runner import Outcome, run_experiment
@@ -43,13 +55,44 @@ def _accelerated() -> bool:
 
 @app.command()
 def init(directory: Path = typer.Argument(Path("."), help="Task folder to create or fill."),
-         force: bool = typer.Option(False, help="Overwrite train.py, program.md and the settings if present.")):
-    """Create a task folder: baseline train.py, program.md, autoresearch.toml, git."""
+         force: bool = typer.Option(False, help="Overwrite the files init writes if present."),
+         command: str = typer.Option(None, help="A generic task: the command one experiment runs, "
+                                                "e.g. 'python solve.py'."),
+         metric_regex: str = typer.Option(None, help="Generic task: read the metric from the output, e.g. "
+                                                     "'^score:\\s*(\\S+)' (group 1 is the number)."),
+         metric_json: str = typer.Option(None, help="Generic task: read the metric from FILE:KEY, e.g. "
+                                                    "metrics.json:score."),
+         metric_name: str = typer.Option("score", help="Generic task: the metric's name."),
+         maximize: bool = typer.Option(False, help="Generic task: higher is better."),
+         editable: list[str] = typer.Option(None, help="Generic task: a file (or glob) the agent may edit; "
+                                                       "repeat for several.")):
+    """Create a task folder: the built-in task (baseline train.py, program.md, autoresearch.toml, git), a
+    folder in the reference layout (prepare.py, train.py, program.md: only the settings are added), or a
+    generic task (--command with --metric-regex or --metric-json)."""
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("autoresearch") / "template"
-    config = default_config(_accelerated())
-    files = {"train.py": (template / "train.py").read_text(), "program.md": (template / "program.md").read_text(),
-             CONFIG_NAME: render_config(config)}
+    if command is not None:
+        if not editable:
+            _fail("a generic task needs --editable FILE: the files the agent may change")
+        try:
+            config = generic_config(command, editable=list(editable), metric_name=metric_name, maximize=maximize,
+                                    regex=metric_regex or "", json_spec=metric_json or "")
+        except ConfigError as e:
+            _fail(str(e))
+        files = {CONFIG_NAME: render_config(config)}
+        if not (directory / "program.md").exists():
+            files["program.md"] = (template / "program_generic.md").read_text()
+        kind = f"generic task: `{command}`, {metric_name} ({config.metric.direction})"
+    elif is_reference_layout(directory) and not force:
+        config = reference_config(uv=shutil.which("uv") is not None and (directory / "pyproject.toml").exists())
+        files = {CONFIG_NAME: render_config(config)}
+        kind = f"reference layout: `{config.train.command}`, val_bpb read from its output"
+    else:
+        config = default_config(_accelerated())
+        files = {"train.py": (template / "train.py").read_text(),
+                 "program.md": (template / "program.md").read_text(), CONFIG_NAME: render_config(config)}
+        device = "CUDA" if config.train.budget_seconds >= 300 else "CPU"
+        kind = f"{device} defaults: {config.train.budget_seconds:.0f} s budget, vocab {config.data.vocab_size}"
     existing = [name for name in files if (directory / name).exists()]
     if existing and not force:
         _fail(f"{directory} already has {', '.join(existing)}: use --force to overwrite, or pick another folder")
@@ -63,9 +106,7 @@ def init(directory: Path = typer.Argument(Path("."), help="Task folder to create
         Workspace.ensure(directory, nested=True)
     except GitError as e:
         _fail(str(e))
-    device = "CUDA" if config.train.budget_seconds >= 300 else "CPU"
-    out.print(f"Created task in [bold]{directory}[/] ({device} defaults: {config.train.budget_seconds:.0f} s budget, "
-              f"vocab {config.data.vocab_size}). Next: [bold]cd {directory} && autoresearch prepare[/]")
+    out.print(f"Created task in [bold]{directory}[/] ({kind}). Next: [bold]cd {directory} && autoresearch prepare[/]")
 
 
 def _set_source(task_dir: Path, source: str) -> None:
@@ -92,6 +133,9 @@ def prepare_cmd(data: str = typer.Option(None, "--data", help="builtin | hf:<own
         _task(task_dir)
         _set_source(task_dir, data)
     config = _task(task_dir)
+    if not config.evaluated:
+        _prepare_command(task_dir, config)
+        return
     try:
         with err.status("preparing data") as status:
             result = prepare(config.data, force=force, progress=lambda msg: status.update(msg))
@@ -111,13 +155,30 @@ def prepare_cmd(data: str = typer.Option(None, "--data", help="builtin | hf:<own
     out.print(table)
 
 
+def _prepare_command(task_dir: Path, config: TaskConfig) -> None:
+    """A task that reads its own metric prepares with its own command, if it has one."""
+    command = config.train.prepare_command
+    if not command:
+        out.print("nothing to prepare: this task sets no train.prepare_command")
+        return
+    out.print(f"running {command}")
+    from autoresearch.runner import split_command
+
+    try:
+        code = subprocess.call(split_command(command), cwd=task_dir)
+    except OSError as e:
+        _fail(f"could not run train.prepare_command {command!r}: {e}")
+    if code != 0:
+        _fail(f"train.prepare_command {command!r} exited with code {code}")
+
+
 def _print_outcome(outcome: Outcome, as_json: bool) -> None:
     if as_json:
         print(json.dumps(outcome.summary()))
         return
     rows = [
         ("status", outcome.status),
-        ("val_bpb", f"{outcome.val_bpb:.6f} ± {outcome.val_bpb_stderr:.6f}" if outcome.val_bpb is not None else "-"),
+        (outcome.metric_name, _metric_text(outcome)),
         ("training_seconds", _fmt(outcome.training_seconds, "{:.1f}")),
         ("total_seconds", f"{outcome.total_seconds:.1f}"),
         ("startup_seconds", _fmt(outcome.startup_seconds, "{:.1f}")),
@@ -136,6 +197,14 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
         out.print(f"{key + ':':<18} {value}", highlight=False)
     if outcome.error:
         err.print(f"[bold red]{outcome.status}:[/] {outcome.error}")
+
+
+def _metric_text(outcome: Outcome) -> str:
+    if outcome.metric is None:
+        return "-"
+    if outcome.val_bpb_stderr is not None:
+        return f"{outcome.metric:.6f} ± {outcome.val_bpb_stderr:.6f}"
+    return f"{outcome.metric:.6f} (reported by the run)"
 
 
 def _fmt(value, pattern: str) -> str:
@@ -159,12 +228,19 @@ def _live(as_json: bool):
     return show
 
 
-def _experiment(task_dir: Path, budget: float | None, seed: int, as_json: bool, evaluate_model: bool) -> Outcome:
-    config = _task(task_dir)
+def _dataset(config: TaskConfig):
+    """The prepared data of a task the harness evaluates; None for a task that reads its own metric."""
+    if not config.evaluated:
+        return None
     try:
-        dataset = open_dataset(config.data)
+        return open_dataset(config.data)
     except DataError as e:
         _fail(str(e))
+
+
+def _experiment(task_dir: Path, budget: float | None, seed: int, as_json: bool, evaluate_model: bool) -> Outcome:
+    config = _task(task_dir)
+    dataset = _dataset(config)
     return run_experiment(task_dir.resolve(), config, dataset, budget=budget, seed=seed,
                           evaluate_model=evaluate_model, on_event=_live(as_json))
 
@@ -210,7 +286,8 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
 
 @app.command()
 def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over train.py's constants), "
-                                                "tune:random, or replay:<patches.json>."),
+                                                "tune:random, cmd:<command> (any coding agent, e.g. "
+                                                "'cmd:claude -p ...'), or replay:<patches.json>."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
@@ -229,12 +306,12 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     profile = config.train.profile
     if profile == "auto":
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
+    dataset = _dataset(config)
     try:
-        dataset = open_dataset(config.data)
         chosen = make_agent(agent, task_dir.resolve(), profile)
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
                     budget=budget, limits=Limits(max_experiments, max_hours), on_event=_loop_events())
-    except (DataError, AgentConfigError, LoopError, GitError) as e:
+    except (AgentConfigError, LoopError, GitError) as e:
         _fail(str(e))
 
     def on_interrupt(signum, frame):
@@ -288,13 +365,13 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
         if as_json:
-            print(json.dumps(status_data(store, tag)))
+            print(json.dumps(status_data(store, tag, metric=config.metric)))
             return
 
         def view():
             running = store.running(tag)
             progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
-            return Group(status_table(store, tag, last=40),
+            return Group(status_table(store, tag, last=40, metric=config.metric),
                          running_view(running_line(store, tag), progress, config.train.budget_seconds))
 
         if not watch:
@@ -316,9 +393,10 @@ def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     """Write results.tsv, progress.png and report.md."""
     from autoresearch.report import write_report
 
+    config = _task(task_dir)
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
-        for path in write_report(store, tag, out_dir or task_dir):
+        for path in write_report(store, tag, out_dir or task_dir, metric=config.metric):
             out.print(str(path))
 
 
@@ -330,7 +408,8 @@ def _loop_events():
         if kind == "experiment":
             out.print(f"[bold]experiment {event['seq']}[/]: {event['description']}")
         elif kind == "decided":
-            detail = f"val_bpb {event['val_bpb']:.6f}" if event.get("val_bpb") is not None else event.get("reason", "")
+            detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
+                      else event.get("reason", ""))
             out.print(f"  -> {event['status']} {detail}", highlight=False)
         elif kind in ("start", "eval"):
             show(event)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,7 +38,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    script: str = "train.py"
+    script: str = "train.py"  # the file the harness evaluates (metric.source = "evaluator")
+    command: str = ""  # how to run an experiment; empty: `python <script>` (see docs/tasks.md)
+    prepare_command: str = ""  # run once by `autoresearch prepare`, e.g. "uv run prepare.py"
     budget_seconds: float = 60.0
     profile: str = "auto"  # auto | cpu | h100
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -46,15 +50,38 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     seq_len: int = 256
-    tokens: int = 262_144
+    tokens: int = 65_536  # 2 s on 2 CPU cores: docs/evaluation.md weighs cost against sampling error
     batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    name: str = "val_bpb"
+    direction: str = "minimize"  # minimize | maximize
+    # evaluator: the harness evaluates the model train.py saved (trusted). regex: the last match of `regex`
+    # in the run's output. json: `json_key` of the file `json_file`. The last two are what the run says
+    # of itself: weaker, since the editable code can print anything.
+    source: str = "evaluator"
+    regex: str = ""  # source = regex: one capture group around the number, e.g. '^val_bpb:\s*(\S+)'
+    json_file: str = ""  # source = json: written by the run, relative to the task folder
+    json_key: str = ""  # source = json: a key, or a dotted path such as "eval.score"
+    memory_regex: str = ""  # optional: the run's peak memory in MB, from its output
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    def better(self, value: float, than: float) -> bool:
+        """Is `value` strictly better than `than`?"""
+        return value > than if self.maximize else value < than
 
 
 @dataclass(frozen=True)
 class LoopConfig:
     editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
-    keep_rule: str = "strict"  # strict: keep when val_bpb is lower than the best so far
+    keep_rule: str = "strict"  # strict: keep when the metric is better than the best so far
     seed: int = 0  # seed passed to every run
+    fix_attempts: int = 2  # after a crash, how many fixes an agent that can fix may try
 
 
 @dataclass(frozen=True)
@@ -62,7 +89,13 @@ class TaskConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    metric: MetricConfig = field(default_factory=MetricConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+
+    @property
+    def evaluated(self) -> bool:
+        """Does the harness compute the metric itself (the built-in contract), rather than read it?"""
+        return self.metric.source == "evaluator"
 
     def validate(self) -> TaskConfig:
         d, t, e = self.data, self.train, self.eval
@@ -84,12 +117,59 @@ class TaskConfig:
             raise ConfigError("eval needs seq_len >= 2, tokens >= seq_len and batch_size >= 1")
         if not self.loop.editable or not all(isinstance(p, str) and p for p in self.loop.editable):
             raise ConfigError('loop.editable must list the files the agent may edit, e.g. ["train.py"]')
+        self._validate_metric()
+        if not 0 <= self.loop.fix_attempts <= 10:
+            raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
         if self.loop.keep_rule != "strict":
             raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
         return self
 
+    def _validate_metric(self) -> None:
+        m = self.metric
+        if m.direction not in ("minimize", "maximize"):
+            raise ConfigError(f"metric.direction = {m.direction!r}: use minimize or maximize")
+        if not m.name.strip():
+            raise ConfigError('metric.name is empty: name the metric, e.g. "val_bpb" or "accuracy"')
+        if m.source == "evaluator":
+            if m.direction != "minimize" or m.name != "val_bpb":
+                raise ConfigError("metric.source = evaluator measures val_bpb, lower is better: keep "
+                                  'name = "val_bpb" and direction = "minimize", or read your own metric with '
+                                  'source = "regex" or "json"')
+        elif m.source == "regex":
+            _check_regex("metric.regex", m.regex, required=True)
+        elif m.source == "json":
+            if not m.json_file or not m.json_key:
+                raise ConfigError('metric.source = json needs json_file (e.g. "metrics.json") and json_key '
+                                  '(e.g. "score")')
+        else:
+            raise ConfigError(f"metric.source = {m.source!r}: use evaluator, regex or json")
+        _check_regex("metric.memory_regex", m.memory_regex, required=False)
+        if self.train.command:
+            try:
+                argv = shlex.split(self.train.command)
+            except ValueError as err:
+                raise ConfigError(f"train.command = {self.train.command!r} does not parse: {err}") from err
+            if not argv:
+                raise ConfigError("train.command is blank: leave it out to run `python <script>`")
 
-_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "loop": LoopConfig}
+
+def _check_regex(name: str, pattern: str, *, required: bool) -> None:
+    if not pattern:
+        if required:
+            raise ConfigError(f"{name} is empty: give a pattern with one group around the number, "
+                              "e.g. '^score:\\s*(\\S+)'")
+        return
+    try:
+        compiled = re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(f"{name} = {pattern!r} is not a valid regular expression: {err}") from err
+    if compiled.groups < 1:
+        raise ConfigError(f"{name} = {pattern!r} has no group: put parentheses around the number, "
+                          "e.g. '^score:\\s*(\\S+)'")
+
+
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
+             "loop": LoopConfig}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:
@@ -135,10 +215,50 @@ def default_config(accelerated: bool) -> TaskConfig:
     )
 
 
+REFERENCE_FILES = ("prepare.py", "train.py", "program.md")
+REFERENCE_METRIC_REGEX = r"^val_bpb:\s*([-+0-9.eEnaif]+)\s*$"
+REFERENCE_MEMORY_REGEX = r"^peak_vram_mb:\s*([0-9.]+)"
+
+
+def is_reference_layout(folder: Path) -> bool:
+    """A folder in the reference layout: prepare.py, train.py and program.md, with no autoresearch.toml."""
+    return all((folder / name).is_file() for name in REFERENCE_FILES) and not (folder / CONFIG_NAME).exists()
+
+
+def reference_config(uv: bool) -> TaskConfig:
+    """Settings for a reference-layout folder: train.py runs as it is (it keeps its own 5-minute budget and
+    prints `val_bpb:`), the harness reads that line, and kills a run at 10 minutes as the reference does."""
+    runner = "uv run" if uv else "python"
+    return TaskConfig(
+        train=TrainConfig(command=f"{runner} train.py", prepare_command=f"{runner} prepare.py",
+                          budget_seconds=300.0, startup_allowance_seconds=300.0),
+        metric=MetricConfig(source="regex", regex=REFERENCE_METRIC_REGEX, memory_regex=REFERENCE_MEMORY_REGEX),
+    ).validate()
+
+
+def generic_config(command: str, *, editable: list[str], metric_name: str, maximize: bool, regex: str = "",
+                   json_spec: str = "", budget_seconds: float = 60.0) -> TaskConfig:
+    """Settings for a generic task: any command, its metric read from a regex or `FILE:KEY` of a JSON file."""
+    if bool(regex) == bool(json_spec):
+        raise ConfigError("a generic task reads its metric from the output or from a JSON file: give exactly one "
+                          "of --metric-regex '^score:\\s*(\\S+)' or --metric-json metrics.json:score")
+    json_file, _, json_key = json_spec.rpartition(":") if json_spec else ("", "", "")
+    if json_spec and not (json_file and json_key):
+        raise ConfigError(f"--metric-json {json_spec!r}: write it FILE:KEY, e.g. metrics.json:score")
+    metric = MetricConfig(name=metric_name, direction="maximize" if maximize else "minimize",
+                          source="json" if json_spec else "regex", regex=regex, json_file=json_file,
+                          json_key=json_key)
+    return TaskConfig(train=TrainConfig(command=command, budget_seconds=budget_seconds), metric=metric,
+                      loop=LoopConfig(editable=editable)).validate()
+
+
 def render_config(config: TaskConfig) -> str:
-    """The toml text `init` writes, one line per setting."""
+    """The toml text `init` writes, one line per setting. Tasks that read their own metric get no [data]
+    and [eval] sections: those belong to the built-in evaluation."""
     lines = ["# The fixed protocol of this task. The agent may not edit this file.", ""]
     for section in _SECTIONS:
+        if section in ("data", "eval") and not config.evaluated:
+            continue
         lines.append(f"[{section}]")
         for f in fields(getattr(config, section)):
             value = getattr(getattr(config, section), f.name)

@@ -83,19 +83,46 @@ def paired_stderr(a: EvalResult, b: EvalResult, rounds: int = 200, seed: int = 0
     return float(diffs.std(ddof=1))
 
 
+class EvalWorker:
+    """A started evaluation worker process. It imports torch first and reads nothing until `evaluate`
+    sends work, so the runner starts it while train.py is still saving and exiting."""
+
+    def __init__(self, script: Path, model_path: Path, vocab: int, *, device: str, cwd: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.vocab = vocab
+        self.proc = sandbox.start_python(
+            ["-m", "autoresearch.eval_worker", str(script), str(model_path), device, str(vocab)],
+            cwd=cwd, env=env or {}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stderr_lines: list[str] = []
+        self._reader = threading.Thread(target=_drain, args=(self.proc.popen.stderr, self.stderr_lines), daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> EvalWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np.ndarray, *, seq_len: int,
              n_tokens: int, batch_size: int, device: str, cwd: Path, timeout: float = 600.0,
-             env: dict[str, str] | None = None) -> EvalResult:
-    """bpb of the model saved at `model_path` by `script`, on the first `n_tokens` of `tokens`."""
+             env: dict[str, str] | None = None, worker: EvalWorker | None = None) -> EvalResult:
+    """bpb of the model saved at `model_path` by `script`, on the first `n_tokens` of `tokens`.
+
+    `worker`, if given, is an `EvalWorker` already started for the same script and model; it is
+    used up either way."""
     start = time.perf_counter()
     inputs, targets = eval_windows(tokens, seq_len, n_tokens)
-    vocab = len(token_bytes)
-    proc = sandbox.start_python(
-        ["-m", "autoresearch.eval_worker", str(script), str(model_path), device, str(vocab)],
-        cwd=cwd, env=env or {}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stderr_lines: list[str] = []
-    reader = threading.Thread(target=_drain, args=(proc.popen.stderr, stderr_lines), daemon=True)
-    reader.start()
+    if worker is None:
+        worker = EvalWorker(script, model_path, len(token_bytes), device=device, cwd=cwd, env=env)
+    if worker.vocab != len(token_bytes):
+        worker.close()
+        raise ValueError("the evaluation worker was started for another vocabulary")
+    proc = worker.proc
     expired = threading.Event()
 
     def expire() -> None:
@@ -116,17 +143,16 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
             nats, nbytes = bpb_from_outputs(lse, target_logit, y, token_bytes)
             seq_nats.append(nats)
             seq_bytes.append(nbytes)
-        proc.popen.stdin.close()
-        proc.wait(timeout=60)
-    except (BrokenPipeError, EOFError, EvaluationError, OSError, subprocess.TimeoutExpired) as err:
-        proc.kill()
-        reader.join(timeout=5)
-        detail = "".join(stderr_lines[-20:]).strip() or str(err) or type(err).__name__
+        # Every answer is in: the worker is ended (in `finally`) rather than awaited through its exit.
+    except (BrokenPipeError, EOFError, EvaluationError, OSError) as err:
+        worker.close()
+        detail = "".join(worker.stderr_lines[-20:]).strip() or str(err) or type(err).__name__
         if expired.is_set():
             detail = f"evaluation took longer than {timeout:.0f} s and was stopped\n{detail}"
         raise EvaluationError(detail) from err
     finally:
         timer.cancel()
+        worker.close()
     nats_all, bytes_all = np.concatenate(seq_nats), np.concatenate(seq_bytes)
     total_nats, total_bytes = float(nats_all.sum()), int(bytes_all.sum())
     return EvalResult(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext
-from autoresearch.config import TaskConfig
+from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.runner import Outcome, run_experiment
 from autoresearch.store import Experiment, Status, Store
@@ -55,19 +55,19 @@ def branch_name(tag: str) -> str:
     return f"autoresearch/{tag}"
 
 
-def decide(outcome: Outcome, incumbent: Experiment | None) -> Status:
-    """The strict rule: keep a run that finished with a lower val_bpb than the incumbent."""
+def decide(outcome: Outcome, incumbent: Experiment | None, metric: MetricConfig = MetricConfig()) -> Status:
+    """The strict rule: keep a run that finished with a better metric than the incumbent (lower val_bpb)."""
     if outcome.status == "timeout":
         return Status.TIMEOUT
-    if outcome.status != "ok" or outcome.val_bpb is None:
+    if outcome.status != "ok" or outcome.metric is None:
         return Status.CRASH
-    if incumbent is None or incumbent.val_bpb is None or outcome.val_bpb < incumbent.val_bpb:
+    if incumbent is None or incumbent.metric is None or metric.better(outcome.metric, incumbent.metric):
         return Status.KEEP
     return Status.DISCARD
 
 
 class Loop:
-    def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset, agent: Agent, *, tag: str,
+    def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset | None, agent: Agent, *, tag: str,
                  resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
                  on_event: Callable[[dict], None] = lambda _: None) -> None:
         self.task_dir = task_dir.resolve()
@@ -119,7 +119,7 @@ class Loop:
         self.export()
 
     def export(self) -> None:
-        self.store.export_results_tsv(self.tag, self.task_dir / "results.tsv")
+        self.store.export_results_tsv(self.tag, self.task_dir / "results.tsv", self.config.metric.name)
 
     def _limit_reached(self, started: float) -> str | None:
         done = len(self.store.experiments(self.tag))
@@ -144,7 +144,7 @@ class Loop:
                 self._baseline()
                 continue
             try:
-                self._propose_and_run()
+                self._propose_and_run(started)
             except AgentExhausted as err:
                 return str(err)
         return reason
@@ -160,26 +160,56 @@ class Loop:
         seq = len(self.store.experiments(self.tag))  # the seq `begin` is about to assign
         return str(self.logs / f"{seq:04d}" / "train.log")
 
-    def _propose_and_run(self) -> None:
-        incumbent = self.incumbent()
+    def _propose_and_run(self, started: float) -> None:
+        """One proposal and its experiment; after a crash, up to `loop.fix_attempts` fixes by an agent that
+        can fix. A fix edits the crashed change and is committed with it as one change on the incumbent, so
+        the branch only ever holds kept changes."""
+        experiment = self._propose(self._context())
+        fix = getattr(self.agent, "fix", None)
+        for _ in range(self.config.loop.fix_attempts if fix is not None else 0):
+            if experiment is None or experiment.status != Status.CRASH or self._limit_reached(started):
+                return
+            experiment = self._propose(self._context(failure=experiment), failure=experiment)
+
+    def _context(self, failure: Experiment | None = None) -> ProposalContext:
+        return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
+                               history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure)
+
+    def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
+        """Ask the agent, check and commit the change, run it. The finished experiment, or None if the
+        proposal was rejected (or, for a fix, declined)."""
         parent = self.worktree.head()
-        context = ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
-                                  history=self.store.experiments(self.tag), best=incumbent)
-        self.on_event({"event": "propose", "agent": self.agent.name})
+        self.on_event({"event": "propose", "agent": self.agent.name, "fix": failure is not None})
         try:
-            description = self.agent.propose(self.worktree.path, context)
+            if failure is None:
+                description = self.agent.propose(self.worktree.path, context)
+            else:
+                self.worktree.reset_hard(failure.commit)  # the agent sees the code that crashed
+                description = self.agent.fix(self.worktree.path, context)
+                if description is None:
+                    self.worktree.reset_hard(parent)
+                    return None
+                description = f"{failure.description.split('; fix: ')[0]}; fix: {description}"
         except AgentError as err:
+            if self.worktree.head() != parent:
+                self.worktree.reset_hard(parent)
             self._reject(parent, f"agent failed: {err}", "(no description)")
-            return
+            return None
+        if failure is not None:
+            if not self.worktree.changed_files():
+                self.worktree.reset_soft(parent)
+                self._reject(parent, "empty fix: no file changed since the crash", description)
+                return None
+            self.worktree.reset_soft(parent)  # the crashed change and its fix, as one change on the incumbent
         changed = self.worktree.changed_files()
         if not changed:
             self._reject(parent, "empty proposal: no file changed", description)
-            return
+            return None
         outside = self.worktree.out_of_scope(self.config.loop.editable)
         if outside:
             self._reject(parent, f"edits outside the editable files {self.config.loop.editable}: {', '.join(outside)}",
                          description)
-            return
+            return None
         diff = self.worktree.diff()
         commit = self.worktree.commit(description)
         fault_point("after-commit")
@@ -187,7 +217,7 @@ class Loop:
                                       description=description, agent=self.agent.name, seed=self.config.loop.seed,
                                       log_path=self._log_path())
         fault_point("after-begin")
-        self._execute(experiment)
+        return self._execute(experiment)
 
     def _reject(self, parent: str, reason: str, description: str) -> None:
         diff = self.worktree.diff()
@@ -198,28 +228,30 @@ class Loop:
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": reason})
 
-    def _execute(self, experiment: Experiment) -> None:
+    def _execute(self, experiment: Experiment) -> Experiment:
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
         run_dir = Path(experiment.log_path).parent
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
                                  seed=experiment.seed, run_dir=run_dir, on_event=self.on_event)
         incumbent = self.incumbent()
-        status = decide(outcome, incumbent)
+        status = decide(outcome, incumbent, self.config.metric)
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params}
-        self.store.finish(experiment.id, status=status, val_bpb=outcome.val_bpb,
+        finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
                           metrics={k: v for k, v in metrics.items() if v is not None},
                           training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
                           peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens, steps=outcome.steps,
                           error=outcome.error)
         fault_point("after-finish")
+        self.worktree.discard_changes()  # whatever the run wrote into the working copy
         anchor = self.anchor()
         if status != Status.KEEP and anchor is not None and self.worktree.head() != anchor:
             self.worktree.reset_hard(anchor)
             fault_point("after-reset")
         self.export()
-        self.on_event({"event": "decided", "status": status.value, "val_bpb": outcome.val_bpb,
-                       "seq": experiment.seq})
+        self.on_event({"event": "decided", "status": status.value, "metric": outcome.metric,
+                       "metric_name": self.config.metric.name, "seq": experiment.seq})
+        return finished
 
     def _program(self) -> str:
         path = self.task_dir / "program.md"

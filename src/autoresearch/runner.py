@@ -1,5 +1,8 @@
 """One experiment: run train.py under the budget, then the trusted evaluation -> `Outcome`.
 
+Tasks outside the built-in contract run their own command instead, and their metric is read from what
+the run reports (`reported.py`).
+
 train.py reports progress as `@autoresearch {json}` lines (docs/contract.md). They drive the live
 display and the throughput figures; the metric comes from `evaluate.py` alone.
 """
@@ -8,16 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch import sandbox
+from autoresearch import reported, sandbox
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import EvaluationError, evaluate
+from autoresearch.evaluate import EvaluationError, EvalWorker, evaluate
 from autoresearch.flops import mfu
 
 PROGRESS_PREFIX = "@autoresearch "
@@ -37,6 +42,8 @@ def parse_progress(line: str) -> dict | None:
 @dataclass
 class Outcome:
     status: str  # ok | crash | timeout
+    metric: float | None = None  # the task's metric (val_bpb with the built-in evaluation)
+    metric_name: str = "val_bpb"
     val_bpb: float | None = None
     val_bpb_stderr: float | None = None
     training_seconds: float | None = None
@@ -81,40 +88,72 @@ def device_name(device: str) -> str:
     return device
 
 
-def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset, *, budget: float | None = None,
+def command_argv(config: TaskConfig, script: Path) -> list[str]:
+    """The experiment's command line: `train.command` split like a shell would (without running a shell),
+    or `python <script>`. A leading `python`/`python3` is the interpreter autoresearch itself runs on."""
+    return split_command(config.train.command) if config.train.command else [sys.executable, str(script)]
+
+
+def split_command(command: str) -> list[str]:
+    """`command` split like a shell would (no shell runs it); a leading python/python3 is this interpreter."""
+    argv = shlex.split(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, *, budget: float | None = None,
                    seed: int = 0, evaluate_model: bool = True, run_dir: Path | None = None,
                    on_event: Callable[[dict], None] = lambda _: None) -> Outcome:
-    """Train the task's train.py once and (optionally) evaluate it. Never raises for candidate failures."""
+    """Run one experiment in `task_dir` and measure it. Never raises for candidate failures.
+
+    With the built-in contract (`metric.source = "evaluator"`), train.py trains under the budget and the
+    harness evaluates the model it saved (skipped with `evaluate_model=False`); `dataset` is required.
+    Otherwise the task's command runs and the metric is read from its output or its JSON file."""
     started = time.perf_counter()
     budget = config.train.budget_seconds if budget is None else budget
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device) if config.evaluated else "-"
     run_dir = run_dir or task_dir / ".autoresearch" / "logs" / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     model_dir = run_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "train.log"
-    outcome = Outcome(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device)
+    outcome = Outcome(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device,
+                      metric_name=config.metric.name)
     script = (task_dir / config.train.script).resolve()
-    if not script.exists():
+    if config.evaluated and not script.exists():
         outcome.status, outcome.error = "crash", f"{script} does not exist"
         return outcome
+    json_path = task_dir / config.metric.json_file if config.metric.source == "json" else None
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        if json_path.is_file():
+            json_path.unlink()  # a stale file from an earlier run must not count
 
     env = {
         "AUTORESEARCH_TIME_BUDGET": repr(float(budget)),
         "AUTORESEARCH_SEED": str(seed),
-        "AUTORESEARCH_TRAIN_TOKENS": str(dataset.tokens_path("train")),
-        "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
-        "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
-        "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
         "AUTORESEARCH_OUTPUT_DIR": str(model_dir),
-        "AUTORESEARCH_DEVICE": device,
     }
-    if config.train.profile != "auto":
-        env["AUTORESEARCH_PROFILE"] = config.train.profile
+    if config.evaluated:
+        assert dataset is not None, "the built-in contract needs the prepared dataset"
+        env.update({
+            "AUTORESEARCH_TRAIN_TOKENS": str(dataset.tokens_path("train")),
+            "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
+            "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
+            "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
+            "AUTORESEARCH_DEVICE": device,
+        })
+        if config.train.profile != "auto":
+            env["AUTORESEARCH_PROFILE"] = config.train.profile
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", os.environ.get("TORCHINDUCTOR_CACHE_DIR",
                                                              str(task_dir / ".autoresearch" / "compile-cache")))
 
     deadline = budget + config.train.startup_allowance_seconds
-    proc = sandbox.start_python([str(script)], cwd=task_dir, env=env)
+    try:
+        proc = sandbox.start(command_argv(config, script), cwd=task_dir, env=env)
+    except OSError as err:
+        outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
+        return outcome
     timed_out = threading.Event()
 
     def expire() -> None:
@@ -124,6 +163,12 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset, *, budg
     timer = threading.Timer(deadline, expire)
     timer.start()
     tail: list[str] = []
+    eval_env = {"AUTORESEARCH_DEVICE": device}
+    # The evaluation worker starts early so its imports overlap training: on a GPU machine at "start" (the
+    # CPU cores are idle while the GPU trains), on a CPU-only one at "done" (its cores are busy training).
+    worker: EvalWorker | None = None
+    worker_cue = "start" if device.startswith("cuda") else "done"
+    evaluating = evaluate_model and config.evaluated
     try:
         with open(log_path, "w") as log:
             for raw in iter(proc.popen.stdout.readline, b""):
@@ -137,38 +182,72 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset, *, budg
                     outcome.events.append(event)
                     _absorb(outcome, event)
                     on_event(event)
+                    if event["event"] == worker_cue and evaluating and worker is None:
+                        worker = EvalWorker(script, model_dir / "model.pt", len(dataset.token_bytes()),
+                                            device=device, cwd=task_dir, env=eval_env)
         code = proc.wait()
+    except BaseException:
+        if worker is not None:
+            worker.close()
+        raise
     finally:
         timer.cancel()
         proc.kill()
+    what = "train.py" if config.evaluated else "the command"
 
     if timed_out.is_set():
         outcome.status = "timeout"
-        outcome.error = f"train.py ran past budget + start-up allowance ({deadline:.0f} s) and was killed"
+        outcome.error = f"{what} ran past budget + start-up allowance ({deadline:.0f} s) and was killed"
     elif code != 0:
         outcome.status = "crash"
-        outcome.error = "".join(tail[-30:]).strip() or f"train.py exited with code {code}"
-    elif not any(e.get("event") == "done" for e in outcome.events):
+        outcome.error = "".join(tail[-30:]).strip() or f"{what} exited with code {code}"
+    elif config.evaluated and not any(e.get("event") == "done" for e in outcome.events):
         outcome.status = "crash"
         outcome.error = "train.py exited without its final progress line (see docs/contract.md)"
+    if outcome.training_seconds is None and not config.evaluated:
+        outcome.training_seconds = time.perf_counter() - started
 
-    if outcome.status == "ok" and outcome.flops_per_token and outcome.tokens_per_s:
+    if outcome.status == "ok" and outcome.flops_per_token and outcome.tokens_per_s and device != "-":
         outcome.mfu = mfu(outcome.tokens_per_s, outcome.flops_per_token, device_name(device))
 
-    if outcome.status == "ok" and evaluate_model:
+    if outcome.status == "ok" and evaluating:
         try:
             result = evaluate(script, model_dir / "model.pt", dataset.tokens("val"), dataset.token_bytes(),
                               seq_len=config.eval.seq_len, n_tokens=config.eval.tokens,
                               batch_size=config.eval.batch_size, device=device, cwd=task_dir,
-                              timeout=max(120.0, budget), env={"AUTORESEARCH_DEVICE": device})
+                              timeout=max(120.0, budget), env=eval_env, worker=worker)
             outcome.val_bpb, outcome.val_bpb_stderr = result.bpb, result.bpb_stderr
+            outcome.metric = result.bpb
             outcome.eval_seconds = result.seconds
             on_event({"event": "eval", "val_bpb": result.bpb, "seconds": result.seconds})
         except EvaluationError as err:
             outcome.status, outcome.error = "crash", f"evaluation failed: {err}"
+    elif worker is not None:
+        worker.close()
+    if outcome.status == "ok" and not config.evaluated:
+        _read_reported(outcome, config, log_path, json_path)
     outcome.total_seconds = time.perf_counter() - started
     (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
     return outcome
+
+
+def _read_reported(outcome: Outcome, config: TaskConfig, log_path: Path, json_path: Path | None) -> None:
+    """The metric (and peak memory) the command reported about itself."""
+    m = config.metric
+    lines = log_path.read_text(errors="replace").splitlines()
+    try:
+        outcome.metric = reported.from_json(json_path, m.json_key) if json_path is not None \
+            else reported.from_output(lines, m.regex)
+    except reported.MetricNotFound as err:
+        outcome.status, outcome.error = "crash", f"no {m.name}: {err}"
+        return
+    if m.name == "val_bpb":
+        outcome.val_bpb = outcome.metric
+    if m.memory_regex:
+        try:
+            outcome.peak_memory_bytes = int(reported.from_output(lines, m.memory_regex) * 2**20)
+        except reported.MetricNotFound:
+            pass  # memory is optional
 
 
 def _absorb(outcome: Outcome, event: dict) -> None:

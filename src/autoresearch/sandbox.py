@@ -65,10 +65,16 @@ class CandidateProcess:
         return self.popen.wait(timeout=timeout)
 
 
-def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
-                 stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
-    """Start `python <args>` with the harness's interpreter, in its own session."""
-    popen = subprocess.Popen([sys.executable, *args], cwd=cwd, env=candidate_env(env), stdin=stdin,
+def start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
+          stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
+    """Start the program `argv` (no shell) in its own session. Raises OSError if it cannot be started."""
+    popen = subprocess.Popen(list(argv), cwd=cwd, env=candidate_env(env), stdin=stdin,
                              stdout=stdout, stderr=stderr, start_new_session=True,
                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     return CandidateProcess(popen)
+
+
+def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
+                 stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
+    """Start `python <args>` with the harness's interpreter, in its own session."""
+    return start([sys.executable, *args], cwd, env, stdin=stdin, stdout=stdout, stderr=stderr)

@@ -37,10 +37,10 @@ from typing import Any
 
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 1  # PRAGMA user_version of the schema this module writes
+SCHEMA_VERSION = 2  # PRAGMA user_version of the schema this module writes
 APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
 BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
-RESULTS_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+RESULTS_COLUMNS = ("commit", "{metric}", "memory_gb", "status", "description")  # the reference's, for val_bpb
 
 
 class StoreError(Exception):
@@ -59,7 +59,7 @@ class Status(str, Enum):
     """The state of an experiment. Every status but RUNNING is final."""
 
     RUNNING = "running"  # begun, not (yet) finished: a loop that died mid-experiment leaves this
-    KEEP = "keep"  # improved val_bpb: the candidate commit was kept
+    KEEP = "keep"  # improved the metric: the candidate commit was kept
     DISCARD = "discard"  # ran fine, no improvement: reset
     CRASH = "crash"  # train.py or its evaluation failed
     TIMEOUT = "timeout"  # ran past budget + start-up allowance and was killed
@@ -88,7 +88,7 @@ class Experiment:
     agent: str
     seed: int
     status: Status
-    val_bpb: float | None
+    metric: float | None  # the task's metric (val_bpb for the built-in task)
     metrics: dict = field(hash=False)  # any other metrics (JSON), e.g. {"val_bpb_stderr": ...}
     training_seconds: float | None
     total_seconds: float | None
@@ -158,10 +158,14 @@ CREATE TABLE state (
 );
 """
 
-# Migrations from version N-1 to N; a future version 2 adds `2: "ALTER TABLE ..."` here.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# Version 2: the task's metric is not always val_bpb (generic tasks name their own), so the column is
+# `metric`; SQLite carries the rename into the CHECK constraint.
+_SCHEMA_V2 = "ALTER TABLE experiments RENAME COLUMN val_bpb TO metric;"
 
-_COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, val_bpb, metrics, "
+# Migrations from version N-1 to N.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+
+_COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, metric, metrics, "
             "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
             "error")
 
@@ -242,18 +246,18 @@ class Store:
         with self._write() as conn:
             return self._insert(conn, row, Status.RUNNING, None)
 
-    def finish(self, experiment_id: int, *, status: Status | str, val_bpb: float | None = None,
+    def finish(self, experiment_id: int, *, status: Status | str, metric: float | None = None,
                metrics: Mapping[str, Any] | None = None, training_seconds: float | None = None,
                total_seconds: float | None = None, peak_memory_bytes: int | None = None,
                tokens: int | None = None, steps: int | None = None, error: str | None = None) -> Experiment:
         """Record the end of a RUNNING experiment and return it as finished.
 
-        `status` is any status but RUNNING; KEEP needs a `val_bpb`. Numbers must be finite (integral for the
+        `status` is any status but RUNNING; KEEP needs a `metric`. Numbers must be finite (integral for the
         integer fields); non-finite floats inside `metrics` are stored as null. Raises
         `AlreadyFinishedError` if the experiment is already finished (so a resumed loop cannot count a
         result twice) and `UnknownExperimentError` if there is no such experiment. All or nothing.
         """
-        result = _result(status=status, val_bpb=val_bpb, metrics=metrics, training_seconds=training_seconds,
+        result = _result(status=status, metric=metric, metrics=metrics, training_seconds=training_seconds,
                          total_seconds=total_seconds, peak_memory_bytes=peak_memory_bytes, tokens=tokens,
                          steps=steps, error=error)
         with self._write() as conn:
@@ -263,7 +267,7 @@ class Store:
             if current["status"] != Status.RUNNING.value:
                 raise AlreadyFinishedError(f"experiment {experiment_id} is already finished "
                                            f"({current['status']}); a result is recorded once")
-            conn.execute("UPDATE experiments SET status = :status, val_bpb = :val_bpb, metrics = :metrics, "
+            conn.execute("UPDATE experiments SET status = :status, metric = :metric, metrics = :metrics, "
                          "training_seconds = :training_seconds, total_seconds = :total_seconds, "
                          "peak_memory_bytes = :peak_memory_bytes, tokens = :tokens, steps = :steps, "
                          "error = :error, ended_at = :ended_at WHERE id = :id AND status = 'running'",
@@ -272,7 +276,7 @@ class Store:
 
     def record(self, *, status: Status | str, tag: str, parent_commit: str, diff: str, description: str,
                agent: str, seed: int, commit: str | None = None, log_path: str | None = None,
-               val_bpb: float | None = None, metrics: Mapping[str, Any] | None = None,
+               metric: float | None = None, metrics: Mapping[str, Any] | None = None,
                training_seconds: float | None = None, total_seconds: float | None = None,
                peak_memory_bytes: int | None = None, tokens: int | None = None, steps: int | None = None,
                error: str | None = None) -> Experiment:
@@ -282,7 +286,7 @@ class Store:
         """
         row = _proposal(tag=tag, parent_commit=parent_commit, commit=commit, diff=diff,
                         description=description, agent=agent, seed=seed, log_path=log_path)
-        result = _result(status=status, val_bpb=val_bpb, metrics=metrics, training_seconds=training_seconds,
+        result = _result(status=status, metric=metric, metrics=metrics, training_seconds=training_seconds,
                          total_seconds=total_seconds, peak_memory_bytes=peak_memory_bytes, tokens=tokens,
                          steps=steps, error=error)
         with self._write() as conn:
@@ -305,9 +309,11 @@ class Store:
         """The experiments of `tag` that were begun and never finished (a loop died), ordered by id."""
         return self._select("tag = ? AND status = 'running' ORDER BY id", (tag,))
 
-    def best(self, tag: str) -> Experiment | None:
-        """The KEEP experiment of `tag` with the lowest val_bpb (the earliest on a tie); None if none."""
-        found = self._select("tag = ? AND status = 'keep' AND val_bpb IS NOT NULL ORDER BY val_bpb, id LIMIT 1",
+    def best(self, tag: str, *, maximize: bool = False) -> Experiment | None:
+        """The KEEP experiment of `tag` with the best metric (the lowest, or the highest with `maximize`; the
+        earliest on a tie); None if none."""
+        order = "metric DESC" if maximize else "metric"
+        found = self._select(f"tag = ? AND status = 'keep' AND metric IS NOT NULL ORDER BY {order}, id LIMIT 1",
                              (tag,))
         return found[0] if found else None
 
@@ -340,32 +346,32 @@ class Store:
 
     # ------------------------------------------------------------------ results.tsv
 
-    def results_tsv(self, tag: str) -> str:
+    def results_tsv(self, tag: str, metric_name: str = "val_bpb") -> str:
         """The reference `results.tsv` text of `tag`: the header, then one line per finished experiment.
 
-        Columns: short commit (7 characters, `-------` without one), val_bpb (6 decimals), peak memory in
-        GB (1 decimal), status, description (tabs and line breaks become spaces). An experiment without
-        val_bpb is written `0.000000` and `0.0`; one without a memory figure gets `0.0`. RUNNING experiments
-        are left out.
+        Columns: short commit (7 characters, `-------` without one), the metric (6 decimals; the column is
+        named `metric_name`, val_bpb in the reference), peak memory in GB (1 decimal), status, description
+        (tabs and line breaks become spaces). An experiment without a metric is written `0.000000` and
+        `0.0`; one without a memory figure gets `0.0`. RUNNING experiments are left out.
         """
-        lines = [RESULTS_HEADER]
+        lines = ["\t".join(RESULTS_COLUMNS).replace("{metric}", _one_line(metric_name))]
         for exp in self.experiments(tag):
             if not exp.finished:
                 continue
             commit = (exp.commit or "")[:7] or "-------"
-            if exp.val_bpb is None:
+            if exp.metric is None:
                 bpb, memory = "0.000000", "0.0"
             else:
                 gb = (exp.peak_memory_bytes or 0) / 1024**3
-                bpb, memory = f"{exp.val_bpb:.6f}", f"{gb:.1f}"
+                bpb, memory = f"{exp.metric:.6f}", f"{gb:.1f}"
             lines.append(f"{commit}\t{bpb}\t{memory}\t{exp.status.value}\t{_one_line(exp.description)}")
         return "\n".join(lines) + "\n"
 
-    def export_results_tsv(self, tag: str, path: Path) -> None:
+    def export_results_tsv(self, tag: str, path: Path, metric_name: str = "val_bpb") -> None:
         """Write `results_tsv(tag)` to `path` atomically (temporary file in the same folder, then rename):
         a reader sees the old file or the new one, never a partial one."""
         path = Path(path)
-        data = self.results_tsv(tag).encode("utf-8")
+        data = self.results_tsv(tag, metric_name).encode("utf-8")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -406,15 +412,15 @@ class Store:
     def _insert(self, conn: sqlite3.Connection, values: dict, status: Status, ended_at: float | None) -> Experiment:
         (seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM experiments WHERE tag = ?",
                               (values["tag"],)).fetchone()
-        row = {"val_bpb": None, "metrics": "{}", "training_seconds": None, "total_seconds": None,
+        row = {"metric": None, "metrics": "{}", "training_seconds": None, "total_seconds": None,
                "peak_memory_bytes": None, "tokens": None, "steps": None, "error": None,
                **values, "seq": seq, "status": status.value, "started_at": ended_at or time.time(),
                "ended_at": ended_at}
         cur = conn.execute(
             "INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, "
-            "val_bpb, metrics, training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, "
+            "metric, metrics, training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, "
             "started_at, ended_at, error) VALUES (:tag, :seq, :parent_commit, :commit, :diff, :description, "
-            ":agent, :seed, :status, :val_bpb, :metrics, :training_seconds, :total_seconds, :peak_memory_bytes, "
+            ":agent, :seed, :status, :metric, :metrics, :training_seconds, :total_seconds, :peak_memory_bytes, "
             ":tokens, :steps, :log_path, :started_at, :ended_at, :error)", row)
         return self._get(conn, cur.lastrowid)
 
@@ -534,7 +540,7 @@ def _proposal(*, tag: str, parent_commit: str, commit: str | None, diff: str, de
             "seed": _int("seed", seed), "log_path": None if log_path is None else _text("log_path", str(log_path))}
 
 
-def _result(*, status: Status | str, val_bpb: float | None, metrics: Mapping[str, Any] | None,
+def _result(*, status: Status | str, metric: float | None, metrics: Mapping[str, Any] | None,
             training_seconds: float | None, total_seconds: float | None, peak_memory_bytes: int | None,
             tokens: int | None, steps: int | None, error: str | None) -> dict:
     try:
@@ -543,9 +549,9 @@ def _result(*, status: Status | str, val_bpb: float | None, metrics: Mapping[str
         raise ValueError(f"unknown status {status!r}: use one of {', '.join(s.value for s in Status)}") from None
     if status is Status.RUNNING:
         raise ValueError("an experiment is finished with a final status, not RUNNING")
-    val_bpb = _opt_float("val_bpb", val_bpb)
-    if status is Status.KEEP and val_bpb is None:
-        raise ValueError("a KEEP experiment needs its val_bpb")
+    metric = _opt_float("metric", metric)
+    if status is Status.KEEP and metric is None:
+        raise ValueError("a KEEP experiment needs its metric")
     metrics = {} if metrics is None else metrics
     if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
         raise TypeError("metrics must be a mapping with string keys")
@@ -553,7 +559,7 @@ def _result(*, status: Status | str, val_bpb: float | None, metrics: Mapping[str
         metrics_json = json.dumps(_finite_or_null(dict(metrics)), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as err:
         raise TypeError(f"metrics must be JSON-serialisable: {err}") from err
-    return {"status": status.value, "val_bpb": val_bpb, "metrics": metrics_json,
+    return {"status": status.value, "metric": metric, "metrics": metrics_json,
             "training_seconds": _opt_float("training_seconds", training_seconds),
             "total_seconds": _opt_float("total_seconds", total_seconds),
             "peak_memory_bytes": _opt_int("peak_memory_bytes", peak_memory_bytes),
@@ -619,7 +625,7 @@ def _one_line(text: str) -> str:
 def _experiment(row: sqlite3.Row) -> Experiment:
     return Experiment(id=row["id"], tag=row["tag"], seq=row["seq"], parent_commit=row["parent_commit"],
                       commit=row["commit_sha"], diff=row["diff"], description=row["description"],
-                      agent=row["agent"], seed=row["seed"], status=Status(row["status"]), val_bpb=row["val_bpb"],
+                      agent=row["agent"], seed=row["seed"], status=Status(row["status"]), metric=row["metric"],
                       metrics=json.loads(row["metrics"]), training_seconds=row["training_seconds"],
                       total_seconds=row["total_seconds"], peak_memory_bytes=row["peak_memory_bytes"],
                       tokens=row["tokens"], steps=row["steps"], log_path=row["log_path"],

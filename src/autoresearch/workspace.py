@@ -841,6 +841,11 @@ class Worktree(_Repo):
         self._git("reset", "--hard", "-q", sha)
         self._git("clean", "-f", "-f", "-d", "-q", "--", ".", _NOT_HARNESS)
 
+    def reset_soft(self, commit: str) -> None:
+        """Move the branch to `commit` and leave the files as they are: everything since `commit` becomes
+        uncommitted changes (what `changed_files`, `diff` and `commit` see). GitError if not a commit."""
+        self._git("reset", "--soft", "-q", self._commit_of(commit))
+
     def discard_changes(self) -> None:
         """Throw away every uncommitted change: `reset_hard(HEAD)`."""
         self.reset_hard(self.head())

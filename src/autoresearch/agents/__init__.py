@@ -32,9 +32,13 @@ class ProposalContext:
     editable: list[str]  # paths or globs the agent may change
     history: list[Experiment]  # this tag's experiments so far, oldest first
     best: Experiment | None  # the current best (the branch head)
+    failure: Experiment | None = None  # set when asking for a fix: the crashed experiment (diff, error tail)
 
 
 class Agent(Protocol):
+    """What every agent does. An agent may also define `fix(workdir, context) -> str | None`: after a crash
+    the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines."""
+
     name: str
 
     def propose(self, workdir: Path, context: ProposalContext) -> str:
@@ -43,20 +47,30 @@ class Agent(Protocol):
 
 
 def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu") -> Agent:
-    """The agent named by `spec`: `replay:<file.json>`, `tune` or `tune:random`; more backends plug in here.
+    """The agent named by `spec`: `tune`, `tune:random`, `cmd:<command>` or `replay:<file.json>`.
 
     `task_dir` is the task folder and `profile` the PROFILES entry of train.py the harness runs ("cpu" or
-    "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), replay neither.
+    "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), `cmd` the folder.
     """
     kind, _, arg = spec.partition(":")
     if kind == "replay":
         from autoresearch.agents.replay import ReplayAgent
 
         return ReplayAgent.from_file(Path(arg))
+    if kind in ("tune", "cmd") and task_dir is None:
+        raise AgentConfigError(f"the {kind} agent needs the task folder: make_agent(spec, task_dir, profile)")
     if kind == "tune":
-        if task_dir is None:
-            raise AgentConfigError("the tune agent needs the task folder: make_agent(spec, task_dir, profile)")
         from autoresearch.agents.tune import from_spec
 
         return from_spec(arg, Path(task_dir), profile)
-    raise AgentConfigError(f"unknown agent {spec!r}: available agents are replay:<patches.json>, tune, tune:random")
+    if kind == "cmd":
+        from autoresearch.agents.command import CommandAgent
+        from autoresearch.config import ConfigError, load_config
+
+        try:
+            metric = load_config(Path(task_dir)).metric
+        except ConfigError as err:
+            raise AgentConfigError(str(err)) from err
+        return CommandAgent(arg, Path(task_dir), metric_name=metric.name, maximize=metric.maximize)
+    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, cmd:<command> "
+                           "and replay:<patches.json>")

@@ -7,7 +7,9 @@ The file is JSON: a list of proposals, each
      "edits": [{"file": "train.py", "search": "exact text", "replace": "new text"}, ...]}   (optional)
 
 An edit's search text must occur exactly once in its file. The n-th proposal is used for the n-th
-experiment after the baseline, so a resumed loop carries on where it stopped.
+experiment after the baseline, so a resumed loop carries on where it stopped. A proposal marked
+`"fix": true` is a fix: it is used only when the loop asks for one after a crash (and then it edits the
+crashed change); an ordinary proposal is never used as a fix.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ class ReplayAgent:
         index = sum(1 for e in context.history if e.seq > 0)
         if index >= len(self.proposals):
             raise AgentExhausted(f"all {len(self.proposals)} replay proposals used")
+        return self._apply(workdir, index)
+
+    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
+        index = sum(1 for e in context.history if e.seq > 0)
+        if index >= len(self.proposals) or not self.proposals[index].get("fix"):
+            return None
+        return self._apply(workdir, index)
+
+    def _apply(self, workdir: Path, index: int) -> str:
         proposal = self.proposals[index]
         for name, content in proposal.get("files", {}).items():
             target = workdir / name

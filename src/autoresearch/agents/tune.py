@@ -26,9 +26,11 @@ The task's ``autoresearch.toml`` may override any of this in a ``[tune]`` table:
     SEQ_LEN = [128, 512, "pow2"]
     LOG_EVERY_S = false                 # never tune this one (true: tune it with the default range)
 
-All tunable constants are suggested in every trial (TPE over the whole space). Values are absolute; floats
-are written rounded to 4 significant digits. A trial whose values all equal the current ones is the incumbent
-itself: it is told the incumbent's val_bpb (FAIL if unknown) and another is asked, up to `max_reasks` times,
+Each trial is a local move from the incumbent: 1, 2 or 3 constants (chosen at random: half the trials move
+one) get new values from the sampler, and the others keep the incumbent's values (fixed parameters of the
+trial, `study.enqueue_trial`). So every trial is a small, readable edit, and the study still records the
+whole point, which TPE models. Values are absolute; floats are written rounded to 4 significant digits. A trial whose values all equal the current ones is the incumbent
+itself: it is told the incumbent's metric (FAIL if unknown) and another is asked, up to `max_reasks` times,
 then `AgentError`.
 
 The study lives in the experiment store's own SQLite file (``<task>/.autoresearch/store.sqlite``, created by
@@ -36,7 +38,7 @@ The study lives in the experiment store's own SQLite file (``<task>/.autoresearc
 exists, so a resumed loop continues it. Experiment <-> trial link: each asked trial records the ``seq`` the
 loop will give its experiment (``experiment_seq`` user attr) and its description. At every `propose`, before
 asking, each trial still RUNNING is told from the experiment with that seq in `context.history`: COMPLETE with
-val_bpb for keep/discard, FAIL for crash/timeout/rejected/tampered; a trial whose experiment does not exist
+the metric for keep/discard, FAIL for crash/timeout/rejected/tampered; a trial whose experiment does not exist
 (the loop died between proposing and recording) or is not this agent's proposal is told FAIL.
 """
 
@@ -45,6 +47,7 @@ from __future__ import annotations
 import ast
 import logging
 import math
+import random
 import re
 import sys
 from dataclasses import dataclass
@@ -66,6 +69,7 @@ Kind = Literal["float", "log", "int", "pow2"]
 KINDS: tuple[str, ...] = ("float", "log", "int", "pow2")
 TUNE_AGENTS = frozenset({"tune", "tune:random"})
 DEFAULT_FIXED = frozenset({"LOG_EVERY_S"})
+MOVES, MOVE_WEIGHTS = (1, 2, 3), (0.5, 0.35, 0.15)  # how many constants one trial changes
 CONFIG_NAME = "autoresearch.toml"
 _CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -322,6 +326,22 @@ def describe(changes: list[tuple[Constant, int | float]]) -> str:
                      for c, v in sorted(changes, key=lambda c: c[0].start))
 
 
+def param_value(constant: Constant, rng: Range) -> tuple[str, int | float]:
+    """The Optuna parameter (name and value, see `suggest`) that stands for the constant's current value."""
+    if rng.kind == "pow2":
+        return f"{constant.name}:log2", int(round(math.log2(max(constant.value, 1))))
+    if rng.kind == "int":
+        return f"{constant.name}:int", int(constant.value)
+    return (f"{constant.name}:log" if rng.kind == "log" else constant.name), float(constant.value)
+
+
+def pick_moves(space: list[tuple[Constant, Range]], seed: str) -> set[str]:
+    """The names of the constants one trial moves: 1 (half the time), 2 or 3 of them, at random."""
+    rng = random.Random(seed)
+    k = rng.choices(MOVES, weights=MOVE_WEIGHTS)[0]
+    return set(rng.sample([c.name for c, _ in space], min(k, len(space))))
+
+
 def suggest(trial: optuna.Trial, constant: Constant, rng: Range) -> int | float:
     """Ask `trial` for this constant's value (absolute). Ints for "int"/"pow2" ranges; floats to 4 digits.
 
@@ -354,17 +374,27 @@ class TuneAgent:
     """
 
     def __init__(self, task_dir: Path, profile: str = "cpu", *, sampler: Literal["tpe", "random"] = "tpe",
-                 tag: str | None = None, seed: int = 0, script: str = "train.py", max_reasks: int = 5) -> None:
+                 tag: str | None = None, seed: int = 0, script: str | None = None, max_reasks: int = 5) -> None:
         if sampler not in ("tpe", "random"):
             raise AgentConfigError(f"unknown tune sampler {sampler!r}: use tune or tune:random")
         self.task_dir = Path(task_dir).resolve()
         self.profile, self.sampler, self.tag, self.seed = profile, sampler, tag, seed
-        self.script, self.max_reasks = script, max_reasks
+        self.direction = "minimize"
+        if (self.task_dir / CONFIG_NAME).exists():
+            from autoresearch.config import ConfigError, load_config
+
+            try:
+                config = load_config(self.task_dir)
+            except ConfigError as err:
+                raise AgentConfigError(str(err)) from err
+            self.direction = config.metric.direction
+            script = script or tuned_file(config)
+        self.script, self.max_reasks = script or "train.py", max_reasks
         self.name = "tune" if sampler == "tpe" else "tune:random"
         self.overrides = read_overrides(self.task_dir)
         self._storage: optuna.storages.RDBStorage | None = None
         self._study: optuna.Study | None = None
-        template = self.task_dir / script
+        template = self.task_dir / self.script
         if template.exists():  # fail at start-up, not at the first proposal
             self._space(template.read_text())
 
@@ -383,7 +413,7 @@ class TuneAgent:
         if self._storage is None:
             self._storage = optuna.storages.RDBStorage(
                 self.storage_url, engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
-        study = optuna.create_study(storage=self._storage, study_name=name, direction="minimize",
+        study = optuna.create_study(storage=self._storage, study_name=name, direction=self.direction,
                                     sampler=optuna.samplers.RandomSampler(seed=self.seed), load_if_exists=True)
         seed = self.seed + len(study.get_trials(deepcopy=False))
         study.sampler = (optuna.samplers.TPESampler(seed=seed) if self.sampler == "tpe"
@@ -420,8 +450,8 @@ class TuneAgent:
             if ours and experiment is not None:
                 if experiment.status is Status.RUNNING:
                     continue
-                if experiment.status in (Status.KEEP, Status.DISCARD) and experiment.val_bpb is not None:
-                    study.tell(trial.number, experiment.val_bpb)
+                if experiment.status in (Status.KEEP, Status.DISCARD) and experiment.metric is not None:
+                    study.tell(trial.number, experiment.metric)
                     continue
             study.tell(trial.number, state=TrialState.FAIL)
 
@@ -453,8 +483,13 @@ class TuneAgent:
         if not space:
             raise AgentExhausted(f"tune: no tunable constant in {self.script} (profile {self.profile})")
         next_seq = max((e.seq for e in context.history), default=-1) + 1
-        incumbent = context.best.val_bpb if context.best is not None else None
-        for _ in range(self.max_reasks):
+        incumbent = context.best.metric if context.best is not None else None
+        for attempt in range(self.max_reasks):
+            # A local move: the trial keeps the incumbent's values except for 1-3 constants, which the
+            # sampler chooses (TPE from the study's history, or at random).
+            moving = pick_moves(space, f"{self.seed}-{len(study.get_trials(deepcopy=False))}-{attempt}")
+            study.enqueue_trial(dict(param_value(c, r) for c, r in space if c.name not in moving),
+                                skip_if_exists=False)
             trial = study.ask()
             values = [(constant, suggest(trial, constant, rng)) for constant, rng in space]
             changes = [(c, v) for c, v in values if v != c.value]
@@ -473,6 +508,18 @@ class TuneAgent:
             path.write_text(edited)
             return description
         raise AgentError(f"tune: {self.max_reasks} trials in a row suggested the current values")
+
+
+def tuned_file(config) -> str:
+    """The file whose constants `tune` searches: train.py under the built-in contract, else the first
+    editable entry that names a Python file (not a glob)."""
+    if config.evaluated:
+        return config.train.script
+    for entry in config.loop.editable:
+        if entry.endswith(".py") and not any(ch in entry for ch in "*?["):
+            return entry
+    raise AgentConfigError("tune: no Python file among loop.editable to tune; list one, e.g. "
+                           'editable = ["solve.py"]')
 
 
 def from_spec(arg: str, task_dir: Path, profile: str, **kwargs: Any) -> TuneAgent:

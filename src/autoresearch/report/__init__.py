@@ -4,6 +4,10 @@
 - `read_progress(log_path)`, `render_progress(progress, budget_seconds)`, `progress_text(...)`;
 - `write_report(store, tag, out_dir)`: results.tsv, progress.png, report.md.
 
+The figures and labels follow the task's metric: every function that computes or shows them takes
+`metric=` (an `autoresearch.config.MetricConfig`: its name and whether lower or higher is better; default
+val_bpb, lower is better). The best is the best under that direction.
+
 matplotlib is imported only by `write_report` (via `autoresearch.report.plot`), so `status` stays light.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autoresearch.config import MetricConfig
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import (
     parse_events,
@@ -39,18 +44,19 @@ __all__ = [
 ]
 
 
-def write_report(store: Store, tag: str, out_dir: Path) -> list[Path]:
-    """Write `results.tsv` (`Store.export_results_tsv`), `progress.png` and `report.md` for `tag` into
-    `out_dir` (created if missing) and return their paths in that order. Works for a tag with no
-    experiments (the files say so). Overwrites earlier reports in `out_dir`."""
+def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig = MetricConfig()) -> list[Path]:
+    """Write `results.tsv` (`Store.export_results_tsv`, its metric column named after `metric`),
+    `progress.png` and `report.md` for `tag` into `out_dir` (created if missing) and return their paths in
+    that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
+    `out_dir`."""
     from autoresearch.report.plot import plot_progress  # matplotlib: only when a report is written
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     experiments = store.experiments(tag)
     tsv = out_dir / "results.tsv"
-    store.export_results_tsv(tag, tsv)
-    png = plot_progress(tag, experiments, out_dir / "progress.png")
+    store.export_results_tsv(tag, tsv, metric_name=metric.name)
+    png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric)
     md = out_dir / "report.md"
-    md.write_text(report_markdown(tag, experiments, image=png.name), encoding="utf-8")
+    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric), encoding="utf-8")
     return [tsv, png, md]

@@ -1,10 +1,12 @@
-"""report.md: a short markdown summary of one tag's run (pure: experiments in, text out)."""
+"""report.md: a short markdown summary of one tag's run (pure: experiments in, text out), labelled with the
+task's metric (`MetricConfig`: its name, and lower or higher is better)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 
+from autoresearch.config import MetricConfig
 from autoresearch.report.summary import error_line, experiment_deltas, format_duration, summarize, truncate
 from autoresearch.store import Experiment, Status
 
@@ -19,15 +21,16 @@ def _cell(text: str, width: int = 100) -> str:
 
 
 def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
-                    image: str | None = "progress.png") -> str:
+                    image: str | None = "progress.png", metric: MetricConfig = MetricConfig()) -> str:
     """The report of `experiments` (one tag's, in seq order) as markdown.
 
-    Sections: the headline (tag, dates, counts by status, baseline vs best with the absolute and relative
-    improvement, total time), the kept changes in order with val_bpb and delta vs the best before them,
-    the crashes and timeouts with their first error line (`error_line`), and `image` (if given). With no
-    experiments it says so. Definitions as in `autoresearch.report.summary`.
+    Sections: the headline (tag, dates, counts by status, baseline vs best `metric` with the absolute and
+    relative improvement, total time), the kept changes in order with the metric and delta vs the best
+    before them, the crashes and timeouts with their first error line (`error_line`), and `image` (if
+    given). With no experiments it says so. Definitions as in `autoresearch.report.summary`.
     """
-    s = summarize(tag, experiments, now)
+    s = summarize(tag, experiments, now, metric=metric)
+    name = _cell(metric.name, 60)
     lines = [f"# autoresearch report: `{tag}`", ""]
     if s.total == 0:
         lines += [f"No experiments yet for tag `{tag}`: start a run with `autoresearch run --tag {tag}`.", ""]
@@ -39,26 +42,27 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         f"- **Experiments:** {s.total} ({counts})",
     ]
     if s.baseline is not None:
-        lines.append(f"- **Baseline val_bpb:** {s.baseline.val_bpb:.6f} (#{s.baseline.seq}, "
+        lines.append(f"- **Baseline {name}:** {s.baseline.metric:.6f} (#{s.baseline.seq}, "
                      f"{_cell(s.baseline.description, 60)})")
     else:
-        lines.append("- **Baseline val_bpb:** none (no experiment finished with a val_bpb)")
+        lines.append(f"- **Baseline {name}:** none (no experiment finished with a {name})")
     if s.best is not None and s.improvement is not None:
         pct = f"{s.improvement_pct:.2f}%" if s.improvement_pct is not None else "-"
-        lines.append(f"- **Best val_bpb:** {s.best.val_bpb:.6f} (#{s.best.seq}, {_cell(s.best.description, 60)}): "
-                     f"{s.improvement:.6f} lower than the baseline ({pct})")
+        way = "higher" if metric.maximize else "lower"
+        lines.append(f"- **Best {name}:** {s.best.metric:.6f} (#{s.best.seq}, {_cell(s.best.description, 60)}): "
+                     f"{s.improvement:.6f} {way} than the baseline ({pct})")
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
     lines.append("")
 
-    deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments), strict=True))
+    deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments, metric=metric), strict=True))
     kept = [e for e in experiments if e.status is Status.KEEP]
     lines += ["## Kept changes", ""]
     if kept:
-        lines += ["| # | val_bpb | delta | description |", "|---:|---:|---:|---|"]
+        lines += [f"| # | {name} | delta | description |", "|---:|---:|---:|---|"]
         for e in kept:
             d = deltas[e.seq]
-            lines.append(f"| {e.seq} | {e.val_bpb:.6f} | {'-' if d is None else f'{d:+.6f}'} | "
+            lines.append(f"| {e.seq} | {e.metric:.6f} | {'-' if d is None else f'{d:+.6f}'} | "
                          f"{_cell(e.description)} |")
     else:
         lines.append("None.")
@@ -75,5 +79,5 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append("None.")
     lines.append("")
     if image:
-        lines += ["## Progress", "", f"![val_bpb per experiment]({image})", ""]
+        lines += ["## Progress", "", f"![{name} per experiment]({image})", ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""progress.png: val_bpb of every experiment of a tag, the running best, crashes along the bottom.
+"""progress.png: the metric (val_bpb by default; `MetricConfig`) of every experiment of a tag, the running best
+under the metric's direction, crashes along the bottom.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global state), so it is
 safe in a headless loop and in threads.
@@ -14,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from autoresearch.config import MetricConfig
 from autoresearch.report.summary import running_best, summarize, truncate
 from autoresearch.store import Experiment, Status
 
@@ -21,47 +23,54 @@ LABEL_WIDTH = 32  # characters of a kept experiment's description written next t
 MAX_LABELS = 40  # beyond this many kept experiments, only the latest ones are labelled
 
 
-def _title(tag: str, experiments: Sequence[Experiment]) -> str:
-    s = summarize(tag, experiments)
+def _title(tag: str, experiments: Sequence[Experiment], metric: MetricConfig) -> str:
+    s = summarize(tag, experiments, metric=metric)
     c = s.counts
     title = (f"autoresearch/{tag}: {s.total} experiments, {s.kept} kept, {c['discard']} discarded, "
              f"{c['crash']} crashes, {c['timeout']} timeouts")
     if c["rejected"]:
         title += f", {c['rejected']} rejected"
     if s.best is not None and s.baseline is not None and s.improvement_pct is not None:
-        title += f"\nbest {s.best.val_bpb:.6f} vs baseline {s.baseline.val_bpb:.6f} (-{s.improvement_pct:.2f}%)"
+        sign = "+" if metric.maximize else "-"
+        title += (f"\nbest {metric.name} {s.best.metric:.6f} vs baseline {s.baseline.metric:.6f} "
+                  f"({sign}{s.improvement_pct:.2f}%)")
     return title
 
 
-def _y_limits(values: list[float], baseline: float | None) -> tuple[float, float]:
-    """Data range with a margin; far outliers above the baseline are clipped (drawn at the top edge)."""
+def _y_limits(values: list[float], baseline: float | None, maximize: bool = False) -> tuple[float, float]:
+    """Data range with a margin; far outliers on the worse side of the baseline (above it when minimizing,
+    below it when maximizing) are clipped (drawn at that edge)."""
     lo, hi = min(values), max(values)
-    if baseline is not None:
-        cap = baseline + max(baseline - lo, 0.02 * abs(baseline), 1e-3)
-        hi = min(hi, cap)
+    if baseline is not None and maximize:
+        lo = max(lo, baseline - max(hi - baseline, 0.02 * abs(baseline), 1e-3))
+    elif baseline is not None:
+        hi = min(hi, baseline + max(baseline - lo, 0.02 * abs(baseline), 1e-3))
     span = hi - lo if hi > lo else max(abs(hi) * 0.01, 1e-3)
     return lo - 0.12 * span, hi + 0.08 * span
 
 
-def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path) -> Path:
+def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
+                  metric: MetricConfig = MetricConfig()) -> Path:
     """Write the progress chart of `experiments` (one tag's, in seq order) to `path` (PNG) and return it.
 
-    x = experiment number (seq), y = val_bpb. Finished experiments with a val_bpb are dots (discarded
-    grey, kept green and labelled with their shortened description); the running best KEEP is a step
-    line; crashes (red x) and timeouts (orange x) sit on the lower edge. With no val_bpb at all, the
-    chart says so instead. Works for any number of experiments, including none.
+    x = experiment number (seq), y = the metric (labelled with its name and direction). Finished
+    experiments with a metric are dots (discarded grey, kept green and labelled with their shortened
+    description); the running best KEEP under the metric's direction is a step line; crashes (red x) and
+    timeouts (orange x) sit on the lower edge; discarded outliers far on the worse side are triangles on
+    that edge. With no metric at all, the chart says so instead. Works for any number of experiments,
+    including none.
     """
     path = Path(path)
     fig = Figure(figsize=(13, 6.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.set_title(_title(tag, experiments), fontsize=11)
+    ax.set_title(_title(tag, experiments, metric), fontsize=11)
     ax.set_xlabel("experiment #")
-    ax.set_ylabel("val_bpb (lower is better)")
+    ax.set_ylabel(f"{metric.name} ({'higher' if metric.maximize else 'lower'} is better)")
     ax.grid(True, alpha=0.3)
 
     finished = [e for e in experiments if e.finished]
-    scored = [e for e in finished if e.val_bpb is not None]
+    scored = [e for e in finished if e.metric is not None]
     if not experiments:
         ax.text(0.5, 0.5, f"No experiments yet for tag {tag!r}", ha="center", va="center",
                 transform=ax.transAxes, fontsize=14, color="grey")
@@ -70,40 +79,41 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path) -> Pa
         fig.savefig(path, format="png")
         return path
 
-    summary = summarize(tag, experiments)
-    values = [e.val_bpb for e in scored]
+    summary = summarize(tag, experiments, metric=metric)
+    values = [e.metric for e in scored]
     if values:
-        lo, hi = _y_limits(values, summary.baseline.val_bpb if summary.baseline else None)
+        lo, hi = _y_limits(values, summary.baseline.metric if summary.baseline else None, metric.maximize)
         ax.set_ylim(lo, hi)
     else:
         ax.set_ylim(0, 1)
         ax.set_yticks([])
-        ax.text(0.5, 0.5, "no experiment produced a val_bpb", ha="center", va="center",
+        ax.text(0.5, 0.5, f"no experiment produced a {metric.name}", ha="center", va="center",
                 transform=ax.transAxes, fontsize=13, color="grey")
-    top = ax.get_ylim()[1]
+    bottom_lim, top = ax.get_ylim()
     last_seq = max(e.seq for e in experiments)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(-0.5 - 0.01 * last_seq, last_seq + 0.5 + 0.01 * last_seq)
 
     others = [e for e in scored if e.status is not Status.KEEP]
-    inside = [e for e in others if e.val_bpb <= top]
+    inside = [e for e in others if bottom_lim <= e.metric <= top]
     if inside:
-        ax.scatter([e.seq for e in inside], [e.val_bpb for e in inside], s=14, color="#9e9e9e",
+        ax.scatter([e.seq for e in inside], [e.metric for e in inside], s=14, color="#9e9e9e",
                    alpha=0.7, label="discarded", zorder=2)
-    clipped = [e for e in others if e.val_bpb > top]
-    if clipped:  # far above the baseline: a triangle on the top edge
-        top_edge = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.scatter([e.seq for e in clipped], [0.985] * len(clipped), marker="^", s=22, color="#9e9e9e",
-                   transform=top_edge, label="discarded (off the scale)", zorder=2, clip_on=False)
+    clipped = [e for e in others if not bottom_lim <= e.metric <= top]
+    if clipped:  # far on the worse side of the baseline: a triangle on that edge
+        edge = blended_transform_factory(ax.transData, ax.transAxes)
+        ax.scatter([e.seq for e in clipped], [0.985 if e.metric > top else 0.015 for e in clipped],
+                   marker="^" if not metric.maximize else "v", s=22, color="#9e9e9e", transform=edge,
+                   label="discarded (off the scale)", zorder=2, clip_on=False)
     kept = [e for e in scored if e.status is Status.KEEP]
     if kept:
-        ax.scatter([e.seq for e in kept], [e.val_bpb for e in kept], s=46, color="#2ca02c",
+        ax.scatter([e.seq for e in kept], [e.metric for e in kept], s=46, color="#2ca02c",
                    edgecolors="black", linewidths=0.6, label="kept", zorder=4)
         for i, e in enumerate(kept[-MAX_LABELS:]):
-            ax.annotate(truncate(e.description, LABEL_WIDTH), (e.seq, e.val_bpb), xytext=(5, 6 + 7 * (i % 2)),
+            ax.annotate(truncate(e.description, LABEL_WIDTH), (e.seq, e.metric), xytext=(5, 6 + 7 * (i % 2)),
                         textcoords="offset points", fontsize=7, rotation=25, color="#1b5e20", zorder=5,
                         clip_on=True)
-    best = running_best([(e.status, e.val_bpb) for e in finished])
+    best = running_best([(e.status, e.metric) for e in finished], metric=metric)
     steps = [(e.seq, b) for e, b in zip(finished, best, strict=True) if b is not None]
     if steps:
         xs = [x for x, _ in steps] + [last_seq]

@@ -6,13 +6,19 @@ store; `status_data`, `status_table` and `running_line` are the thin store-readi
 
 Definitions used throughout (and by `report.md` and `progress.png`):
 
-- the *best at the time* of an experiment is the lowest val_bpb among the KEEP experiments before it (by
-  seq); an experiment's *delta* is its val_bpb minus that best (negative = better). It is None when the
-  experiment has no val_bpb or nothing was kept before it (e.g. the baseline);
+- the *metric* is the task's (`MetricConfig`: its name, val_bpb by default, and its direction, minimize or
+  maximize); *better* means lower when minimizing, higher when maximizing. Every figure function takes it
+  as `metric=` (default: val_bpb, minimize);
+- the *best at the time* of an experiment is the best metric among the KEEP experiments before it (by
+  seq); an experiment's *delta* is its metric minus that best (negative = better when minimizing,
+  positive = better when maximizing). It is None when the experiment has no metric or nothing was kept
+  before it (e.g. the baseline);
 - the *baseline* is the first KEEP experiment (normally seq 0, the unmodified train.py);
-- the *best* is the KEEP experiment with the lowest val_bpb (the earliest on a tie), as `Store.best`;
-- the *improvement* is baseline val_bpb minus best val_bpb (positive = better), and relative to the
-  baseline as a percentage;
+- the *best* is the KEEP experiment with the best metric under its direction (the earliest on a tie), as
+  `Store.best`;
+- the *improvement* is how much better the best is than the baseline (baseline - best when minimizing,
+  best - baseline when maximizing; positive = better in both directions), and relative to |baseline| as a
+  percentage;
 - *wall time* is from the first experiment's start to the last one's end (or `now` while one runs);
   *experiment time* is the sum of the experiments' `total_seconds`.
 """
@@ -24,9 +30,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from autoresearch.config import MetricConfig
 from autoresearch.store import Experiment, Status, Store
 
 # Colour (rich style) of each status in the table.
@@ -45,36 +53,51 @@ DESCRIPTION_WIDTH = 60  # characters of a description shown in the table
 # ---------------------------------------------------------------------- pure helpers
 
 
-def deltas(points: Sequence[tuple[Status, float | None]]) -> list[float | None]:
-    """For each `(status, val_bpb)` in seq order: val_bpb minus the best KEEP val_bpb strictly before it.
+def _improves(status: Status | str, value: float | None, best: float | None, metric: MetricConfig) -> bool:
+    """Does a point with `status` and `value` become the new best KEEP (strictly better than `best`)?"""
+    return Status(status) is Status.KEEP and value is not None and (best is None or metric.better(value, best))
 
-    Negative means better than the best at the time. None where the point has no val_bpb or no KEEP came
-    before it. The point's own status does not matter for its delta, only for the points after it.
+
+def deltas(points: Sequence[tuple[Status, float | None]], *,
+           metric: MetricConfig = MetricConfig()) -> list[float | None]:
+    """For each `(status, value)` in seq order: value minus the best KEEP value strictly before it (best
+    under `metric`'s direction).
+
+    Better than the best at the time is negative when minimizing, positive when maximizing. None where the
+    point has no value or no KEEP came before it. The point's own status does not matter for its delta,
+    only for the points after it.
     """
     out: list[float | None] = []
     best: float | None = None
     for status, value in points:
         out.append(None if value is None or best is None else value - best)
-        if Status(status) is Status.KEEP and value is not None and (best is None or value < best):
+        if _improves(status, value, best, metric):
             best = value
     return out
 
 
-def running_best(points: Sequence[tuple[Status, float | None]]) -> list[float | None]:
-    """For each `(status, val_bpb)` in seq order: the best KEEP val_bpb up to and including it (None before
-    the first KEEP). The step line of `progress.png`."""
+def running_best(points: Sequence[tuple[Status, float | None]], *,
+                 metric: MetricConfig = MetricConfig()) -> list[float | None]:
+    """For each `(status, value)` in seq order: the best KEEP value under `metric`'s direction up to and
+    including it (None before the first KEEP). The step line of `progress.png`."""
     out: list[float | None] = []
     best: float | None = None
     for status, value in points:
-        if Status(status) is Status.KEEP and value is not None and (best is None or value < best):
+        if _improves(status, value, best, metric):
             best = value
         out.append(best)
     return out
 
 
-def experiment_deltas(experiments: Sequence[Experiment]) -> list[float | None]:
+def experiment_deltas(experiments: Sequence[Experiment], *,
+                      metric: MetricConfig = MetricConfig()) -> list[float | None]:
     """`deltas` of experiments given in seq order."""
-    return deltas([(e.status, e.val_bpb) for e in experiments])
+    return deltas([(e.status, e.metric) for e in experiments], metric=metric)
+
+
+def is_better_delta(delta: float, metric: MetricConfig = MetricConfig()) -> bool:
+    """Is a delta (value minus the best at the time) an improvement under `metric`'s direction?"""
+    return delta > 0 if metric.maximize else delta < 0
 
 
 def format_duration(seconds: float | None) -> str:
@@ -139,33 +162,36 @@ class Summary:
     counts: dict[str, int] = field(hash=False)  # every Status value -> number of experiments with it
     baseline: Experiment | None
     best: Experiment | None
-    improvement: float | None  # baseline - best val_bpb (positive = better)
-    improvement_pct: float | None  # improvement / baseline * 100
+    improvement: float | None  # how much better the best is than the baseline (positive = better)
+    improvement_pct: float | None  # improvement / |baseline| * 100
     first_started: float | None  # unix time
     last_ended: float | None  # unix time of the last end (None if nothing finished)
     wall_seconds: float | None
     experiment_seconds: float  # sum of total_seconds
     running: Experiment | None  # the latest RUNNING experiment, if any
+    metric: MetricConfig = MetricConfig()  # the metric the figures were computed for
 
     @property
     def kept(self) -> int:
         return self.counts[Status.KEEP.value]
 
 
-def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = None) -> Summary:
-    """The `Summary` of `experiments` (one tag's, in seq order). `now` (default: the clock) ends the wall
-    time while an experiment is still running."""
+def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = None, *,
+              metric: MetricConfig = MetricConfig()) -> Summary:
+    """The `Summary` of `experiments` (one tag's, in seq order) under `metric`'s direction. `now` (default:
+    the clock) ends the wall time while an experiment is still running."""
     now = time.time() if now is None else now
     counts = {s.value: 0 for s in Status}
     for e in experiments:
         counts[e.status.value] += 1
-    kept = [e for e in experiments if e.status is Status.KEEP and e.val_bpb is not None]
+    kept = [e for e in experiments if e.status is Status.KEEP and e.metric is not None]
     baseline = kept[0] if kept else None
-    best = min(kept, key=lambda e: (e.val_bpb, e.seq)) if kept else None
+    sign = -1.0 if metric.maximize else 1.0
+    best = min(kept, key=lambda e: (sign * e.metric, e.seq)) if kept else None
     improvement = improvement_pct = None
     if baseline is not None and best is not None:
-        improvement = baseline.val_bpb - best.val_bpb
-        improvement_pct = 100.0 * improvement / baseline.val_bpb if baseline.val_bpb else None
+        improvement = sign * (baseline.metric - best.metric)
+        improvement_pct = 100.0 * improvement / abs(baseline.metric) if baseline.metric else None
     running = [e for e in experiments if e.status is Status.RUNNING]
     ends = [e.ended_at for e in experiments if e.ended_at is not None]
     first = min((e.started_at for e in experiments), default=None)
@@ -176,11 +202,14 @@ def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = N
     return Summary(tag=tag, total=len(experiments), counts=counts, baseline=baseline, best=best,
                    improvement=improvement, improvement_pct=improvement_pct, first_started=first,
                    last_ended=last, wall_seconds=wall, experiment_seconds=spent,
-                   running=running[-1] if running else None)
+                   running=running[-1] if running else None, metric=metric)
 
 
-def caption(summary: Summary) -> str:
-    """One line of the headline figures, e.g. `12 experiments · 3 kept · 1 crash · ... · wall 1h 02m`."""
+def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
+    """One line of the headline figures, e.g. `12 experiments · 3 kept · 1 crash · ... · val_bpb baseline
+    0.997000 · best 0.981000 (#7, -0.016000 / -1.60%) · wall 1h 02m`. The change of the best is signed as
+    the metric moved (down when minimizing, up when maximizing). `metric` defaults to the summary's."""
+    metric = summary.metric if metric is None else metric
     if summary.total == 0:
         return f"no experiments yet for tag {summary.tag!r}"
     c = summary.counts
@@ -191,32 +220,35 @@ def caption(summary: Summary) -> str:
     if c["running"]:
         parts.append(f"{c['running']} running")
     if summary.baseline is not None:
-        parts.append(f"baseline {summary.baseline.val_bpb:.6f}")
+        parts.append(f"{metric.name} baseline {summary.baseline.metric:.6f}")
     if summary.best is not None:
-        best = f"best {summary.best.val_bpb:.6f} (#{summary.best.seq}"
+        best = f"best {summary.best.metric:.6f} (#{summary.best.seq}"
         if summary.improvement is not None and summary.improvement_pct is not None:
-            best += f", -{summary.improvement:.6f} / -{summary.improvement_pct:.2f}%"
+            sign = "+" if metric.maximize else "-"
+            best += f", {sign}{summary.improvement:.6f} / {sign}{summary.improvement_pct:.2f}%"
         parts.append(best + ")")
     else:
-        parts.append("no val_bpb yet")
+        parts.append(f"no {metric.name} yet")
     parts.append(f"wall {format_duration(summary.wall_seconds)}")
     return " · ".join(parts)
 
 
 def experiment_row(e: Experiment, delta: float | None) -> dict:
     """The JSON-ready figures of one experiment as shown in the status table."""
-    return {"seq": e.seq, "status": e.status.value, "val_bpb": e.val_bpb, "delta": delta,
+    return {"seq": e.seq, "status": e.status.value, "metric": e.metric, "delta": delta,
             "training_seconds": e.training_seconds, "total_seconds": e.total_seconds,
             "peak_memory_gb": _gb(e.peak_memory_bytes), "commit": e.commit, "description": e.description,
             "error": error_line(e.error) or None, "started_at": e.started_at, "ended_at": e.ended_at}
 
 
 def summary_data(summary: Summary) -> dict:
-    """The JSON-ready figures of a `Summary` (without the per-experiment rows)."""
+    """The JSON-ready figures of a `Summary` (without the per-experiment rows), with the metric's name and
+    direction (`metric_name`, `direction`) it was computed for."""
     b, best = summary.baseline, summary.best
-    return {"tag": summary.tag, "total": summary.total, "kept": summary.kept, "counts": dict(summary.counts),
-            "baseline_val_bpb": b.val_bpb if b else None, "baseline_seq": b.seq if b else None,
-            "best_val_bpb": best.val_bpb if best else None, "best_seq": best.seq if best else None,
+    return {"tag": summary.tag, "metric_name": summary.metric.name, "direction": summary.metric.direction,
+            "total": summary.total, "kept": summary.kept, "counts": dict(summary.counts),
+            "baseline_metric": b.metric if b else None, "baseline_seq": b.seq if b else None,
+            "best_metric": best.metric if best else None, "best_seq": best.seq if best else None,
             "best_description": best.description if best else None,
             "improvement": summary.improvement, "improvement_pct": summary.improvement_pct,
             "first_started": summary.first_started, "last_ended": summary.last_ended,
@@ -226,12 +258,14 @@ def summary_data(summary: Summary) -> dict:
 # ---------------------------------------------------------------------- store entry points
 
 
-def status_data(store: Store, tag: str, now: float | None = None) -> dict:
+def status_data(store: Store, tag: str, now: float | None = None, *,
+                metric: MetricConfig = MetricConfig()) -> dict:
     """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
     experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
     experiments = store.experiments(tag)
-    summary = summarize(tag, experiments, now)
-    rows = [experiment_row(e, d) for e, d in zip(experiments, experiment_deltas(experiments), strict=True)]
+    summary = summarize(tag, experiments, now, metric=metric)
+    rows = [experiment_row(e, d)
+            for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
     return {**summary_data(summary), "experiments": rows, "running": running_data(summary.running, now)}
 
 
@@ -248,22 +282,35 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _one_line_text(text: str) -> Text:
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
 def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
-                last: int | None = None) -> Table:
+                last: int | None = None, metric: MetricConfig = MetricConfig()) -> Table:
     """The status table of `experiments` (one tag's, in seq order): one row per experiment (only the
-    `last` ones if given; the caption always counts them all), status colour-coded, caption = `caption`."""
-    summary = summarize(tag, experiments, now)
+    `last` ones if given; the caption always counts them all), status colour-coded, the metric's column
+    named after it, deltas green when better under its direction and red when worse, caption = `caption`.
+
+    Fits an 80-column terminal: the figures never wrap or shrink; the description (with a failure's
+    error line) is the column that gives way, cut with an ellipsis."""
+    summary = summarize(tag, experiments, now, metric=metric)
+    # A light frame (a rule under the header, no vertical lines, no outer edge, one space between columns)
+    # leaves the description room on an 80-column terminal.
     table = Table(title=f"autoresearch/{tag}", caption=caption(summary), caption_justify="left",
-                  title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("status")
-    table.add_column("val_bpb", justify="right")
-    table.add_column("delta", justify="right")
-    table.add_column("train s", justify="right")
-    table.add_column("total s", justify="right")
-    table.add_column("mem GB", justify="right")
-    table.add_column("description", no_wrap=True, max_width=DESCRIPTION_WIDTH)
-    pairs = list(zip(experiments, experiment_deltas(experiments), strict=True))
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column(metric.name, justify="right", no_wrap=True)
+    table.add_column("delta", justify="right", no_wrap=True)
+    table.add_column("train s", justify="right", no_wrap=True)
+    table.add_column("total s", justify="right", no_wrap=True)
+    table.add_column("mem GB", justify="right", no_wrap=True)
+    # The only wrapable column, so rich narrows it first when the table is too wide; its cells (and header)
+    # are single-line Text that is cut with an ellipsis instead of wrapping.
+    table.add_column(_one_line_text("description"), max_width=DESCRIPTION_WIDTH)
+    pairs = list(zip(experiments, experiment_deltas(experiments, metric=metric), strict=True))
     if last is not None:
         pairs = pairs[-last:] if last > 0 else []
     for e, delta in pairs:
@@ -271,19 +318,22 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
         if delta is None:
             delta_text = Text("-")
         else:
-            delta_text = Text(f"{delta:+.6f}", style="green" if delta < 0 else ("red" if delta > 0 else ""))
+            colour = "" if delta == 0 else ("green" if is_better_delta(delta, metric) else "red")
+            delta_text = Text(f"{delta:+.6f}", style=colour)
         description = e.description
         if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED, Status.TAMPERED) and e.error:
             description = f"{description} — {error_line(e.error)}"
-        table.add_row(str(e.seq), Text(e.status.value, style=style), _fmt(e.val_bpb, "{:.6f}"), delta_text,
+        table.add_row(str(e.seq), Text(e.status.value, style=style), _fmt(e.metric, "{:.6f}"), delta_text,
                       _fmt(e.training_seconds, "{:.1f}"), _fmt(e.total_seconds, "{:.1f}"),
-                      _fmt(_gb(e.peak_memory_bytes), "{:.1f}"), truncate(description, DESCRIPTION_WIDTH))
+                      _fmt(_gb(e.peak_memory_bytes), "{:.1f}"),
+                      _one_line_text(truncate(description, DESCRIPTION_WIDTH)))
     return table
 
 
-def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None) -> Table:
+def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None,
+                 metric: MetricConfig = MetricConfig()) -> Table:
     """`build_table` of the experiments of `tag` in `store` (an empty table with a clear caption if none)."""
-    return build_table(tag, store.experiments(tag), now=now, last=last)
+    return build_table(tag, store.experiments(tag), now=now, last=last, metric=metric)
 
 
 def describe_running(experiment: Experiment | None, now: float | None = None) -> str | None:

@@ -1,0 +1,77 @@
+"""`cmd:<command>`: any coding agent run as a shell command in the harness's worktree, once per proposal.
+
+The command runs with the worktree as its folder. `{prompt_file}` and `{workdir}` in it are replaced by
+the (shell-quoted) paths of the prompt (`prompt.build_prompt`) and of the worktree; the environment also
+has `AUTORESEARCH_PROMPT_FILE` and `AUTORESEARCH_DESCRIPTION_FILE`. The description of the change is the
+first line of that file if the command wrote it, else the first non-empty line of its standard output.
+It can also fix crashes: the prompt then carries the crash.
+
+The command is the user's own (`claude -p ...`, `codex exec ...`, `aider ...`, a script), so it runs
+through `/bin/sh` with the user's environment. It is not candidate code, and the harness still checks,
+commits, runs and judges whatever it leaves behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
+from autoresearch.agents.prompt import build_prompt
+
+DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
+
+
+class CommandAgent:
+    def __init__(self, command: str, task_dir: Path, *, metric_name: str = "val_bpb", maximize: bool = False,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        if not command.strip():
+            raise AgentConfigError("cmd: give the command to run, e.g. --agent 'cmd:my-agent --prompt {prompt_file}'")
+        self.command, self.timeout = command, timeout
+        self.metric_name, self.maximize = metric_name, maximize
+        self.home = Path(task_dir).resolve() / ".autoresearch" / "agent"
+        self.name = "cmd"
+
+    def propose(self, workdir: Path, context: ProposalContext) -> str:
+        return self._session(workdir, context)
+
+    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
+        return self._session(workdir, context)
+
+    def _session(self, workdir: Path, context: ProposalContext) -> str:
+        self.home.mkdir(parents=True, exist_ok=True)
+        prompt_file, description_file = self.home / "prompt.md", self.home / "description.txt"
+        prompt_file.write_text(build_prompt(context, metric_name=self.metric_name, maximize=self.maximize))
+        description_file.unlink(missing_ok=True)
+        env = {**os.environ, "AUTORESEARCH_PROMPT_FILE": str(prompt_file),
+               "AUTORESEARCH_DESCRIPTION_FILE": str(description_file)}
+        command = (self.command.replace("{prompt_file}", shlex.quote(str(prompt_file)))
+                   .replace("{workdir}", shlex.quote(str(Path(workdir).resolve()))))
+        stdout_path, stderr_path = self.home / "session.out", self.home / "session.err"
+        try:
+            with open(stdout_path, "w") as out, open(stderr_path, "w") as errors:
+                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir, env=env, stdout=out,
+                                        stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as err:
+            raise AgentError(f"could not start the agent command: {err}") from err
+        try:
+            code = proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise AgentError(f"the agent command ran past {self.timeout:.0f} s and was stopped") from None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever the session left running
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        output = stdout_path.read_text(errors="replace")
+        if code != 0:
+            said = (output + "\n" + stderr_path.read_text(errors="replace")).strip()
+            tail = "\n".join(said.splitlines()[-15:])
+            raise AgentError(f"the agent command exited with code {code}: {tail}")
+        written = description_file.read_text(errors="replace") if description_file.exists() else ""
+        lines = [line.strip() for line in (written or output).splitlines() if line.strip()]
+        return lines[0][:300] if lines else "change by the agent command"

@@ -1,0 +1,299 @@
+"""The other two kinds of task folder, through the real CLI: generic tasks (any command, a metric read
+from a regex or a JSON file, either direction) and folders in the reference layout. Also fix attempts."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from autoresearch.config import ConfigError, MetricConfig, TaskConfig, generic_config, load_config
+from autoresearch.reported import MetricNotFound, from_json, from_output
+from autoresearch.store import Status, Store
+
+# A generic task: maximise a score that peaks at RATE = 0.3 and WIDTH = 6; fast and deterministic.
+SOLVE_PY = """\
+import json, sys
+
+RATE = 0.1  # the tune agent searches these constants
+WIDTH = 4
+
+score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
+print(f"score: {score:.6f}")
+if len(sys.argv) > 1:
+    json.dump({"eval": {"score": score}}, open(sys.argv[1], "w"))
+"""
+
+
+def git(task: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task, capture_output=True, text=True, check=True).stdout
+
+
+def branch_subjects(task: Path, tag: str) -> list[str]:
+    return git(task, "log", "--format=%s", f"autoresearch/{tag}").splitlines()
+
+
+def results(task: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
+
+
+@pytest.fixture
+def generic_task(tmp_path: Path) -> Path:
+    task = tmp_path / "generic"
+    task.mkdir()
+    (task / "solve.py").write_text(SOLVE_PY)
+    cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
+        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "--allow-empty", "-m", "generic task")
+    return task
+
+
+# ---------------------------------------------------------------------------------------------- pure parts
+
+
+def test_the_metric_is_the_last_matching_line():
+    lines = ["step 1 score: 0.1", "score: 0.5", "noise", "score: 0.75 (final)"]
+    assert from_output(lines, r"score:\s*([0-9.]+)") == 0.75
+    with pytest.raises(MetricNotFound, match="no line of the output matches"):
+        from_output(["nothing here"], r"^score:\s*(\S+)")
+    with pytest.raises(MetricNotFound, match="nan: the run diverged"):
+        from_output(["score: nan"], r"^score:\s*(\S+)")
+    with pytest.raises(MetricNotFound, match="is not a number"):
+        from_output(["score: high"], r"^score:\s*(\S+)")
+
+
+def test_the_metric_from_a_json_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    with pytest.raises(MetricNotFound, match="wrote no metrics.json"):
+        from_json(path, "score")
+    path.write_text(json.dumps({"eval": {"score": 0.25, "flag": True}}))
+    assert from_json(path, "eval.score") == 0.25
+    with pytest.raises(MetricNotFound, match="no key 'eval.loss'"):
+        from_json(path, "eval.loss")
+    with pytest.raises(MetricNotFound, match="not a number"):
+        from_json(path, "eval.flag")
+    path.write_text("{broken")
+    with pytest.raises(MetricNotFound, match="not readable JSON"):
+        from_json(path, "score")
+
+
+def test_the_direction_decides_what_is_better():
+    assert MetricConfig().better(0.9, 1.0) and not MetricConfig().better(1.0, 1.0)
+    up = MetricConfig(name="accuracy", direction="maximize", source="regex", regex="(.*)")
+    assert up.better(0.9, 0.8) and not up.better(0.8, 0.9)
+
+
+@pytest.mark.parametrize("metric, message", [
+    (MetricConfig(direction="up"), "use minimize or maximize"),
+    (MetricConfig(source="regex", regex=r"score: \S+"), "has no group"),
+    (MetricConfig(source="regex", regex="(unclosed"), "not a valid regular expression"),
+    (MetricConfig(source="regex"), "metric.regex is empty"),
+    (MetricConfig(source="json", json_file="m.json"), "needs json_file"),
+    (MetricConfig(source="stdout"), "use evaluator, regex or json"),
+    (MetricConfig(direction="maximize"), "evaluator measures val_bpb"),
+])
+def test_bad_metric_settings_are_named(metric, message):
+    with pytest.raises(ConfigError, match=message):
+        TaskConfig(metric=metric).validate()
+
+
+def test_generic_settings_need_exactly_one_metric_source():
+    with pytest.raises(ConfigError, match="exactly one"):
+        generic_config("python x.py", editable=["x.py"], metric_name="s", maximize=False)
+    with pytest.raises(ConfigError, match="FILE:KEY"):
+        generic_config("python x.py", editable=["x.py"], metric_name="s", maximize=False, json_spec="m.json")
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
+    config = load_config(generic_task)
+    assert config.metric.maximize and config.train.command == "python solve.py" and not config.evaluated
+    cli("prepare", cwd=generic_task)  # nothing to prepare, and says so
+    one = cli("train", "--json", cwd=generic_task)
+    assert json.loads(one.stdout.strip().splitlines()[-1])["metric"] == pytest.approx(1.0 - 0.04 - 0.04)
+
+    bad = ("import json, sys\nRATE = 0.3\nWIDTH = 6\n")  # prints no score: a crash, not a keep
+    patches = generic_task / "patches.json"
+    patches.write_text(json.dumps([
+        {"description": "RATE 0.1 -> 0.2", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
+        {"description": "RATE 0.2 -> 0.05", "edits": [{"file": "solve.py", "search": "RATE = 0.2", "replace": "RATE = 0.05"}]},
+        {"description": "forget to print", "files": {"solve.py": bad}},
+        {"description": "WIDTH 4 -> 6", "edits": [{"file": "solve.py", "search": "WIDTH = 4", "replace": "WIDTH = 6"}]},
+    ]))
+    cli("run", "--agent", f"replay:{patches}", "--tag", "g", cwd=generic_task)
+    rows = results(generic_task)
+    assert rows[0] == ["commit", "score", "memory_gb", "status", "description"]
+    assert [r[3] for r in rows[1:]] == ["keep", "keep", "discard", "crash", "keep"]
+    assert float(rows[5][1]) == pytest.approx(1.0 - 0.01)  # RATE 0.2, WIDTH 6: the higher score was kept
+    assert branch_subjects(generic_task, "g")[:3] == ["WIDTH 4 -> 6", "RATE 0.1 -> 0.2", "generic task"]
+    with Store.open(generic_task) as store:
+        crash = store.experiments("g")[3]
+        assert crash.status is Status.CRASH and "no score" in crash.error and "matches" in crash.error
+        assert store.best("g", maximize=True).description == "WIDTH 4 -> 6"
+
+    status = json.loads(cli("status", "--json", cwd=generic_task).stdout)
+    assert status["metric_name"] == "score" and status["direction"] == "maximize"
+    assert status["best_metric"] == pytest.approx(0.99)
+    cli("report", cwd=generic_task)
+    assert "score" in (generic_task / "report.md").read_text()
+
+
+def test_a_generic_task_with_a_json_metric_and_the_tune_agent(tmp_path):
+    task = tmp_path / "json-task"
+    task.mkdir()
+    (task / "solve.py").write_text(SOLVE_PY)
+    cli("init", str(task), "--command", "python solve.py out/metrics.json", "--metric-json",
+        "out/metrics.json:eval.score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
+    (task / ".gitignore").write_text("__pycache__/\nout/\n")
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "--allow-empty", "-m", "json task")
+    cli("run", "--agent", "tune", "--tag", "j", "--max-experiments", "5", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("j")
+    assert len(history) == 5 and all(e.status in (Status.KEEP, Status.DISCARD) for e in history), \
+        [(e.status, e.error) for e in history]
+    kept = [e.metric for e in history if e.status is Status.KEEP]
+    assert kept == sorted(kept) and all(e.metric <= kept[-1] for e in history)  # higher is better
+    assert all(("RATE" in e.description or "WIDTH" in e.description) for e in history[1:])
+
+
+def test_a_reference_layout_folder_is_run_as_it_is(tmp_path, monkeypatch):
+    # Like the reference, prepare.py writes its data outside the folder (runs happen in a git worktree).
+    monkeypatch.setenv("REFERENCE_DATA", str(tmp_path / "data.txt"))
+    task = tmp_path / "reference"
+    task.mkdir()
+    (task / "prepare.py").write_text("import os\nopen(os.environ['REFERENCE_DATA'], 'w').write('ok')\n")
+    (task / "train.py").write_text(
+        "import os\nDEPTH = 8\nassert open(os.environ['REFERENCE_DATA']).read() == 'ok'\nprint('---')\n"
+        "print(f'val_bpb:          {1.0 - DEPTH / 100:.6f}')\nprint('peak_vram_mb:     2048.0')\n")
+    (task / "program.md").write_text("# my program\n")
+    git(task, "init", "-q")
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "--allow-empty", "-m", "reference layout")
+
+    made = cli("init", str(task), cwd=tmp_path)
+    assert "reference layout" in made.stdout
+    assert (task / "program.md").read_text() == "# my program\n"  # the folder's own files are kept
+    config = load_config(task)
+    assert config.train.command == "python train.py" and config.metric.source == "regex"
+    cli("prepare", cwd=task)  # runs prepare.py
+    assert (tmp_path / "data.txt").read_text() == "ok"
+
+    patches = task / "patches.json"
+    patches.write_text(json.dumps([
+        {"description": "depth 9", "edits": [{"file": "train.py", "search": "DEPTH = 8", "replace": "DEPTH = 9"}]},
+        {"description": "depth 7", "edits": [{"file": "train.py", "search": "DEPTH = 9", "replace": "DEPTH = 7"}]},
+    ]))
+    cli("run", "--agent", f"replay:{patches}", "--tag", "r", cwd=task)
+    rows = results(task)
+    assert rows == [["commit", "val_bpb", "memory_gb", "status", "description"],
+                    [rows[1][0], "0.920000", "2.0", "keep", "baseline"],
+                    [rows[2][0], "0.910000", "2.0", "keep", "depth 9"],
+                    [rows[3][0], "0.930000", "2.0", "discard", "depth 7"]]
+
+
+def test_a_crash_gets_bounded_fix_attempts(generic_task):
+    broken = SOLVE_PY.replace('print(f"score: {score:.6f}")', 'print(f"score: {scor:.6f}")')
+    patches = generic_task / "patches.json"
+    patches.write_text(json.dumps([
+        {"description": "WIDTH 4 -> 6 (with a typo)", "files": {"solve.py": broken.replace("WIDTH = 4", "WIDTH = 6")}},
+        {"description": "still broken", "fix": True, "edits": [{"file": "solve.py", "search": "scor:", "replace": "scre:"}]},
+        {"description": "typo fixed", "fix": True, "edits": [{"file": "solve.py", "search": "scre:", "replace": "score:"}]},
+        {"description": "a typo nobody fixes", "files": {"solve.py": broken}},
+        {"description": "not a fix", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
+    ]))
+    cli("run", "--agent", f"replay:{patches}", "--tag", "f", cwd=generic_task)
+    with Store.open(generic_task) as store:
+        history = store.experiments("f")
+    described = [(e.status.value, e.description) for e in history]
+    assert described == [
+        ("keep", "baseline"),
+        ("crash", "WIDTH 4 -> 6 (with a typo)"),
+        ("crash", "WIDTH 4 -> 6 (with a typo); fix: still broken"),
+        ("keep", "WIDTH 4 -> 6 (with a typo); fix: typo fixed"),
+        ("crash", "a typo nobody fixes"),  # the next proposal is no fix: declined, the loop moves on
+        ("keep", "not a fix"),
+    ]
+    assert "NameError" in history[1].error
+    fixed = history[3]
+    assert fixed.parent_commit == history[0].commit  # one change on the incumbent: typo and fix squashed
+    assert "WIDTH = 6" in fixed.diff and "scor:" not in fixed.diff and "scre:" not in fixed.diff
+    assert branch_subjects(generic_task, "f")[:3] == ["not a fix", "WIDTH 4 -> 6 (with a typo); fix: typo fixed",
+                                                      "generic task"]
+
+
+def test_init_for_a_generic_task_refuses_incomplete_input(tmp_path):
+    missing = cli("init", str(tmp_path / "x"), "--command", "python x.py", "--metric-regex", "(.*)", cwd=tmp_path,
+                  check=False)
+    assert missing.returncode == 2 and "--editable" in missing.stderr
+    both = cli("init", str(tmp_path / "y"), "--command", "python x.py", "--editable", "x.py", cwd=tmp_path,
+               check=False)
+    assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+# An "LLM" stand-in for the cmd agent: reads the prompt, edits the editable file, describes the change.
+FAKE_AGENT = """\
+import os, pathlib, sys
+prompt = pathlib.Path(sys.argv[1]).read_text()
+assert sys.argv[1] == os.environ["AUTORESEARCH_PROMPT_FILE"]
+src = pathlib.Path("solve.py").read_text()
+if "# Fix this crash" in prompt:
+    pathlib.Path("solve.py").write_text(src.replace("scor:", "score:"))
+    print("restored the score variable")
+elif "RATE 0.1 -> 0.3" not in prompt:
+    pathlib.Path("solve.py").write_text(src.replace("RATE = 0.1", "RATE = 0.3").replace("{score:", "{scor:"))
+    pathlib.Path(os.environ["AUTORESEARCH_DESCRIPTION_FILE"]).write_text("RATE 0.1 -> 0.3\\n")
+else:
+    raise SystemExit("out of ideas")
+"""
+
+
+def test_the_cmd_agent_runs_a_command_that_edits_and_fixes(generic_task, tmp_path):
+    (tmp_path / "agent.py").write_text(FAKE_AGENT)
+    cli("run", "--agent", f"cmd:python3 {tmp_path / 'agent.py'} {{prompt_file}}", "--tag", "c", "--max-experiments", "4",
+        cwd=generic_task)
+    with Store.open(generic_task) as store:
+        history = store.experiments("c")
+    assert [(e.status.value, e.description) for e in history] == [
+        ("keep", "baseline"),
+        ("crash", "RATE 0.1 -> 0.3"),
+        ("keep", "RATE 0.1 -> 0.3; fix: restored the score variable"),
+        ("rejected", "(no description)"),
+    ]
+    assert "out of ideas" in history[3].error and "exited with code 1" in history[3].error
+    prompt = (generic_task / ".autoresearch" / "agent" / "prompt.md").read_text()
+    assert "score (higher is better)" in prompt and "RATE 0.1 -> 0.3; fix:" in prompt
+
+
+def test_an_unknown_agent_is_named(generic_task):
+    result = cli("run", "--agent", "gpt", cwd=generic_task, check=False)
+    assert result.returncode == 2 and "unknown agent 'gpt'" in result.stderr and "cmd:<command>" in result.stderr
+
+
+def test_the_prompt_carries_the_program_the_memory_and_the_crash():
+    from autoresearch.agents import ProposalContext
+    from autoresearch.agents.prompt import build_prompt
+    from autoresearch.store import Experiment
+
+    def exp(seq, status, metric, description, error=None, diff=""):
+        return Experiment(id=seq + 1, tag="t", seq=seq, parent_commit="p", commit="c", diff=diff,
+                          description=description, agent="cmd", seed=0, status=status, metric=metric, metrics={},
+                          training_seconds=None, total_seconds=None, peak_memory_bytes=None, tokens=None,
+                          steps=None, log_path=None, started_at=0.0, ended_at=1.0, error=error)
+
+    base = exp(0, Status.KEEP, 0.5, "baseline")
+    crash = exp(1, Status.CRASH, None, "wider | faster", error="line\n" * 100 + "ZeroDivisionError", diff="+x = 1/0")
+    context = ProposalContext(program="Find the best RATE.", editable=["solve.py"], history=[base, crash],
+                              best=base, failure=crash)
+    prompt = build_prompt(context, metric_name="score", maximize=True)
+    assert "Find the best RATE." in prompt and "Editable files (paths or globs): solve.py" in prompt
+    assert "score (higher is better)" in prompt and "Best so far: score 0.500000" in prompt
+    assert "| 1 | crash | - | wider \\| faster |" in prompt  # the memory table, its cells escaped
+    assert "# Fix this crash" in prompt and "+x = 1/0" in prompt and "ZeroDivisionError" in prompt
+    assert prompt.count("line\n") == 39  # only the log's tail
+    plain = build_prompt(ProposalContext(program="", editable=["train.py"], history=[], best=None))
+    assert "val_bpb (lower is better)" in plain and "(none yet)" in plain and "Fix this crash" not in plain
