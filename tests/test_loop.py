@@ -78,6 +78,10 @@ def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
     assert lines[2].split("\t")[:2] == ["-------", "0.000000"]
     # the user's own checkout is untouched
     assert "WARMDOWN_FRAC = 0.4" in (loop_task / "train.py").read_text()
+    # after the baseline, every run that trained used the interpreter started during the previous evaluation
+    trained = [e for e in history[1:] if e.status in (Status.KEEP, Status.DISCARD)]
+    assert trained and all(e.metrics.get("prestarted") for e in trained)
+    assert not history[0].metrics.get("prestarted")
 
 
 def test_resume_continues_without_losing_or_repeating(loop_task):

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch import sandbox
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.runner import Outcome, run_experiment
+from autoresearch.runner import Outcome, can_prestart, run_experiment, static_env
 from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
 
@@ -74,6 +75,7 @@ class Loop:
         self.config, self.dataset, self.agent = config, dataset, agent
         self.tag, self.budget, self.limits, self.on_event = tag, budget, limits, on_event
         self.stop_requested = False
+        self._prestarted: sandbox.CandidateProcess | None = None  # the next experiment's interpreter
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -231,12 +233,23 @@ class Loop:
     def _execute(self, experiment: Experiment) -> Experiment:
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
         run_dir = Path(experiment.log_path).parent
+        prestarted, self._prestarted = self._prestarted, None
+
+        def on_event(event: dict) -> None:
+            # train.py is done: the interpreter for the next experiment (prestart.py) imports torch
+            # now, alongside the evaluation worker's own imports (each one core of a 2-core machine).
+            if event.get("event") == "done":
+                self._prestart()
+            self.on_event(event)
+
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
-                                 seed=experiment.seed, run_dir=run_dir, on_event=self.on_event)
+                                 seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted)
+        self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
         incumbent = self.incumbent()
         status = decide(outcome, incumbent, self.config.metric)
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
-                   "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params}
+                   "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
+                   "prestarted": outcome.prestarted or None}
         finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
                           metrics={k: v for k, v in metrics.items() if v is not None},
                           training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
@@ -253,9 +266,16 @@ class Loop:
                        "metric_name": self.config.metric.name, "seq": experiment.seq})
         return finished
 
+    def _prestart(self) -> None:
+        if self._prestarted is None and can_prestart(self.config):
+            self._prestarted = sandbox.prestart_python(self.worktree.path, static_env(self.worktree.path, self.config))
+
     def _program(self) -> str:
         path = self.task_dir / "program.md"
         return path.read_text() if path.exists() else ""
 
     def close(self) -> None:
+        if self._prestarted is not None:
+            self._prestarted.kill()
+            self._prestarted = None
         self.store.close()

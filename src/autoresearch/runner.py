@@ -58,6 +58,7 @@ class Outcome:
     tokens_per_s: float | None = None
     mfu: float | None = None
     device: str | None = None
+    prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
     seed: int = 0
     budget_seconds: float = 0.0
     log_path: str = ""
@@ -102,14 +103,32 @@ def split_command(command: str) -> list[str]:
     return argv
 
 
+def static_env(task_dir: Path, config: TaskConfig) -> dict[str, str]:
+    """The part of a run's environment that is the same for every experiment of a task: what a
+    prestarted interpreter (`prestart_python`) is started with, before it knows its experiment."""
+    env = {"TORCHINDUCTOR_CACHE_DIR": os.environ.get("TORCHINDUCTOR_CACHE_DIR",
+                                                     str(task_dir / ".autoresearch" / "compile-cache"))}
+    if config.evaluated:
+        env["AUTORESEARCH_DEVICE"] = resolve_device(config.train.device)
+    return env
+
+
+def can_prestart(config: TaskConfig) -> bool:
+    """Runs of the built-in contract (`python <script>`) can use a prestarted interpreter."""
+    return config.evaluated and not config.train.command
+
+
 def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, *, budget: float | None = None,
                    seed: int = 0, evaluate_model: bool = True, run_dir: Path | None = None,
-                   on_event: Callable[[dict], None] = lambda _: None) -> Outcome:
+                   on_event: Callable[[dict], None] = lambda _: None,
+                   prestarted: sandbox.CandidateProcess | None = None) -> Outcome:
     """Run one experiment in `task_dir` and measure it. Never raises for candidate failures.
 
     With the built-in contract (`metric.source = "evaluator"`), train.py trains under the budget and the
     harness evaluates the model it saved (skipped with `evaluate_model=False`); `dataset` is required.
-    Otherwise the task's command runs and the metric is read from its output or its JSON file."""
+    Otherwise the task's command runs and the metric is read from its output or its JSON file.
+    `prestarted`, if given and still waiting, is an interpreter from `sandbox.prestart_python` (started in
+    `task_dir` with `static_env`) that runs train.py instead of a fresh one; it is used up either way."""
     started = time.perf_counter()
     budget = config.train.budget_seconds if budget is None else budget
     device = resolve_device(config.train.device) if config.evaluated else "-"
@@ -145,15 +164,19 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         })
         if config.train.profile != "auto":
             env["AUTORESEARCH_PROFILE"] = config.train.profile
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", os.environ.get("TORCHINDUCTOR_CACHE_DIR",
-                                                             str(task_dir / ".autoresearch" / "compile-cache")))
+    env.update(static_env(task_dir, config))
 
     deadline = budget + config.train.startup_allowance_seconds
-    try:
-        proc = sandbox.start(command_argv(config, script), cwd=task_dir, env=env)
-    except OSError as err:
-        outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
-        return outcome
+    proc = _launch_prestarted(prestarted, script, env) if can_prestart(config) else None
+    if prestarted is not None and proc is None:
+        prestarted.kill()
+    outcome.prestarted = proc is not None
+    if proc is None:
+        try:
+            proc = sandbox.start(command_argv(config, script), cwd=task_dir, env=env)
+        except OSError as err:
+            outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
+            return outcome
     timed_out = threading.Event()
 
     def expire() -> None:
@@ -229,6 +252,17 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     outcome.total_seconds = time.perf_counter() - started
     (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
     return outcome
+
+
+def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path,
+                       env: dict[str, str]) -> sandbox.CandidateProcess | None:
+    if prestarted is None or not prestarted.alive():
+        return None
+    try:
+        prestarted.go(script, env)
+    except OSError:
+        return None
+    return prestarted
 
 
 def _read_reported(outcome: Outcome, config: TaskConfig, log_path: Path, json_path: Path | None) -> None:

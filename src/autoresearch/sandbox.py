@@ -12,6 +12,7 @@ that every run of candidate code gains them at once.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import signal
@@ -64,6 +65,16 @@ class CandidateProcess:
     def wait(self, timeout: float | None = None) -> int:
         return self.popen.wait(timeout=timeout)
 
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def go(self, script: Path, env: Mapping[str, str]) -> None:
+        """Tell a prestarted interpreter (`prestart_python`) to run `script` with `env` added to its
+        environment. OSError if it is no longer listening."""
+        order = json.dumps({"script": str(script), "env": dict(env)}) + "\n"
+        self.popen.stdin.write(order.encode())
+        self.popen.stdin.close()
+
 
 def start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
           stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
@@ -72,6 +83,12 @@ def start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int 
                              stdout=stdout, stderr=stderr, start_new_session=True,
                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     return CandidateProcess(popen)
+
+
+def prestart_python(cwd: Path, env: Mapping[str, str]) -> CandidateProcess:
+    """An interpreter that imports torch now and runs a script when told (`CandidateProcess.go`), its
+    output on one pipe like `start_python`'s. See `prestart.py`."""
+    return start_python(["-m", "autoresearch.prestart"], cwd, env, stdin=subprocess.PIPE)
 
 
 def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
