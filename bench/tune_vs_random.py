@@ -34,7 +34,8 @@ def main() -> None:
             history = store.experiments(tag)
         for e in history:
             metric = "-" if e.metric is None else f"{e.metric:.4f}"
-            print(f"  {agent:<12} #{e.seq:<3} {e.status.value:<8} {metric:>7}  {e.description}")
+            rate = f"{e.tokens / e.training_seconds:,.0f}" if e.tokens and e.training_seconds else "-"
+            print(f"  {agent:<12} #{e.seq:<3} {e.status.value:<8} {metric:>7} {rate:>7} tok/s  {e.description}")
         kept = [e for e in history if e.status == Status.KEEP]
         crashed = sum(e.status in (Status.CRASH, Status.TIMEOUT) for e in history)
         print(f"{agent:<12} baseline {history[0].metric:.4f}  best {min(e.metric for e in kept):.4f}  "

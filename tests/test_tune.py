@@ -95,6 +95,9 @@ def test_edit_changes_exactly_the_suggested_values_and_keeps_the_rest() -> None:
 def test_float_description_has_four_significant_digits() -> None:
     c = Constant("EMBED_LR", 0.15, 0, 4)
     assert describe([(c, 0.123456)]) == "EMBED_LR 0.15 -> 0.1235"
+    base = Constant("ROPE_BASE", 10000.0, 0, 7)
+    assert describe([(base, 13702.5)]) == "ROPE_BASE 10000 -> 13700"
+    assert describe([(Constant("WD", 0.0, 0, 1), 1e-07)]) == "WD 0 -> 1e-07"
 
 
 # ------------------------------------------------------------------------------------------ ranges

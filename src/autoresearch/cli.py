@@ -287,12 +287,15 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
 @app.command()
 def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over train.py's constants), "
                                                 "tune:random, cmd:<command> (any coding agent, e.g. "
-                                                "'cmd:claude -p ...'), or replay:<patches.json>."),
+                                                "'cmd:claude -p ...'), openai:<model>, anthropic:<model>, "
+                                                "or replay:<patches.json>."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
         tag: str = typer.Option(None, help="Run tag; the branch is autoresearch/<tag> (default: today, e.g. nov27)."),
         resume: bool = typer.Option(False, help="Continue the run of this tag after a stop or a crash."),
+        base_url: str = typer.Option(None, help="openai:/anthropic: agents: the API's address, e.g. "
+                                                "http://localhost:8000/v1 for vLLM or Ollama."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import signal
@@ -308,7 +311,9 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
     dataset = _dataset(config)
     try:
-        chosen = make_agent(agent, task_dir.resolve(), profile)
+        chosen = make_agent(agent, task_dir.resolve(), profile, base_url=base_url)
+        if hasattr(chosen, "preflight"):
+            chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
                     budget=budget, limits=Limits(max_experiments, max_hours), on_event=_loop_events())
     except (AgentConfigError, LoopError, GitError) as e:

@@ -219,18 +219,24 @@ class Loop:
                                       description=description, agent=self.agent.name, seed=self.config.loop.seed,
                                       log_path=self._log_path())
         fault_point("after-begin")
-        return self._execute(experiment)
+        return self._execute(experiment, self._agent_usage())
 
     def _reject(self, parent: str, reason: str, description: str) -> None:
         diff = self.worktree.diff()
         self.worktree.discard_changes()
         fault_point("after-reject")
         self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=parent, diff=diff,
-                          description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason)
+                          description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason,
+                          metrics=self._agent_usage())
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": reason})
 
-    def _execute(self, experiment: Experiment) -> Experiment:
+    def _agent_usage(self) -> dict:
+        """What the agent's last proposal cost, as the agent counts it (API agents: tokens, seconds)."""
+        usage = getattr(self.agent, "usage", None) or {}
+        return {f"agent_{key}": value for key, value in usage.items()}
+
+    def _execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
         run_dir = Path(experiment.log_path).parent
         prestarted, self._prestarted = self._prestarted, None
@@ -249,7 +255,7 @@ class Loop:
         status = decide(outcome, incumbent, self.config.metric)
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
-                   "prestarted": outcome.prestarted or None}
+                   "prestarted": outcome.prestarted or None, **(agent_usage or {})}
         finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
                           metrics={k: v for k, v in metrics.items() if v is not None},
                           training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,

@@ -46,8 +46,10 @@ class Agent(Protocol):
         ...
 
 
-def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu") -> Agent:
-    """The agent named by `spec`: `tune`, `tune:random`, `cmd:<command>` or `replay:<file.json>`.
+def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
+               base_url: str | None = None) -> Agent:
+    """The agent named by `spec`: `tune`, `tune:random`, `cmd:<command>`, `openai:<model>`,
+    `anthropic:<model>` or `replay:<file.json>`. `base_url` points an API agent at another server.
 
     `task_dir` is the task folder and `profile` the PROFILES entry of train.py the harness runs ("cpu" or
     "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), `cmd` the folder.
@@ -57,7 +59,7 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu") ->
         from autoresearch.agents.replay import ReplayAgent
 
         return ReplayAgent.from_file(Path(arg))
-    if kind in ("tune", "cmd") and task_dir is None:
+    if kind in ("tune", "cmd", "openai", "anthropic") and task_dir is None:
         raise AgentConfigError(f"the {kind} agent needs the task folder: make_agent(spec, task_dir, profile)")
     if kind == "tune":
         from autoresearch.agents.tune import from_spec
@@ -72,5 +74,15 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu") ->
         except ConfigError as err:
             raise AgentConfigError(str(err)) from err
         return CommandAgent(arg, Path(task_dir), metric_name=metric.name, maximize=metric.maximize)
-    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, cmd:<command> "
-                           "and replay:<patches.json>")
+    if kind in ("openai", "anthropic"):
+        from autoresearch.agents.api import ApiAgent
+        from autoresearch.config import ConfigError, load_config
+
+        try:
+            config = load_config(Path(task_dir))
+        except ConfigError as err:
+            raise AgentConfigError(str(err)) from err
+        return ApiAgent(kind, arg, Path(task_dir), metric_name=config.metric.name, maximize=config.metric.maximize,
+                        editable=list(config.loop.editable), base_url=base_url)
+    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, cmd:<command>, "
+                           "openai:<model>, anthropic:<model> and replay:<patches.json>")

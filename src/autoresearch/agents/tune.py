@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -70,6 +71,7 @@ KINDS: tuple[str, ...] = ("float", "log", "int", "pow2")
 TUNE_AGENTS = frozenset({"tune", "tune:random"})
 DEFAULT_FIXED = frozenset({"LOG_EVERY_S"})
 MOVES, MOVE_WEIGHTS = (1, 2, 3), (0.5, 0.35, 0.15)  # how many constants one trial changes
+TPE_STARTUP_TRIALS = 5  # random trials before TPE models (Optuna's default, 10, is most of a short run)
 CONFIG_NAME = "autoresearch.toml"
 _CONSTANT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -304,8 +306,13 @@ def search_space(constants: list[Constant], overrides: dict[str, Range | bool],
 
 
 def format_value(value: int | float) -> str:
-    """Compact display: ints as is, floats with 4 significant digits."""
-    return str(value) if isinstance(value, int) else f"{value:.4g}"
+    """Compact display: ints as is, floats with 4 significant digits, positional unless tiny or huge
+    (``10000.0`` -> ``10000``, ``13702.5`` -> ``13700``, ``0.012345`` -> ``0.01235``, ``1e-07`` stays)."""
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and not 1e-4 <= abs(value) < 1e9:
+        return f"{value:.4g}"
+    return np.format_float_positional(float(f"{value:.4g}"), trim="-")
 
 
 def _literal(value: int | float) -> str:
@@ -416,7 +423,8 @@ class TuneAgent:
         study = optuna.create_study(storage=self._storage, study_name=name, direction=self.direction,
                                     sampler=optuna.samplers.RandomSampler(seed=self.seed), load_if_exists=True)
         seed = self.seed + len(study.get_trials(deepcopy=False))
-        study.sampler = (optuna.samplers.TPESampler(seed=seed) if self.sampler == "tpe"
+        study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+                         if self.sampler == "tpe"
                          else optuna.samplers.RandomSampler(seed=seed))
         self._study = study
         return study
