@@ -158,3 +158,27 @@ def test_the_openai_agent_drives_the_loop(tmp_path):
     assert log[0] == "Raise the rate"
     stored = json.dumps([e.metrics for e in history]) + (task / "results.tsv").read_text()
     assert "sk-" not in stored
+
+
+def test_prices_give_the_cost_and_the_cost_limit_stops_the_loop(tmp_path):
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "solve.py").write_text(SOLVE_PY)
+    cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)", "--maximize",
+        "--editable", "solve.py", cwd=tmp_path)
+    toml = (task / "autoresearch.toml").read_text()
+    toml = toml.replace("price_in_per_mtok = 0.0", "price_in_per_mtok = 1000.0")
+    toml = toml.replace("price_out_per_mtok = 0.0", "price_out_per_mtok = 5000.0")
+    (task / "autoresearch.toml").write_text(toml)
+    width = "Wider\n\nsolve.py\n<<<<<<< SEARCH\nWIDTH = 4\n=======\nWIDTH = 6\n>>>>>>> REPLACE\n"
+    with FakeApi([Reply(GOOD), Reply(width), Reply(GOOD)]) as api:
+        done = cli("run", "--agent", "openai:test-model", "--base-url", api.url + "/v1", "--tag", "cost",
+                   "--max-cost", "0.3", cwd=task)
+    assert "reached the cost limit ($0.40 of $0.30)" in done.stdout
+    with Store.open(task) as store:
+        history = store.experiments("cost")
+    assert len(history) == 3  # 100 tokens in at $1000/M + 20 out at $5000/M = $0.20 per proposal
+    assert history[1].metrics["agent_cost_usd"] == pytest.approx(0.2)
+    status = json.loads(cli("status", "--json", cwd=task).stdout)
+    assert status["agent"]["cost_usd"] == pytest.approx(0.4) and status["agent"]["tokens_in"] == 200
+    assert "agent $0.40, 240 tokens" in " ".join(cli("status", cwd=task).stdout.split())

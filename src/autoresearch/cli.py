@@ -292,6 +292,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
+        max_cost: float = typer.Option(None, help="Stop once the agent has spent this many dollars in the run "
+                                                  "(as the agent reports it)."),
         tag: str = typer.Option(None, help="Run tag; the branch is autoresearch/<tag> (default: today, e.g. nov27)."),
         resume: bool = typer.Option(False, help="Continue the run of this tag after a stop or a crash."),
         base_url: str = typer.Option(None, help="openai:/anthropic: agents: the API's address, e.g. "
@@ -315,7 +317,7 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         if hasattr(chosen, "preflight"):
             chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
-                    budget=budget, limits=Limits(max_experiments, max_hours), on_event=_loop_events())
+                    budget=budget, limits=Limits(max_experiments, max_hours, max_cost), on_event=_loop_events())
     except (AgentConfigError, LoopError, GitError) as e:
         _fail(str(e))
 

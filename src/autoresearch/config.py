@@ -77,6 +77,14 @@ class MetricConfig:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    # Dollars per million tokens, for agents that report tokens but no cost (API agents, codex);
+    # 0 leaves the cost unknown. Agents that report their own cost (claude) keep theirs.
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
     keep_rule: str = "strict"  # strict: keep when the metric is better than the best so far
@@ -91,6 +99,7 @@ class TaskConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     metric: MetricConfig = field(default_factory=MetricConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
     @property
     def evaluated(self) -> bool:
@@ -118,6 +127,8 @@ class TaskConfig:
         if not self.loop.editable or not all(isinstance(p, str) and p for p in self.loop.editable):
             raise ConfigError('loop.editable must list the files the agent may edit, e.g. ["train.py"]')
         self._validate_metric()
+        if self.agent.price_in_per_mtok < 0 or self.agent.price_out_per_mtok < 0:
+            raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
         if not 0 <= self.loop.fix_attempts <= 10:
             raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
         if self.loop.keep_rule != "strict":
@@ -169,7 +180,7 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
-             "loop": LoopConfig}
+             "loop": LoopConfig, "agent": AgentConfig}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch import sandbox
-from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext
+from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import Dataset
+from autoresearch.report.summary import agent_usage
 from autoresearch.runner import Outcome, can_prestart, run_experiment, static_env
 from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
@@ -41,6 +42,7 @@ class LoopError(Exception):
 class Limits:
     max_experiments: int | None = None  # experiments in the tag, baseline included
     max_hours: float | None = None  # wall-clock hours of this invocation
+    max_cost: float | None = None  # dollars the agent may spend in this tag (as agents report it)
 
 
 FAULT_POINTS = ("after-commit", "after-begin", "after-finish", "after-reset", "after-reject")
@@ -129,6 +131,10 @@ class Loop:
             return f"reached {self.limits.max_experiments} experiments"
         if self.limits.max_hours is not None and time.time() - started >= self.limits.max_hours * 3600:
             return f"reached {self.limits.max_hours} hours"
+        if self.limits.max_cost is not None:
+            spent = agent_usage(self.store.experiments(self.tag)).get("cost_usd", 0.0)
+            if spent >= self.limits.max_cost:
+                return f"reached the cost limit (${spent:.2f} of ${self.limits.max_cost:.2f})"
         if self.stop_requested:
             return "stopped on request"
         return None
@@ -233,7 +239,8 @@ class Loop:
 
     def _agent_usage(self) -> dict:
         """What the agent's last proposal cost, as the agent counts it (API agents: tokens, seconds)."""
-        usage = getattr(self.agent, "usage", None) or {}
+        usage = priced(getattr(self.agent, "usage", None) or {}, self.config.agent.price_in_per_mtok,
+                       self.config.agent.price_out_per_mtok)
         return {f"agent_{key}": value for key, value in usage.items()}
 
     def _execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:

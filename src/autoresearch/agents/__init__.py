@@ -35,6 +35,15 @@ class ProposalContext:
     failure: Experiment | None = None  # set when asking for a fix: the crashed experiment (diff, error tail)
 
 
+def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:
+    """`usage` with `cost_usd` added from its token counts and prices per million tokens, unless the agent
+    reported a cost itself or no price is set."""
+    if "cost_usd" in usage or not (price_in or price_out):
+        return usage
+    cost = usage.get("tokens_in", 0.0) * price_in / 1e6 + usage.get("tokens_out", 0.0) * price_out / 1e6
+    return {**usage, "cost_usd": cost}
+
+
 class Agent(Protocol):
     """What every agent does. An agent may also define `fix(workdir, context) -> str | None`: after a crash
     the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines."""
@@ -48,8 +57,8 @@ class Agent(Protocol):
 
 def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
                base_url: str | None = None) -> Agent:
-    """The agent named by `spec`: `tune`, `tune:random`, `cmd:<command>`, `openai:<model>`,
-    `anthropic:<model>` or `replay:<file.json>`. `base_url` points an API agent at another server.
+    """The agent named by `spec`: `tune`, `tune:random`, `claude[:model]`, `codex[:model]`, `aider[:model]`,
+    `cmd:<command>`, `openai:<model>`, `anthropic:<model>` or `replay:<file.json>`. `base_url` points an API agent at another server.
 
     `task_dir` is the task folder and `profile` the PROFILES entry of train.py the harness runs ("cpu" or
     "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), `cmd` the folder.
@@ -59,21 +68,26 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
         from autoresearch.agents.replay import ReplayAgent
 
         return ReplayAgent.from_file(Path(arg))
-    if kind in ("tune", "cmd", "openai", "anthropic") and task_dir is None:
+    if kind in ("tune", "cmd", "openai", "anthropic", "claude", "codex", "aider") and task_dir is None:
         raise AgentConfigError(f"the {kind} agent needs the task folder: make_agent(spec, task_dir, profile)")
     if kind == "tune":
         from autoresearch.agents.tune import from_spec
 
         return from_spec(arg, Path(task_dir), profile)
-    if kind == "cmd":
+    if kind in ("cmd", "claude", "codex", "aider"):
+        from autoresearch.agents.coding import AGENTS
         from autoresearch.agents.command import CommandAgent
         from autoresearch.config import ConfigError, load_config
 
         try:
-            metric = load_config(Path(task_dir)).metric
+            config = load_config(Path(task_dir))
         except ConfigError as err:
             raise AgentConfigError(str(err)) from err
-        return CommandAgent(arg, Path(task_dir), metric_name=metric.name, maximize=metric.maximize)
+        settings = {"metric_name": config.metric.name, "maximize": config.metric.maximize,
+                    "editable": list(config.loop.editable)}
+        if kind == "cmd":
+            return CommandAgent(arg, Path(task_dir), **settings)
+        return AGENTS[kind](Path(task_dir), arg, **settings)
     if kind in ("openai", "anthropic"):
         from autoresearch.agents.api import ApiAgent
         from autoresearch.config import ConfigError, load_config
@@ -84,5 +98,5 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
             raise AgentConfigError(str(err)) from err
         return ApiAgent(kind, arg, Path(task_dir), metric_name=config.metric.name, maximize=config.metric.maximize,
                         editable=list(config.loop.editable), base_url=base_url)
-    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, cmd:<command>, "
-                           "openai:<model>, anthropic:<model> and replay:<patches.json>")
+    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, claude, codex, "
+                           "aider, cmd:<command>, openai:<model>, anthropic:<model> and replay:<patches.json>")

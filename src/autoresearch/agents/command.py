@@ -17,6 +17,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
@@ -25,53 +26,94 @@ from autoresearch.agents.prompt import build_prompt
 DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
 
 
-class CommandAgent:
-    def __init__(self, command: str, task_dir: Path, *, metric_name: str = "val_bpb", maximize: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        if not command.strip():
-            raise AgentConfigError("cmd: give the command to run, e.g. --agent 'cmd:my-agent --prompt {prompt_file}'")
-        self.command, self.timeout = command, timeout
-        self.metric_name, self.maximize = metric_name, maximize
+class SessionAgent:
+    """An agent that is a program run once per proposal in the worktree: the shared mechanics (prompt file,
+    environment, time limit, process-group kill, exit status, description). Subclasses give the command
+    line (`argv`) and read what the program said (`read_result`)."""
+
+    name = "session"
+    label = "the agent command"
+
+    def __init__(self, task_dir: Path, *, metric_name: str = "val_bpb", maximize: bool = False,
+                 editable: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout, self.metric_name, self.maximize = timeout, metric_name, maximize
+        self.editable = list(editable or ["train.py"])
         self.home = Path(task_dir).resolve() / ".autoresearch" / "agent"
-        self.name = "cmd"
+        self.usage: dict[str, float] = {}
+
+    def argv(self, prompt_file: Path, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def read_result(self, stdout: str) -> tuple[str | None, dict[str, float]]:
+        """The description the program gave (None: none) and what it reported spending."""
+        return _described(stdout), {}
 
     def propose(self, workdir: Path, context: ProposalContext) -> str:
-        return self._session(workdir, context)
+        return self._session(Path(workdir), context)
 
     def fix(self, workdir: Path, context: ProposalContext) -> str | None:
-        return self._session(workdir, context)
+        return self._session(Path(workdir), context)
 
     def _session(self, workdir: Path, context: ProposalContext) -> str:
+        started = time.perf_counter()
+        self.usage = {}
         self.home.mkdir(parents=True, exist_ok=True)
         prompt_file, description_file = self.home / "prompt.md", self.home / "description.txt"
         prompt_file.write_text(build_prompt(context, metric_name=self.metric_name, maximize=self.maximize))
         description_file.unlink(missing_ok=True)
         env = {**os.environ, "AUTORESEARCH_PROMPT_FILE": str(prompt_file),
                "AUTORESEARCH_DESCRIPTION_FILE": str(description_file)}
-        command = (self.command.replace("{prompt_file}", shlex.quote(str(prompt_file)))
-                   .replace("{workdir}", shlex.quote(str(Path(workdir).resolve()))))
         stdout_path, stderr_path = self.home / "session.out", self.home / "session.err"
         try:
             with open(stdout_path, "w") as out, open(stderr_path, "w") as errors:
-                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=workdir, env=env, stdout=out,
+                proc = subprocess.Popen(self.argv(prompt_file, workdir.resolve()), cwd=workdir, env=env, stdout=out,
                                         stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as err:
-            raise AgentError(f"could not start the agent command: {err}") from err
+            raise AgentError(f"could not start {self.label}: {err}") from err
         try:
             code = proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            raise AgentError(f"the agent command ran past {self.timeout:.0f} s and was stopped") from None
+            raise AgentError(f"{self.label} ran past {self.timeout:.0f} s and was stopped") from None
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever the session left running
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
+            self.usage["seconds"] = time.perf_counter() - started
         output = stdout_path.read_text(errors="replace")
         if code != 0:
             said = (output + "\n" + stderr_path.read_text(errors="replace")).strip()
             tail = "\n".join(said.splitlines()[-15:])
-            raise AgentError(f"the agent command exited with code {code}: {tail}")
+            raise AgentError(f"{self.label} exited with code {code}: {tail}")
+        description, spent = self.read_result(output)
+        self.usage.update(spent)
         written = description_file.read_text(errors="replace") if description_file.exists() else ""
-        lines = [line.strip() for line in (written or output).splitlines() if line.strip()]
-        return lines[0][:300] if lines else "change by the agent command"
+        described = _described(written) or description
+        return (described or f"change by {self.name}")[:300]
+
+
+class CommandAgent(SessionAgent):
+    """`cmd:<command>`: the user's command line, run by /bin/sh."""
+
+    name = "cmd"
+
+    def __init__(self, command: str, task_dir: Path, **kwargs) -> None:
+        if not command.strip():
+            raise AgentConfigError("cmd: give the command to run, e.g. --agent 'cmd:my-agent --prompt {prompt_file}'")
+        super().__init__(task_dir, **kwargs)
+        self.command = command
+
+    def argv(self, prompt_file: Path, workdir: Path) -> list[str]:
+        command = (self.command.replace("{prompt_file}", shlex.quote(str(prompt_file)))
+                   .replace("{workdir}", shlex.quote(str(workdir))))
+        return ["/bin/sh", "-c", command]
+
+
+def _described(text: str) -> str | None:
+    """A `Description: ...` line if there is one, else the first non-empty line; None for no text."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith("description:") and line[12:].strip():
+            return line[12:].strip()
+    return lines[0] if lines else None

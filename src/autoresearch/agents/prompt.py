@@ -28,7 +28,7 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
         "change only if it beats the best so far, and records everything. Do not run the experiment yourself; "
         "do not commit. Make one focused change.",
         "When done, write a one-line description of the change to the file named by "
-        "$AUTORESEARCH_DESCRIPTION_FILE (or print it as your last line).",
+        "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.",
         "",
     ]
     if context.best is not None and context.best.metric is not None:

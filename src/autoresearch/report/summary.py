@@ -170,6 +170,7 @@ class Summary:
     experiment_seconds: float  # sum of total_seconds
     running: Experiment | None  # the latest RUNNING experiment, if any
     metric: MetricConfig = MetricConfig()  # the metric the figures were computed for
+    agent: dict = field(default_factory=dict, hash=False)  # what the agent spent: agent_usage()
 
     @property
     def kept(self) -> int:
@@ -202,7 +203,19 @@ def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = N
     return Summary(tag=tag, total=len(experiments), counts=counts, baseline=baseline, best=best,
                    improvement=improvement, improvement_pct=improvement_pct, first_started=first,
                    last_ended=last, wall_seconds=wall, experiment_seconds=spent,
-                   running=running[-1] if running else None, metric=metric)
+                   running=running[-1] if running else None, metric=metric, agent=agent_usage(experiments))
+
+
+def agent_usage(experiments: Sequence[Experiment]) -> dict[str, float]:
+    """What the agent spent over `experiments`, summed from their `agent_*` metrics: `cost_usd`,
+    `tokens_in`, `tokens_out`, `seconds` (each only if some experiment reported it)."""
+    totals: dict[str, float] = {}
+    for e in experiments:
+        for key in ("cost_usd", "tokens_in", "tokens_out", "seconds"):
+            value = e.metrics.get(f"agent_{key}")
+            if isinstance(value, (int, float)):
+                totals[key] = totals.get(key, 0.0) + value
+    return totals
 
 
 def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
@@ -230,6 +243,10 @@ def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
     else:
         parts.append(f"no {metric.name} yet")
     parts.append(f"wall {format_duration(summary.wall_seconds)}")
+    spent = summary.agent
+    if "cost_usd" in spent or "tokens_in" in spent:
+        tokens = spent.get("tokens_in", 0) + spent.get("tokens_out", 0)
+        parts.append("agent " + (f"${spent['cost_usd']:.2f}, " if "cost_usd" in spent else "") + f"{tokens:,.0f} tokens")
     return " · ".join(parts)
 
 
@@ -252,7 +269,8 @@ def summary_data(summary: Summary) -> dict:
             "best_description": best.description if best else None,
             "improvement": summary.improvement, "improvement_pct": summary.improvement_pct,
             "first_started": summary.first_started, "last_ended": summary.last_ended,
-            "wall_seconds": summary.wall_seconds, "experiment_seconds": summary.experiment_seconds}
+            "wall_seconds": summary.wall_seconds, "experiment_seconds": summary.experiment_seconds,
+            "agent": dict(summary.agent)}
 
 
 # ---------------------------------------------------------------------- store entry points
