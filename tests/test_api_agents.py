@@ -182,3 +182,5 @@ def test_prices_give_the_cost_and_the_cost_limit_stops_the_loop(tmp_path):
     status = json.loads(cli("status", "--json", cwd=task).stdout)
     assert status["agent"]["cost_usd"] == pytest.approx(0.4) and status["agent"]["tokens_in"] == 200
     assert "agent $0.40, 240 tokens" in " ".join(cli("status", cwd=task).stdout.split())
+    cli("report", cwd=task)
+    assert "- **Agent spend:** $0.40, 200 tokens in, 40 out" in (task / "report.md").read_text()

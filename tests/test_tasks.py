@@ -292,8 +292,37 @@ def test_the_prompt_carries_the_program_the_memory_and_the_crash():
     prompt = build_prompt(context, metric_name="score", maximize=True)
     assert "Find the best RATE." in prompt and "Editable files (paths or globs): solve.py" in prompt
     assert "score (higher is better)" in prompt and "Best so far: score 0.500000" in prompt
-    assert "| 1 | crash | - | wider \\| faster |" in prompt  # the memory table, its cells escaped
+    assert "| 1 | crash | - | - | wider \\| faster (ZeroDivisionError) |" in prompt  # escaped cells, the cause
+    assert "- #1 crash: wider \\| faster: ZeroDivisionError" in prompt
     assert "# Fix this crash" in prompt and "+x = 1/0" in prompt and "ZeroDivisionError" in prompt
     assert prompt.count("line\n") == 39  # only the log's tail
     plain = build_prompt(ProposalContext(program="", editable=["train.py"], history=[], best=None))
     assert "val_bpb (lower is better)" in plain and "(none yet)" in plain and "Fix this crash" not in plain
+
+
+def test_the_prompt_keeps_its_size_and_summarises_what_it_cuts():
+    from autoresearch.agents import ProposalContext
+    from autoresearch.agents.prompt import build_prompt
+    from autoresearch.store import Experiment
+
+    def exp(seq, status, metric, description, stderr=None):
+        return Experiment(id=seq + 1, tag="t", seq=seq, parent_commit="p", commit="c", diff="",
+                          description=description, agent="a", seed=0, status=status, metric=metric,
+                          metrics={} if stderr is None else {"val_bpb_stderr": stderr}, training_seconds=None,
+                          total_seconds=None, peak_memory_bytes=None, tokens=None, steps=None, log_path=None,
+                          started_at=0.0, ended_at=1.0, error=None)
+
+    history = [exp(0, Status.KEEP, 1.0, "baseline", 0.0015)]
+    history += [exp(i, Status.DISCARD, 1.0 + i / 1000, f"idea number {i} with a long explanation " * 2, 0.0015)
+                for i in range(1, 300)]
+    history[7] = exp(7, Status.DISCARD, 1.0001, "almost as good", 0.0015)
+    context = ProposalContext(program="Be bold.", editable=["train.py"], history=history, best=history[0],
+                              budget_seconds=300)
+    prompt = build_prompt(context, max_chars=8000)
+    assert len(prompt) <= 8000
+    assert "Be bold." in prompt and "training budget of 300 s" in prompt and "±0.0015" in prompt
+    assert "300 experiments: 1 keep, 299 discard." in prompt
+    assert "| 299 | discard |" in prompt and "| 279 |" not in prompt  # the recent window, one row each
+    assert "# Earlier experiments (#0 to #279), summarised" in prompt and "more." in prompt
+    assert "- #7: almost as good (val_bpb 1.000100, worse by 0.000100)" in prompt  # a near miss is kept in view
+    assert len(build_prompt(context)) > 8000  # the default budget shows more

@@ -181,7 +181,8 @@ class Loop:
 
     def _context(self, failure: Experiment | None = None) -> ProposalContext:
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
-                               history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure)
+                               history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure,
+                               budget_seconds=self.budget or self.config.train.budget_seconds)
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the

@@ -33,6 +33,7 @@ class ProposalContext:
     history: list[Experiment]  # this tag's experiments so far, oldest first
     best: Experiment | None  # the current best (the branch head)
     failure: Experiment | None = None  # set when asking for a fix: the crashed experiment (diff, error tail)
+    budget_seconds: float | None = None  # the training budget of each experiment
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:

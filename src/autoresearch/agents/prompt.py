@@ -1,64 +1,156 @@
-"""The text an LLM agent is given for one proposal (pure: no I/O).
+"""The text an agent is given for one proposal (pure: no I/O).
 
-It holds the human's program.md, what may be edited, the best result so far, the recent experiments
-(the agent's memory of what was tried), and for a fix, the crash it is asked to repair.
+It holds the human's program.md, the rules of the step, the results so far (baseline, best, counts,
+the measured noise), the recent experiments with their deltas, the near misses, the recent crashes
+with their causes, a summary of everything older, and for a fix, the crash to repair.
+
+It stays within `max_chars` (about 4 characters per token). The program, the rules, the results and
+a fix request always go in. The rest is cut from the oldest end, and whatever is cut is summarised
+(counts and the descriptions that were tried) rather than dropped, so the agent keeps knowing what
+was already tried.
 """
 
 from __future__ import annotations
 
 from autoresearch.agents import ProposalContext
-from autoresearch.store import Experiment
+from autoresearch.config import MetricConfig
+from autoresearch.report.summary import deltas, error_line
+from autoresearch.store import Experiment, Status
 
-RECENT = 20  # experiments listed in the prompt
-TAIL_LINES = 40  # lines of a crash's log tail
-DIFF_CHARS = 6000  # characters of a crashed diff
+RECENT = 20  # experiments listed one per row
+NEAR_MISSES = 5  # discarded experiments closest to the best at their time
+CRASHES = 5  # recent crashes and timeouts, with their causes
+TAIL_LINES = 40  # lines of a crash's log tail in a fix request
+DIFF_CHARS = 6000  # characters of a crashed diff in a fix request
+MAX_CHARS = 24_000  # the default size limit of the whole prompt (about 6K tokens)
 
 
-def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maximize: bool = False) -> str:
-    direction = "higher" if maximize else "lower"
-    parts = [
-        "# Your research program (from the human)",
-        "",
-        context.program.strip() or "(program.md is empty)",
-        "",
-        "# This step",
-        "",
-        f"Editable files (paths or globs): {', '.join(context.editable)}. Edit only these, in the current folder.",
-        f"The harness measures {metric_name} ({direction} is better) after a fixed time budget, keeps your "
-        "change only if it beats the best so far, and records everything. Do not run the experiment yourself; "
-        "do not commit. Make one focused change.",
-        "When done, write a one-line description of the change to the file named by "
-        "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.",
-        "",
-    ]
-    if context.best is not None and context.best.metric is not None:
-        parts += [f"Best so far: {metric_name} {context.best.metric:.6f} (experiment #{context.best.seq}: "
-                  f"{context.best.description}).", ""]
-    parts += ["# Recent experiments", "", _history(context.history), ""]
+def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maximize: bool = False,
+                 budget_seconds: float | None = None, max_chars: int = MAX_CHARS) -> str:
+    metric = MetricConfig(name=metric_name, direction="maximize" if maximize else "minimize")
+    history = context.history
+    changes = deltas([(e.status, e.metric) for e in history], metric=metric)
+    budget_seconds = budget_seconds or context.budget_seconds
+    fixed = [_program(context), _rules(context, metric, budget_seconds), _results(history, context.best, metric)]
     if context.failure is not None:
-        parts += _failure(context.failure)
-    return "\n".join(parts).rstrip() + "\n"
+        fixed.append(_failure(context.failure))
+    room = max_chars - sum(len(part) for part in fixed)
+    recent = history[-RECENT:]
+    optional = [_recent(recent, changes[-len(recent):] if recent else [], metric),
+                _near_misses(history, changes, recent, metric), _crashes(history)]
+    kept_parts = []
+    for part in optional:
+        if part and len(part) <= room:
+            kept_parts.append(part)
+            room -= len(part)
+    older = history[: len(history) - len(recent)]
+    summary = _earlier(older, room)
+    parts = fixed[:3] + [summary] + kept_parts + fixed[3:]
+    return "\n".join(part for part in parts if part).rstrip() + "\n"
 
 
-def _history(history: list[Experiment]) -> str:
+def _program(context: ProposalContext) -> str:
+    return "# Your research program (from the human)\n\n" + (context.program.strip() or "(program.md is empty)") + "\n"
+
+
+def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float | None) -> str:
+    direction = "higher" if metric.maximize else "lower"
+    budget = f" after a fixed training budget of {budget_seconds:.0f} s" if budget_seconds else " after a fixed time budget"
+    return "\n".join([
+        "# This step", "",
+        f"Editable files (paths or globs): {', '.join(context.editable)}. Edit only these, in the current folder.",
+        f"The harness measures {metric.name} ({direction} is better){budget}, keeps your change only if it "
+        "beats the best so far, and records everything. Do not run the experiment yourself, do not commit, "
+        "and do not touch the evaluation or the data. Make one focused change.",
+        "When done, write a one-line description of the change to the file named by "
+        "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.", ""])
+
+
+def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig) -> str:
+    lines = ["# Results so far", ""]
     if not history:
-        return "(none yet)"
-    rows = ["| # | status | metric | description |", "|---:|---|---:|---|"]
-    for e in history[-RECENT:]:
-        metric = "-" if e.metric is None else f"{e.metric:.6f}"
-        rows.append(f"| {e.seq} | {e.status.value} | {metric} | {_cell(e.description)} |")
-    return "\n".join(rows)
+        return "\n".join(lines + ["(none yet)", ""])
+    counts = {s: sum(e.status is s for e in history) for s in Status if s is not Status.RUNNING}
+    lines.append(f"{len(history)} experiments: " + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) + ".")
+    baseline = next((e for e in history if e.status is Status.KEEP and e.metric is not None), None)
+    if baseline is not None:
+        lines.append(f"Baseline: {metric.name} {baseline.metric:.6f} (#{baseline.seq}).")
+    if best is not None and best.metric is not None:
+        lines.append(f"Best so far: {metric.name} {best.metric:.6f} (#{best.seq}: {_cell(best.description)}).")
+    noise = [e.metrics.get("val_bpb_stderr") for e in history if isinstance(e.metrics.get("val_bpb_stderr"), float)]
+    if noise:
+        lines.append(f"Noise: the evaluation's sampling error is about ±{noise[-1]:.4f}, and runs of the same code "
+                     "differ by a similar amount or more; a change smaller than that is not a real gain.")
+    return "\n".join(lines + [""])
 
 
-def _failure(failure: Experiment) -> list[str]:
+def _recent(recent: list[Experiment], changes: list[float | None], metric: MetricConfig) -> str:
+    if not recent:
+        return ""
+    rows = ["# Recent experiments", "", f"| # | status | {metric.name} | delta vs best then | description |",
+            "|---:|---|---:|---:|---|"]
+    for e, delta in zip(recent, changes, strict=True):
+        value = "-" if e.metric is None else f"{e.metric:.6f}"
+        change = "-" if delta is None else f"{delta:+.6f}"
+        why = f" ({_cell(error_line(e.error), 80)})" if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED) \
+            and e.error else ""
+        rows.append(f"| {e.seq} | {e.status.value} | {value} | {change} | {_cell(e.description)}{why} |")
+    return "\n".join(rows + [""])
+
+
+def _near_misses(history: list[Experiment], changes: list[float | None], recent: list[Experiment],
+                 metric: MetricConfig) -> str:
+    shown = {e.seq for e in recent}
+    sign = -1.0 if metric.maximize else 1.0
+    misses = sorted(((sign * d, e) for e, d in zip(history, changes, strict=True)
+                     if e.status is Status.DISCARD and d is not None and e.seq not in shown),
+                    key=lambda pair: pair[0])[:NEAR_MISSES]
+    if not misses:
+        return ""
+    rows = ["# Near misses (discarded, closest to the best of their time)", ""]
+    rows += [f"- #{e.seq}: {_cell(e.description)} ({metric.name} {e.metric:.6f}, worse by {worse:.6f})"
+             for worse, e in misses]
+    return "\n".join(rows + [""])
+
+
+def _crashes(history: list[Experiment]) -> str:
+    failed = [e for e in history if e.status in (Status.CRASH, Status.TIMEOUT)][-CRASHES:]
+    if not failed:
+        return ""
+    rows = ["# Recent crashes and their causes", ""]
+    rows += [f"- #{e.seq} {e.status.value}: {_cell(e.description)}: {_cell(error_line(e.error), 160) or '?'}"
+             for e in failed]
+    return "\n".join(rows + [""])
+
+
+def _earlier(older: list[Experiment], room: int) -> str:
+    """Experiments before the recent window, summarised: counts, then the descriptions tried, to fit `room`."""
+    if not older:
+        return ""
+    counts = {s: sum(e.status is s for e in older) for s in Status if s is not Status.RUNNING}
+    head = (f"# Earlier experiments (#{older[0].seq} to #{older[-1].seq}), summarised\n\n"
+            + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) + ". Tried: ")
+    tried, left = [], room - len(head) - 40
+    for e in older:
+        item = f"{_cell(e.description, 60)} [{e.status.value}]"
+        if len(item) + 2 > left:
+            break
+        tried.append(item)
+        left -= len(item) + 2
+    rest = len(older) - len(tried)
+    tail = f"; and {rest} more" if rest else ""
+    return head + "; ".join(tried) + tail + ".\n"
+
+
+def _failure(failure: Experiment) -> str:
     tail = "\n".join((failure.error or "").splitlines()[-TAIL_LINES:])
     diff = failure.diff if len(failure.diff) <= DIFF_CHARS else failure.diff[:DIFF_CHARS] + "\n... (cut)"
-    return ["# Fix this crash", "",
-            f"Experiment #{failure.seq} ({failure.description}) crashed. The files in the folder are that "
-            "change. Fix it so it runs, keeping the idea of the change.", "",
-            "Its change:", "```diff", diff.rstrip(), "```", "",
-            "The end of its log:", "```", tail, "```", ""]
+    return "\n".join(["# Fix this crash", "",
+                      f"Experiment #{failure.seq} ({failure.description}) crashed. The files in the folder are that "
+                      "change. Fix it so it runs, keeping the idea of the change.", "",
+                      "Its change:", "```diff", diff.rstrip(), "```", "",
+                      "The end of its log:", "```", tail, "```", ""])
 
 
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")[:120]
+def _cell(text: str, width: int = 120) -> str:
+    return " ".join(text.split()).replace("|", "\\|")[:width]

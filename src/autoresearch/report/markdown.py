@@ -53,6 +53,13 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
                      f"{s.improvement:.6f} {way} than the baseline ({pct})")
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
+    if s.agent:
+        spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
+        if "tokens_in" in s.agent or "tokens_out" in s.agent:
+            spent.append(f"{s.agent.get('tokens_in', 0):,.0f} tokens in, {s.agent.get('tokens_out', 0):,.0f} out")
+        if "seconds" in s.agent:
+            spent.append(f"{format_duration(s.agent['seconds'])} of agent time")
+        lines.append(f"- **Agent spend:** {', '.join(spent)}")
     lines.append("")
 
     deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments, metric=metric), strict=True))
