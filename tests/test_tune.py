@@ -263,3 +263,24 @@ def test_every_trial_is_a_local_move_of_one_to_three_constants(task: Path) -> No
     space = dict(param_value(c, r) for c, r in agent._space(TEMPLATE.read_text()))
     differing = [name for name, value in trial.params.items() if space.get(name) != value]
     assert 1 <= len(differing) <= 3  # the study records the whole point: the rest at the incumbent's values
+
+
+def test_a_move_already_run_from_the_same_incumbent_is_not_run_again(task: Path) -> None:
+    names = [c.name for c in find_constants(TEMPLATE.read_text(), "cpu")]
+    fixed = "\n".join(f"{n} = false" for n in names if n != "DEPTH")
+    (task / "autoresearch.toml").write_text(f"[tune]\n{fixed}\nDEPTH = [1, 2, \"int\"]\n")
+    with Store.open(task) as store:
+        baseline = run(store, "baseline", "-", Status.KEEP, 1.5)
+    agent = TuneAgent(task, "cpu", sampler="random")
+    history = [baseline]
+    assert agent.propose(worktree(task), context(history)) == "DEPTH 1 -> 2"
+    with Store.open(task) as store:
+        exp = store.begin(tag=TAG, parent_commit=baseline.commit, commit="b" * 40, diff="", description="DEPTH 1 -> 2",
+                          agent="tune:random", seed=0)
+        history.append(store.finish(exp.id, status=Status.DISCARD, metric=1.7))
+    (worktree(task) / "train.py").write_text(TEMPLATE.read_text())
+    with pytest.raises(AgentError, match="already tried"):  # the only move left was run from this incumbent
+        agent.propose(worktree(task), context(history))
+    told = [t.value for t in agent.study(TAG).trials if t.state == TrialState.COMPLETE]
+    assert 1.7 in told  # the repeated move was told the earlier run's result instead of being run
+    agent.close()

@@ -30,8 +30,9 @@ Each trial is a local move from the incumbent: 1, 2 or 3 constants (chosen at ra
 one) get new values from the sampler, and the others keep the incumbent's values (fixed parameters of the
 trial, `study.enqueue_trial`). So every trial is a small, readable edit, and the study still records the
 whole point, which TPE models. Values are absolute; floats are written rounded to 4 significant digits. A trial whose values all equal the current ones is the incumbent
-itself: it is told the incumbent's metric (FAIL if unknown) and another is asked, up to `max_reasks` times,
-then `AgentError`.
+itself: it is told the incumbent's metric (FAIL if unknown) and another is asked. So is a trial whose move was
+already run from the same incumbent (same description, same parent commit): it is told that run's result.
+After `max_reasks` such trials in a row, `AgentError`.
 
 The study lives in the experiment store's own SQLite file (``<task>/.autoresearch/store.sqlite``, created by
 `Store.open` first, so the store's schema check passes), named ``autoresearch-<tag>``, and is loaded if it
@@ -381,7 +382,7 @@ class TuneAgent:
     """
 
     def __init__(self, task_dir: Path, profile: str = "cpu", *, sampler: Literal["tpe", "random"] = "tpe",
-                 tag: str | None = None, seed: int = 0, script: str | None = None, max_reasks: int = 5) -> None:
+                 tag: str | None = None, seed: int = 0, script: str | None = None, max_reasks: int = 20) -> None:
         if sampler not in ("tpe", "random"):
             raise AgentConfigError(f"unknown tune sampler {sampler!r}: use tune or tune:random")
         self.task_dir = Path(task_dir).resolve()
@@ -492,6 +493,10 @@ class TuneAgent:
             raise AgentExhausted(f"tune: no tunable constant in {self.script} (profile {self.profile})")
         next_seq = max((e.seq for e in context.history), default=-1) + 1
         incumbent = context.best.metric if context.best is not None else None
+        # Moves already run from the current incumbent (same parent commit), by description.
+        anchor = context.best.commit if context.best is not None else None
+        tried = {e.description: e for e in context.history if anchor is not None and e.parent_commit == anchor
+                 and e.seq > 0}
         for attempt in range(self.max_reasks):
             # A local move: the trial keeps the incumbent's values except for 1-3 constants, which the
             # sampler chooses (TPE from the study's history, or at random).
@@ -510,12 +515,20 @@ class TuneAgent:
             edited = apply_values(source, changes)
             ast.parse(edited)  # an edit of literals keeps the file valid; check it anyway
             description = describe(changes)
+            earlier = tried.get(description)
+            if earlier is not None:  # this very move from this very incumbent was run: its result is known
+                if earlier.metric is not None and earlier.status in (Status.KEEP, Status.DISCARD):
+                    study.tell(trial, earlier.metric)
+                else:
+                    study.tell(trial, state=TrialState.FAIL)
+                continue
             trial.set_user_attr("experiment_seq", next_seq)
             trial.set_user_attr("description", description)
             trial.set_user_attr("values", {c.name: v for c, v in values})
             path.write_text(edited)
             return description
-        raise AgentError(f"tune: {self.max_reasks} trials in a row suggested the current values")
+        raise AgentError(f"tune: {self.max_reasks} trials in a row suggested the current values or a move "
+                         "already tried from them")
 
 
 def tuned_file(config) -> str:
