@@ -135,12 +135,18 @@ def test_keys_are_checked_before_the_first_experiment(workdir, monkeypatch):
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-def test_the_openai_agent_drives_the_loop(tmp_path):
+def score_task(tmp_path: Path) -> Path:
+    """A generic task through the real CLI: maximise the score solve.py prints."""
     task = tmp_path / "task"
     task.mkdir()
     (task / "solve.py").write_text(SOLVE_PY)
     cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)", "--maximize",
         "--editable", "solve.py", cwd=tmp_path)
+    return task
+
+
+def test_the_openai_agent_drives_the_loop(tmp_path):
+    task = score_task(tmp_path)
     outside = "Edit the settings\n\nautoresearch.toml\n```autoresearch.toml\n[train]\n```\n"
     replies = [Reply(GOOD), Reply(outside), Reply(MISSES), Reply(MISSES), Reply(MISSES)]
     with FakeApi(replies) as api:
@@ -161,11 +167,7 @@ def test_the_openai_agent_drives_the_loop(tmp_path):
 
 
 def test_prices_give_the_cost_and_the_cost_limit_stops_the_loop(tmp_path):
-    task = tmp_path / "task"
-    task.mkdir()
-    (task / "solve.py").write_text(SOLVE_PY)
-    cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)", "--maximize",
-        "--editable", "solve.py", cwd=tmp_path)
+    task = score_task(tmp_path)
     toml = (task / "autoresearch.toml").read_text()
     toml = toml.replace("price_in_per_mtok = 0.0", "price_in_per_mtok = 1000.0")
     toml = toml.replace("price_out_per_mtok = 0.0", "price_out_per_mtok = 5000.0")
