@@ -265,10 +265,10 @@ class Loop:
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
                    "prestarted": outcome.prestarted or None, **(agent_usage or {})}
         finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
-                          metrics={k: v for k, v in metrics.items() if v is not None},
-                          training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
-                          peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens, steps=outcome.steps,
-                          error=outcome.error)
+                                     metrics={k: v for k, v in metrics.items() if v is not None},
+                                     training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
+                                     peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens,
+                                     steps=outcome.steps, error=outcome.error)
         fault_point("after-finish")
         self.worktree.discard_changes()  # whatever the run wrote into the working copy
         anchor = self.anchor()
