@@ -140,6 +140,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                       metric_name=config.metric.name)
     script = (task_dir / config.train.script).resolve()
     if config.evaluated and not script.exists():
+        if prestarted is not None:
+            prestarted.kill()
         outcome.status, outcome.error = "crash", f"{script} does not exist"
         return outcome
     json_path = task_dir / config.metric.json_file if config.metric.source == "json" else None
@@ -160,7 +162,6 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
             "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
             "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
-            "AUTORESEARCH_DEVICE": device,
         })
         if config.train.profile != "auto":
             env["AUTORESEARCH_PROFILE"] = config.train.profile
