@@ -94,7 +94,8 @@ class ApiAgent:
         files = self._files(workdir, context.editable)
         messages = [{"role": "user", "content": self._prompt(context, files)}]
         try:
-            for attempt in range(self.edit_retries + 1):
+            attempt = 0
+            while True:  # one answer per turn, until the edits apply or the retries run out
                 answer = self._complete(messages)
                 try:
                     edits, prose = parse(answer)
@@ -110,6 +111,7 @@ class ApiAgent:
                     messages += [{"role": "assistant", "content": answer},
                                  {"role": "user", "content": f"Your edits were not applied: {err}\n\nAnswer "
                                   "again in full: the description line, then corrected blocks."}]
+                    attempt += 1
                     continue
                 for path, text in changed.items():
                     target = workdir / path
@@ -117,7 +119,6 @@ class ApiAgent:
                     target.write_text(text)
                 first = next((line.strip() for line in prose.splitlines() if line.strip()), "")
                 return first[:300] or f"change by {self.name}"
-            raise AssertionError("unreachable")
         finally:
             self.usage["seconds"] = time.perf_counter() - started
 

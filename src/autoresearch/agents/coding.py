@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from autoresearch.agents import AgentConfigError, AgentError
-from autoresearch.agents.command import SessionAgent, _described
+from autoresearch.agents.command import SessionAgent, described_in
 
 # Tools Claude Code may use: reading and editing files. No Bash: the harness trains and measures.
 CLAUDE_TOOLS = "Read,Edit,Write,Glob,Grep"
@@ -54,9 +54,9 @@ class ClaudeAgent(CodingAgent):
         try:
             result = json.loads(stdout.strip().splitlines()[-1])
         except (json.JSONDecodeError, IndexError):
-            return _described(stdout), {}
+            return described_in(stdout), {}
         if not isinstance(result, dict):
-            return _described(stdout), {}
+            return described_in(stdout), {}
         if result.get("is_error"):
             raise AgentError(f"claude reported an error: {str(result.get('result', ''))[:300]}")
         usage = result.get("usage") or {}
@@ -65,7 +65,7 @@ class ClaudeAgent(CodingAgent):
                  "tokens_out": float(usage.get("output_tokens", 0))}
         if isinstance(result.get("total_cost_usd"), (int, float)):
             spent["cost_usd"] = float(result["total_cost_usd"])
-        return _described(str(result.get("result", ""))), spent
+        return described_in(str(result.get("result", ""))), spent
 
 
 class CodexAgent(CodingAgent):
@@ -91,7 +91,7 @@ class CodexAgent(CodingAgent):
                 spent["tokens_in"] += float(usage.get("input_tokens", 0))
                 spent["tokens_out"] += float(usage.get("output_tokens", 0))
         last = self.last_message.read_text(errors="replace") if self.last_message.exists() else ""
-        return _described(last), spent
+        return described_in(last), spent
 
 
 class AiderAgent(CodingAgent):

@@ -46,7 +46,7 @@ class SessionAgent:
 
     def read_result(self, stdout: str) -> tuple[str | None, dict[str, float]]:
         """The description the program gave (None: none) and what it reported spending."""
-        return _described(stdout), {}
+        return described_in(stdout), {}
 
     def propose(self, workdir: Path, context: ProposalContext) -> str:
         return self._session(Path(workdir), context)
@@ -89,7 +89,7 @@ class SessionAgent:
         description, spent = self.read_result(output)
         self.usage.update(spent)
         written = description_file.read_text(errors="replace") if description_file.exists() else ""
-        described = _described(written) or description
+        described = described_in(written) or description
         return (described or f"change by {self.name}")[:300]
 
 
@@ -110,7 +110,7 @@ class CommandAgent(SessionAgent):
         return ["/bin/sh", "-c", command]
 
 
-def _described(text: str) -> str | None:
+def described_in(text: str) -> str | None:
     """A `Description: ...` line if there is one, else the first non-empty line; None for no text."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
