@@ -135,11 +135,11 @@ def test_keys_are_checked_before_the_first_experiment(workdir, monkeypatch):
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-def score_task(tmp_path: Path) -> Path:
+def score_task(tmp_path: Path, source: str = SOLVE_PY) -> Path:
     """A generic task through the real CLI: maximise the score solve.py prints."""
     task = tmp_path / "task"
     task.mkdir()
-    (task / "solve.py").write_text(SOLVE_PY)
+    (task / "solve.py").write_text(source)
     cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)", "--maximize",
         "--editable", "solve.py", cwd=tmp_path)
     return task
@@ -186,3 +186,23 @@ def test_prices_give_the_cost_and_the_cost_limit_stops_the_loop(tmp_path):
     assert "agent $0.40, 240 tokens" in " ".join(cli("status", cwd=task).stdout.split())
     cli("report", cwd=task)
     assert "- **Agent spend:** $0.40, 200 tokens in, 40 out" in (task / "report.md").read_text()
+
+
+def test_an_api_agent_drafts_ahead_and_its_draft_is_rebased(tmp_path):
+    slow = "import time\n\n" + SOLVE_PY.replace("WIDTH = 4\n", "\n# width:\n\nWIDTH = 4\n") + "time.sleep(1.0)\n"
+    task = score_task(tmp_path, slow)
+    width = "Wider\n\nsolve.py\n<<<<<<< SEARCH\nWIDTH = 4\n=======\nWIDTH = 6\n>>>>>>> REPLACE\n"
+    with FakeApi([Reply(GOOD), Reply(width)]) as api:
+        done = cli("run", "--agent", "openai:test-model", "--base-url", api.url + "/v1", "--tag", "pipe",
+                   "--max-experiments", "3", "--pipeline", cwd=task)
+        prompts = [json.dumps(post["body"]) for post in api.posts()]
+    assert "openai:test-model drafts the next proposal while this one trains" in done.stdout
+    with Store.open(task) as store:
+        history = store.experiments("pipe")
+    assert [(e.status, e.description) for e in history] == [
+        (Status.KEEP, "baseline"), (Status.KEEP, "Raise the rate"), (Status.KEEP, "Wider")]
+    assert "# Still training" in prompts[0] and "Experiment #0 (baseline)" in prompts[0]
+    assert "Experiment #1 (Raise the rate) is training now" in prompts[1]
+    assert history[2].parent_commit == history[1].commit and history[2].metrics["rebased"] == 1
+    assert history[2].metrics["agent_tokens_in"] == 100  # each draft's own usage, not the next one's
+    assert float(history[2].metric) == pytest.approx(1.0)

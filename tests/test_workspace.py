@@ -419,6 +419,37 @@ def test_discard_changes(wt):
     assert wt.head() == head and wt.changed_files() == []
 
 
+def test_apply_change_rebases_a_change_made_on_an_older_commit(wt):
+    ws = wt.workspace
+    lines = [f"line {i}" for i in range(12)]
+    (wt.path / "train.py").write_text("\n".join(lines) + "\n")
+    base = wt.commit("twelve lines")
+    ws.create_branch("drafts", base)
+    other = ws.open_worktree(ws.root / ".autoresearch" / "other", "drafts")
+    (other.path / "train.py").write_text("\n".join(lines[:10] + ["line 10 (draft)", "line 11"]) + "\n")
+    (other.path / "new.py").write_text("added by the draft\n")
+    independent = other.commit("draft: edits near the end, adds a file")
+    other.reset_hard(base)
+    (other.path / "train.py").write_text("\n".join(["line 0 (draft)"] + lines[1:]) + "\n")
+    conflicting = other.commit("draft: edits the first line")
+    (wt.path / "train.py").write_text("\n".join(["line 0 (kept)"] + lines[1:]) + "\n")
+    kept = wt.commit("kept: edits the first line")
+
+    assert wt.apply_change(independent) == []
+    assert wt.head() == kept  # uncommitted: the caller checks and commits
+    text = (wt.path / "train.py").read_text()
+    assert text.startswith("line 0 (kept)\n") and "line 10 (draft)\n" in text
+    assert (wt.path / "new.py").read_text() == "added by the draft\n"
+    assert sorted(wt.changed_files()) == ["new.py", "train.py"]
+    wt.discard_changes()
+
+    assert wt.apply_change(conflicting) == ["train.py"]
+    assert wt.head() == kept and wt.changed_files() == []
+    assert (wt.path / "train.py").read_text().startswith("line 0 (kept)\n")
+    assert "<<<<<<<" not in (wt.path / "train.py").read_text()
+    assert wt.apply_change(independent) == []  # no cherry-pick is left in progress
+
+
 def test_queries_reject_unknown_commits_with_a_fix(wt):
     assert not wt.commit_exists("0" * 40) and not wt.commit_exists("--all") and not wt.commit_exists("")
     assert wt.commit_exists(wt.head()[:10]) and wt.commit_exists("HEAD")

@@ -298,12 +298,16 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         resume: bool = typer.Option(False, help="Continue the run of this tag after a stop or a crash."),
         base_url: str = typer.Option(None, help="openai:/anthropic: agents: the API's address, e.g. "
                                                 "http://localhost:8000/v1 for vLLM or Ollama."),
+        pipeline: bool = typer.Option(None, "--pipeline/--no-pipeline",
+                                      help="Let the agent draft the next proposal while an experiment trains "
+                                           "(default: loop.pipeline, auto: on for API agents on another machine)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import signal
     import time
 
     from autoresearch.agents import AgentConfigError, make_agent
+    from autoresearch.drafts import wants_pipeline
     from autoresearch.loop import Limits, Loop, LoopError
     from autoresearch.runner import resolve_device
 
@@ -317,7 +321,9 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         if hasattr(chosen, "preflight"):
             chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
-                    budget=budget, limits=Limits(max_experiments, max_hours, max_cost), on_event=_loop_events())
+                    budget=budget, limits=Limits(max_experiments, max_hours, max_cost),
+                    pipeline=wants_pipeline(config.loop.pipeline if pipeline is None else pipeline, chosen),
+                    on_event=_loop_events())
     except (AgentConfigError, LoopError, GitError) as e:
         _fail(str(e))
 
@@ -418,6 +424,8 @@ def _loop_events():
             detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
                       else event.get("reason", ""))
             out.print(f"  -> {event['status']} {detail}", highlight=False)
+        elif kind == "drafting":
+            out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):
             show(event)
     return on_event

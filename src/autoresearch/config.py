@@ -90,6 +90,7 @@ class LoopConfig:
     keep_rule: str = "strict"  # strict: keep when the metric is better than the best so far
     seed: int = 0  # seed passed to every run
     fix_attempts: int = 2  # after a crash, how many fixes an agent that can fix may try
+    pipeline: str = "auto"  # draft the next proposal while an experiment trains: auto (API agents), on, off
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class TaskConfig:
             raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
         if not 0 <= self.loop.fix_attempts <= 10:
             raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
+        if self.loop.pipeline not in ("auto", "on", "off"):
+            raise ConfigError(f"loop.pipeline = {self.loop.pipeline!r}: use auto (on for API agents), on or off")
         if self.loop.keep_rule != "strict":
             raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
         return self
@@ -194,6 +197,8 @@ def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConf
             if key not in known:
                 raise ConfigError(f"{origin}: unknown setting {section}.{key}; known: {', '.join(known)}")
             expected = type(getattr(cls(), key))
+            if (section, key) == ("loop", "pipeline") and isinstance(value, bool):
+                value = "on" if value else "off"  # `pipeline = true` reads as it should
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):

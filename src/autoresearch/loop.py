@@ -26,6 +26,7 @@ from autoresearch import sandbox
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import Dataset
+from autoresearch.drafts import Draft, Drafter
 from autoresearch.report.summary import agent_usage
 from autoresearch.runner import Outcome, can_prestart, run_experiment, static_env
 from autoresearch.store import Experiment, Status, Store
@@ -72,7 +73,7 @@ def decide(outcome: Outcome, incumbent: Experiment | None, metric: MetricConfig 
 class Loop:
     def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset | None, agent: Agent, *, tag: str,
                  resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
-                 on_event: Callable[[dict], None] = lambda _: None) -> None:
+                 pipeline: bool = False, on_event: Callable[[dict], None] = lambda _: None) -> None:
         self.task_dir = task_dir.resolve()
         self.config, self.dataset, self.agent = config, dataset, agent
         self.tag, self.budget, self.limits, self.on_event = tag, budget, limits, on_event
@@ -93,6 +94,8 @@ class Loop:
             self.task_dir / ".autoresearch" / "worktrees" / tag, branch)
         self.logs = self.task_dir / ".autoresearch" / "logs" / tag
         self._reconcile()
+        # pipelining: the next proposal is drafted in a second worktree while an experiment trains
+        self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -154,7 +157,9 @@ class Loop:
             try:
                 self._propose_and_run(started)
             except AgentExhausted as err:
-                return str(err)
+                reason = str(err)
+                break
+        self._end_drafting(reason)
         return reason
 
     def _baseline(self) -> None:
@@ -179,15 +184,20 @@ class Loop:
                 return
             experiment = self._propose(self._context(failure=experiment), failure=experiment)
 
-    def _context(self, failure: Experiment | None = None) -> ProposalContext:
+    def _context(self, failure: Experiment | None = None, pending: Experiment | None = None) -> ProposalContext:
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure,
-                               budget_seconds=self.budget or self.config.train.budget_seconds)
+                               budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending)
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the
         proposal was rejected (or, for a fix, declined)."""
         parent = self.worktree.head()
+        if self.drafter is not None:
+            if failure is not None:
+                self.drafter.wait()  # the agent finishes the draft it is writing, then fixes
+            elif self.drafter.pending:
+                return self._propose_drafted(parent)
         self.on_event({"event": "propose", "agent": self.agent.name, "fix": failure is not None})
         try:
             if failure is None:
@@ -210,14 +220,40 @@ class Loop:
                 self._reject(parent, "empty fix: no file changed since the crash", description)
                 return None
             self.worktree.reset_soft(parent)  # the crashed change and its fix, as one change on the incumbent
+        return self._submit(parent, description, self._agent_usage())
+
+    def _propose_drafted(self, parent: str) -> Experiment | None:
+        """Use the draft written while the last experiment trained: applied to the best code as it is now
+        (rebased, if that experiment was kept), checked, committed and run. A draft that no longer applies
+        is recorded as rejected, and the loop asks the agent again."""
+        assert self.drafter is not None
+        self.on_event({"event": "propose", "agent": self.agent.name, "fix": False, "drafted": True})
+        draft = self.drafter.take()
+        assert draft is not None
+        usage = self._agent_usage(draft.usage)
+        if draft.commit is None:
+            self._reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage)
+            return None
+        conflicts = self.worktree.apply_change(draft.commit)
+        if conflicts:
+            kept = self.incumbent()
+            self._reject(parent, f"stale draft: written while #{draft.pending_seq} trained, it no longer applies on "
+                         f"top of the kept #{kept.seq if kept else '?'} (conflicts in {', '.join(conflicts)}); the "
+                         "agent is asked again", draft.description, diff=draft.diff, usage=usage)
+            return None
+        return self._submit(parent, draft.description,
+                            {**usage, "drafted_ahead": 1, "rebased": int(draft.base != parent)})
+
+    def _submit(self, parent: str, description: str, usage: dict) -> Experiment | None:
+        """Check the uncommitted change in the worktree, commit it and run it; or reject it."""
         changed = self.worktree.changed_files()
         if not changed:
-            self._reject(parent, "empty proposal: no file changed", description)
+            self._reject(parent, "empty proposal: no file changed", description, usage=usage)
             return None
         outside = self.worktree.out_of_scope(self.config.loop.editable)
         if outside:
             self._reject(parent, f"edits outside the editable files {self.config.loop.editable}: {', '.join(outside)}",
-                         description)
+                         description, usage=usage)
             return None
         diff = self.worktree.diff()
         commit = self.worktree.commit(description)
@@ -226,23 +262,57 @@ class Loop:
                                       description=description, agent=self.agent.name, seed=self.config.loop.seed,
                                       log_path=self._log_path())
         fault_point("after-begin")
-        return self._execute(experiment, self._agent_usage())
+        return self._execute(experiment, usage)
 
-    def _reject(self, parent: str, reason: str, description: str) -> None:
-        diff = self.worktree.diff()
+    def _reject(self, parent: str, reason: str, description: str, *, diff: str | None = None,
+                usage: dict | None = None) -> None:
+        """Record a proposal that is not run. `diff`: the change, when it is not in the worktree."""
+        diff = self.worktree.diff() if diff is None else diff
         self.worktree.discard_changes()
         fault_point("after-reject")
         self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=parent, diff=diff,
                           description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason,
-                          metrics=self._agent_usage())
+                          metrics=self._agent_usage() if usage is None else usage)
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": reason})
 
-    def _agent_usage(self) -> dict:
-        """What the agent's last proposal cost, as the agent counts it (API agents: tokens, seconds)."""
-        usage = priced(getattr(self.agent, "usage", None) or {}, self.config.agent.price_in_per_mtok,
-                       self.config.agent.price_out_per_mtok)
+    def _agent_usage(self, reported: dict | None = None) -> dict:
+        """What a proposal cost, as the agent counts it (API agents: tokens, seconds): `reported`, or else what
+        the agent says of its last proposal."""
+        if reported is None:
+            reported = getattr(self.agent, "usage", None) or {}
+        usage = priced(reported, self.config.agent.price_in_per_mtok, self.config.agent.price_out_per_mtok)
         return {f"agent_{key}": value for key, value in usage.items()}
+
+    # -- drafting ahead -------------------------------------------------------------------------
+
+    def _draft_ahead(self, experiment: Experiment) -> None:
+        """While `experiment` trains, the agent drafts the next proposal on the best code so far; unless a
+        draft is pending already, or `experiment` is the last one the limits allow."""
+        if self.drafter is None or self.drafter.pending or self.stop_requested:
+            return
+        if self.limits.max_experiments is not None and \
+                len(self.store.experiments(self.tag)) >= self.limits.max_experiments:
+            return
+        base = self.anchor() or self.worktree.head()
+        self.drafter.start(base, self._context(pending=experiment))
+        self.on_event({"event": "drafting", "seq": experiment.seq, "agent": self.agent.name})
+
+    def _end_drafting(self, reason: str) -> None:
+        """The loop stops: a draft being written is cancelled; one already written is recorded, not run."""
+        if self.drafter is None:
+            return
+        draft = self.drafter.stop()
+        if draft is not None:
+            self._record_unrun(draft, reason)
+
+    def _record_unrun(self, draft: Draft, reason: str) -> None:
+        error = draft.error or f"not run: the loop stopped ({reason}) before its turn"
+        self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=draft.base, diff=draft.diff,
+                          description=draft.description or "(no description)", agent=self.agent.name,
+                          seed=self.config.loop.seed, error=error, metrics=self._agent_usage(draft.usage))
+        self.export()
+        self.on_event({"event": "decided", "status": "rejected", "reason": error})
 
     def _execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
@@ -256,6 +326,7 @@ class Loop:
                 self._prestart()
             self.on_event(event)
 
+        self._draft_ahead(experiment)
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
                                  seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted)
         self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
@@ -289,6 +360,8 @@ class Loop:
         return path.read_text() if path.exists() else ""
 
     def close(self) -> None:
+        if self.drafter is not None:
+            self.drafter.stop(grace=2.0)  # an abort: a draft in the making is dropped
         if self._prestarted is not None:
             self._prestarted.kill()
             self._prestarted = None

@@ -846,6 +846,17 @@ class Worktree(_Repo):
         uncommitted changes (what `changed_files`, `diff` and `commit` see). GitError if not a commit."""
         self._git("reset", "--soft", "-q", self._commit_of(commit))
 
+    def apply_change(self, commit: str) -> list[str]:
+        """Apply the change that `commit` made to its parent onto the files here, uncommitted: a three-way
+        merge, as a rebase does it. Returns [] when it applied; when it conflicts, the files are restored to
+        HEAD and the conflicting paths are returned. The files must have no uncommitted changes."""
+        sha = self._commit_of(commit)
+        if self._git("cherry-pick", "--no-commit", sha, ok=(0, 1)).returncode == 0:
+            return []
+        conflicts = self._git("diff", "--name-only", "--diff-filter=U", "-z").stdout.split("\0")
+        self.reset_hard(self.head())  # also ends the cherry-pick
+        return sorted(path for path in conflicts if path) or ["(unknown)"]
+
     def discard_changes(self) -> None:
         """Throw away every uncommitted change: `reset_hard(HEAD)`."""
         self.reset_hard(self.head())

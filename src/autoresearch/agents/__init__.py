@@ -34,6 +34,8 @@ class ProposalContext:
     best: Experiment | None  # the current best (the branch head)
     failure: Experiment | None = None  # set when asking for a fix: the crashed experiment (diff, error tail)
     budget_seconds: float | None = None  # the training budget of each experiment
+    pending: Experiment | None = None  # set when drafting ahead: the experiment still training, its result
+    #                                    not known; the proposal is applied on top of it if it is kept
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:
@@ -50,6 +52,9 @@ class Agent(Protocol):
     the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines."""
 
     name: str
+    # Whether the loop drafts this agent's next proposal while an experiment trains, unless the user says
+    # otherwise (`loop.pipeline`, `--pipeline/--no-pipeline`). Agents without the attribute: no.
+    pipelines_by_default: bool
 
     def propose(self, workdir: Path, context: ProposalContext) -> str:
         """Edit files under `workdir`; return the description of the change."""

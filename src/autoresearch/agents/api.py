@@ -62,6 +62,9 @@ class ApiAgent:
         self.edit_retries, self.max_tokens = edit_retries, max_tokens
         self.usage: dict[str, float] = {}  # of the last proposal: tokens_in, tokens_out, seconds, requests
         self.client = _client(provider, base_url, max_retries, timeout)
+        # The model thinks on someone else's machine, so the next proposal is drafted while an experiment
+        # trains; not for a model served on this machine, which would take the accelerator from the training.
+        self.pipelines_by_default = not is_local(base_url)
 
     def preflight(self) -> None:
         """Check the key and the server before the first experiment: AgentConfigError naming the fix if the
@@ -184,6 +187,16 @@ def _client(provider: str, base_url: str | None, max_retries: int, timeout: floa
                                f"'autoresearch[{provider}]' (or pip install {provider})") from None
     cls = sdk.OpenAI if provider == "openai" else sdk.Anthropic
     return cls(api_key=key or "not-needed", base_url=base_url, max_retries=max_retries, timeout=timeout)
+
+
+def is_local(base_url: str | None) -> bool:
+    """Whether `base_url` points at this machine (a model served here: vLLM, Ollama, llama.cpp)."""
+    if not base_url:
+        return False
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url if "//" in base_url else "//" + base_url).hostname or "").lower()
+    return host in ("localhost", "0.0.0.0", "::1", "::") or host.startswith("127.") or host.endswith(".localhost")
 
 
 def _check_path(path: str) -> None:

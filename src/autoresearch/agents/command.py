@@ -33,6 +33,9 @@ class SessionAgent:
 
     name = "session"
     label = "the agent command"
+    # A coding agent may run code on this machine (tests, snippets), which would compete with the training
+    # for the accelerator: drafting ahead is for the user to turn on (`--pipeline`).
+    pipelines_by_default = False
 
     def __init__(self, task_dir: Path, *, metric_name: str = "val_bpb", maximize: bool = False,
                  editable: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
@@ -40,6 +43,13 @@ class SessionAgent:
         self.editable = list(editable or ["train.py"])
         self.home = Path(task_dir).resolve() / ".autoresearch" / "agent"
         self.usage: dict[str, float] = {}
+        self._process: subprocess.Popen | None = None  # the session running now
+
+    def cancel(self) -> None:
+        """End the session that is running now (from another thread), process tree included."""
+        process = self._process
+        if process is not None:
+            _kill_tree(process)
 
     def argv(self, prompt_file: Path, workdir: Path) -> list[str]:
         raise NotImplementedError
@@ -70,16 +80,15 @@ class SessionAgent:
                                         stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as err:
             raise AgentError(f"could not start {self.label}: {err}") from err
+        self._process = proc
         try:
             code = proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise AgentError(f"{self.label} ran past {self.timeout:.0f} s and was stopped") from None
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever the session left running
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_tree(proc)  # whatever the session left running
             proc.wait()
+            self._process = None
             self.usage["seconds"] = time.perf_counter() - started
         output = stdout_path.read_text(errors="replace")
         if code != 0:
@@ -108,6 +117,13 @@ class CommandAgent(SessionAgent):
         command = (self.command.replace("{prompt_file}", shlex.quote(str(prompt_file)))
                    .replace("{workdir}", shlex.quote(str(workdir))))
         return ["/bin/sh", "-c", command]
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def described_in(text: str) -> str | None:

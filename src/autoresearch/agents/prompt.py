@@ -32,6 +32,8 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     changes = deltas([(e.status, e.metric) for e in history], metric=metric)
     budget_seconds = budget_seconds or context.budget_seconds
     fixed = [_program(context), _rules(context, metric, budget_seconds), _results(history, context.best, metric)]
+    if context.pending is not None:
+        fixed.append(_pending(context.pending, context.best))
     if context.failure is not None:
         fixed.append(_failure(context.failure))
     room = max_chars - sum(len(part) for part in fixed)
@@ -140,6 +142,15 @@ def _earlier(older: list[Experiment], room: int) -> str:
     rest = len(older) - len(tried)
     tail = f"; and {rest} more" if rest else ""
     return head + "; ".join(tried) + tail + ".\n"
+
+
+def _pending(pending: Experiment, best: Experiment | None) -> str:
+    base = f"the best so far (#{best.seq})" if best is not None else "the current code"
+    return "\n".join(["# Still training", "",
+                      f"Experiment #{pending.seq} ({_cell(pending.description)}) is training now; its result is not "
+                      f"known yet. Your change is made on {base}. If #{pending.seq} is kept, your change is applied on "
+                      "top of it (and you are asked again if it no longer applies). Do not repeat it: propose "
+                      "something that is worth trying whatever its result.", ""])
 
 
 def _failure(failure: Experiment) -> str:

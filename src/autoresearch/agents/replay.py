@@ -25,6 +25,7 @@ from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, Pr
 class ReplayAgent:
     proposals: list[dict]
     name: str = "replay"
+    pipelines_by_default: bool = False
 
     @classmethod
     def from_file(cls, path: Path) -> ReplayAgent:

@@ -381,6 +381,8 @@ class TuneAgent:
     does not replay its first random draws.
     """
 
+    pipelines_by_default = False  # it proposes in milliseconds, and each trial should learn from the last
+
     def __init__(self, task_dir: Path, profile: str = "cpu", *, sampler: Literal["tpe", "random"] = "tpe",
                  tag: str | None = None, seed: int = 0, script: str | None = None, max_reasks: int = 20) -> None:
         if sampler not in ("tpe", "random"):
