@@ -548,3 +548,13 @@ def test_write_report_maximize(acc_run: Store, tmp_path: Path) -> None:
     assert (tmp_path / "bpb" / "results.tsv").exists() is False
     write_report(acc_run, TAG, tmp_path / "bpb")
     assert (tmp_path / "bpb" / "results.tsv").read_text().startswith("commit\tval_bpb\t")
+
+
+def test_the_report_says_loudly_when_runs_were_not_boxed(store: Store) -> None:
+    for isolation in ("bwrap", "bwrap"):
+        store.record(status=Status.KEEP, tag=TAG, parent_commit="a" * 40, commit="b" * 40, diff="", description="x",
+                     agent="test", seed=0, metric=1.0, metrics={"isolation": isolation})
+    assert "- **Sandbox:** every run in the bubblewrap box (2 runs)" in report_markdown(TAG, store.experiments(TAG))
+    store.record(status=Status.DISCARD, tag=TAG, parent_commit="a" * 40, commit="c" * 40, diff="", description="y",
+                 agent="test", seed=0, metric=1.1, metrics={"isolation": "process"})
+    assert "- **Sandbox: NONE for 1 of 3 runs.**" in report_markdown(TAG, store.experiments(TAG))

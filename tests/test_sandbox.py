@@ -17,7 +17,7 @@ def test_a_candidate_dies_when_the_harness_is_killed(tmp_path):
         import time
         from pathlib import Path
         from autoresearch import sandbox
-        proc = sandbox.start_python(["-c", "import time; time.sleep(300)"], cwd=Path("{tmp_path}"), env={{}})
+        proc = sandbox.start_python(["-c", "import time; time.sleep(300)"], sandbox.Box(Path("{tmp_path}")), {{}})
         Path("{pid_file}").write_text(str(proc.pid))
         time.sleep(300)
     """)
@@ -53,7 +53,7 @@ def test_a_prestarted_interpreter_runs_the_script_like_python_would(tmp_path):
         print(__name__, sys.argv, os.environ["AUTORESEARCH_SEED"], helper.VALUE, sys.stdin.read() == "")
         sys.exit(3)
     """))
-    proc = sandbox.prestart_python(tmp_path, {})
+    proc = sandbox.prestart_python(sandbox.Box(tmp_path), {})
     time.sleep(0.5)
     assert proc.alive()  # waiting for its script
     proc.go(Path(script), {"AUTORESEARCH_SEED": "7"})
@@ -66,6 +66,192 @@ def test_a_prestarted_interpreter_runs_the_script_like_python_would(tmp_path):
 def test_a_prestarted_interpreter_that_is_never_told_anything_exits_quietly(tmp_path):
     from autoresearch import sandbox
 
-    proc = sandbox.prestart_python(tmp_path, {})
+    proc = sandbox.prestart_python(sandbox.Box(tmp_path), {})
     proc.popen.stdin.close()
     assert proc.wait(timeout=60) == 0
+
+
+# ---------------------------------------------------------------------------------------------- the box
+
+boxed = pytest.mark.skipif(sys.platform != "linux" or __import__("shutil").which("bwrap") is None,
+                           reason="the box needs bubblewrap on Linux")
+
+
+def run_boxed(box, code: str, env: dict | None = None, timeout: float = 60) -> str:
+    from autoresearch import sandbox
+
+    proc = sandbox.start_python(["-c", textwrap.dedent(code)], box, env or {})
+    out = proc.popen.stdout.read().decode()
+    assert proc.wait(timeout=timeout) == 0, out
+    assert proc.isolation == "bwrap"
+    return out
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """A task folder as the loop sees it: a worktree with .git and .autoresearch (store, model folder), and a
+    data cache with the three splits."""
+    work = tmp_path / "task"
+    (work / ".git").mkdir(parents=True)
+    (work / ".git" / "config").write_text("[core]\n")
+    (work / ".autoresearch" / "model").mkdir(parents=True)
+    (work / ".autoresearch" / "store.sqlite").write_text("the store")
+    (work / "train.py").write_text("print('hi')\n")
+    cache = tmp_path / "cache" / "data"
+    cache.mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (cache / f"{split}.bin").write_text(split)
+    return work, cache
+
+
+@boxed
+def test_the_box_cuts_the_network_loopback_included(layout):
+    import socket
+
+    from autoresearch import sandbox
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        out = run_boxed(sandbox.Box(layout[0]), f"""
+            import socket
+            for address in [("127.0.0.1", {port}), ("1.1.1.1", 443)]:
+                try:
+                    socket.create_connection(address, timeout=3)
+                    print("connected", address)
+                except OSError as err:
+                    print("refused", address, type(err).__name__)
+        """)
+    finally:
+        server.close()
+    assert "connected" not in out and out.count("refused") == 2
+
+
+@boxed
+def test_the_box_shows_only_what_the_run_needs(layout, tmp_path):
+    from autoresearch import sandbox
+
+    work, cache = layout
+    (tmp_path / "elsewhere.txt").write_text("a file of the user's")
+    box = sandbox.Box(work, read=(cache / "train.bin",), write=(work / ".autoresearch" / "model",))
+    out = run_boxed(box, f"""
+        import os
+        def can_write(path):
+            try:
+                open(path, "w").write("x")
+                return True
+            except OSError:
+                return False
+        print("train", open("{cache}/train.bin").read())
+        for path in ["{cache}/val.bin", "{cache}/test.bin", "{work}/.git/config",
+                     "{work}/.autoresearch/store.sqlite", "{tmp_path}/elsewhere.txt", "/run", "/root/.bashrc"]:
+            print("visible" if os.path.exists(path) else "hidden", path)
+        print("write workdir", can_write("{work}/out.txt"))
+        print("write model", can_write("{work}/.autoresearch/model/model.pt"))
+        print("write data", can_write("{cache}/train.bin"))
+        print("write usr", can_write("/usr/evil"))
+        print("write tmp", can_write("/tmp/scratch"))
+        print("caps", [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0])
+    """)
+    assert "train train" in out and "visible" not in out, out
+    assert "write workdir True" in out and "write model True" in out and "write tmp True" in out
+    assert "write data False" in out and "write usr False" in out
+    assert "caps 0000000000000000" in out
+    assert (work / "out.txt").exists() and (work / ".autoresearch" / "model" / "model.pt").exists()
+    assert (work / ".autoresearch" / "store.sqlite").read_text() == "the store"
+
+
+@boxed
+def test_the_box_hides_sockets_in_its_folder(layout):
+    import socket
+
+    from autoresearch import sandbox
+
+    work, _ = layout
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(work / "agent.sock"))
+    server.listen()
+    try:
+        out = run_boxed(sandbox.Box(work), f"""
+            import socket
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect("{work}/agent.sock")
+                print("connected")
+            except OSError as err:
+                print("refused", type(err).__name__)
+        """)
+    finally:
+        server.close()
+    assert "refused" in out
+
+
+def test_the_environment_is_an_allow_list_without_secrets(layout, monkeypatch):
+    from autoresearch import sandbox
+
+    for name, value in {"OPENAI_API_KEY": "sk-secret", "GITHUB_TOKEN": "ghp-secret", "AWS_SECRET_ACCESS_KEY": "x",
+                        "SOME_RANDOM_SETTING": "1", "CUDA_VISIBLE_DEVICES": "0", "AUTORESEARCH_API_TOKEN": "y"}.items():
+        monkeypatch.setenv(name, value)
+    env = sandbox.candidate_env({"AUTORESEARCH_TRAIN_TOKENS": "/data/train.bin"}, boxed=True)
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["AUTORESEARCH_TRAIN_TOKENS"] == "/data/train.bin"
+    assert env["TMPDIR"] == "/tmp" and "PATH" in env
+    for gone in ("OPENAI_API_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "SOME_RANDOM_SETTING",
+                 "AUTORESEARCH_API_TOKEN"):
+        assert gone not in env
+    out = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.environ))"], capture_output=True,
+                         text=True, env=env).stdout
+    assert "sk-secret" not in out and "OPENAI" not in out
+
+
+@boxed
+def test_killing_the_box_kills_a_double_forked_daemon(layout):
+    from autoresearch import sandbox
+
+    work, _ = layout
+    beat = work / "heartbeat"
+    code = textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                while True:
+                    open("{beat}", "w").write(str(time.time()))
+                    time.sleep(0.05)
+            os._exit(0)
+        time.sleep(300)
+    """)
+    proc = sandbox.start_python(["-c", code], sandbox.Box(work), {})
+    deadline = time.time() + 30
+    while not beat.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert beat.exists()
+    proc.kill()
+    time.sleep(0.5)
+    last = beat.read_text()
+    time.sleep(1.0)
+    assert beat.read_text() == last  # nothing is writing any more
+
+
+def test_a_file_larger_than_the_limit_cannot_be_written(layout, monkeypatch):
+    from autoresearch import sandbox
+
+    monkeypatch.setattr(sandbox, "MAX_FILE_BYTES", 1 << 20)
+    work, _ = layout
+    proc = sandbox.start_python(["-c", textwrap.dedent("""
+        try:
+            open("big.bin", "wb").write(b"x" * (2 << 20))
+            print("written")
+        except OSError as err:
+            print("refused", err.errno)
+    """)], sandbox.Box(work), {})
+    out = proc.popen.stdout.read().decode()
+    proc.wait(timeout=60)
+    assert "refused 27" in out  # EFBIG
+    assert (work / "big.bin").stat().st_size <= 1 << 20
+
+
+@pytest.mark.skipif(os.environ.get("AUTORESEARCH_REQUIRE_SANDBOX") != "1", reason="only where the box is required")
+def test_the_box_is_there_where_it_is_required():
+    from autoresearch import sandbox
+
+    assert sandbox.isolation() == "bwrap"

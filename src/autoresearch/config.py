@@ -85,6 +85,15 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    # What runs may reach besides their folder (docs/security.md). Paths may start with ~.
+    read: list = field(default_factory=list)  # files or folders runs may read, e.g. a self-evaluating task's data
+    write: list = field(default_factory=list)  # folders runs may write, e.g. a package manager's cache
+    env: list = field(default_factory=list)  # names of environment variables passed to runs as they are
+    network: bool = False  # let runs reach the network (only for commands that must download)
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
     keep_rule: str = "strict"  # strict: keep when the metric is better than the best so far
@@ -101,6 +110,7 @@ class TaskConfig:
     metric: MetricConfig = field(default_factory=MetricConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     @property
     def evaluated(self) -> bool:
@@ -134,6 +144,10 @@ class TaskConfig:
             raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
         if self.loop.pipeline not in ("auto", "on", "off"):
             raise ConfigError(f"loop.pipeline = {self.loop.pipeline!r}: use auto (on for API agents), on or off")
+        for name in ("read", "write", "env"):
+            if not all(isinstance(item, str) and item for item in getattr(self.sandbox, name)):
+                raise ConfigError(f"sandbox.{name} must be a list of non-empty strings, e.g. "
+                                  + ('["~/.cache/mydata"]' if name != "env" else '["MY_DATA_DIR"]'))
         if self.loop.keep_rule != "strict":
             raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
         return self
@@ -183,7 +197,7 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
-             "loop": LoopConfig, "agent": AgentConfig}
+             "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:
@@ -245,10 +259,14 @@ def reference_config(uv: bool) -> TaskConfig:
     """Settings for a reference-layout folder: train.py runs as it is (it keeps its own 5-minute budget and
     prints `val_bpb:`), the harness reads that line, and kills a run at 10 minutes as the reference does."""
     runner = "uv run" if uv else "python"
+    # train.py reads the data prepare.py keeps in ~/.cache/autoresearch; `uv run` needs its cache and may sync
+    sandbox = SandboxConfig(read=["~/.cache/autoresearch"], write=["~/.cache/uv"] if uv else [],
+                            env=["UV_CACHE_DIR", "UV_PYTHON_INSTALL_DIR"] if uv else [], network=uv)
     return TaskConfig(
         train=TrainConfig(command=f"{runner} train.py", prepare_command=f"{runner} prepare.py",
                           budget_seconds=300.0, startup_allowance_seconds=300.0),
         metric=MetricConfig(source="regex", regex=REFERENCE_METRIC_REGEX, memory_regex=REFERENCE_MEMORY_REGEX),
+        sandbox=sandbox,
     ).validate()
 
 

@@ -90,9 +90,11 @@ class EvalWorker:
     def __init__(self, script: Path, model_path: Path, vocab: int, *, device: str, cwd: Path,
                  env: dict[str, str] | None = None) -> None:
         self.vocab = vocab
+        # It may read its folder and the model, and write nothing: it is candidate code too.
+        box = sandbox.Box(workdir=cwd, writable=False, read=(model_path.parent,), gpu=device.startswith("cuda"))
         self.proc = sandbox.start_python(
             ["-m", "autoresearch.eval_worker", str(script), str(model_path), device, str(vocab)],
-            cwd=cwd, env=env or {}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            box, env or {}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stderr_lines: list[str] = []
         self._reader = threading.Thread(target=_drain, args=(self.proc.popen.stderr, self.stderr_lines), daemon=True)
         self._reader.start()

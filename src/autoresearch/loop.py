@@ -28,7 +28,7 @@ from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.report.summary import agent_usage
-from autoresearch.runner import Outcome, can_prestart, run_experiment, static_env
+from autoresearch.runner import Outcome, can_prestart, candidate_box, run_experiment, static_env
 from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
 
@@ -334,7 +334,7 @@ class Loop:
         status = decide(outcome, incumbent, self.config.metric)
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
-                   "prestarted": outcome.prestarted or None, **(agent_usage or {})}
+                   "prestarted": outcome.prestarted or None, "isolation": outcome.isolation, **(agent_usage or {})}
         finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
                                      metrics={k: v for k, v in metrics.items() if v is not None},
                                      training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
@@ -353,7 +353,8 @@ class Loop:
 
     def _prestart(self) -> None:
         if self._prestarted is None and can_prestart(self.config):
-            self._prestarted = sandbox.prestart_python(self.worktree.path, static_env(self.worktree.path, self.config))
+            self._prestarted = sandbox.prestart_python(candidate_box(self.worktree.path, self.config, self.dataset),
+                                                       static_env(self.worktree.path, self.config))
 
     def _program(self) -> str:
         path = self.task_dir / "program.md"

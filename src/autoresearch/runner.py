@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -59,6 +60,7 @@ class Outcome:
     mfu: float | None = None
     device: str | None = None
     prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
+    isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
     seed: int = 0
     budget_seconds: float = 0.0
     log_path: str = ""
@@ -106,11 +108,37 @@ def split_command(command: str) -> list[str]:
 def static_env(task_dir: Path, config: TaskConfig) -> dict[str, str]:
     """The part of a run's environment that is the same for every experiment of a task: what a
     prestarted interpreter (`prestart_python`) is started with, before it knows its experiment."""
-    env = {"TORCHINDUCTOR_CACHE_DIR": os.environ.get("TORCHINDUCTOR_CACHE_DIR",
-                                                     str(task_dir / ".autoresearch" / "compile-cache"))}
+    cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(task_dir / ".autoresearch" / "compile-cache")))
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton"),
+           "AUTORESEARCH_OUTPUT_DIR": str(model_dir(task_dir))}
     if config.evaluated:
         env["AUTORESEARCH_DEVICE"] = resolve_device(config.train.device)
     return env
+
+
+def model_dir(task_dir: Path) -> Path:
+    """Where train.py saves its model: a fixed folder of the working folder, emptied before each run and
+    moved into the run's log folder after it (fixed, so a prestarted interpreter's box can show it)."""
+    return task_dir / ".autoresearch" / "model"
+
+
+def candidate_box(task_dir: Path, config: TaskConfig, dataset: Dataset | None) -> sandbox.Box:
+    """What train.py (or the task's command) may see and touch: its folder, the train split (not val or
+    test), its model folder and the compile cache."""
+    env = static_env(task_dir, config)
+    writable = [model_dir(task_dir), Path(env["TORCHINDUCTOR_CACHE_DIR"])]
+    for folder in writable:
+        folder.mkdir(parents=True, exist_ok=True)
+    read = [dataset.tokens_path("train")] if config.evaluated and dataset is not None else []
+    read += [path for path in _settings_paths(config.sandbox.read) if path.exists()]
+    writable += [path for path in _settings_paths(config.sandbox.write) if path.is_dir()]
+    return sandbox.Box(workdir=task_dir, read=tuple(read), write=tuple(writable),
+                       gpu=config.evaluated and env.get("AUTORESEARCH_DEVICE", "").startswith("cuda"),
+                       network=config.sandbox.network, env=tuple(config.sandbox.env))
+
+
+def _settings_paths(entries: list[str]) -> list[Path]:
+    return [Path(os.path.expandvars(entry)).expanduser().resolve() for entry in entries]
 
 
 def can_prestart(config: TaskConfig) -> bool:
@@ -133,8 +161,10 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     budget = config.train.budget_seconds if budget is None else budget
     device = resolve_device(config.train.device) if config.evaluated else "-"
     run_dir = run_dir or task_dir / ".autoresearch" / "logs" / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
-    model_dir = run_dir / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    box = candidate_box(task_dir, config, dataset)
+    output_dir = model_dir(task_dir)
+    _empty(output_dir)
     log_path = run_dir / "train.log"
     outcome = Outcome(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device,
                       metric_name=config.metric.name)
@@ -153,7 +183,6 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     env = {
         "AUTORESEARCH_TIME_BUDGET": repr(float(budget)),
         "AUTORESEARCH_SEED": str(seed),
-        "AUTORESEARCH_OUTPUT_DIR": str(model_dir),
     }
     if config.evaluated:
         assert dataset is not None, "the built-in contract needs the prepared dataset"
@@ -174,10 +203,11 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     outcome.prestarted = proc is not None
     if proc is None:
         try:
-            proc = sandbox.start(command_argv(config, script), cwd=task_dir, env=env)
+            proc = sandbox.start(command_argv(config, script), box, env)
         except OSError as err:
             outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
             return outcome
+    outcome.isolation = proc.isolation
     timed_out = threading.Event()
 
     def expire() -> None:
@@ -207,7 +237,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                     _absorb(outcome, event)
                     on_event(event)
                     if event["event"] == worker_cue and evaluating and worker is None:
-                        worker = EvalWorker(script, model_dir / "model.pt", len(dataset.token_bytes()),
+                        worker = EvalWorker(script, output_dir / "model.pt", len(dataset.token_bytes()),
                                             device=device, cwd=task_dir, env=eval_env)
         code = proc.wait()
     except BaseException:
@@ -236,7 +266,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
 
     if outcome.status == "ok" and evaluating:
         try:
-            result = evaluate(script, model_dir / "model.pt", dataset.tokens("val"), dataset.token_bytes(),
+            result = evaluate(script, output_dir / "model.pt", dataset.tokens("val"), dataset.token_bytes(),
                               seq_len=config.eval.seq_len, n_tokens=config.eval.tokens,
                               batch_size=config.eval.batch_size, device=device, cwd=task_dir,
                               timeout=max(120.0, budget), env=eval_env, worker=worker)
@@ -250,9 +280,35 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         worker.close()
     if outcome.status == "ok" and not config.evaluated:
         _read_reported(outcome, config, log_path, json_path)
+    _keep_model(output_dir, run_dir / "model")
     outcome.total_seconds = time.perf_counter() - started
     (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
     return outcome
+
+
+def _empty(folder: Path) -> None:
+    """`folder` exists and is empty. Emptied in place, never replaced: a prestarted interpreter's box has
+    this very folder mounted."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _keep_model(output_dir: Path, destination: Path) -> None:
+    """Move what the run saved into its log folder, leaving the output folder itself (see `_empty`)."""
+    entries = list(output_dir.iterdir()) if output_dir.is_dir() else []
+    if not entries:
+        return
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    for entry in entries:
+        shutil.move(str(entry), str(destination / entry.name))
 
 
 def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path,

@@ -1,52 +1,235 @@
-"""The only place that starts candidate code (train.py and anything it imports).
+"""The only place that starts candidate code (train.py, anything it imports, the evaluation worker that
+runs its model), and so the one place that contains it.
 
-Covers: its own process session, so the whole process group is killed at a deadline; on Linux,
-death with the harness (a harness killed with `kill -9` takes its candidate down with it); a working
-directory; an environment built here (the caller's variables plus the harness's, minus variables
-that look like credentials); output to pipes the harness reads.
+Every candidate process gets:
+- its own session and, on Linux, death with the harness (a harness killed with `kill -9` takes its
+  candidate down with it);
+- an environment cleared to an allow-list (`candidate_env`): no API keys, tokens or passwords;
+- rlimits on the size of a file it writes and on its open files.
 
-Does not cover yet: filesystem, network and PID-namespace isolation. Those belong here too, so
-that every run of candidate code gains them at once.
+Where bubblewrap works (Linux with `bwrap` on PATH and namespaces allowed), it also runs in a box
+(`bwrap_argv`), built from a `Box`:
+- no network, loopback included (a new network namespace);
+- a new PID namespace, so killing the box kills every process in it, double-forked daemons too;
+- all capabilities dropped, so it cannot remount or unmount anything;
+- a file system made only of what it needs: the system folders and Python read-only, its working
+  folder (writable, or read-only for the evaluation worker) with the folder's `.git` and
+  `.autoresearch/` hidden, the extra files it may read (the train split) and folders it may write
+  (its model's output folder), and a size-capped /tmp. Everything else is absent: the validation and
+  test data, the experiment store, the repository, other worktrees, the home folder, /run and the
+  host's sockets.
+
+Without bubblewrap the run still happens, contained only by the process group and the rlimits, and
+`isolation()` says so; the runner records it with every experiment and the report shows it.
+`AUTORESEARCH_SANDBOX=off` turns the box off on purpose (for debugging a task; never overnight).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
+import logging
 import os
 import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+log = logging.getLogger(__name__)
+
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
+# What a candidate's environment keeps of the harness's: the names below, and names with these prefixes.
+ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "PYTHONPATH",
+                       "PYTHONHASHSEED", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                       "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"})
+ENV_PREFIXES = ("LC_", "AUTORESEARCH_", "CUDA_", "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "TRITON_",
+                "CUBLAS_", "CUDNN_", "NCCL_", "XLA_", "UV_")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
+HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers",
+                       "/etc/ssh", "/etc/ssl/private")
+TMP_BYTES = 4 << 30  # the box's /tmp
+MAX_FILE_BYTES = 64 << 30  # RLIMIT_FSIZE: the largest file a candidate may write
+MAX_OPEN_FILES = 4096  # RLIMIT_NOFILE
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL it when the harness dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the process group kill still applies
-        pass
+@dataclass(frozen=True)
+class Box:
+    """What a candidate process may see and touch."""
+
+    workdir: Path  # its working folder; `.git` and `.autoresearch/` in it are hidden
+    writable: bool = True  # may it write in `workdir`
+    read: tuple[Path, ...] = ()  # files or folders it may read besides (e.g. the train split)
+    write: tuple[Path, ...] = ()  # folders it may write besides (inside the hidden `.autoresearch/` too)
+    gpu: bool = False  # pass the NVIDIA device nodes through
+    network: bool = False  # share the host's network (only where the task's settings ask for it)
+    env: tuple[str, ...] = ()  # names of further environment variables it gets as they are
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def candidate_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not _SECRET.search(k)}
+def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Iterable[str] = ()) -> dict[str, str]:
+    """The harness's environment cut to the allow-list (and `names`, which the task's settings pass on),
+    without anything that looks like a credential, plus `extra` (the harness's own variables for the run).
+    In a box, TMPDIR is the box's /tmp; HOME keeps its value, but only what the box shows of it exists."""
+    allowed = set(names)
+    env = {k: v for k, v in os.environ.items()
+           if (k in ENV_NAMES or k in allowed or k.startswith(ENV_PREFIXES)) and not _SECRET.search(k)}
     env["PYTHONUNBUFFERED"] = "1"
+    if boxed:
+        env["TMPDIR"] = "/tmp"
     env.update(extra)
     return env
 
 
-class CandidateProcess:
-    """A running piece of candidate code; `kill()` ends its whole process group."""
+# -- isolation ------------------------------------------------------------------------------------
 
-    def __init__(self, popen: subprocess.Popen) -> None:
+@functools.cache
+def isolation() -> str:
+    """How candidate code is contained here: "bwrap" (the box), or "process" (process group and rlimits
+    only: no bubblewrap, or `AUTORESEARCH_SANDBOX=off`). Checked once; a missing box is logged loudly."""
+    if os.environ.get("AUTORESEARCH_SANDBOX", "").lower() in ("off", "0", "no", "false"):
+        log.warning("AUTORESEARCH_SANDBOX=off: candidate code runs without the sandbox")
+        return "process"
+    why = _bwrap_problem()
+    if why is None:
+        return "bwrap"
+    log.warning("NO SANDBOX: %s. Candidate code runs with your rights, network and files; install bubblewrap "
+                "(apt-get install bubblewrap) on Linux.", why)
+    return "process"
+
+
+def _bwrap_problem() -> str | None:
+    if sys.platform != "linux":
+        return f"bubblewrap is Linux only (this is {sys.platform})"
+    if shutil.which("bwrap") is None:
+        return "bwrap is not on PATH"
+    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--cap-drop", "ALL", "--die-with-parent",
+             "--proc", "/proc", "--dev", "/dev", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"bwrap cannot be run ({err})"
+    if result.returncode != 0:
+        return f"bwrap cannot make namespaces here ({result.stderr.strip() or result.returncode})"
+    return None
+
+
+def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = TMP_BYTES) -> list[str]:
+    """The bubblewrap command line (before the program's own argv) that runs a program in `box`.
+
+    Order matters: bwrap mounts in order, so /tmp comes before anything that lives under it, the working
+    folder before what is hidden in it, and the hiding before the folders that are shown again."""
+    args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+    if box.network:
+        args.append("--share-net")
+    for folder in SYSTEM_DIRS:
+        if os.path.islink(folder):
+            args += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            args += ["--ro-bind", folder, folder]
+    for secret in HIDDEN_SYSTEM_FILES:
+        if os.path.isdir(secret) and not os.path.islink(secret):
+            args += ["--tmpfs", secret]
+        elif os.path.exists(secret):
+            args += ["--ro-bind", "/dev/null", secret]
+    args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
+    if box.gpu:
+        for node in sorted(Path("/dev").glob("nvidia*")):
+            args += ["--dev-bind", str(node), str(node)]
+    args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+    workdir = box.workdir.resolve()
+    shown = _outermost([p for p in (*python_paths, *map(str, box.read)) if os.path.exists(p)])
+    for path in shown:
+        if not _under(path, SYSTEM_DIRS) and not _under(path, (str(workdir),)):
+            args += ["--ro-bind", path, path]
+    args += ["--bind" if box.writable else "--ro-bind", str(workdir), str(workdir)]
+    for hidden in (".git", ".autoresearch"):
+        target = workdir / hidden
+        if target.is_dir() and not target.is_symlink():
+            args += ["--tmpfs", str(target)]
+    for path in map(str, box.read):  # files inside the working folder's hidden parts, shown again
+        if _under(path, (str(workdir),)) and os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for folder in box.write:
+        args += ["--bind", str(folder), str(folder)]
+    for sock in _sockets([workdir, *box.write]):
+        args += ["--ro-bind", "/dev/null", sock]
+    args += ["--chdir", str(workdir), "--"]
+    return args
+
+
+def python_paths() -> list[str]:
+    """Where this interpreter and its packages live: what a candidate needs to read to run Python."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isabs(p))
+    return sorted(os.path.realpath(p) for p in paths if os.path.exists(p))
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """`paths` without those inside another one (binding a folder binds what is in it)."""
+    kept: list[str] = []
+    for path in sorted(set(os.path.realpath(p) for p in paths), key=len):
+        if not _under(path, kept):
+            kept.append(path)
+    return kept
+
+
+def _under(path: str, folders: Iterable[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
+    """Unix socket files in the folders a box can reach (a network namespace does not cover them)."""
+    found, seen = [], 0
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if d not in (".git", ".autoresearch")]
+            for name in files:
+                seen += 1
+                path = os.path.join(root, name)
+                try:
+                    if stat.S_ISSOCK(os.lstat(path).st_mode):
+                        found.append(path)
+                except OSError:
+                    continue
+            if seen > limit:
+                return found
+    return found
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prepare_child() -> None:
+    """In the child, before exec: die with the harness (Linux), and the rlimits."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the process group kill still applies
+        pass
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        cap = MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(MAX_OPEN_FILES, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, cap) if soft != resource.RLIM_INFINITY else cap, cap))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+class CandidateProcess:
+    """A running piece of candidate code; `kill()` ends its whole process group (and its box, with every
+    process in it)."""
+
+    def __init__(self, popen: subprocess.Popen, isolation: str) -> None:
         self.popen = popen
+        self.isolation = isolation
 
     @property
     def pid(self) -> int:
@@ -76,22 +259,27 @@ class CandidateProcess:
         self.popen.stdin.close()
 
 
-def start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
+def start(argv: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,
           stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
-    """Start the program `argv` (no shell) in its own session. Raises OSError if it cannot be started."""
-    popen = subprocess.Popen(list(argv), cwd=cwd, env=candidate_env(env), stdin=stdin,
+    """Start the program `argv` (no shell) in `box`, in its own session. OSError if it cannot be started."""
+    how = isolation()
+    command = list(argv)
+    if how == "bwrap":
+        command = bwrap_argv(box, python_paths=python_paths()) + command
+    popen = subprocess.Popen(command, cwd=box.workdir, env=candidate_env(env, boxed=how == "bwrap", names=box.env),
+                             stdin=stdin,
                              stdout=stdout, stderr=stderr, start_new_session=True,
-                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    return CandidateProcess(popen)
+                             preexec_fn=_prepare_child if os.name == "posix" else None)
+    return CandidateProcess(popen, how)
 
 
-def prestart_python(cwd: Path, env: Mapping[str, str]) -> CandidateProcess:
+def prestart_python(box: Box, env: Mapping[str, str]) -> CandidateProcess:
     """An interpreter that imports torch now and runs a script when told (`CandidateProcess.go`), its
     output on one pipe like `start_python`'s. See `prestart.py`."""
-    return start_python(["-m", "autoresearch.prestart"], cwd, env, stdin=subprocess.PIPE)
+    return start_python(["-m", "autoresearch.prestart"], box, env, stdin=subprocess.PIPE)
 
 
-def start_python(args: Sequence[str], cwd: Path, env: Mapping[str, str], *, stdin: int | None = None,
+def start_python(args: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,
                  stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
-    """Start `python <args>` with the harness's interpreter, in its own session."""
-    return start([sys.executable, *args], cwd, env, stdin=stdin, stdout=stdout, stderr=stderr)
+    """Start `python <args>` with the harness's interpreter, in `box`, in its own session."""
+    return start([sys.executable, *args], box, env, stdin=stdin, stdout=stdout, stderr=stderr)

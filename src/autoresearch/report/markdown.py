@@ -53,6 +53,7 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
                      f"{s.improvement:.6f} {way} than the baseline ({pct})")
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
+    lines += _containment(experiments)
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:
@@ -88,3 +89,15 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     if image:
         lines += ["## Progress", "", f"![{name} per experiment]({image})", ""]
     return "\n".join(lines)
+
+
+def _containment(experiments: list[Experiment]) -> list[str]:
+    """How candidate code was contained, loudly when it was not (docs/security.md)."""
+    ways = [e.metrics.get("isolation") for e in experiments if e.metrics.get("isolation")]
+    if not ways:
+        return []
+    loose = sum(way != "bwrap" for way in ways)
+    if not loose:
+        return [f"- **Sandbox:** every run in the bubblewrap box ({len(ways)} runs)"]
+    return [f"- **Sandbox: NONE for {loose} of {len(ways)} runs.** Their candidate code ran without the box "
+            "(no bubblewrap, or AUTORESEARCH_SANDBOX=off): with your files, network and rights. See docs/security.md."]
