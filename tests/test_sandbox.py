@@ -255,3 +255,32 @@ def test_the_box_is_there_where_it_is_required():
     from autoresearch import sandbox
 
     assert sandbox.isolation() == "bwrap"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pids cgroups are Linux only")
+def test_a_fork_bomb_meets_the_process_limit(layout, monkeypatch):
+    from autoresearch import sandbox
+
+    if sandbox._pids_parent() is None:
+        pytest.skip("no writable pids cgroup here")
+    monkeypatch.setattr(sandbox, "MAX_TASKS", 64)
+    work, _ = layout
+    proc = sandbox.start_python(["-c", textwrap.dedent("""
+        import os, time
+        children = 0
+        try:
+            for _ in range(1000):  # a fork bomb with a safety stop, for where the limit were missing
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                children += 1
+            print("no limit", children, flush=True)
+        except OSError as err:
+            print("limited at", children, err.errno, flush=True)
+        time.sleep(60)
+    """)], sandbox.Box(work), {})
+    line = proc.popen.stdout.readline().decode()
+    folder = proc._tasks.folder
+    proc.kill()
+    assert line.startswith("limited at") and int(line.split()[2]) < 64, line
+    assert not folder.exists()  # the candidate's cgroup is removed with it

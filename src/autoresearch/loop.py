@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import sandbox
+from autoresearch import integrity, sandbox
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
-from autoresearch.data.prepare import Dataset
+from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.report.summary import agent_usage
 from autoresearch.runner import Outcome, can_prestart, candidate_box, run_experiment, static_env
@@ -93,6 +93,11 @@ class Loop:
         self.worktree: Worktree = self.workspace.open_worktree(
             self.task_dir / ".autoresearch" / "worktrees" / tag, branch)
         self.logs = self.task_dir / ".autoresearch" / "logs" / tag
+        if dataset is not None:  # every byte against the manifest once; each run then keeps it unchanged
+            try:
+                dataset.verify(full=True)
+            except DataError as err:
+                raise LoopError(str(err)) from err
         self._reconcile()
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
@@ -327,11 +332,15 @@ class Loop:
             self.on_event(event)
 
         self._draft_ahead(experiment)
+        before = integrity.snapshot(self.task_dir, self.dataset)
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
                                  seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted)
         self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
         incumbent = self.incumbent()
         status = decide(outcome, incumbent, self.config.metric)
+        tampering = self._tampering(before)
+        if tampering:
+            status, outcome.error = Status.TAMPERED, tampering
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
                    "prestarted": outcome.prestarted or None, "isolation": outcome.isolation, **(agent_usage or {})}
@@ -350,6 +359,19 @@ class Loop:
         self.on_event({"event": "decided", "status": status.value, "metric": outcome.metric,
                        "metric_name": self.config.metric.name, "seq": experiment.seq})
         return finished
+
+    def _tampering(self, before: integrity.Snapshot) -> str | None:
+        """What the run changed of what the harness owns, or of the committed files; None if nothing."""
+        changed = integrity.snapshot(self.task_dir, self.dataset).changed_since(before)
+        committed = self.worktree.changed_tracked_files()
+        if not changed and not committed:
+            return None
+        parts = []
+        if changed:
+            parts.append(f"it changed files the harness owns: {integrity.describe(changed, self.task_dir)}")
+        if committed:
+            parts.append(f"it changed committed files of its own folder: {', '.join(committed[:8])}")
+        return "tampered: " + "; ".join(parts) + ". The experiment is void (docs/security.md)."
 
     def _prestart(self) -> None:
         if self._prestarted is None and can_prestart(self.config):

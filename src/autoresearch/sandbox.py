@@ -37,6 +37,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,14 @@ ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "T
                        "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"})
 ENV_PREFIXES = ("LC_", "AUTORESEARCH_", "CUDA_", "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "TRITON_",
                 "CUBLAS_", "CUDNN_", "NCCL_", "XLA_", "UV_")
+HARNESS_ONLY = frozenset({"AUTORESEARCH_CACHE", "AUTORESEARCH_SANDBOX", "AUTORESEARCH_FAULT"})  # not for candidates
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
 HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers",
                        "/etc/ssh", "/etc/ssl/private")
 TMP_BYTES = 4 << 30  # the box's /tmp
 MAX_FILE_BYTES = 64 << 30  # RLIMIT_FSIZE: the largest file a candidate may write
 MAX_OPEN_FILES = 4096  # RLIMIT_NOFILE
+MAX_TASKS = 8192  # processes and threads of one candidate, where a pids cgroup can hold it (a fork bomb's end)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Itera
     without anything that looks like a credential, plus `extra` (the harness's own variables for the run).
     In a box, TMPDIR is the box's /tmp; HOME keeps its value, but only what the box shows of it exists."""
     allowed = set(names)
-    env = {k: v for k, v in os.environ.items()
-           if (k in ENV_NAMES or k in allowed or k.startswith(ENV_PREFIXES)) and not _SECRET.search(k)}
+    env = {k: v for k, v in os.environ.items() if (k in ENV_NAMES or k in allowed or k.startswith(ENV_PREFIXES))
+           and not _SECRET.search(k) and k not in HARNESS_ONLY}
     env["PYTHONUNBUFFERED"] = "1"
     if boxed:
         env["TMPDIR"] = "/tmp"
@@ -201,13 +204,91 @@ def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
     return found
 
 
+# -- the process limit ----------------------------------------------------------------------------
+
+@functools.cache
+def _pids_parent() -> Path | None:
+    """The pids cgroup (v1) the harness is in, if this process may make cgroups under it; else None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            folder = Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+            if (folder / "cgroup.procs").exists() and os.access(folder, os.W_OK):
+                _remove_stale(folder)
+                return folder
+    log.info("no writable pids cgroup: a candidate's process count is bounded only by the deadline")
+    return None
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the empty cgroups of harnesses that are gone (killed before they could clean up)."""
+    for folder in parent.glob("autoresearch-*-*"):
+        owner = folder.name.split("-")[1]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+class _TaskLimit:
+    """A pids cgroup of its own for one candidate, with `pids.max`; nothing where cgroups are not ours."""
+
+    _count = 0
+
+    def __init__(self, limit: int) -> None:
+        self.folder: Path | None = None
+        parent = _pids_parent()
+        if parent is None:
+            return
+        _TaskLimit._count += 1
+        folder = parent / f"autoresearch-{os.getpid()}-{_TaskLimit._count}"
+        try:
+            folder.mkdir()
+            (folder / "pids.max").write_text(str(limit))
+        except OSError as err:
+            log.info("cannot make a pids cgroup (%s): the process count is bounded only by the deadline", err)
+            self.folder = folder
+            self.remove(tries=1)
+            return
+        self.folder = folder
+
+    def join(self) -> None:
+        """In the child, before exec: enter the cgroup."""
+        if self.folder is not None:  # plain system calls: this runs between fork and exec
+            fd = os.open(self.folder / "cgroup.procs", os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+
+    def remove(self, tries: int = 50) -> None:
+        """Remove the cgroup once its processes are gone (they are being killed)."""
+        folder, self.folder = self.folder, None
+        if folder is None or not folder.exists():
+            return
+        for _ in range(tries):
+            try:
+                folder.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
+        log.warning("the pids cgroup %s is still busy; it is left behind", folder)
+
+
 # -- processes ------------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _prepare_child() -> None:
-    """In the child, before exec: die with the harness (Linux), and the rlimits."""
+def _prepare_child(tasks: _TaskLimit | None = None) -> None:
+    """In the child, before exec: its pids cgroup, death with the harness (Linux), and the rlimits."""
+    if tasks is not None:
+        tasks.join()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the process group kill still applies
@@ -227,9 +308,10 @@ class CandidateProcess:
     """A running piece of candidate code; `kill()` ends its whole process group (and its box, with every
     process in it)."""
 
-    def __init__(self, popen: subprocess.Popen, isolation: str) -> None:
+    def __init__(self, popen: subprocess.Popen, isolation: str, tasks: _TaskLimit | None = None) -> None:
         self.popen = popen
         self.isolation = isolation
+        self._tasks = tasks
 
     @property
     def pid(self) -> int:
@@ -244,9 +326,14 @@ class CandidateProcess:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        if self._tasks is not None:
+            self._tasks.remove()
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout=timeout)
+        code = self.popen.wait(timeout=timeout)
+        if self._tasks is not None:
+            self._tasks.remove()
+        return code
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -266,11 +353,16 @@ def start(argv: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int |
     command = list(argv)
     if how == "bwrap":
         command = bwrap_argv(box, python_paths=python_paths()) + command
-    popen = subprocess.Popen(command, cwd=box.workdir, env=candidate_env(env, boxed=how == "bwrap", names=box.env),
-                             stdin=stdin,
-                             stdout=stdout, stderr=stderr, start_new_session=True,
-                             preexec_fn=_prepare_child if os.name == "posix" else None)
-    return CandidateProcess(popen, how)
+    tasks = _TaskLimit(MAX_TASKS) if sys.platform == "linux" else None
+    try:
+        popen = subprocess.Popen(command, cwd=box.workdir, env=candidate_env(env, boxed=how == "bwrap", names=box.env),
+                                 stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
+                                 preexec_fn=functools.partial(_prepare_child, tasks) if os.name == "posix" else None)
+    except BaseException:
+        if tasks is not None:
+            tasks.remove()
+        raise
+    return CandidateProcess(popen, how, tasks)
 
 
 def prestart_python(box: Box, env: Mapping[str, str]) -> CandidateProcess:

@@ -795,6 +795,13 @@ class Worktree(_Repo):
         out. Exactly the paths `commit` would record. Reads only; takes no lock."""
         return self._changed()
 
+    def changed_tracked_files(self) -> list[str]:
+        """Committed paths whose file differs from HEAD (modified, deleted, replaced), sorted; new untracked
+        files are not listed. Reads only; takes no lock."""
+        out = self._git("--no-optional-locks", "diff", "--name-only", "--no-renames", "-z", "HEAD", "--", ".",
+                        _NOT_HARNESS).stdout
+        return sorted(p for p in out.split("\0") if p)
+
     def out_of_scope(self, editable: Sequence[str]) -> list[str]:
         """The changed paths (see `changed_files`) that no entry of `editable` covers (see `matches_scope`)."""
         return [p for p in self.changed_files() if not matches_scope(p, editable)]

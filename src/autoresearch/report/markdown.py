@@ -92,7 +92,17 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
 
 
 def _containment(experiments: list[Experiment]) -> list[str]:
-    """How candidate code was contained, loudly when it was not (docs/security.md)."""
+    """How candidate code was contained, loudly when it was not, and what was voided (docs/security.md)."""
+    tampered = [e for e in experiments if e.status is Status.TAMPERED]
+    lines = []
+    if tampered:
+        lines.append(f"- **TAMPERED: {len(tampered)} experiment{'s' if len(tampered) > 1 else ''} void** "
+                     f"(#{', #'.join(str(e.seq) for e in tampered[:10])}{' ...' if len(tampered) > 10 else ''}): "
+                     "the run changed what the harness owns or its own committed files. See docs/security.md.")
+    return lines + _isolation(experiments)
+
+
+def _isolation(experiments: list[Experiment]) -> list[str]:
     ways = [e.metrics.get("isolation") for e in experiments if e.metrics.get("isolation")]
     if not ways:
         return []

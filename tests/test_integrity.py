@@ -1,0 +1,99 @@
+"""Tamper detection: a run that changes what the harness owns, or its own committed files, is void."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from autoresearch.integrity import Snapshot, _stat_print
+from autoresearch.store import Status, Store
+
+SOLVE_PY = """\
+RATE = 0.1
+score = 1.0 - (RATE - 0.3) ** 2
+print(f"score: {score:.6f}")
+"""
+
+
+def git(task: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task,
+                          capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Path:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "solve.py").write_text(SOLVE_PY)
+    (folder / "notes.md").write_text("committed, not editable\n")
+    cli("init", str(folder), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
+        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
+    return folder
+
+
+def proposal(description: str, code: str) -> dict:
+    return {"description": description, "files": {"solve.py": SOLVE_PY.replace("RATE = 0.1", "RATE = 0.3") + code}}
+
+
+def test_fingerprints_notice_a_rewrite_even_with_the_same_bytes(tmp_path):
+    path = tmp_path / "val.npy"
+    path.write_bytes(b"data")
+    original = path.stat()
+    before = Snapshot({str(path): _stat_print(path), "gone": "x"})
+    time.sleep(0.01)
+    path.write_bytes(b"data")  # the same bytes, and the modification time set back: the change time moved
+    os.utime(path, ns=(original.st_atime_ns, original.st_mtime_ns))
+    after = Snapshot({str(path): _stat_print(path), "new": "y"})
+    assert sorted(after.changed_since(before)) == sorted(["gone", "new", str(path)])
+    assert Snapshot(dict(before.fingerprints)).changed_since(before) == []
+
+
+def test_a_run_that_changes_committed_files_is_void_and_never_kept(task):
+    patches = task / "patches.json"
+    patches.write_text(json.dumps([
+        proposal("the best score, and a note rewritten", "open('notes.md', 'w').write('rewritten\\n')\n"),
+        proposal("the best score, and solve.py rewrites itself", "open('solve.py', 'a').write('# later\\n')\n"),
+        proposal("the best score, and a new file of its own", "open('scratch.txt', 'w').write('ok\\n')\n"),
+    ]))
+    cli("run", "--agent", f"replay:{patches}", "--tag", "t", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("t")
+    assert [e.status for e in history] == [Status.KEEP, Status.TAMPERED, Status.TAMPERED, Status.KEEP]
+    assert "committed files of its own folder: notes.md" in history[1].error
+    assert "solve.py" in history[2].error and history[1].metric == pytest.approx(1.0)  # measured, and void
+    assert git(task, "log", "-1", "--format=%s", "autoresearch/t").strip() == "the best score, and a new file of its own"
+    cli("report", "--tag", "t", cwd=task)
+    assert "**TAMPERED: 2 experiments void** (#1, #2)" in (task / "report.md").read_text()
+
+
+def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(tiny_task):
+    cli("prepare", cwd=tiny_task)
+    train = (tiny_task / "train.py").read_text()
+    attack = train.replace('if __name__ == "__main__":', 'def _attack():\n'
+                           '    import os\n'
+                           '    path = os.path.join(os.path.dirname(os.environ["AUTORESEARCH_TRAIN_TOKENS"]), "val.npy")\n'
+                           '    try:\n'
+                           '        os.utime(path)\n'
+                           '        print("attacked", flush=True)\n'
+                           '    except OSError as err:\n'
+                           '        print("blocked", err, flush=True)\n\n\n'
+                           'if __name__ == "__main__":\n    _attack()', 1)
+    assert attack != train
+    patches = tiny_task / "patches.json"
+    patches.write_text(json.dumps([{"description": "touch the validation data", "files": {"train.py": attack}}]))
+    env = {**os.environ, "AUTORESEARCH_SANDBOX": "off"}
+    for tag, extra in (("open", env), ("boxed", None)):
+        subprocess.run([sys.executable, "-m", "autoresearch", "run", "--agent", f"replay:{patches}", "--tag", tag,
+                        "--budget", "2"], cwd=tiny_task, env=extra, check=True, capture_output=True, timeout=600)
+    with Store.open(tiny_task) as store:
+        open_run, boxed_run = store.experiments("open"), store.experiments("boxed")
+    assert open_run[1].status is Status.TAMPERED and "val.npy" in open_run[1].error
+    assert open_run[1].metrics["isolation"] == "process"
+    if boxed_run[1].metrics.get("isolation") == "bwrap":  # the box hides the data: nothing to touch
+        assert boxed_run[1].status is not Status.TAMPERED
+        assert "blocked" in Path(boxed_run[1].log_path).read_text()
