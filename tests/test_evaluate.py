@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from autoresearch.evaluate import EvaluationError, bpb_from_outputs, eval_windows, evaluate
+from autoresearch.evaluate import (
+    EvaluationError,
+    EvaluationVoid,
+    bpb_from_outputs,
+    eval_windows,
+    evaluate,
+    probe_causality,
+)
 
 # A bigram "model": logits at position t are row idx[t] of a fixed table. Small enough to do by hand.
 BIGRAM_SCRIPT = textwrap.dedent('''
@@ -127,3 +134,58 @@ def test_paired_error_is_zero_for_a_constant_shift_and_grows_with_disagreement()
     assert noisy > 1e-3
     with pytest.raises(ValueError, match="same evaluation sequences"):
         paired_stderr(_result(base, nbytes), _result(base[:10], nbytes[:10]))
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+# Looks one token ahead: a large bonus on the logit of the token that comes next (what it is scored on).
+PEEKING_SCRIPT = BIGRAM_SCRIPT.replace("        return self.table[idx]\n", """\
+        logits = self.table[idx].clone()
+        ahead = idx[:, 1:, None]  # the next input token is this position's target
+        logits[:, :-1].scatter_add_(-1, ahead, torch.full(ahead.shape, 8.0))
+        return logits
+""")
+assert PEEKING_SCRIPT != BIGRAM_SCRIPT
+
+# A worker that lies: the candidate patches cross-entropy, so the compact answers claim half the loss.
+LYING_SCRIPT = BIGRAM_SCRIPT + textwrap.dedent('''
+    import torch.nn.functional as F
+    _honest = F.cross_entropy
+    F.cross_entropy = lambda *args, **kwargs: _honest(*args, **kwargs) * 0.5
+''')
+
+
+def _eval_case(tmp_path: Path, script: str, **kw):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    vocab = 6
+    table = rng.normal(size=(vocab, vocab))
+    token_bytes = np.array([1, 2, 3, 1, 2, 0])
+    tokens = rng.integers(0, vocab, size=400).astype(np.uint16)
+    script_path, model = save_bigram(tmp_path, table, script=script)
+    result = evaluate(script_path, model, tokens, token_bytes, seq_len=16, n_tokens=320, batch_size=4,
+                      device="cpu", cwd=tmp_path, timeout=120, **kw)
+    return result, script_path, model, vocab
+
+
+def test_an_honest_model_passes_the_audit_and_the_causality_probe(tmp_path):
+    result, script, model, vocab = _eval_case(tmp_path, BIGRAM_SCRIPT)
+    assert len(result.audit.rows) == 5  # min(AUDITS, 5 batches)
+    worst = probe_causality(script, model, result.audit, vocab, device="cpu", cwd=tmp_path)
+    assert worst < 1e-6
+
+
+def test_a_model_that_looks_ahead_is_void(tmp_path):
+    result, script, model, vocab = _eval_case(tmp_path / "peeking", PEEKING_SCRIPT)
+    honest, *_ = _eval_case(tmp_path / "honest", BIGRAM_SCRIPT)
+    assert result.bpb < honest.bpb - 0.5  # the peeking "improves" val_bpb by a lot
+    # unless every audited position is a sequence's last one (nothing after it to change), it is caught
+    if all(p == 15 for p in result.audit.positions):
+        pytest.skip("every audited position was a last one")
+    with pytest.raises(EvaluationVoid, match="non-causal"):
+        probe_causality(script, model, result.audit, vocab, device="cpu", cwd=tmp_path / "peeking")
+
+
+def test_a_worker_that_lies_about_its_outputs_fails_the_audit(tmp_path):
+    with pytest.raises(EvaluationVoid, match="audit failed"):
+        _eval_case(tmp_path, LYING_SCRIPT)

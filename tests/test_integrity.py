@@ -97,3 +97,15 @@ def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(t
     if boxed_run[1].metrics.get("isolation") == "bwrap":  # the box hides the data: nothing to touch
         assert boxed_run[1].status is not Status.TAMPERED
         assert "blocked" in Path(boxed_run[1].log_path).read_text()
+
+
+def test_progress_lines_from_the_candidate_are_cleaned():
+    from autoresearch.runner import parse_progress
+
+    assert parse_progress('@autoresearch {"event": "eval", "val_bpb": 0.0001, "seconds": 1}') is None
+    assert parse_progress('@autoresearch {"event": "decided", "status": "keep"}') is None
+    step = parse_progress('@autoresearch {"event": "step", "step": 12.0, "elapsed": "soon", "train_loss": NaN, '
+                          '"tokens_per_s": 5e3, "device": "cpu", "tokens": true, "note": {"nested": 1}}')
+    assert step == {"event": "step", "step": 12, "tokens_per_s": 5000.0, "device": "cpu"}
+    assert parse_progress('@autoresearch ' + "[" * 100_000) is None
+    assert parse_progress("plain output") is None

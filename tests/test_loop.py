@@ -11,7 +11,7 @@ from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Limits, Loop, LoopError
-from autoresearch.store import Status
+from autoresearch.store import Status, Store
 
 LOOP_TOML_EXTRA = """
 [loop]
@@ -148,6 +148,13 @@ def test_run_command_end_to_end_with_status_and_report(loop_task):
     written = cli("report", "--out", "rep", cwd=loop_task).stdout
     for name in ("results.tsv", "progress.png", "report.md"):
         assert name in written and (loop_task / "rep" / name).exists()
+    # the baseline was kept: probed, and measured on the hidden test split (for the report, not the agent)
+    with Store.open(loop_task) as store:
+        baseline = store.experiments("t")[0]
+    assert baseline.metrics["causal_tv"] < 0.01 and 0 < baseline.metrics["test_bpb"] < 10
+    assert "test_bpb" not in json.dumps(status) and "test" not in (loop_task / "results.tsv").read_text()
+    report = (loop_task / "rep" / "report.md").read_text()
+    assert "## Validation vs the hidden test split" in report and "- **Sandbox:**" in report
 
 
 def test_the_tune_agent_runs_in_the_loop(loop_task):

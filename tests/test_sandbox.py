@@ -150,12 +150,16 @@ def test_the_box_shows_only_what_the_run_needs(layout, tmp_path):
         print("write model", can_write("{work}/.autoresearch/model/model.pt"))
         print("write data", can_write("{cache}/train.bin"))
         print("write usr", can_write("/usr/evil"))
+        print("write root", can_write("/evil"))
+        print("write parent", can_write("{work}/../evil"))
         print("write tmp", can_write("/tmp/scratch"))
         print("caps", [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0])
     """)
     assert "train train" in out and "visible" not in out, out
     assert "write workdir True" in out and "write model True" in out and "write tmp True" in out
     assert "write data False" in out and "write usr False" in out
+    assert "write root False" in out
+    assert not (work.parent / "evil").exists()  # under /tmp it lands in the box's own /tmp, never the host's
     assert "caps 0000000000000000" in out
     assert (work / "out.txt").exists() and (work / ".autoresearch" / "model" / "model.pt").exists()
     assert (work / ".autoresearch" / "store.sqlite").read_text() == "the store"

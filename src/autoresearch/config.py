@@ -52,6 +52,7 @@ class EvalConfig:
     seq_len: int = 256
     tokens: int = 65_536  # 2 s on 2 CPU cores: docs/evaluation.md weighs cost against sampling error
     batch_size: int = 16
+    probe: str = "keeps"  # the causality probe (docs/security.md) runs for results that would be kept, or "all"
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class TaskConfig:
             raise ConfigError(f"train.profile = {t.profile!r}: use auto, cpu or h100")
         if t.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"train.device = {t.device!r}: use auto, cpu, cuda or mps")
+        if e.probe not in ("keeps", "all"):
+            raise ConfigError(f"eval.probe = {e.probe!r}: use keeps (probe results that would be kept) or all")
         if e.seq_len < 2 or e.tokens < e.seq_len or e.batch_size < 1:
             raise ConfigError("eval needs seq_len >= 2, tokens >= seq_len and batch_size >= 1")
         if not self.loop.editable or not all(isinstance(p, str) and p for p in self.loop.editable):

@@ -2,9 +2,13 @@
 
 Started by `evaluate.py` as `python -m autoresearch.eval_worker SCRIPT MODEL DEVICE VOCAB`. It imports
 the candidate's train.py, rebuilds the model with `build_model(config)`, loads the saved weights,
-then serves requests on stdin: a batch of input ids and target ids. For each position it answers
-two float32 numbers: the log-sum-exp of the logits and the logit of the target token. The trusted
-parent turns them into the loss; a later audit can ask for full rows to check them.
+then serves requests on stdin. Each request is an operation code, then its arrays:
+
+- SCORE, input ids (B, T), target ids (B, T): for each position two float32 numbers, the log-sum-exp
+  of the logits and the logit of the target token. The trusted parent turns them into the loss.
+- ROWS, input ids (B, T), positions (B,): the full logit row (B, V) at one position of each sequence.
+  The parent uses it to audit the compact answers, and (from a fresh worker, with the sequences'
+  later tokens changed) to check that the model does not look ahead.
 
 Frames on both pipes: a little-endian int64 header (ndim, dtype code, *shape) then the raw array.
 """
@@ -21,6 +25,7 @@ from typing import BinaryIO
 import numpy as np
 
 _DTYPES = {0: np.dtype("<i4"), 1: np.dtype("<f4")}
+SCORE, ROWS = 0, 1  # operation codes
 _CODES = {v: k for k, v in _DTYPES.items()}
 
 
@@ -75,28 +80,37 @@ def serve(script: Path, model_path: Path, device: str, vocab: int, requests: Bin
 
     # Torch is imported before the first request, so the harness can start this worker while
     # train.py is still finishing; the candidate and its weights are loaded once work arrives.
-    inputs = read_array(requests)
-    if inputs is None:
+    op = read_array(requests)
+    if op is None:
         return
     model = load_candidate(script, model_path).to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else _null()
+
+    def logits_of(inputs: np.ndarray):
+        x = torch.from_numpy(inputs.astype(np.int64)).to(device)
+        with autocast:
+            logits = model(x)
+        if not isinstance(logits, torch.Tensor) or logits.shape[:2] != x.shape or logits.shape[-1] < vocab:
+            got = getattr(logits, "shape", type(logits).__name__)
+            raise SystemExit(f"model(idx) must return logits of shape (B, T, V) with V >= {vocab}; got {got}")
+        return logits[..., :vocab].float()  # padded columns are ignored
+
     with torch.inference_mode():
-        while inputs is not None:
-            targets = read_array(requests)
-            x = torch.from_numpy(inputs.astype(np.int64)).to(device)
-            y = torch.from_numpy(targets.astype(np.int64)).to(device)
-            with autocast:
-                logits = model(x)
-            if not isinstance(logits, torch.Tensor) or logits.shape[:2] != x.shape or logits.shape[-1] < vocab:
-                got = getattr(logits, "shape", type(logits).__name__)
-                raise SystemExit(f"model(idx) must return logits of shape (B, T, V) with V >= {vocab}; got {got}")
-            logits = logits[..., :vocab].float()  # padded columns are ignored
-            target_logit = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            # log-sum-exp as cross-entropy + target logit: one fused kernel instead of five passes
-            nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(target_logit)
-            write_array(replies, (nll + target_logit).cpu().numpy())
-            write_array(replies, target_logit.cpu().numpy())
-            inputs = read_array(requests)
+        while op is not None:
+            inputs, second = read_array(requests), read_array(requests)
+            logits = logits_of(inputs)
+            if int(op[0]) == ROWS:
+                picked = torch.from_numpy(second.astype(np.int64)).to(device)
+                rows = logits[torch.arange(len(picked), device=device), picked]
+                write_array(replies, rows.cpu().numpy())
+            else:
+                y = torch.from_numpy(second.astype(np.int64)).to(device)
+                target_logit = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+                # log-sum-exp as cross-entropy + target logit: one fused kernel instead of five passes
+                nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(target_logit)
+                write_array(replies, (nll + target_logit).cpu().numpy())
+                write_array(replies, target_logit.cpu().numpy())
+            op = read_array(requests)
 
 
 class _null:

@@ -8,11 +8,24 @@ gets back per-position log-sum-exp and target logit. The loss is computed here:
 
 Targets whose byte length is 0 (BOS) are excluded from both sums. Sequences are consecutive
 windows of the split, so each token is scored once with up to `seq_len - 1` tokens of context.
+
+The worker is candidate code, so its answers are checked (docs/security.md):
+
+- **Audit.** After all answers are in, the parent picks `audits` batches at random (with a seed the
+  worker cannot know), one sequence and one position in each, and asks for the full logit row there,
+  computed from the same batch. Its log-sum-exp and target logit must match the compact answers.
+- **Causality probe** (`probe_causality`). A fresh worker, which never saw the targets, gets the same
+  batches with every token from the picked position + 1 on changed, and returns the row at the picked
+  position. A causal model gives the same distribution there; one that looks ahead, or a worker that
+  shaped its answers around the targets, does not.
+
+A failed check raises `EvaluationVoid`: the experiment is void, not merely crashed.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import threading
 import time
@@ -22,11 +35,30 @@ from pathlib import Path
 import numpy as np
 
 from autoresearch import sandbox
-from autoresearch.eval_worker import read_array, write_array
+from autoresearch.eval_worker import ROWS, SCORE, read_array, write_array
+
+AUDITS = 8  # batches audited per evaluation, one sequence and position each
+ROW_TOLERANCE = 0.01  # nats: how far a full row may be from the compact answers it backs
+CAUSAL_TOLERANCE = 0.01  # total variation between a row and the same row with later tokens changed
 
 
 class EvaluationError(Exception):
     """The candidate's model could not be evaluated; the message carries the worker's last words."""
+
+
+class EvaluationVoid(EvaluationError):
+    """The evaluation's answers failed a check (an audit, the causality probe): the result is void."""
+
+
+@dataclass(frozen=True)
+class Audit:
+    """What the causality probe re-asks: per audited batch, the inputs, the sequence and position picked, and
+    the row the evaluation worker gave there."""
+
+    batches: list[np.ndarray]
+    sequences: list[int]
+    positions: list[int]
+    rows: list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,7 @@ class EvalResult:
     bpb_stderr: float  # sampling error of bpb, bootstrapped over sequences
     sequence_nats: np.ndarray = field(repr=False, compare=False)  # per evaluated sequence
     sequence_bytes: np.ndarray = field(repr=False, compare=False)
+    audit: Audit | None = field(default=None, repr=False, compare=False)
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,11 +145,12 @@ class EvalWorker:
 
 def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np.ndarray, *, seq_len: int,
              n_tokens: int, batch_size: int, device: str, cwd: Path, timeout: float = 600.0,
-             env: dict[str, str] | None = None, worker: EvalWorker | None = None) -> EvalResult:
+             env: dict[str, str] | None = None, worker: EvalWorker | None = None,
+             audits: int = AUDITS) -> EvalResult:
     """bpb of the model saved at `model_path` by `script`, on the first `n_tokens` of `tokens`.
 
     `worker`, if given, is an `EvalWorker` already started for the same script and model; it is
-    used up either way."""
+    used up either way. `audits` batches are audited (see the module docstring)."""
     start = time.perf_counter()
     inputs, targets = eval_windows(tokens, seq_len, n_tokens)
     if worker is None:
@@ -133,19 +167,12 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
 
     timer = threading.Timer(timeout, expire)
     timer.start()
-    seq_nats, seq_bytes = [], []
     try:
-        for lo in range(0, len(inputs), batch_size):
-            x, y = inputs[lo:lo + batch_size], targets[lo:lo + batch_size]
-            write_array(proc.popen.stdin, x.astype(np.int32))
-            write_array(proc.popen.stdin, y.astype(np.int32))
-            lse, target_logit = read_array(proc.popen.stdout), read_array(proc.popen.stdout)
-            if lse is None or target_logit is None or lse.shape != x.shape or target_logit.shape != x.shape:
-                raise EvaluationError("the evaluation worker stopped answering")
-            nats, nbytes = bpb_from_outputs(lse, target_logit, y, token_bytes)
-            seq_nats.append(nats)
-            seq_bytes.append(nbytes)
+        answers = _score(proc, inputs, targets, token_bytes, batch_size)
+        audit = _audit(proc, inputs, targets, answers, batch_size, audits, len(token_bytes)) if audits else None
         # Every answer is in: the worker is ended (in `finally`) rather than awaited through its exit.
+    except EvaluationVoid:
+        raise
     except (BrokenPipeError, EOFError, EvaluationError, OSError) as err:
         worker.close()
         detail = "".join(worker.stderr_lines[-20:]).strip() or str(err) or type(err).__name__
@@ -155,6 +182,30 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
     finally:
         timer.cancel()
         worker.close()
+    return _result(answers, targets, token_bytes, batch_size, time.perf_counter() - start, audit)
+
+
+def _score(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarray, token_bytes: np.ndarray,
+           batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The worker's compact answers (log-sum-exp, target logit) for every batch."""
+    answers = []
+    for lo in range(0, len(inputs), batch_size):
+        x, y = inputs[lo:lo + batch_size], targets[lo:lo + batch_size]
+        _send(proc, SCORE, x, y)
+        lse, target_logit = read_array(proc.popen.stdout), read_array(proc.popen.stdout)
+        if lse is None or target_logit is None or lse.shape != x.shape or target_logit.shape != x.shape:
+            raise EvaluationError("the evaluation worker stopped answering")
+        answers.append((lse, target_logit))
+    return answers
+
+
+def _result(answers: list, targets: np.ndarray, token_bytes: np.ndarray, batch_size: int, seconds: float,
+            audit: Audit | None = None) -> EvalResult:
+    seq_nats, seq_bytes = [], []
+    for b, (lse, target_logit) in enumerate(answers):
+        nats, nbytes = bpb_from_outputs(lse, target_logit, targets[b * batch_size:(b + 1) * batch_size], token_bytes)
+        seq_nats.append(nats)
+        seq_bytes.append(nbytes)
     nats_all, bytes_all = np.concatenate(seq_nats), np.concatenate(seq_bytes)
     total_nats, total_bytes = float(nats_all.sum()), int(bytes_all.sum())
     return EvalResult(
@@ -162,11 +213,112 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
         nats=total_nats,
         bytes=total_bytes,
         targets=int((token_bytes[targets] > 0).sum()),
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         bpb_stderr=bootstrap_stderr(nats_all, bytes_all),
         sequence_nats=nats_all,
         sequence_bytes=bytes_all,
+        audit=audit,
     )
+
+
+def _send(proc: sandbox.CandidateProcess, op: int, first: np.ndarray, second: np.ndarray) -> None:
+    write_array(proc.popen.stdin, np.array([op], dtype=np.int32))
+    write_array(proc.popen.stdin, first.astype(np.int32))
+    write_array(proc.popen.stdin, second.astype(np.int32))
+
+
+def _rows(proc: sandbox.CandidateProcess, batch: np.ndarray, position: int, vocab: int) -> np.ndarray:
+    _send(proc, ROWS, batch, np.full(len(batch), position, dtype=np.int32))
+    rows = read_array(proc.popen.stdout)
+    if rows is None or rows.shape != (len(batch), vocab):
+        raise EvaluationError("the evaluation worker stopped answering (full rows)")
+    return rows
+
+
+def _audit(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarray, answers: list, batch_size: int,
+           audits: int, vocab: int) -> Audit:
+    """Full rows at random places, checked against the compact answers given for them (EvaluationVoid)."""
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))  # unknown to the worker
+    picked = Audit([], [], [], [])
+    for b in sorted(rng.choice(len(answers), size=min(audits, len(answers)), replace=False)):
+        batch = inputs[b * batch_size:(b + 1) * batch_size]
+        seq, pos = int(rng.integers(len(batch))), int(rng.integers(batch.shape[1]))
+        row = _rows(proc, batch, pos, vocab)[seq].astype(np.float64)
+        lse, target_logit = answers[b][0][seq, pos], answers[b][1][seq, pos]
+        target = int(targets[b * batch_size + seq, pos])
+        if abs(_logsumexp(row) - lse) > ROW_TOLERANCE or abs(row[target] - target_logit) > ROW_TOLERANCE:
+            raise EvaluationVoid(f"audit failed: at an evaluation position the worker answered log-sum-exp "
+                                 f"{lse:.4f} and target logit {target_logit:.4f}, but its own full logit row there "
+                                 f"gives {_logsumexp(row):.4f} and {row[target]:.4f}")
+        picked.batches.append(batch)
+        picked.sequences.append(seq)
+        picked.positions.append(pos)
+        picked.rows.append(row)
+    return picked
+
+
+@dataclass(frozen=True)
+class Verification:
+    causal_tv: float  # the probe's largest total variation
+    test: EvalResult | None  # the hidden test split's score, when asked for
+    seconds: float
+
+
+def verify(script: Path, model_path: Path, audit: Audit, token_bytes: np.ndarray, *, device: str, cwd: Path,
+           env: dict[str, str] | None = None, timeout: float = 600.0, test_tokens: np.ndarray | None = None,
+           seq_len: int = 0, n_tokens: int = 0, batch_size: int = 1) -> Verification:
+    """One fresh worker: first the causality probe (EvaluationVoid if it fails), then, given `test_tokens`,
+    the score on the hidden test split (its first `n_tokens`, like the validation's)."""
+    start = time.perf_counter()
+    vocab = len(token_bytes)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+    worker = EvalWorker(script, model_path, vocab, device=device, cwd=cwd, env=env)
+    timer = threading.Timer(timeout, worker.proc.kill)
+    timer.start()
+    worst, test = 0.0, None
+    try:
+        for batch, seq, pos, row in zip(audit.batches, audit.sequences, audit.positions, audit.rows, strict=True):
+            changed = batch.copy()
+            later = changed[seq, pos + 1:]
+            changed[seq, pos + 1:] = (later + rng.integers(1, vocab, size=later.shape)) % vocab  # every one differs
+            again = _rows(worker.proc, changed, pos, vocab)[seq].astype(np.float64)
+            worst = max(worst, _total_variation(row, again))
+            if worst > CAUSAL_TOLERANCE:
+                raise EvaluationVoid(
+                    f"non-causal: the model's prediction at position {pos} of an evaluation sequence changed (total "
+                    f"variation {worst:.3f}) when only the tokens after it changed. It looks ahead at the tokens it "
+                    "is scored on, so its val_bpb is void")
+        if test_tokens is not None:
+            scored = time.perf_counter()
+            inputs, targets = eval_windows(test_tokens, seq_len, n_tokens)
+            test = _result(_score(worker.proc, inputs, targets, token_bytes, batch_size), targets, token_bytes,
+                           batch_size, time.perf_counter() - scored)
+    except EvaluationVoid:
+        raise
+    except (BrokenPipeError, EOFError, EvaluationError, OSError) as err:
+        detail = "".join(worker.stderr_lines[-20:]).strip() or str(err) or type(err).__name__
+        raise EvaluationError(f"the causality probe or the test evaluation failed: {detail}") from err
+    finally:
+        timer.cancel()
+        worker.close()
+    return Verification(causal_tv=worst, test=test, seconds=time.perf_counter() - start)
+
+
+def probe_causality(script: Path, model_path: Path, audit: Audit, vocab: int, *, device: str, cwd: Path,
+                    env: dict[str, str] | None = None, timeout: float = 600.0) -> float:
+    """The causality probe alone (see `verify`): the largest total variation found."""
+    return verify(script, model_path, audit, np.ones(vocab, dtype=np.int64), device=device, cwd=cwd, env=env,
+                  timeout=timeout).causal_tv
+
+
+def _logsumexp(row: np.ndarray) -> float:
+    top = float(row.max())
+    return top + math.log(float(np.exp(row - top).sum()))
+
+
+def _total_variation(a: np.ndarray, b: np.ndarray) -> float:
+    pa, pb = np.exp(a - _logsumexp(a)), np.exp(b - _logsumexp(b))
+    return 0.5 * float(np.abs(pa - pb).sum())
 
 
 def _drain(stream, sink: list[str]) -> None:

@@ -63,6 +63,8 @@ def decide(outcome: Outcome, incumbent: Experiment | None, metric: MetricConfig 
     """The strict rule: keep a run that finished with a better metric than the incumbent (lower val_bpb)."""
     if outcome.status == "timeout":
         return Status.TIMEOUT
+    if outcome.status == "void":
+        return Status.TAMPERED
     if outcome.status != "ok" or outcome.metric is None:
         return Status.CRASH
     if incumbent is None or incumbent.metric is None or metric.better(outcome.metric, incumbent.metric):
@@ -333,17 +335,24 @@ class Loop:
 
         self._draft_ahead(experiment)
         before = integrity.snapshot(self.task_dir, self.dataset)
-        outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
-                                 seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted)
-        self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
         incumbent = self.incumbent()
+
+        def would_keep(metric: float) -> bool:  # the causality probe runs for results that would be kept
+            return incumbent is None or incumbent.metric is None or self.config.metric.better(metric, incumbent.metric)
+
+        outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
+                                 seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted,
+                                 probe=would_keep if self.config.eval.probe == "keeps" else None)
+        self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
         status = decide(outcome, incumbent, self.config.metric)
         tampering = self._tampering(before)
         if tampering:
             status, outcome.error = Status.TAMPERED, tampering
         metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
                    "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
-                   "prestarted": outcome.prestarted or None, "isolation": outcome.isolation, **(agent_usage or {})}
+                   "prestarted": outcome.prestarted or None, "isolation": outcome.isolation,
+                   "causal_tv": outcome.causal_tv, "probe_seconds": outcome.probe_seconds, "test_bpb": outcome.test_bpb,
+                   **(agent_usage or {})}
         finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
                                      metrics={k: v for k, v in metrics.items() if v is not None},
                                      training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,

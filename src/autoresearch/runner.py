@@ -10,6 +10,7 @@ display and the throughput figures; the metric comes from `evaluate.py` alone.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -23,26 +24,47 @@ from pathlib import Path
 from autoresearch import reported, sandbox
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import EvaluationError, EvalWorker, evaluate
+from autoresearch.evaluate import EvaluationError, EvaluationVoid, EvalWorker, evaluate, verify
 from autoresearch.flops import mfu
 
 PROGRESS_PREFIX = "@autoresearch "
+LOG_LIMIT_BYTES = 32 << 20  # of a run's output kept in train.log; the rest is read and dropped
+MAX_LINE_BYTES = 1 << 20  # output is read in lines of at most this many bytes (a line without end is cut)
+
+
+CANDIDATE_EVENTS = ("start", "step", "done")  # what train.py may report; every other name is the harness's
+INTEGER_FIELDS = frozenset({"params", "step", "steps", "tokens", "peak_memory_bytes"})
+TEXT_FIELDS = frozenset({"device", "profile"})  # every other field is a number
 
 
 def parse_progress(line: str) -> dict | None:
-    """The event of a progress line, or None for free-form output and malformed lines."""
+    """The event of a progress line, or None for free-form output and malformed lines.
+
+    The line is candidate output, so it is cleaned before anything uses it: only the contract's events
+    (`CANDIDATE_EVENTS`), and of their fields only finite numbers (whole numbers where counts are meant)
+    and, for `TEXT_FIELDS`, short strings. A line that claims to be the harness's own event (an evaluation) is ignored."""
     if not line.startswith(PROGRESS_PREFIX):
         return None
     try:
         event = json.loads(line[len(PROGRESS_PREFIX):])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
-    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
+    if not isinstance(event, dict) or event.get("event") not in CANDIDATE_EVENTS:
+        return None
+    clean: dict = {"event": event["event"]}
+    for key, value in event.items():
+        if key == "event" or not isinstance(key, str):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            clean[key] = int(value) if key in INTEGER_FIELDS else value
+        elif isinstance(value, str) and len(value) <= 200 and key in TEXT_FIELDS:
+            clean[key] = value
+    return clean
 
 
 @dataclass
 class Outcome:
-    status: str  # ok | crash | timeout
+    status: str  # ok | crash | timeout | void (the evaluation's checks failed: evaluate.EvaluationVoid)
     metric: float | None = None  # the task's metric (val_bpb with the built-in evaluation)
     metric_name: str = "val_bpb"
     val_bpb: float | None = None
@@ -61,6 +83,9 @@ class Outcome:
     device: str | None = None
     prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
     isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
+    causal_tv: float | None = None  # the causality probe's largest total variation (None: not probed)
+    test_bpb: float | None = None  # on the hidden test split, measured with the probe; never used to decide
+    probe_seconds: float | None = None  # the probe and the test evaluation
     seed: int = 0
     budget_seconds: float = 0.0
     log_path: str = ""
@@ -149,7 +174,8 @@ def can_prestart(config: TaskConfig) -> bool:
 def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, *, budget: float | None = None,
                    seed: int = 0, evaluate_model: bool = True, run_dir: Path | None = None,
                    on_event: Callable[[dict], None] = lambda _: None,
-                   prestarted: sandbox.CandidateProcess | None = None) -> Outcome:
+                   prestarted: sandbox.CandidateProcess | None = None,
+                   probe: Callable[[float], bool] | None = None) -> Outcome:
     """Run one experiment in `task_dir` and measure it. Never raises for candidate failures.
 
     With the built-in contract (`metric.source = "evaluator"`), train.py trains under the budget and the
@@ -224,12 +250,17 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     worker_cue = "start" if device.startswith("cuda") else "done"
     evaluating = evaluate_model and config.evaluated
     try:
+        logged = 0
         with open(log_path, "w") as log:
-            for raw in iter(proc.popen.stdout.readline, b""):
+            for raw in iter(lambda: proc.popen.stdout.readline(MAX_LINE_BYTES), b""):
                 line = raw.decode("utf-8", "replace")
-                log.write(line)
-                log.flush()
-                tail.append(line)
+                if logged < LOG_LIMIT_BYTES:  # a flood of output is drained, not kept
+                    logged += len(raw)
+                    log.write(line if logged < LOG_LIMIT_BYTES else
+                              line + f"\n[autoresearch: the log stops here, at {LOG_LIMIT_BYTES >> 20} MB; the run "
+                                     "went on]\n")
+                    log.flush()
+                tail.append(line[:2000])
                 del tail[:-60]
                 event = parse_progress(line.rstrip("\n"))
                 if event is not None:
@@ -274,6 +305,15 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             outcome.metric = result.bpb
             outcome.eval_seconds = result.seconds
             on_event({"event": "eval", "val_bpb": result.bpb, "seconds": result.seconds})
+            if result.audit is not None and (probe is None or probe(result.bpb)):
+                checked = verify(script, output_dir / "model.pt", result.audit, dataset.token_bytes(), device=device,
+                                 cwd=task_dir, env=eval_env, timeout=max(120.0, budget),
+                                 test_tokens=dataset.tokens("test"), seq_len=config.eval.seq_len,
+                                 n_tokens=config.eval.tokens, batch_size=config.eval.batch_size)
+                outcome.causal_tv, outcome.probe_seconds = checked.causal_tv, checked.seconds
+                outcome.test_bpb = checked.test.bpb if checked.test is not None else None
+        except EvaluationVoid as err:
+            outcome.status, outcome.error = "void", str(err)
         except EvaluationError as err:
             outcome.status, outcome.error = "crash", f"evaluation failed: {err}"
     elif worker is not None:

@@ -161,7 +161,7 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
         args += ["--bind", str(folder), str(folder)]
     for sock in _sockets([workdir, *box.write]):
         args += ["--ro-bind", "/dev/null", sock]
-    args += ["--chdir", str(workdir), "--"]
+    args += ["--remount-ro", "/", "--chdir", str(workdir), "--"]  # the box's own root: no uncapped scratch
     return args
 
 

@@ -7,7 +7,14 @@ import time
 from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.summary import error_line, experiment_deltas, format_duration, summarize, truncate
+from autoresearch.report.summary import (
+    carryover_warning,
+    error_line,
+    experiment_deltas,
+    format_duration,
+    summarize,
+    truncate,
+)
 from autoresearch.store import Experiment, Status
 
 
@@ -76,6 +83,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append("None.")
     lines.append("")
 
+    lines += _val_vs_test(kept)
+
     failed = [e for e in experiments if e.status in (Status.CRASH, Status.TIMEOUT)]
     lines += ["## Crashes and timeouts", ""]
     if failed:
@@ -111,3 +120,19 @@ def _isolation(experiments: list[Experiment]) -> list[str]:
         return [f"- **Sandbox:** every run in the bubblewrap box ({len(ways)} runs)"]
     return [f"- **Sandbox: NONE for {loose} of {len(ways)} runs.** Their candidate code ran without the box "
             "(no bubblewrap, or AUTORESEARCH_SANDBOX=off): with your files, network and rights. See docs/security.md."]
+
+
+def _val_vs_test(kept: list[Experiment]) -> list[str]:
+    """Each kept experiment's val_bpb against the hidden test split's, and a warning when gains stop carrying
+    over. The test split is measured for keeps only, never shown to the agent, never used to decide."""
+    tested = [e for e in kept if e.metric is not None and isinstance(e.metrics.get("test_bpb"), float)]
+    if not tested:
+        return []
+    lines = ["## Validation vs the hidden test split", "",
+             "| # | val_bpb | test_bpb | test - val | description |", "|---:|---:|---:|---:|---|"]
+    for e in tested:
+        test = e.metrics["test_bpb"]
+        lines.append(f"| {e.seq} | {e.metric:.6f} | {test:.6f} | {test - e.metric:+.6f} | {_cell(e.description, 60)} |")
+    warning = carryover_warning([(e.seq, e.metric, e.metrics["test_bpb"]) for e in tested])
+    lines += ["", f"**Warning:** {warning}." if warning else "Val gains carry over to the test split.", ""]
+    return lines

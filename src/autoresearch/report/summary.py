@@ -368,3 +368,26 @@ def running_line(store: Store, tag: str, now: float | None = None) -> str | None
     dead loop), or None when none runs. See `describe_running`."""
     running = store.running(tag)
     return describe_running(running[-1] if running else None, now)
+
+
+CARRYOVER = 0.5  # test gains below this share of the val gains, over a stretch of keeps, raise the warning
+CARRYOVER_WINDOW = 3  # the most recent keeps that are checked on their own as well
+
+
+def carryover_warning(points: Sequence[tuple[int, float, float]]) -> str | None:
+    """Whether validation gains carry over to the hidden test split. `points`: (seq, val, test) of the kept
+    experiments in order, lower is better. A warning naming the stretch where val improved but test
+    improved by less than CARRYOVER of that (over all keeps, or over the last CARRYOVER_WINDOW), else None."""
+    if len(points) < 2:
+        return None
+    stretches = [points]
+    if len(points) > CARRYOVER_WINDOW:
+        stretches.append(points[-CARRYOVER_WINDOW - 1:])
+    for stretch in reversed(stretches):  # the recent stretch first: it is the sharper warning
+        (first, val0, test0), (last, val1, test1) = stretch[0], stretch[-1]
+        val_gain, test_gain = val0 - val1, test0 - test1
+        if val_gain > 0 and test_gain < CARRYOVER * val_gain:
+            return (f"from #{first} to #{last} val_bpb improved by {val_gain:.4f} but the hidden test split by "
+                    f"{test_gain:.4f}: the gains no longer carry over, and the search may be fitting the "
+                    "validation set (more val tokens, or fresh ideas, help)")
+    return None
