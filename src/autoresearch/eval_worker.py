@@ -7,8 +7,9 @@ then serves requests on stdin. Each request is an operation code, then its array
 - SCORE, input ids (B, T), target ids (B, T): for each position two float32 numbers, the log-sum-exp
   of the logits and the logit of the target token. The trusted parent turns them into the loss.
 - ROWS, input ids (B, T), positions (B,): the full logit row (B, V) at one position of each sequence.
-  The parent uses it to audit the compact answers, and (from a fresh worker, with the sequences'
-  later tokens changed) to check that the model does not look ahead.
+  With empty input ids, the rows come from the batch scored last (no new forward). The parent uses
+  them to audit the compact answers, and (from a fresh worker, with the sequences' later tokens
+  changed) to check that the model does not look ahead.
 
 Frames on both pipes: a little-endian int64 header (ndim, dtype code, *shape) then the raw array.
 """
@@ -95,15 +96,17 @@ def serve(script: Path, model_path: Path, device: str, vocab: int, requests: Bin
             raise SystemExit(f"model(idx) must return logits of shape (B, T, V) with V >= {vocab}; got {got}")
         return logits[..., :vocab].float()  # padded columns are ignored
 
+    last = None  # the logits of the last scored batch: rows of it are asked for without a new forward
     with torch.inference_mode():
         while op is not None:
             inputs, second = read_array(requests), read_array(requests)
-            logits = logits_of(inputs)
             if int(op[0]) == ROWS:
+                logits = last if inputs.size == 0 and last is not None else logits_of(inputs)
                 picked = torch.from_numpy(second.astype(np.int64)).to(device)
                 rows = logits[torch.arange(len(picked), device=device), picked]
                 write_array(replies, rows.cpu().numpy())
             else:
+                logits = last = logits_of(inputs)
                 y = torch.from_numpy(second.astype(np.int64)).to(device)
                 target_logit = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
                 # log-sum-exp as cross-entropy + target logit: one fused kernel instead of five passes

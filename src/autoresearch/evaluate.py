@@ -11,9 +11,10 @@ windows of the split, so each token is scored once with up to `seq_len - 1` toke
 
 The worker is candidate code, so its answers are checked (docs/security.md):
 
-- **Audit.** After all answers are in, the parent picks `audits` batches at random (with a seed the
-  worker cannot know), one sequence and one position in each, and asks for the full logit row there,
-  computed from the same batch. Its log-sum-exp and target logit must match the compact answers.
+- **Audit.** The parent picks `audits` batches at random (with a seed the worker cannot know). Once
+  the answer for such a batch is in, it asks for the full logit row at a random sequence and position
+  of it (from the logits the worker computed for that answer). Its log-sum-exp and target logit must
+  match the answer.
 - **Causality probe** (`probe_causality`). A fresh worker, which never saw the targets, gets the same
   batches with every token from the picked position + 1 on changed, and returns the row at the picked
   position. A causal model gives the same distribution there; one that looks ahead, or a worker that
@@ -167,9 +168,14 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
 
     timer = threading.Timer(timeout, expire)
     timer.start()
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))  # unknown to the worker
+    n_batches = -(-len(inputs) // batch_size)
+    audited = set(rng.choice(n_batches, size=min(audits, n_batches), replace=False).tolist()) if audits else set()
+    audit = Audit([], [], [], [])
     try:
-        answers = _score(proc, inputs, targets, token_bytes, batch_size)
-        audit = _audit(proc, inputs, targets, answers, batch_size, audits, len(token_bytes)) if audits else None
+        answers = _score(proc, inputs, targets, token_bytes, batch_size,
+                         after=lambda b, answer: _audit(proc, b, answer, inputs, targets, batch_size, rng, audit,
+                                                        len(token_bytes)) if b in audited else None)
         # Every answer is in: the worker is ended (in `finally`) rather than awaited through its exit.
     except EvaluationVoid:
         raise
@@ -182,12 +188,14 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
     finally:
         timer.cancel()
         worker.close()
-    return _result(answers, targets, token_bytes, batch_size, time.perf_counter() - start, audit)
+    return _result(answers, targets, token_bytes, batch_size, time.perf_counter() - start,
+                   audit if audited else None)
 
 
 def _score(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarray, token_bytes: np.ndarray,
-           batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The worker's compact answers (log-sum-exp, target logit) for every batch."""
+           batch_size: int, after=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The worker's compact answers (log-sum-exp, target logit) for every batch; `after(b, answer)` is
+    called once batch b's answer is in (the audit)."""
     answers = []
     for lo in range(0, len(inputs), batch_size):
         x, y = inputs[lo:lo + batch_size], targets[lo:lo + batch_size]
@@ -196,6 +204,8 @@ def _score(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarr
         if lse is None or target_logit is None or lse.shape != x.shape or target_logit.shape != x.shape:
             raise EvaluationError("the evaluation worker stopped answering")
         answers.append((lse, target_logit))
+        if after is not None:
+            after(len(answers) - 1, answers[-1])
     return answers
 
 
@@ -235,26 +245,27 @@ def _rows(proc: sandbox.CandidateProcess, batch: np.ndarray, position: int, voca
     return rows
 
 
-def _audit(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarray, answers: list, batch_size: int,
-           audits: int, vocab: int) -> Audit:
-    """Full rows at random places, checked against the compact answers given for them (EvaluationVoid)."""
-    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))  # unknown to the worker
-    picked = Audit([], [], [], [])
-    for b in sorted(rng.choice(len(answers), size=min(audits, len(answers)), replace=False)):
-        batch = inputs[b * batch_size:(b + 1) * batch_size]
-        seq, pos = int(rng.integers(len(batch))), int(rng.integers(batch.shape[1]))
-        row = _rows(proc, batch, pos, vocab)[seq].astype(np.float64)
-        lse, target_logit = answers[b][0][seq, pos], answers[b][1][seq, pos]
-        target = int(targets[b * batch_size + seq, pos])
-        if abs(_logsumexp(row) - lse) > ROW_TOLERANCE or abs(row[target] - target_logit) > ROW_TOLERANCE:
-            raise EvaluationVoid(f"audit failed: at an evaluation position the worker answered log-sum-exp "
-                                 f"{lse:.4f} and target logit {target_logit:.4f}, but its own full logit row there "
-                                 f"gives {_logsumexp(row):.4f} and {row[target]:.4f}")
-        picked.batches.append(batch)
-        picked.sequences.append(seq)
-        picked.positions.append(pos)
-        picked.rows.append(row)
-    return picked
+def _audit(proc: sandbox.CandidateProcess, b: int, answer: tuple[np.ndarray, np.ndarray], inputs: np.ndarray,
+           targets: np.ndarray, batch_size: int, rng: np.random.Generator, audit: Audit, vocab: int) -> None:
+    """Batch b's answer is in: ask for the full row at a random place of it (from the worker's logits of that
+    batch, no new forward) and check it against the answer (EvaluationVoid); note it for the probe."""
+    batch = inputs[b * batch_size:(b + 1) * batch_size]
+    seq, pos = int(rng.integers(len(batch))), int(rng.integers(batch.shape[1]))
+    _send(proc, ROWS, np.zeros((0, 0), dtype=np.int32), np.full(len(batch), pos, dtype=np.int32))
+    rows = read_array(proc.popen.stdout)
+    if rows is None or rows.shape != (len(batch), vocab):
+        raise EvaluationError("the evaluation worker stopped answering (full rows)")
+    row = rows[seq].astype(np.float64)
+    lse, target_logit = answer[0][seq, pos], answer[1][seq, pos]
+    target = int(targets[b * batch_size + seq, pos])
+    if abs(_logsumexp(row) - lse) > ROW_TOLERANCE or abs(row[target] - target_logit) > ROW_TOLERANCE:
+        raise EvaluationVoid(f"audit failed: at an evaluation position the worker answered log-sum-exp "
+                             f"{lse:.4f} and target logit {target_logit:.4f}, but its own full logit row there "
+                             f"gives {_logsumexp(row):.4f} and {row[target]:.4f}")
+    audit.batches.append(batch)
+    audit.sequences.append(seq)
+    audit.positions.append(pos)
+    audit.rows.append(row)
 
 
 @dataclass(frozen=True)
