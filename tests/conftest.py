@@ -39,6 +39,12 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     return cache
 
 
+def git(task: Path, *args: str) -> str:
+    """Plain git in `task`, with a fixed identity (the tests' own setup and checks)."""
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task,
+                          capture_output=True, text=True, check=True).stdout
+
+
 def cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess."""
     result = subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, git
 
 from autoresearch.integrity import Snapshot, _stat_print
 from autoresearch.store import Status, Store
@@ -19,10 +19,6 @@ score = 1.0 - (RATE - 0.3) ** 2
 print(f"score: {score:.6f}")
 """
 
-
-def git(task: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task,
-                          capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture

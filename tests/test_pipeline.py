@@ -2,13 +2,12 @@
 asked again when it no longer applies, held back for a fix, and recorded (not run) when the loop stops."""
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, git
 
 from autoresearch.agents import AgentError, ProposalContext
 from autoresearch.agents.api import ApiAgent, is_local
@@ -38,10 +37,6 @@ score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
 print(f"score: {score:.6f}")
 """
 
-
-def git(task: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task,
-                          capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture

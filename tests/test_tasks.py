@@ -2,11 +2,10 @@
 from a regex or a JSON file, either direction) and folders in the reference layout. Also fix attempts."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, git
 
 from autoresearch.config import ConfigError, MetricConfig, TaskConfig, generic_config, load_config
 from autoresearch.reported import MetricNotFound, from_json, from_output
@@ -25,9 +24,6 @@ if len(sys.argv) > 1:
     json.dump({"eval": {"score": score}}, open(sys.argv[1], "w"))
 """
 
-
-def git(task: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=task, capture_output=True, text=True, check=True).stdout
 
 
 def branch_subjects(task: Path, tag: str) -> list[str]:
