@@ -288,3 +288,168 @@ def test_a_fork_bomb_meets_the_process_limit(layout, monkeypatch):
     proc.kill()
     assert line.startswith("limited at") and int(line.split()[2]) < 64, line
     assert not folder.exists()  # the candidate's cgroup is removed with it
+
+
+# ------------------------------------------------------------------------------- the Landlock layer
+
+@pytest.fixture
+def landlock_layer(monkeypatch):
+    """Candidates contained by Landlock, as where bubblewrap cannot run."""
+    from autoresearch import landlock, sandbox
+
+    if landlock.abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    monkeypatch.setenv("AUTORESEARCH_SANDBOX", "landlock")
+    sandbox.isolation.cache_clear()
+    yield landlock.abi()
+    sandbox.isolation.cache_clear()
+
+
+def run_landlocked(box, code: str) -> str:
+    from autoresearch import sandbox
+
+    proc = sandbox.start_python(["-c", textwrap.dedent(code)], box, {})
+    out = proc.popen.stdout.read().decode()
+    assert proc.wait(timeout=60) == 0, out
+    assert proc.isolation == "landlock"
+    return out
+
+
+def test_landlock_lets_a_run_reach_only_what_it_needs(landlock_layer, layout, tmp_path, monkeypatch):
+    from autoresearch import sandbox
+
+    work, cache = layout
+    (tmp_path / "elsewhere.txt").write_text("a file of the user's")
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` from a folder around the task puts it first
+    box = sandbox.Box(work, read=(cache / "train.bin",), write=(work / ".autoresearch" / "model",))
+    out = run_landlocked(box, f"""
+        import os, tempfile
+        def can(action, path):
+            try:
+                open(path, action).write("x") if action == "w" else open(path).read()
+                return True
+            except OSError:
+                return False
+        print("read train", can("r", "{cache}/train.bin"))
+        for path in ["{cache}/val.bin", "{cache}/test.bin", "{work}/.git/config", "{work}/.autoresearch/store.sqlite",
+                     "{tmp_path}/elsewhere.txt", "/etc/shadow"]:
+            print("READABLE" if can("r", path) else "unreadable", path)
+        print("write train.py", can("w", "{work}/train.py"))
+        print("write model", can("w", "{work}/.autoresearch/model/model.pt"))
+        print("write tmpdir", can("w", os.path.join(tempfile.gettempdir(), "scratch")))
+        for path in ["{cache}/train.bin", "/usr/evil", "/tmp/evil", "{work}/.autoresearch/store.sqlite",
+                     "{work}/.git/HEAD", "{tmp_path}/evil"]:
+            print("WRITABLE" if can("w", path) else "unwritable", path)
+    """)
+    assert "read train True" in out and "READABLE" not in out and "WRITABLE" not in out, out
+    assert "write train.py True" in out and "write model True" in out and "write tmpdir True" in out
+    assert (work / ".autoresearch" / "store.sqlite").read_text() == "the store"
+    assert not list((work / ".autoresearch" / "scratch").iterdir())  # its TMPDIR went with it
+
+
+def test_landlock_cuts_tcp_and_signals_to_the_harness(landlock_layer, layout):
+    import socket
+
+    from autoresearch import sandbox
+
+    if landlock_layer < 6:
+        pytest.skip("TCP rules need Landlock ABI 4 and signal scoping ABI 6")
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        out = run_landlocked(sandbox.Box(layout[0]), f"""
+            import os, signal, socket
+            try:
+                socket.create_connection(("127.0.0.1", {server.getsockname()[1]}), timeout=3)
+                print("CONNECTED")
+            except OSError as err:
+                print("refused", err.errno)
+            try:
+                os.kill({os.getpid()}, signal.SIGTERM)
+                print("SIGNALLED")
+            except OSError as err:
+                print("no signal", err.errno)
+        """)
+    finally:
+        server.close()
+    assert "refused 13" in out and "no signal 1" in out, out
+
+
+def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock_layer, layout):
+    from autoresearch import sandbox
+
+    if sandbox._pids_parent() is None:
+        pytest.skip("without a pids cgroup, a daemon can leave the Landlock layer's process group")
+    work, _ = layout
+    beat = work / ".autoresearch" / "model" / "heartbeat"  # (no new files at the top of the folder)
+    code = textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                while True:
+                    open("{beat}", "w").write(str(time.time()))
+                    time.sleep(0.05)
+            os._exit(0)
+        time.sleep(300)
+    """)
+    proc = sandbox.start_python(["-c", code], sandbox.Box(work, write=(beat.parent,)), {})
+    assert proc.isolation == "landlock"
+    deadline = time.time() + 30
+    while not beat.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert beat.exists()
+    proc.kill()
+    time.sleep(0.5)
+    last = beat.read_text()
+    time.sleep(1.0)
+    assert beat.read_text() == last
+
+
+def test_the_harness_start_folder_is_not_shown_to_candidates(monkeypatch, tmp_path):
+    import sys
+
+    from autoresearch import sandbox
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    assert str(tmp_path) not in sandbox.python_paths()
+    work = tmp_path / "task" / ".autoresearch" / "worktrees" / "t"
+    work.mkdir(parents=True)
+    assert sandbox._shown(sandbox.Box(work), [str(tmp_path), sys.prefix]) == [os.path.realpath(sys.prefix)]
+
+
+def test_a_prestarted_interpreter_is_landlocked_with_rules_made_when_it_is_told_to_run(landlock_layer, layout):
+    from autoresearch import sandbox
+
+    work, cache = layout
+    proc = sandbox.prestart_python(sandbox.Box(work, read=(cache / "train.bin",)), {})
+    script = work / "train.py"
+    script.unlink()  # replaced after the interpreter started, as git does when it checks out a commit
+    script.write_text(textwrap.dedent(f"""
+        for path in ["{cache}/train.bin", "{cache}/val.bin", "{work}/.autoresearch/store.sqlite"]:
+            try:
+                open(path).read()
+                print("read", path)
+            except OSError:
+                print("blocked", path)
+    """))
+    proc.go(script, {})
+    out = proc.popen.stdout.read().decode()
+    assert proc.wait(timeout=60) == 0, out
+    assert out.count("read") == 1 and out.count("blocked") == 2 and "read " + str(cache) + "/train.bin" in out, out
+
+
+def test_output_is_read_in_lines_until_the_process_ends_even_if_a_daemon_holds_the_pipe():
+    from autoresearch.runner import output_lines
+
+    code = textwrap.dedent("""
+        import os, subprocess, sys
+        sys.stdout.write("first\\n" + "y" * 2500 + "\\nlast")
+        sys.stdout.flush()
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)  # keeps stdout
+    """)
+    popen = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    lines = list(output_lines(popen, max_line=1000, linger=0.5))
+    assert time.monotonic() - started < 15  # not the daemon's 30 s
+    assert lines == [b"first\n", b"y" * 1000, b"y" * 1000, b"y" * 500 + b"\n", b"last"]
+    popen.stdout.close()

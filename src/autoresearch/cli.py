@@ -26,6 +26,7 @@ from autoresearch.config import (
 )
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
+from autoresearch.diskguard import DiskSpaceError
 from autoresearch.runner import Outcome, run_experiment
 from autoresearch.workspace import GitError, Workspace
 
@@ -241,8 +242,11 @@ def _dataset(config: TaskConfig):
 def _experiment(task_dir: Path, budget: float | None, seed: int, as_json: bool, evaluate_model: bool) -> Outcome:
     config = _task(task_dir)
     dataset = _dataset(config)
-    return run_experiment(task_dir.resolve(), config, dataset, budget=budget, seed=seed,
-                          evaluate_model=evaluate_model, on_event=_live(as_json))
+    try:
+        return run_experiment(task_dir.resolve(), config, dataset, budget=budget, seed=seed,
+                              evaluate_model=evaluate_model, on_event=_live(as_json))
+    except DiskSpaceError as e:
+        _fail(str(e))
 
 
 @app.command()

@@ -92,6 +92,8 @@ class SandboxConfig:
     write: list = field(default_factory=list)  # folders runs may write, e.g. a package manager's cache
     env: list = field(default_factory=list)  # names of environment variables passed to runs as they are
     network: bool = False  # let runs reach the network (only for commands that must download)
+    min_free_gb: float = 4.0  # a run starts only with this much free disk; it is stopped under a quarter of it
+    max_write_gb: float = 32.0  # a run is stopped once it has taken this much of its disk (what it wrote is deleted)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,9 @@ class TaskConfig:
             if not all(isinstance(item, str) and item for item in getattr(self.sandbox, name)):
                 raise ConfigError(f"sandbox.{name} must be a list of non-empty strings, e.g. "
                                   + ('["~/.cache/mydata"]' if name != "env" else '["MY_DATA_DIR"]'))
+        if not self.sandbox.min_free_gb > 0 or not self.sandbox.max_write_gb > 0:
+            raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
+                              "e.g. 4 and 32")
         if self.loop.keep_rule != "strict":
             raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
         return self

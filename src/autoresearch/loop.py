@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import integrity, sandbox
+from autoresearch import diskguard, integrity, sandbox
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -147,6 +147,10 @@ class Loop:
                 return f"reached the cost limit (${spent:.2f} of ${self.limits.max_cost:.2f})"
         if self.stop_requested:
             return "stopped on request"
+        try:
+            diskguard.check_free(self.task_dir, self.config.sandbox.min_free_gb)
+        except diskguard.DiskSpaceError as err:
+            return f"{err}; then continue with --resume"
         return None
 
     # -- the loop -------------------------------------------------------------------------------

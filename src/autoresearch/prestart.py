@@ -3,7 +3,8 @@
 Started by `sandbox.prestart_python` as `python -m autoresearch.prestart`, while the previous experiment
 is still being evaluated. It imports torch (about 1 s on a 2-core CPU, as long as the evaluation worker's own imports), then
 waits for one JSON line on stdin, `{"script": PATH, "env": {...}}`, sets the environment, and runs the
-script as `python PATH` would: as `__main__`, with `sys.argv = [PATH]` and its folder first on
+script as `python PATH` would (in the Landlock layer, it first restricts itself to the order's
+`"landlock"` rules, made when the order is given, so they name the files the script will find): as `__main__`, with `sys.argv = [PATH]` and its folder first on
 `sys.path`. Exit codes and tracebacks are those of the script. The import thus leaves the critical
 path of the loop.
 
@@ -25,6 +26,12 @@ def main() -> None:
     if not line.strip():
         return  # the harness closed the pipe: nothing to run
     order = json.loads(line)
+    if "landlock" in order:
+        from autoresearch import landlock
+
+        rules = order["landlock"]
+        landlock.restrict_self(landlock.Ruleset(rules=tuple((path, int(rights)) for path, rights in rules["rules"]),
+                                                network=bool(rules["network"])))
     script = os.path.abspath(order["script"])
     os.environ.update(order["env"])
     sys.argv = [script]

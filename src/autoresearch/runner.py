@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import shlex
 import shutil
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch import reported, sandbox
+from autoresearch import diskguard, reported, sandbox
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.evaluate import EvaluationError, EvaluationVoid, EvalWorker, evaluate, verify
@@ -176,7 +178,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                    on_event: Callable[[dict], None] = lambda _: None,
                    prestarted: sandbox.CandidateProcess | None = None,
                    probe: Callable[[float], bool] | None = None) -> Outcome:
-    """Run one experiment in `task_dir` and measure it. Never raises for candidate failures.
+    """Run one experiment in `task_dir` and measure it. Never raises for candidate failures; raises
+    diskguard.DiskSpaceError, before anything runs, when the disk has too little free space.
 
     With the built-in contract (`metric.source = "evaluator"`), train.py trains under the budget and the
     harness evaluates the model it saved (skipped with `evaluate_model=False`); `dataset` is required.
@@ -184,6 +187,13 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     `prestarted`, if given and still waiting, is an interpreter from `sandbox.prestart_python` (started in
     `task_dir` with `static_env`) that runs train.py instead of a fresh one; it is used up either way."""
     started = time.perf_counter()
+    limits = config.sandbox
+    try:
+        diskguard.check_free(task_dir, limits.min_free_gb)
+    except diskguard.DiskSpaceError:
+        if prestarted is not None:
+            prestarted.kill()
+        raise
     budget = config.train.budget_seconds if budget is None else budget
     device = resolve_device(config.train.device) if config.evaluated else "-"
     run_dir = run_dir or task_dir / ".autoresearch" / "logs" / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
@@ -223,6 +233,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     env.update(static_env(task_dir, config))
 
     deadline = budget + config.train.startup_allowance_seconds
+    files_before, since = diskguard.files_in(task_dir, sandbox.HIDDEN_IN_WORKDIR), time.time()
     proc = _launch_prestarted(prestarted, script, env) if can_prestart(config) else None
     if prestarted is not None and proc is None:
         prestarted.kill()
@@ -242,6 +253,9 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
 
     timer = threading.Timer(deadline, expire)
     timer.start()
+    disk = diskguard.DiskWatch(task_dir, lambda _: proc.kill(), max_write_gb=limits.max_write_gb,
+                               min_free_gb=limits.min_free_gb)
+    disk.start()
     tail: list[str] = []
     eval_env = {"AUTORESEARCH_DEVICE": device}
     # The evaluation worker starts early so its imports overlap training: on a GPU machine at "start" (the
@@ -252,7 +266,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     try:
         logged = 0
         with open(log_path, "w") as log:
-            for raw in iter(lambda: proc.popen.stdout.readline(MAX_LINE_BYTES), b""):
+            for raw in output_lines(proc.popen):
                 line = raw.decode("utf-8", "replace")
                 if logged < LOG_LIMIT_BYTES:  # a flood of output is drained, not kept
                     logged += len(raw)
@@ -277,10 +291,17 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         raise
     finally:
         timer.cancel()
+        disk.stop()
         proc.kill()
     what = "train.py" if config.evaluated else "the command"
 
-    if timed_out.is_set():
+    if disk.reason is not None:
+        freed = diskguard.remove_written(task_dir, files_before, box.write, since, sandbox.HIDDEN_IN_WORKDIR)
+        outcome.status = "crash"
+        outcome.error = (f"{what} was stopped: {disk.reason}. The {freed / diskguard.GB:.2f} GB it wrote were "
+                         "deleted (docs/security.md)")
+        evaluating = False
+    elif timed_out.is_set():
         outcome.status = "timeout"
         outcome.error = f"{what} ran past budget + start-up allowance ({deadline:.0f} s) and was killed"
     elif code != 0:
@@ -324,6 +345,34 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     outcome.total_seconds = time.perf_counter() - started
     (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
     return outcome
+
+
+def output_lines(popen: subprocess.Popen, max_line: int = MAX_LINE_BYTES, linger: float = 1.0) -> Iterator[bytes]:
+    """What `popen` writes to its stdout pipe, line by line (a line longer than `max_line` comes in pieces of
+    that size), until the pipe ends, or `linger` seconds after the process ended: outside the box, a process
+    it left behind (a daemon) could hold the pipe open, or keep writing to it, for ever."""
+    fd = popen.stdout.fileno()
+    buffer, ended = b"", None
+    while True:
+        if ended is None and popen.poll() is not None:
+            ended = time.monotonic()
+        if ended is not None and time.monotonic() - ended > linger:
+            break
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        buffer += chunk
+        while True:
+            cut = buffer.find(b"\n", 0, max_line)
+            if cut < 0 and len(buffer) < max_line:
+                break
+            end = cut + 1 if cut >= 0 else max_line
+            yield buffer[:end]
+            buffer = buffer[end:]
+    if buffer:
+        yield buffer
 
 
 def _empty(folder: Path) -> None:

@@ -19,15 +19,26 @@ Where bubblewrap works (Linux with `bwrap` on PATH and namespaces allowed), it a
   test data, the experiment store, the repository, other worktrees, the home folder, /run and the
   host's sockets.
 
-Without bubblewrap the run still happens, contained only by the process group and the rlimits, and
-`isolation()` says so; the runner records it with every experiment and the report shows it.
-`AUTORESEARCH_SANDBOX=off` turns the box off on purpose (for debugging a task; never overnight).
+Where bubblewrap cannot run but the kernel has Landlock (`landlock.py`), the candidate restricts itself
+before it starts (`landlock_ruleset`): it can read only the system folders, Python, its working folder (not
+its `.git` and `.autoresearch/`) and the extra files it may read; write only below its working folder's
+entries, its extra folders and a scratch folder of its own (its TMPDIR); no TCP (kernel ABI 4+); no
+signals to the harness (ABI 6+). Weaker than the box: no PID namespace (a pids cgroup, where there is one,
+is killed as a whole instead), UDP and unix sockets are not covered, nothing is read-only in place (what
+it may write it may change), and new files cannot be made at the top of its working folder.
+
+Without either the run still happens, contained only by the process group and the rlimits. `isolation()`
+says which layer is used ("bwrap", "landlock" or "process") and warns loudly below the box; the runner
+records it with every experiment and the report shows it. `AUTORESEARCH_SANDBOX=landlock` picks the
+Landlock layer, `AUTORESEARCH_SANDBOX=off` turns containment off on purpose (for debugging a task; never
+overnight).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import json
 import logging
 import os
@@ -42,6 +53,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch import landlock
+
 log = logging.getLogger(__name__)
 
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
@@ -55,6 +68,7 @@ HARNESS_ONLY = frozenset({"AUTORESEARCH_CACHE", "AUTORESEARCH_SANDBOX", "AUTORES
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
 HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers",
                        "/etc/ssh", "/etc/ssl/private")
+HIDDEN_IN_WORKDIR = (".git", ".autoresearch")  # the repository, and the harness's folder (store, logs)
 TMP_BYTES = 4 << 30  # the box's /tmp
 MAX_FILE_BYTES = 64 << 30  # RLIMIT_FSIZE: the largest file a candidate may write
 MAX_OPEN_FILES = 4096  # RLIMIT_NOFILE
@@ -74,34 +88,46 @@ class Box:
     env: tuple[str, ...] = ()  # names of further environment variables it gets as they are
 
 
-def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Iterable[str] = ()) -> dict[str, str]:
+def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Iterable[str] = (),
+                  tmpdir: str | None = None) -> dict[str, str]:
     """The harness's environment cut to the allow-list (and `names`, which the task's settings pass on),
     without anything that looks like a credential, plus `extra` (the harness's own variables for the run).
-    In a box, TMPDIR is the box's /tmp; HOME keeps its value, but only what the box shows of it exists."""
+    In a box, TMPDIR is the box's /tmp (or `tmpdir`); HOME keeps its value, but only what the box shows of
+    it exists."""
     allowed = set(names)
     env = {k: v for k, v in os.environ.items() if (k in ENV_NAMES or k in allowed or k.startswith(ENV_PREFIXES))
            and not _SECRET.search(k) and k not in HARNESS_ONLY}
     env["PYTHONUNBUFFERED"] = "1"
-    if boxed:
-        env["TMPDIR"] = "/tmp"
+    if boxed or tmpdir:
+        env["TMPDIR"] = tmpdir or "/tmp"
     env.update(extra)
     return env
 
 
 # -- isolation ------------------------------------------------------------------------------------
 
+ISOLATIONS = ("bwrap", "landlock", "process")  # strongest first
+
+
 @functools.cache
 def isolation() -> str:
-    """How candidate code is contained here: "bwrap" (the box), or "process" (process group and rlimits
-    only: no bubblewrap, or `AUTORESEARCH_SANDBOX=off`). Checked once; a missing box is logged loudly."""
-    if os.environ.get("AUTORESEARCH_SANDBOX", "").lower() in ("off", "0", "no", "false"):
+    """How candidate code is contained here: "bwrap" (the box), "landlock" (the kernel's rules: no
+    bubblewrap, or `AUTORESEARCH_SANDBOX=landlock`), or "process" (process group and rlimits only: neither,
+    or `AUTORESEARCH_SANDBOX=off`). Checked once; anything below the box is logged loudly."""
+    wanted = os.environ.get("AUTORESEARCH_SANDBOX", "").lower()
+    if wanted in ("off", "0", "no", "false"):
         log.warning("AUTORESEARCH_SANDBOX=off: candidate code runs without the sandbox")
         return "process"
-    why = _bwrap_problem()
+    why = "AUTORESEARCH_SANDBOX=landlock" if wanted == "landlock" else _bwrap_problem()
     if why is None:
         return "bwrap"
-    log.warning("NO SANDBOX: %s. Candidate code runs with your rights, network and files; install bubblewrap "
-                "(apt-get install bubblewrap) on Linux.", why)
+    if landlock.abi() >= 1:
+        log.warning("WEAKER SANDBOX: %s, so candidate code is contained by Landlock (ABI %d) instead of the "
+                    "bubblewrap box: no PID namespace, UDP and unix sockets not covered (docs/security.md). "
+                    "Install bubblewrap (apt-get install bubblewrap) for the full box.", why, landlock.abi())
+        return "landlock"
+    log.warning("NO SANDBOX: %s, and this kernel has no Landlock. Candidate code runs with your rights, network "
+                "and files; install bubblewrap (apt-get install bubblewrap) on Linux.", why)
     return "process"
 
 
@@ -145,7 +171,7 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
             args += ["--dev-bind", str(node), str(node)]
     args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     workdir = box.workdir.resolve()
-    shown = _outermost([p for p in (*python_paths, *map(str, box.read)) if os.path.exists(p)])
+    shown = _shown(box, python_paths)
     for path in shown:
         if not _under(path, SYSTEM_DIRS) and not _under(path, (str(workdir),)):
             args += ["--ro-bind", path, path]
@@ -166,10 +192,70 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
 
 
 def python_paths() -> list[str]:
-    """Where this interpreter and its packages live: what a candidate needs to read to run Python."""
+    """Where this interpreter and its packages live: what a candidate needs to read to run Python. Not the
+    first entry of the harness's own `sys.path`: that is the folder it was started from (with `python -m`,
+    often the task folder, whose store and repository must stay hidden) or its script's."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isabs(p))
+    search = sys.path if getattr(sys.flags, "safe_path", False) else sys.path[1:]
+    paths.update(p for p in search if p and os.path.isabs(p))
     return sorted(os.path.realpath(p) for p in paths if os.path.exists(p))
+
+
+def landlock_ruleset(box: Box, *, python_paths: Iterable[str] = (), scratch: Path | None = None) -> landlock.Ruleset:
+    """The Landlock rules for `box`: what the box would show, as rights. Landlock grants rights beneath a
+    path and cannot take them back further down, so a folder holding something hidden is split: the folder
+    itself may only be listed, and each of its entries but the hidden ones gets the rights."""
+    rules: list[tuple[str, int]] = []
+    workdir = str(box.workdir.resolve())
+    for folder in SYSTEM_DIRS:
+        if os.path.isdir(folder):
+            rules += _rights_except(os.path.realpath(folder), landlock.READ, HIDDEN_SYSTEM_FILES)
+    rules += [("/proc", landlock.READ_FILE | landlock.READ_DIR), ("/sys", landlock.READ_FILE | landlock.READ_DIR),
+              ("/dev", landlock.DEVICES)]
+    if os.path.isdir("/dev/shm"):
+        rules.append(("/dev/shm", landlock.WRITE))  # shared memory of torch's worker processes (a tmpfs)
+    for path in _shown(box, python_paths):
+        if not _under(path, (workdir,)):
+            rules.append((path, landlock.READ))
+    hidden = tuple(os.path.join(workdir, name) for name in HIDDEN_IN_WORKDIR)
+    rules += _rights_except(workdir, landlock.WRITE if box.writable else landlock.READ, hidden)
+    rules += [(os.path.realpath(p), landlock.READ) for p in map(str, box.read)
+              if _under(os.path.realpath(p), (workdir,)) and os.path.exists(p)]
+    rules += [(os.path.realpath(folder), landlock.WRITE) for folder in box.write]
+    if scratch is not None:
+        rules.append((str(scratch), landlock.WRITE))
+    return landlock.Ruleset(rules=tuple(rules), network=box.network)
+
+
+def _rights_except(folder: str, rights: int, hidden: Sequence[str]) -> list[tuple[str, int]]:
+    """Rules granting `rights` on `folder` and everything in it except the paths in `hidden` (and except
+    symbolic links among the entries of a split folder: a link would grant its target)."""
+    inside = [h for h in hidden if _under(h, (folder,))]
+    if not inside:
+        return [(folder, rights)]
+    if folder in inside:
+        return []
+    rules = [(folder, landlock.READ_DIR)]
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return rules
+    for name in entries:
+        path = os.path.join(folder, name)
+        if not os.path.islink(path):
+            rules += _rights_except(path, rights, inside)
+    return rules
+
+
+def _shown(box: Box, python_paths: Iterable[str]) -> list[str]:
+    """The folders and files shown read-only besides the system folders: Python's and `box.read`, without
+    any that holds the working folder (it would show the hidden parts of a task folder around it)."""
+    workdir = str(box.workdir.resolve())
+    paths = _outermost([p for p in (*python_paths, *map(str, box.read)) if os.path.exists(p)])
+    dropped = [p for p in paths if p != workdir and _under(workdir, (p,))]
+    if dropped:
+        log.info("not shown to candidates, because they hold the working folder: %s", ", ".join(dropped))
+    return [p for p in paths if p not in dropped]
 
 
 def _outermost(paths: Iterable[str]) -> list[str]:
@@ -266,6 +352,25 @@ class _TaskLimit:
             finally:
                 os.close(fd)
 
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup (repeatedly: a fork between reading and killing)."""
+        folder = self.folder  # another thread may remove it meanwhile
+        if folder is None:
+            return
+        for _ in range(20):
+            try:
+                pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                return
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.01)
+
     def remove(self, tries: int = 50) -> None:
         """Remove the cgroup once its processes are gone (they are being killed)."""
         folder, self.folder = self.folder, None
@@ -285,8 +390,9 @@ class _TaskLimit:
 _PR_SET_PDEATHSIG = 1
 
 
-def _prepare_child(tasks: _TaskLimit | None = None) -> None:
-    """In the child, before exec: its pids cgroup, death with the harness (Linux), and the rlimits."""
+def _prepare_child(tasks: _TaskLimit | None = None, rules: landlock.Ruleset | None = None) -> None:
+    """In the child, before exec: its pids cgroup, death with the harness (Linux), the rlimits, and the
+    Landlock rules (last: they would forbid the cgroup's file)."""
     if tasks is not None:
         tasks.join()
     try:
@@ -302,16 +408,21 @@ def _prepare_child(tasks: _TaskLimit | None = None) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, cap) if soft != resource.RLIM_INFINITY else cap, cap))
     except (ImportError, ValueError, OSError):
         pass
+    if rules is not None:
+        landlock.restrict_self(rules)  # raises rather than run unrestricted
 
 
 class CandidateProcess:
     """A running piece of candidate code; `kill()` ends its whole process group (and its box, with every
     process in it)."""
 
-    def __init__(self, popen: subprocess.Popen, isolation: str, tasks: _TaskLimit | None = None) -> None:
+    def __init__(self, popen: subprocess.Popen, isolation: str, tasks: _TaskLimit | None = None,
+                 scratch: Path | None = None, deferred: Box | None = None) -> None:
         self.popen = popen
         self.isolation = isolation
         self._tasks = tasks
+        self._scratch = scratch  # its TMPDIR outside a box: removed with it
+        self._deferred = deferred  # a prestarted interpreter's Landlock box: its rules go with the order
 
     @property
     def pid(self) -> int:
@@ -322,18 +433,26 @@ class CandidateProcess:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self._tasks is not None:
+            self._tasks.kill_all()  # without a PID namespace, what left the process group too
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        if self._tasks is not None:
-            self._tasks.remove()
+        self._clean_up()
 
     def wait(self, timeout: float | None = None) -> int:
         code = self.popen.wait(timeout=timeout)
-        if self._tasks is not None:
-            self._tasks.remove()
+        self._clean_up()
         return code
+
+    def _clean_up(self) -> None:
+        if self._tasks is not None:
+            self._tasks.kill_all()  # what it left behind (a daemon, outside a box)
+            self._tasks.remove()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -341,34 +460,59 @@ class CandidateProcess:
     def go(self, script: Path, env: Mapping[str, str]) -> None:
         """Tell a prestarted interpreter (`prestart_python`) to run `script` with `env` added to its
         environment. OSError if it is no longer listening."""
-        order = json.dumps({"script": str(script), "env": dict(env)}) + "\n"
-        self.popen.stdin.write(order.encode())
+        order: dict = {"script": str(script), "env": dict(env)}
+        if self._deferred is not None:  # the rules name files by what they are now (git replaces files)
+            rules = landlock_ruleset(self._deferred, python_paths=python_paths(), scratch=self._scratch)
+            order["landlock"] = {"rules": [list(rule) for rule in rules.rules], "network": rules.network}
+        self.popen.stdin.write((json.dumps(order) + "\n").encode())
         self.popen.stdin.close()
 
 
 def start(argv: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,
-          stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT) -> CandidateProcess:
-    """Start the program `argv` (no shell) in `box`, in its own session. OSError if it cannot be started."""
+          stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT,
+          prestarted: bool = False) -> CandidateProcess:
+    """Start the program `argv` (no shell) in `box`, in its own session. OSError if it cannot be started.
+    `prestarted`: harness code that runs candidate code later, when told (`CandidateProcess.go`); in the
+    Landlock layer it restricts itself then, with rules made then."""
     how = isolation()
     command = list(argv)
+    rules, scratch = None, None
     if how == "bwrap":
         command = bwrap_argv(box, python_paths=python_paths()) + command
+    elif how == "landlock":
+        scratch = _scratch_folder(box.workdir) if box.writable else None  # a read-only box writes nowhere
+        rules = None if prestarted else landlock_ruleset(box, python_paths=python_paths(), scratch=scratch)
+        landlock.prepare()
     tasks = _TaskLimit(MAX_TASKS) if sys.platform == "linux" else None
+    child_env = candidate_env(env, boxed=how == "bwrap", names=box.env, tmpdir=str(scratch) if scratch else None)
     try:
-        popen = subprocess.Popen(command, cwd=box.workdir, env=candidate_env(env, boxed=how == "bwrap", names=box.env),
-                                 stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True,
-                                 preexec_fn=functools.partial(_prepare_child, tasks) if os.name == "posix" else None)
+        popen = subprocess.Popen(command, cwd=box.workdir, env=child_env, stdin=stdin, stdout=stdout, stderr=stderr,
+                                 start_new_session=True,
+                                 preexec_fn=functools.partial(_prepare_child, tasks, rules) if os.name == "posix" else None)
     except BaseException:
         if tasks is not None:
             tasks.remove()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return CandidateProcess(popen, how, tasks)
+    return CandidateProcess(popen, how, tasks, scratch, deferred=box if how == "landlock" and prestarted else None)
+
+
+_scratch_count = itertools.count(1)
+
+
+def _scratch_folder(workdir: Path) -> Path:
+    """A fresh TMPDIR for one candidate outside a box: in the working folder's hidden harness folder, so it
+    is on the disk the run is watched on, and out of sight of other candidates."""
+    folder = workdir / ".autoresearch" / "scratch" / f"{os.getpid()}-{next(_scratch_count)}"
+    folder.mkdir(parents=True)
+    return folder
 
 
 def prestart_python(box: Box, env: Mapping[str, str]) -> CandidateProcess:
     """An interpreter that imports torch now and runs a script when told (`CandidateProcess.go`), its
     output on one pipe like `start_python`'s. See `prestart.py`."""
-    return start_python(["-m", "autoresearch.prestart"], box, env, stdin=subprocess.PIPE)
+    return start([sys.executable, "-m", "autoresearch.prestart"], box, env, stdin=subprocess.PIPE, prestarted=True)
 
 
 def start_python(args: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,

@@ -1,0 +1,126 @@
+"""The disk a run writes to: checked before each run, watched while it runs.
+
+A file's size is capped by an rlimit and the box's /tmp by its size, but many files in the run's folder
+could still fill the disk the store and the repository live on. So:
+- a run starts only with `sandbox.min_free_gb` free on its working folder's disk (`check_free`);
+- while it runs, `DiskWatch` reads the disk's free space a few times a second, and stops the run (the
+  caller's `on_overrun`) once it has used `sandbox.max_write_gb` of it, or the free space falls under a quarter
+  of `min_free_gb`; the files it wrote are then deleted (`remove_written`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+GB = 1 << 30
+POLL_SECONDS = 0.2
+
+
+class DiskSpaceError(Exception):
+    """Too little free disk to start a run; the message names the fix."""
+
+
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def check_free(path: Path, min_free_gb: float) -> None:
+    """DiskSpaceError unless the disk of `path` has `min_free_gb` free."""
+    free = free_bytes(path)
+    if free < min_free_gb * GB:
+        raise DiskSpaceError(f"only {free / GB:.1f} GB free on the disk of {path} (a run needs sandbox.min_free_gb = "
+                             f"{min_free_gb:g}): free some space, or lower min_free_gb in autoresearch.toml")
+
+
+def overrun(free_at_start: int, free_now: int, *, max_write_gb: float, min_free_gb: float) -> str | None:
+    """Why a run must stop, given the disk's free bytes when it began and now; None while it may go on."""
+    used = free_at_start - free_now
+    if used > max_write_gb * GB:
+        return f"it wrote {used / GB:.2f} GB to its disk, more than sandbox.max_write_gb = {max_write_gb:g}"
+    if free_now < min_free_gb * GB / 4:
+        return (f"the disk's free space fell to {free_now / GB:.2f} GB, under a quarter of sandbox.min_free_gb = "
+                f"{min_free_gb:g}")
+    return None
+
+
+class DiskWatch:
+    """Watches the disk of `path` from a thread while a run goes on (`start` to `stop`); calls `on_overrun`
+    once, with the reason, when `overrun` says so. `reason` is then set."""
+
+    def __init__(self, path: Path, on_overrun: Callable[[str], None], *, max_write_gb: float,
+                 min_free_gb: float) -> None:
+        self.path, self.on_overrun = path, on_overrun
+        self.max_write_gb, self.min_free_gb = max_write_gb, min_free_gb
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="disk-watch", daemon=True)
+
+    def start(self) -> None:
+        self._start_free = free_bytes(self.path)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._done.wait(POLL_SECONDS):
+            try:
+                reason = overrun(self._start_free, free_bytes(self.path), max_write_gb=self.max_write_gb,
+                                 min_free_gb=self.min_free_gb)
+            except OSError:
+                continue
+            if reason is not None:
+                self.reason = reason
+                self.on_overrun(reason)
+                return
+
+
+def files_in(folder: Path, skip: Iterable[str] = ()) -> set[str]:
+    """The paths of the files in `folder` (not inside folders named in `skip`): a run's folder before it runs."""
+    found: set[str] = set()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in skip]
+        found.update(os.path.join(root, name) for name in files)
+    return found
+
+
+def remove_written(workdir: Path, before: set[str], write_folders: Iterable[Path], since: float,
+                   skip: Iterable[str] = ()) -> int:
+    """Delete what a run that overran the disk wrote: the files in `workdir` that were not there `before`
+    (not inside folders named in `skip`), and the files in `write_folders` modified at or after `since` (a
+    time.time()); then the folders left empty. Returns the bytes freed."""
+    freed = 0
+    skip = tuple(skip)
+    created = files_in(workdir, skip) - before
+    for folder in write_folders:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    if os.lstat(path).st_mtime >= since:
+                        created.add(path)
+                except OSError:
+                    continue
+    for path in created:
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+            freed += size
+        except OSError:
+            continue
+    for folder in (workdir, *write_folders):
+        for root, _dirs, _ in os.walk(folder, topdown=False):
+            if root == str(folder) or any(part in skip for part in Path(root).relative_to(folder).parts):
+                continue
+            try:
+                if os.stat(root).st_mtime >= since:
+                    os.rmdir(root)  # only when empty
+            except OSError:
+                pass
+    return freed
