@@ -189,3 +189,41 @@ def test_a_model_that_looks_ahead_is_void(tmp_path):
 def test_a_worker_that_lies_about_its_outputs_fails_the_audit(tmp_path):
     with pytest.raises(EvaluationVoid, match="audit failed"):
         _eval_case(tmp_path, LYING_SCRIPT)
+
+
+def test_a_spare_worker_started_before_the_model_exists_evaluates_it_like_a_fresh_one(tmp_path):
+    from autoresearch.evaluate import SpareWorkers
+
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(5, 5))
+    token_bytes = np.array([1, 2, 3, 1, 0])
+    tokens = rng.integers(0, 5, size=200).astype(np.uint16)
+    spares = SpareWorkers(tmp_path, device="cpu", cwd=tmp_path, size=2)
+    spares.fill()  # no train.py, no model yet: they only import torch
+    first = spares._spares[0]
+    script, model = save_bigram(tmp_path, table)
+    kw = dict(seq_len=8, n_tokens=160, batch_size=4, device="cpu", cwd=tmp_path, timeout=120)
+    spared = evaluate(script, model, tokens, token_bytes, **kw, worker=spares.take(script, model, 5))
+    fresh = evaluate(script, model, tokens, token_bytes, **kw)
+    assert spared.bpb == pytest.approx(fresh.bpb, rel=1e-9)
+    assert not first.alive()  # used once, then ended
+    assert len(spares._spares) == 1
+    spares._spares[0].close()  # a dead spare is replaced, not handed out
+    worker = spares.take(script, model, 5)
+    assert worker.alive() and evaluate(script, model, tokens, token_bytes, **kw, worker=worker).bpb == \
+        pytest.approx(fresh.bpb, rel=1e-9)
+    spares.fill()
+    waiting = list(spares._spares)
+    spares.close()
+    assert len(waiting) == 2 and not any(w.alive() for w in waiting)
+
+
+def test_a_worker_reads_only_the_model_folder_it_was_started_for(tmp_path):
+    from autoresearch.evaluate import EvalWorker
+
+    worker = EvalWorker.spare(tmp_path / "models", device="cpu", cwd=tmp_path)
+    try:
+        with pytest.raises(ValueError, match="can read"):
+            worker.assign(tmp_path / "train.py", tmp_path / "elsewhere" / "model.pt", 5)
+    finally:
+        worker.close()

@@ -558,3 +558,7 @@ def test_the_report_says_loudly_when_runs_were_not_boxed(store: Store) -> None:
     store.record(status=Status.DISCARD, tag=TAG, parent_commit="a" * 40, commit="c" * 40, diff="", description="y",
                  agent="test", seed=0, metric=1.1, metrics={"isolation": "process"})
     assert "- **Sandbox: NONE for 1 of 3 runs.**" in report_markdown(TAG, store.experiments(TAG))
+    store.record(status=Status.DISCARD, tag=TAG, parent_commit="a", diff="", description="landlocked",
+                 agent="test", seed=0, metric=1.2, metrics={"isolation": "landlock"})
+    report = report_markdown(TAG, store.experiments(TAG))
+    assert "- **Sandbox: NONE for 1 of 4 runs.**" in report and "WEAKER (Landlock" in report and "1 of 4 runs" in report

@@ -1,8 +1,10 @@
 """The untrusted half of evaluation: runs candidate code, returns compact outputs, never the loss.
 
-Started by `evaluate.py` as `python -m autoresearch.eval_worker SCRIPT MODEL DEVICE VOCAB`. It imports
-the candidate's train.py, rebuilds the model with `build_model(config)`, loads the saved weights,
-then serves requests on stdin. Each request is an operation code, then its arrays:
+Started by `evaluate.py` as `python -m autoresearch.eval_worker`, often ahead of time: it imports torch,
+then waits for its assignment, one JSON line on stdin: `{"script", "model", "device", "vocab"}` (and in
+the Landlock layer, `"landlock"`: the rules it restricts itself to first, made when it is assigned). Only
+then does it import the candidate's train.py, rebuild the model with `build_model(config)`, load the saved
+weights, and serve requests on stdin. Each request is an operation code, then its arrays:
 
 - SCORE, input ids (B, T), target ids (B, T): for each position two float32 numbers, the log-sum-exp
   of the logits and the logit of the target token. The trusted parent turns them into the loss.
@@ -125,12 +127,23 @@ class _null:
 
 
 def main() -> None:
-    script, model_path, device, vocab = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    import json
+
+    import torch  # noqa: F401  (before the assignment: a spare worker waits with torch imported)
+
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        return  # closed unassigned: a spare that was not needed
+    order = json.loads(line)
+    if "landlock" in order:
+        from autoresearch import landlock
+
+        landlock.restrict_self(landlock.Ruleset.from_json(order["landlock"]))
     # Candidate code may print: keep the protocol on a private copy of stdout, send prints to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    serve(script, model_path, device, vocab, sys.stdin.buffer, replies)
+    serve(Path(order["script"]), Path(order["model"]), order["device"], int(order["vocab"]), sys.stdin.buffer, replies)
 
 
 if __name__ == "__main__":

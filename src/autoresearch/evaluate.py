@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -118,20 +119,43 @@ def paired_stderr(a: EvalResult, b: EvalResult, rounds: int = 200, seed: int = 0
 
 
 class EvalWorker:
-    """A started evaluation worker process. It imports torch first and reads nothing until `evaluate`
-    sends work, so the runner starts it while train.py is still saving and exiting."""
+    """An evaluation worker process for the model that `script` saves in `model_dir`. It imports torch first
+    and runs no candidate code until it is assigned its script and model (`assign`), so it can be started
+    ahead of time (`spare`, `SpareWorkers`) and still be fresh: it has seen nothing of any candidate."""
 
     def __init__(self, script: Path, model_path: Path, vocab: int, *, device: str, cwd: Path,
                  env: dict[str, str] | None = None) -> None:
-        self.vocab = vocab
+        self._start(model_path.parent, device=device, cwd=cwd, env=env)
+        self.assign(script, model_path, vocab)
+
+    @classmethod
+    def spare(cls, model_dir: Path, *, device: str, cwd: Path, env: dict[str, str] | None = None) -> EvalWorker:
+        """A worker started now and assigned later."""
+        worker = cls.__new__(cls)
+        worker._start(model_dir, device=device, cwd=cwd, env=env)
+        return worker
+
+    def _start(self, model_dir: Path, *, device: str, cwd: Path, env: dict[str, str] | None) -> None:
+        self.model_dir, self.device, self.cwd, self.vocab = model_dir, device, cwd, 0
         # It may read its folder and the model, and write nothing: it is candidate code too.
-        box = sandbox.Box(workdir=cwd, writable=False, read=(model_path.parent,), gpu=device.startswith("cuda"))
-        self.proc = sandbox.start_python(
-            ["-m", "autoresearch.eval_worker", str(script), str(model_path), device, str(vocab)],
-            box, env or {}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        box = sandbox.Box(workdir=cwd, writable=False, read=(model_dir,), gpu=device.startswith("cuda"))
+        self.proc = sandbox.start([sys.executable, "-m", "autoresearch.eval_worker"], box, env or {},
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  prestarted=True)
         self.stderr_lines: list[str] = []
         self._reader = threading.Thread(target=_drain, args=(self.proc.popen.stderr, self.stderr_lines), daemon=True)
         self._reader.start()
+
+    def assign(self, script: Path, model_path: Path, vocab: int) -> None:
+        """Give the worker its candidate: it imports `script` and loads `model_path` (in its box's model folder)
+        when the first request comes. OSError if it is gone."""
+        if model_path.parent != self.model_dir:
+            raise ValueError(f"this worker can read {self.model_dir}, not {model_path.parent}")
+        self.vocab = vocab
+        self.proc.tell({"script": str(script), "model": str(model_path), "device": self.device, "vocab": vocab})
+
+    def alive(self) -> bool:
+        return self.proc.alive()
 
     def close(self) -> None:
         self.proc.kill()
@@ -142,6 +166,48 @@ class EvalWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SpareWorkers:
+    """Evaluation workers started ahead of time for one working folder, so that an evaluation, and the
+    causality probe's fresh worker, do not wait for Python and torch to start. A spare runs no candidate code
+    until it is taken, and each is used for one evaluation only."""
+
+    def __init__(self, model_dir: Path, *, device: str, cwd: Path, env: dict[str, str] | None = None,
+                 size: int = 2) -> None:
+        self.model_dir, self.device, self.cwd, self.env, self.size = model_dir, device, cwd, env, size
+        self._spares: list[EvalWorker] = []
+
+    def fill(self) -> None:
+        """Start workers until `size` are waiting."""
+        waiting = []
+        for worker in self._spares:
+            if worker.alive():
+                waiting.append(worker)
+            else:
+                worker.close()
+        self._spares = waiting
+        while len(self._spares) < self.size:
+            self._spares.append(EvalWorker.spare(self.model_dir, device=self.device, cwd=self.cwd, env=self.env))
+
+    def take(self, script: Path, model_path: Path, vocab: int) -> EvalWorker:
+        """A waiting worker, assigned to `script`'s model (a new one if none is waiting)."""
+        while self._spares:
+            worker = self._spares.pop(0)
+            if not worker.alive():
+                worker.close()
+                continue
+            try:
+                worker.assign(script, model_path, vocab)
+                return worker
+            except OSError:
+                worker.close()
+        return EvalWorker(script, model_path, vocab, device=self.device, cwd=self.cwd, env=self.env)
+
+    def close(self) -> None:
+        for worker in self._spares:
+            worker.close()
+        self._spares = []
 
 
 def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np.ndarray, *, seq_len: int,
@@ -277,13 +343,14 @@ class Verification:
 
 def verify(script: Path, model_path: Path, audit: Audit, token_bytes: np.ndarray, *, device: str, cwd: Path,
            env: dict[str, str] | None = None, timeout: float = 600.0, test_tokens: np.ndarray | None = None,
-           seq_len: int = 0, n_tokens: int = 0, batch_size: int = 1) -> Verification:
-    """One fresh worker: first the causality probe (EvaluationVoid if it fails), then, given `test_tokens`,
-    the score on the hidden test split (its first `n_tokens`, like the validation's)."""
+           seq_len: int = 0, n_tokens: int = 0, batch_size: int = 1, worker: EvalWorker | None = None) -> Verification:
+    """One fresh worker (`worker`, if given: assigned to this model, and used up): first the causality probe
+    (EvaluationVoid if it fails), then, given `test_tokens`, the score on the hidden test split (its first
+    `n_tokens`, like the validation's)."""
     start = time.perf_counter()
     vocab = len(token_bytes)
     rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
-    worker = EvalWorker(script, model_path, vocab, device=device, cwd=cwd, env=env)
+    worker = worker or EvalWorker(script, model_path, vocab, device=device, cwd=cwd, env=env)
     timer = threading.Timer(timeout, worker.proc.kill)
     timer.start()
     worst, test = 0.0, None

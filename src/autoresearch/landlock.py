@@ -99,6 +99,14 @@ class Ruleset:
     rules: tuple[tuple[str, int], ...]
     network: bool = False
 
+    def to_json(self) -> dict:
+        return {"rules": [list(rule) for rule in self.rules], "network": self.network}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Ruleset:
+        return cls(rules=tuple((str(path), int(rights)) for path, rights in data["rules"]),
+                   network=bool(data["network"]))
+
     def covers(self) -> list[str]:
         """What this kernel's Landlock enforces of the ruleset, in words (for logs and the report)."""
         version = abi()

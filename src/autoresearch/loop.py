@@ -28,7 +28,14 @@ from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.report.summary import agent_usage
-from autoresearch.runner import Outcome, can_prestart, candidate_box, run_experiment, static_env
+from autoresearch.runner import (
+    Outcome,
+    can_prestart,
+    candidate_box,
+    run_experiment,
+    spare_workers,
+    static_env,
+)
 from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
 
@@ -81,6 +88,7 @@ class Loop:
         self.tag, self.budget, self.limits, self.on_event = tag, budget, limits, on_event
         self.stop_requested = False
         self._prestarted: sandbox.CandidateProcess | None = None  # the next experiment's interpreter
+        self._spares = None  # evaluation workers started ahead of time, from the first experiment on
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -329,14 +337,9 @@ class Loop:
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
         run_dir = Path(experiment.log_path).parent
         prestarted, self._prestarted = self._prestarted, None
-
-        def on_event(event: dict) -> None:
-            # train.py is done: the interpreter for the next experiment (prestart.py) imports torch
-            # now, alongside the evaluation worker's own imports (each one core of a 2-core machine).
-            if event.get("event") == "done":
-                self._prestart()
-            self.on_event(event)
-
+        # The interpreter for the next experiment (prestart.py) imports torch now, while this one's train.py
+        # starts up, and then waits: nothing of it competes with the evaluation when training is done.
+        self._prestart()
         self._draft_ahead(experiment)
         before = integrity.snapshot(self.task_dir, self.dataset)
         incumbent = self.incumbent()
@@ -344,10 +347,12 @@ class Loop:
         def would_keep(metric: float) -> bool:  # the causality probe runs for results that would be kept
             return incumbent is None or incumbent.metric is None or self.config.metric.better(metric, incumbent.metric)
 
+        if self._spares is None and self.config.evaluated:
+            self._spares = spare_workers(self.worktree.path, self.config)
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
-                                 seed=experiment.seed, run_dir=run_dir, on_event=on_event, prestarted=prestarted,
-                                 probe=would_keep if self.config.eval.probe == "keeps" else None)
-        self._prestart()  # a run that never got to "done": its imports overlap the agent's turn at least
+                                 seed=experiment.seed, run_dir=run_dir, on_event=self.on_event, prestarted=prestarted,
+                                 probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares)
+        self._prestart()  # when the one started above was used up (a crash before it began)
         status = decide(outcome, incumbent, self.config.metric)
         tampering = self._tampering(before)
         if tampering:
@@ -401,4 +406,6 @@ class Loop:
         if self._prestarted is not None:
             self._prestarted.kill()
             self._prestarted = None
+        if self._spares is not None:
+            self._spares.close()
         self.store.close()

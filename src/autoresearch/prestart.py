@@ -1,12 +1,12 @@
 """A Python interpreter started ahead of time, with torch already imported, that then runs train.py.
 
 Started by `sandbox.prestart_python` as `python -m autoresearch.prestart`, while the previous experiment
-is still being evaluated. It imports torch (about 1 s on a 2-core CPU, as long as the evaluation worker's own imports), then
-waits for one JSON line on stdin, `{"script": PATH, "env": {...}}`, sets the environment, and runs the
-script as `python PATH` would (in the Landlock layer, it first restricts itself to the order's
-`"landlock"` rules, made when the order is given, so they name the files the script will find): as `__main__`, with `sys.argv = [PATH]` and its folder first on
-`sys.path`. Exit codes and tracebacks are those of the script. The import thus leaves the critical
-path of the loop.
+starts up (the loop keeps one waiting). It imports torch (about 1 s on a 2-core CPU), then waits for one
+JSON line on stdin, `{"script": PATH, "env": {...}}`, sets the environment, and runs the script as
+`python PATH` would: as `__main__`, with `sys.argv = [PATH]` and its folder first on `sys.path`. Exit
+codes and tracebacks are those of the script. The import thus leaves the critical path of the loop. In
+the Landlock layer, it first restricts itself to the order's `"landlock"` rules, made when the order is
+given, so that they name the files the script will find.
 
 Nothing of the candidate is loaded before the go line, and each interpreter runs one script once.
 """
@@ -29,9 +29,7 @@ def main() -> None:
     if "landlock" in order:
         from autoresearch import landlock
 
-        rules = order["landlock"]
-        landlock.restrict_self(landlock.Ruleset(rules=tuple((path, int(rights)) for path, rights in rules["rules"]),
-                                                network=bool(rules["network"])))
+        landlock.restrict_self(landlock.Ruleset.from_json(order["landlock"]))
     script = os.path.abspath(order["script"])
     os.environ.update(order["env"])
     sys.argv = [script]

@@ -26,7 +26,7 @@ from pathlib import Path
 from autoresearch import diskguard, reported, sandbox
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import EvaluationError, EvaluationVoid, EvalWorker, evaluate, verify
+from autoresearch.evaluate import EvaluationError, EvaluationVoid, SpareWorkers, evaluate, verify
 from autoresearch.flops import mfu
 
 PROGRESS_PREFIX = "@autoresearch "
@@ -168,6 +168,13 @@ def _settings_paths(entries: list[str]) -> list[Path]:
     return [Path(os.path.expandvars(entry)).expanduser().resolve() for entry in entries]
 
 
+def spare_workers(task_dir: Path, config: TaskConfig, size: int = 2) -> SpareWorkers:
+    """Evaluation workers for the runs in `task_dir`, started ahead of time (see `SpareWorkers`)."""
+    device = resolve_device(config.train.device)
+    return SpareWorkers(model_dir(task_dir), device=device, cwd=task_dir, env={"AUTORESEARCH_DEVICE": device},
+                        size=size)
+
+
 def can_prestart(config: TaskConfig) -> bool:
     """Runs of the built-in contract (`python <script>`) can use a prestarted interpreter."""
     return config.evaluated and not config.train.command
@@ -177,7 +184,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                    seed: int = 0, evaluate_model: bool = True, run_dir: Path | None = None,
                    on_event: Callable[[dict], None] = lambda _: None,
                    prestarted: sandbox.CandidateProcess | None = None,
-                   probe: Callable[[float], bool] | None = None) -> Outcome:
+                   probe: Callable[[float], bool] | None = None, spares: SpareWorkers | None = None) -> Outcome:
     """Run one experiment in `task_dir` and measure it. Never raises for candidate failures; raises
     diskguard.DiskSpaceError, before anything runs, when the disk has too little free space.
 
@@ -185,7 +192,9 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     harness evaluates the model it saved (skipped with `evaluate_model=False`); `dataset` is required.
     Otherwise the task's command runs and the metric is read from its output or its JSON file.
     `prestarted`, if given and still waiting, is an interpreter from `sandbox.prestart_python` (started in
-    `task_dir` with `static_env`) that runs train.py instead of a fresh one; it is used up either way."""
+    `task_dir` with `static_env`) that runs train.py instead of a fresh one; it is used up either way.
+    `spares`: evaluation workers for `task_dir` (`spare_workers`), filled while train.py starts and drawn
+    from to evaluate; without it, the run starts and ends its own."""
     started = time.perf_counter()
     limits = config.sandbox
     try:
@@ -257,12 +266,14 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                                min_free_gb=limits.min_free_gb)
     disk.start()
     tail: list[str] = []
-    eval_env = {"AUTORESEARCH_DEVICE": device}
-    # The evaluation worker starts early so its imports overlap training: on a GPU machine at "start" (the
-    # CPU cores are idle while the GPU trains), on a CPU-only one at "done" (its cores are busy training).
-    worker: EvalWorker | None = None
-    worker_cue = "start" if device.startswith("cuda") else "done"
     evaluating = evaluate_model and config.evaluated
+    own_spares = spares is None and evaluating
+    if own_spares:
+        spares = spare_workers(task_dir, config, size=1 if probe is not None else 2)
+    if evaluating:
+        # The workers import Python and torch now, alongside train.py's start-up (mostly one core's work on
+        # a CPU; on a GPU machine the CPU cores are idle anyway), so the evaluation need not wait for them.
+        spares.fill()
     try:
         logged = 0
         with open(log_path, "w") as log:
@@ -281,13 +292,10 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                     outcome.events.append(event)
                     _absorb(outcome, event)
                     on_event(event)
-                    if event["event"] == worker_cue and evaluating and worker is None:
-                        worker = EvalWorker(script, output_dir / "model.pt", len(dataset.token_bytes()),
-                                            device=device, cwd=task_dir, env=eval_env)
         code = proc.wait()
     except BaseException:
-        if worker is not None:
-            worker.close()
+        if own_spares:
+            spares.close()
         raise
     finally:
         timer.cancel()
@@ -317,28 +325,31 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         outcome.mfu = mfu(outcome.tokens_per_s, outcome.flops_per_token, device_name(device))
 
     if outcome.status == "ok" and evaluating:
+        model_path, vocab = output_dir / "model.pt", len(dataset.token_bytes())
+        eval_env = {"AUTORESEARCH_DEVICE": device}
         try:
-            result = evaluate(script, output_dir / "model.pt", dataset.tokens("val"), dataset.token_bytes(),
+            result = evaluate(script, model_path, dataset.tokens("val"), dataset.token_bytes(),
                               seq_len=config.eval.seq_len, n_tokens=config.eval.tokens,
                               batch_size=config.eval.batch_size, device=device, cwd=task_dir,
-                              timeout=max(120.0, budget), env=eval_env, worker=worker)
+                              timeout=max(120.0, budget), env=eval_env, worker=spares.take(script, model_path, vocab))
             outcome.val_bpb, outcome.val_bpb_stderr = result.bpb, result.bpb_stderr
             outcome.metric = result.bpb
             outcome.eval_seconds = result.seconds
             on_event({"event": "eval", "val_bpb": result.bpb, "seconds": result.seconds})
             if result.audit is not None and (probe is None or probe(result.bpb)):
-                checked = verify(script, output_dir / "model.pt", result.audit, dataset.token_bytes(), device=device,
+                checked = verify(script, model_path, result.audit, dataset.token_bytes(), device=device,
                                  cwd=task_dir, env=eval_env, timeout=max(120.0, budget),
                                  test_tokens=dataset.tokens("test"), seq_len=config.eval.seq_len,
-                                 n_tokens=config.eval.tokens, batch_size=config.eval.batch_size)
+                                 n_tokens=config.eval.tokens, batch_size=config.eval.batch_size,
+                                 worker=spares.take(script, model_path, vocab))
                 outcome.causal_tv, outcome.probe_seconds = checked.causal_tv, checked.seconds
                 outcome.test_bpb = checked.test.bpb if checked.test is not None else None
         except EvaluationVoid as err:
             outcome.status, outcome.error = "void", str(err)
         except EvaluationError as err:
             outcome.status, outcome.error = "crash", f"evaluation failed: {err}"
-    elif worker is not None:
-        worker.close()
+    if own_spares:
+        spares.close()
     if outcome.status == "ok" and not config.evaluated:
         _read_reported(outcome, config, log_path, json_path)
     _keep_model(output_dir, run_dir / "model")

@@ -460,12 +460,17 @@ class CandidateProcess:
     def go(self, script: Path, env: Mapping[str, str]) -> None:
         """Tell a prestarted interpreter (`prestart_python`) to run `script` with `env` added to its
         environment. OSError if it is no longer listening."""
-        order: dict = {"script": str(script), "env": dict(env)}
-        if self._deferred is not None:  # the rules name files by what they are now (git replaces files)
-            rules = landlock_ruleset(self._deferred, python_paths=python_paths(), scratch=self._scratch)
-            order["landlock"] = {"rules": [list(rule) for rule in rules.rules], "network": rules.network}
-        self.popen.stdin.write((json.dumps(order) + "\n").encode())
+        self.tell({"script": str(script), "env": dict(env)})
         self.popen.stdin.close()
+
+    def tell(self, order: dict) -> None:
+        """Send a prestarted process its order, one JSON line; in the Landlock layer with the rules it must
+        restrict itself to, made now: they name files by what they are now (git replaces files)."""
+        if self._deferred is not None:
+            rules = landlock_ruleset(self._deferred, python_paths=python_paths(), scratch=self._scratch)
+            order = {**order, "landlock": rules.to_json()}
+        self.popen.stdin.write((json.dumps(order) + "\n").encode())
+        self.popen.stdin.flush()
 
 
 def start(argv: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,

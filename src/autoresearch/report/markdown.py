@@ -115,11 +115,18 @@ def _isolation(experiments: list[Experiment]) -> list[str]:
     ways = [e.metrics.get("isolation") for e in experiments if e.metrics.get("isolation")]
     if not ways:
         return []
-    loose = sum(way != "bwrap" for way in ways)
-    if not loose:
+    bare, landlocked = ways.count("process"), ways.count("landlock")
+    if not bare and not landlocked:
         return [f"- **Sandbox:** every run in the bubblewrap box ({len(ways)} runs)"]
-    return [f"- **Sandbox: NONE for {loose} of {len(ways)} runs.** Their candidate code ran without the box "
-            "(no bubblewrap, or AUTORESEARCH_SANDBOX=off): with your files, network and rights. See docs/security.md."]
+    lines = []
+    if bare:
+        lines.append(f"- **Sandbox: NONE for {bare} of {len(ways)} runs.** Their candidate code ran without "
+                     "containment (no bubblewrap and no Landlock, or AUTORESEARCH_SANDBOX=off): with your files, "
+                     "network and rights. See docs/security.md.")
+    if landlocked:
+        lines.append(f"- **Sandbox: WEAKER (Landlock, not the bubblewrap box) for {landlocked} of {len(ways)} runs.** "
+                     "Files and TCP were contained; processes, UDP and unix sockets were not. See docs/security.md.")
+    return lines
 
 
 def _val_vs_test(kept: list[Experiment]) -> list[str]:
