@@ -66,3 +66,36 @@ def test_an_agent_error_is_a_rejected_proposal(task, tmp_path, monkeypatch):
     with Store.open(task) as store:
         rejected = store.experiments("e")[1]
     assert rejected.status is Status.REJECTED and "Credit balance is too low" in rejected.error
+
+
+@pytest.mark.skipif(__import__("autoresearch.sandbox", fromlist=["x"]).isolation() != "bwrap",
+                    reason="the agent's box needs bubblewrap")
+def test_a_cmd_agent_cannot_reach_the_store_the_logs_or_the_data(task, tmp_path):
+    agent = tmp_path / "snoop.py"
+    agent.write_text(
+        "import os, sys\n"
+        "task = sys.argv[1]\n"
+        "seen = [p for p in (os.path.join(task, '.autoresearch', 'store.sqlite'), os.path.join(task, 'report.md'),\n"
+        "                    os.environ['AUTORESEARCH_CACHE'], os.path.join(task, '.autoresearch', 'logs'))\n"
+        "        if os.path.exists(p) and (os.path.isdir(p) and os.listdir(p) or os.path.isfile(p) and open(p, 'rb').read())]\n"
+        "prompt = open(os.environ['AUTORESEARCH_PROMPT_FILE']).read()\n"
+        "src = open('solve.py').read().replace('RATE = 0.1', 'RATE = 0.2')\n"
+        "open('solve.py', 'w').write(src)\n"
+        "print('Description: saw ' + (', '.join(os.path.basename(p) for p in seen) or 'nothing') +\n"
+        "      ('; prompt read' if prompt else ''))\n")
+    (task / "report.md").write_text("| 1 | test_bpb 0.5 |\n")
+    cache = Path(os.environ["AUTORESEARCH_CACHE"])
+    (cache / "data").mkdir(parents=True, exist_ok=True)
+    (cache / "data" / "test.npy").write_text("hidden split")
+    cli("run", "--agent", f"cmd:python3 {agent} {task}", "--tag", "s", "--max-experiments", "2", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("s")
+    assert history[1].description == "saw nothing; prompt read", history[1].description
+    assert history[1].status is Status.KEEP  # its edit went through the box to the real worktree
+    toml = (task / "autoresearch.toml").read_text()
+    assert "box = true" in toml
+    (task / "autoresearch.toml").write_text(toml.replace("box = true", "box = false"))
+    cli("run", "--agent", f"cmd:python3 {agent} {task}", "--tag", "u", "--max-experiments", "2", cwd=task)
+    with Store.open(task) as store:
+        unboxed = store.experiments("u")[1].description
+    assert "store.sqlite" in unboxed and "report.md" in unboxed  # the test really looks

@@ -1,8 +1,8 @@
 """Pipelining: the next proposal is drafted while an experiment trains, rebased when that experiment is kept,
 asked again when it no longer applies, held back for a fix, and recorded (not run) when the loop stops."""
 
-import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +168,10 @@ def test_a_draft_written_when_the_loop_stops_is_recorded_not_run(task):
 
 
 def test_a_draft_still_being_written_when_the_loop_stops_is_cancelled(task, tmp_path):
-    pid_file = tmp_path / "agent.pid"
-    slow = CommandAgent(f"echo $$ > {pid_file}; exec sleep 300", task, editable=["solve.py"])
+    marker = f"slow-agent-{uuid.uuid4().hex}"  # its process is found by this (in a box, $$ is not the host's pid)
+    started = tmp_path / "started"
+    slow = CommandAgent(f"touch {started}; exec python3 -c 'import time; time.sleep(300)' {marker}", task,
+                        editable=["solve.py"])
     loop = Loop(task, load_config(task), None, slow, tag="p", pipeline=True)
 
     def stop_after_the_baseline(event: dict) -> None:
@@ -181,9 +183,15 @@ def test_a_draft_still_being_written_when_the_loop_stops_is_cancelled(task, tmp_
     history = loop.store.experiments("p")
     loop.close()
     assert [e.status for e in history] == [Status.KEEP]  # the unfinished draft is dropped
-    pid = int(pid_file.read_text())
-    with pytest.raises(ProcessLookupError):  # and its process is gone
-        os.kill(pid, 0)
+    assert started.exists()  # the agent did start drafting
+    alive = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                alive.append(proc.name)
+        except OSError:
+            continue
+    assert not alive  # and its process is gone
 
 
 def test_the_cli_drafts_ahead_with_pipeline_and_not_by_default_for_replay(task, tmp_path):

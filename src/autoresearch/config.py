@@ -83,6 +83,9 @@ class AgentConfig:
     # 0 leaves the cost unknown. Agents that report their own cost (claude) keep theirs.
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    # Run coding agents (cmd:, claude, codex, aider) in a box that hides the store, the logs and the data
+    # (docs/security.md); false runs them as you (needed only if your agent must reach those).
+    box: bool = True
 
 
 @dataclass(frozen=True)

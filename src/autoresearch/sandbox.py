@@ -290,6 +290,32 @@ def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
     return found
 
 
+# -- the coding agent's box ----------------------------------------------------------------------
+
+def agent_argv(workdir: Path, task_dir: Path, *, shown: Iterable[Path] = (), hidden: Iterable[Path] = ()) -> list[str]:
+    """The bubblewrap command line (before the agent's own) that runs a coding agent (`cmd:`, claude, codex,
+    aider). An agent is not candidate code: it keeps the machine as the user sees it (files, network,
+    devices, its own configuration and keys). But it must not see the harness's records of the task, which
+    hold the hidden test split's figures: the task's `.autoresearch/` (the store, the logs, the other
+    worktrees) and its report.md are covered, and so are the folders in `hidden` (the data cache, with the
+    validation and test splits). Its worktree `workdir` and the folders in `shown` (its prompt) are shown
+    again. It gets a PID namespace of its own, so what it leaves running ends with it."""
+    task_dir = task_dir.resolve()
+    args = ["bwrap", "--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/", "--proc", "/proc"]
+    harness = task_dir / ".autoresearch"
+    if harness.is_dir():
+        args += ["--tmpfs", str(harness)]
+    for name in ("report.md",):
+        if (task_dir / name).is_file():
+            args += ["--ro-bind", "/dev/null", str(task_dir / name)]
+    for folder in hidden:
+        if Path(folder).is_dir() and not _under(str(workdir.resolve()), (str(Path(folder).resolve()),)):
+            args += ["--tmpfs", str(Path(folder).resolve())]
+    for folder in (*shown, workdir):
+        args += ["--bind", str(Path(folder).resolve()), str(Path(folder).resolve())]
+    return args + ["--chdir", str(workdir.resolve()), "--"]
+
+
 # -- the process limit ----------------------------------------------------------------------------
 
 @functools.cache

@@ -90,7 +90,7 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
         except ConfigError as err:
             raise AgentConfigError(str(err)) from err
         settings = {"metric_name": config.metric.name, "maximize": config.metric.maximize,
-                    "editable": list(config.loop.editable)}
+                    "editable": list(config.loop.editable), "box": config.agent.box}
         if kind == "cmd":
             return CommandAgent(arg, Path(task_dir), **settings)
         return AGENTS[kind](Path(task_dir), arg, **settings)

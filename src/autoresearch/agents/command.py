@@ -8,7 +8,9 @@ It can also fix crashes: the prompt then carries the crash.
 
 The command is the user's own (`claude -p ...`, `codex exec ...`, `aider ...`, a script), so it runs
 through `/bin/sh` with the user's environment. It is not candidate code, and the harness still checks,
-commits, runs and judges whatever it leaves behind.
+commits, runs and judges whatever it leaves behind. Where the bubblewrap box works, it runs in a box that
+hides the harness's records of the task and the data (`sandbox.agent_argv`): the hidden test split's
+figures are never within its reach. `[agent] box = false` turns that off.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from autoresearch import sandbox
 from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
 from autoresearch.agents.prompt import build_prompt
 
@@ -38,10 +41,12 @@ class SessionAgent:
     pipelines_by_default = False
 
     def __init__(self, task_dir: Path, *, metric_name: str = "val_bpb", maximize: bool = False,
-                 editable: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 editable: list[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S, box: bool = True) -> None:
         self.timeout, self.metric_name, self.maximize = timeout, metric_name, maximize
         self.editable = list(editable or ["train.py"])
-        self.home = Path(task_dir).resolve() / ".autoresearch" / "agent"
+        self.task_dir = Path(task_dir).resolve()
+        self.home = self.task_dir / ".autoresearch" / "agent"
+        self.box = box  # in the agent's box, where bubblewrap works (`sandbox.agent_argv`)
         self.usage: dict[str, float] = {}
         self._process: subprocess.Popen | None = None  # the session running now
 
@@ -76,7 +81,8 @@ class SessionAgent:
         stdout_path, stderr_path = self.home / "session.out", self.home / "session.err"
         try:
             with open(stdout_path, "w") as out, open(stderr_path, "w") as errors:
-                proc = subprocess.Popen(self.argv(prompt_file, workdir.resolve()), cwd=workdir, env=env, stdout=out,
+                proc = subprocess.Popen(self._boxed(self.argv(prompt_file, workdir.resolve()), workdir), cwd=workdir,
+                                        env=env, stdout=out,
                                         stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as err:
             raise AgentError(f"could not start {self.label}: {err}") from err
@@ -100,6 +106,13 @@ class SessionAgent:
         written = description_file.read_text(errors="replace") if description_file.exists() else ""
         described = described_in(written) or description
         return (described or f"change by {self.name}")[:300]
+
+
+    def _boxed(self, argv: list[str], workdir: Path) -> list[str]:
+        if not self.box or sandbox.isolation() != "bwrap":
+            return argv
+        cache = Path(os.environ.get("AUTORESEARCH_CACHE", Path.home() / ".cache" / "autoresearch")).expanduser()
+        return sandbox.agent_argv(workdir, self.task_dir, shown=(self.home,), hidden=(cache,)) + argv
 
 
 class CommandAgent(SessionAgent):
