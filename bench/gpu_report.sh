@@ -6,11 +6,14 @@ set -euo pipefail
 OUT=${OUT:-/tmp/autoresearch-gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ ! -x .gpu-tools/bwrap ] || export PATH="$PWD/.gpu-tools:$PATH"  # bubblewrap carried in (bench/carry_bwrap.sh)
 export AUTORESEARCH_CACHE=${AUTORESEARCH_CACHE:-/tmp/autoresearch-cache}
 TASK=${TASK:-/tmp/autoresearch-gpu-task}
 ar() { python -m autoresearch "$@"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } | tee "$OUT/device.txt"
+  python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  python -c 'from autoresearch import landlock, sandbox; print("isolation", sandbox.isolation(), "landlock abi", landlock.abi())'
+} 2>&1 | tee "$OUT/device.txt"
 [ -f "$TASK/autoresearch.toml" ] || ar init "$TASK"
 cd "$TASK"
 [ -z "${TRAIN_MB:-}" ] || sed -i "s/^train_mb = .*/train_mb = $TRAIN_MB/" autoresearch.toml
