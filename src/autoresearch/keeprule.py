@@ -1,0 +1,186 @@
+"""The keep rule: is a candidate better than the best so far, or only lucky? Pure logic, no I/O.
+
+Two runs of the same train.py with different seeds differ (the run-to-run noise, sigma). A rule that
+keeps anything lower by any amount (`strict`) keeps about half of the changes that do nothing. The
+`confirm` rule compares means, in units of their standard error:
+
+- `noise` is estimated from groups of runs of the same code with different seeds (the baseline's seeds,
+  every confirmation, every re-measurement): the pooled within-group standard deviation, with its degrees
+  of freedom. (The thresholds stay normal ones even when it rests on few runs: Student's t at 2 degrees
+  of freedom would keep only about half of the real 3-sigma gains; the simulated rates below include the
+  estimate's own error.)
+- The improvement of a candidate is the best's mean minus the candidate's mean (for a metric to
+  minimize), with standard error sigma * sqrt(1/n_candidate + 1/n_best); z is their ratio.
+- After its first run: z >= `clear_z` keeps it at once; z <= `gate_z` discards it; in between it is
+  run again with fresh seeds (`confirm`).
+- After each confirmation run: z >= `confirm_z` keeps it; z <= `futility_z` discards it; after
+  `max_confirm` runs without either, it is discarded.
+- A tie (|z| < `tie_z` once it has been confirmed, or at once) goes to the simpler change: a candidate
+  whose change removes more lines than it adds is kept when it is no worse than the best by more than
+  `tie_z` standard errors (the simplicity criterion, made mechanical).
+
+The thresholds' false-keep and true-keep rates are measured by `bench/keep_rule_sim.py` (docs/keep.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+KEEP, DISCARD, CONFIRM = "keep", "discard", "confirm"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    clear_z: float = 3.0  # first run: keep at once above this
+    gate_z: float = 0.5  # first run: discard at or below this (not better, or hardly)
+    confirm_z: float = 2.0  # after confirmation runs: keep at or above this
+    futility_z: float = 1.0  # after a confirmation run: discard at or below this
+    max_confirm: int = 3  # confirmation runs at most
+    tie_z: float = 1.0  # a simpler change within this many standard errors of the best is kept
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The run-to-run standard deviation of the metric, and the degrees of freedom it rests on."""
+
+    sigma: float
+    dof: int
+
+    @property
+    def known(self) -> bool:
+        return self.dof >= 1 and self.sigma > 0
+
+
+def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
+    """The pooled within-group standard deviation of groups of runs of the same code (each group one
+    version of the code run with different seeds). Groups of one run carry no information about it."""
+    squares, dof = 0.0, 0
+    for group in groups:
+        values = [float(v) for v in group if v is not None and math.isfinite(v)]
+        if len(values) < 2:
+            continue
+        mean = sum(values) / len(values)
+        squares += sum((v - mean) ** 2 for v in values)
+        dof += len(values) - 1
+    return Noise(math.sqrt(squares / dof) if dof else 0.0, dof)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # KEEP, DISCARD or CONFIRM (run it again with a fresh seed)
+    reason: str
+    improvement: float  # how much better the candidate's mean is than the best's (positive: better)
+    stderr: float  # the standard error of `improvement` (nan when the noise is unknown)
+    z: float  # improvement / stderr
+
+
+def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, maximize: bool = False,
+          simpler: bool = False, thresholds: Thresholds = Thresholds()) -> Verdict:
+    """What to do with a candidate, given its runs so far (`candidate`: the first run, then the confirmation
+    runs), the best's runs (`best`), and the noise. `simpler`: its change removes more lines than it adds."""
+    if not candidate or not best:
+        raise ValueError("judge needs at least one run of the candidate and of the best")
+    th = thresholds
+    sign = 1.0 if maximize else -1.0
+    improvement = sign * (_mean(candidate) - _mean(best))
+    if not noise.known:  # nothing to measure the noise by yet: only a plain comparison is possible
+        action = KEEP if improvement > 0 else DISCARD
+        return Verdict(action, "the noise is not measured yet: kept if better at all" if action == KEEP
+                       else "not better (the noise is not measured yet)", improvement, math.nan, math.nan)
+    stderr = noise.sigma * math.sqrt(1 / len(candidate) + 1 / len(best))
+    z = improvement / stderr
+    confirmed = len(candidate) > 1
+    keep_at = th.confirm_z if confirmed else th.clear_z
+    if z >= keep_at:
+        how = f"after {len(candidate) - 1} confirmation run{'s' if len(candidate) > 2 else ''}" if confirmed else \
+            "at once"
+        return Verdict(KEEP, f"better by {z:.1f} standard errors: kept {how}", improvement, stderr, z)
+    if simpler and z > -th.tie_z:
+        return Verdict(KEEP, f"a simpler change, as good within the noise ({z:+.1f} standard errors): kept",
+                       improvement, stderr, z)
+    floor = th.futility_z if confirmed else th.gate_z
+    if z <= floor:
+        return Verdict(DISCARD, f"{z:+.1f} standard errors: " + ("not better" if improvement <= 0 else
+                       "within the noise"), improvement, stderr, z)
+    if len(candidate) - 1 >= th.max_confirm:
+        return Verdict(DISCARD, f"{z:+.1f} standard errors after {th.max_confirm} confirmation runs: not clearly "
+                       "better", improvement, stderr, z)
+    return Verdict(CONFIRM, f"better by {z:.1f} standard errors, within the noise: run again with a fresh seed",
+                   improvement, stderr, z)
+
+
+def strict(candidate: float, best: float, *, maximize: bool = False) -> str:
+    """The reference rule: keep anything better, by any amount."""
+    return KEEP if (candidate > best if maximize else candidate < best) else DISCARD
+
+
+def changed_lines(diff: str) -> tuple[int, int]:
+    """Lines added and removed by a unified diff (file headers not counted; blank lines and comments
+    count like any other)."""
+    added = removed = 0
+    for line in diff.splitlines():
+        if line.startswith("+++") or line.startswith("---"):
+            continue
+        if line.startswith("+"):
+            added += 1
+        elif line.startswith("-"):
+            removed += 1
+    return added, removed
+
+
+def is_simpler(diff: str) -> bool:
+    """Does the change remove more lines than it adds?"""
+    added, removed = changed_lines(diff)
+    return removed > added
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class SimulatedRates:
+    keep_rate: float  # kept candidates / candidates
+    looked_better: float  # candidates whose first run beat the best's mean / candidates
+    extra_runs_per_looked_better: float  # confirmation runs / candidates that looked better
+    strict_keep_rate: float  # what `strict` would have kept of the same first runs, against the same best
+
+
+def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, noise_seeds: int = 3, seed: int = 0,
+             thresholds: Thresholds = Thresholds(), rule: str = "confirm") -> SimulatedRates:
+    """The rule on synthetic metric streams (no training), as the loop applies it: `streams` runs of the loop,
+    each a baseline run `noise_seeds` times, then `candidates` candidates. Each candidate is truly better
+    than the best so far by `true_gain` noise sigmas (0: an A/A test, nothing of substance changed) and is
+    judged against the best's runs, with the noise pooled over the stream's groups of runs (the
+    baseline's seeds, every candidate's confirmations). A kept candidate becomes the best. Metric to
+    minimize, sigma 1. `rule="strict"` runs the streams with the strict rule instead (one run each)."""
+    import random
+
+    rng = random.Random(seed)
+    kept = looked = extra = strict_kept = total = 0
+    for _ in range(streams):
+        best_true = 0.0
+        best = [rng.gauss(best_true, 1.0) for _ in range(noise_seeds)]
+        groups: list[list[float]] = [best]
+        for _ in range(candidates):
+            true = best_true - true_gain
+            runs = [rng.gauss(true, 1.0)]
+            total += 1
+            looked += runs[0] < _mean(best)
+            strict_kept += strict(runs[0], _mean(best)) == KEEP
+            while True:
+                if rule == "strict":
+                    action = strict(runs[0], _mean(best))
+                    break
+                action = judge(runs, best, pooled_noise(groups), thresholds=thresholds).action
+                if action != CONFIRM:
+                    break
+                runs.append(rng.gauss(true, 1.0))
+                extra += 1
+            groups.append(runs)
+            if action == KEEP:
+                kept += 1
+                best, best_true = runs, true
+    return SimulatedRates(kept / total, looked / total, extra / max(looked, 1), strict_kept / total)

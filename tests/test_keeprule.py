@@ -1,0 +1,96 @@
+"""The keep rule on synthetic metric streams: no training in the loop."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from autoresearch.keeprule import (
+    CONFIRM,
+    DISCARD,
+    KEEP,
+    Noise,
+    Thresholds,
+    changed_lines,
+    is_simpler,
+    judge,
+    pooled_noise,
+    simulate,
+    strict,
+)
+
+NOISE = Noise(sigma=0.01, dof=10)
+BEST = [1.000, 1.002, 0.998]  # mean 1.0
+
+
+def test_the_noise_is_the_pooled_within_group_deviation():
+    groups = [[1.0, 1.2, 0.9], [2.0, 2.1], [5.0]]  # the lone run carries nothing
+    expected = math.sqrt((np.var([1.0, 1.2, 0.9]) * 3 + np.var([2.0, 2.1]) * 2) / 3)
+    noise = pooled_noise(groups)
+    assert noise.dof == 3 and noise.sigma == pytest.approx(expected)
+    assert not pooled_noise([[1.0], [2.0]]).known
+
+
+def test_a_clear_gain_is_kept_at_once_and_a_loss_discarded():
+    clear = judge([0.95], BEST, NOISE)  # 5 sigma better; stderr 0.01 * sqrt(1 + 1/3)
+    assert clear.action == KEEP and "at once" in clear.reason
+    assert clear.improvement == pytest.approx(0.05) and clear.z == pytest.approx(0.05 / (0.01 * math.sqrt(4 / 3)))
+    assert judge([1.01], BEST, NOISE).action == DISCARD
+    assert judge([1.0], BEST, NOISE).action == DISCARD  # a tie is not a gain
+    assert judge([0.997], BEST, NOISE).action == DISCARD  # under the gate: 0.26 standard errors
+
+
+def test_a_gain_within_the_noise_is_confirmed_then_kept_or_dropped():
+    first = judge([0.98], BEST, NOISE)  # 1.7 standard errors
+    assert first.action == CONFIRM
+    assert judge([0.98, 0.975], BEST, NOISE).action == KEEP  # the mean holds: 2.7 standard errors
+    dropped = judge([0.98, 1.01], BEST, NOISE)  # the mean falls back to 0.995: 0.6 standard errors
+    assert dropped.action == DISCARD and "within the noise" in dropped.reason
+    th = Thresholds(max_confirm=2)
+    undecided = [0.985, 0.99, 0.99]  # 1.7 standard errors after two confirmations: not clearly better
+    assert judge(undecided[:2], BEST, NOISE, thresholds=th).action == CONFIRM
+    last = judge(undecided, BEST, NOISE, thresholds=th)
+    assert last.action == DISCARD and "after 2 confirmation runs" in last.reason
+
+
+def test_direction_follows_the_metric():
+    assert judge([1.05], BEST, NOISE, maximize=True).action == KEEP
+    assert judge([0.95], BEST, NOISE, maximize=True).action == DISCARD
+    assert strict(0.5, 1.0) == KEEP and strict(0.5, 1.0, maximize=True) == DISCARD
+
+
+def test_ties_go_to_the_simpler_change():
+    assert judge([1.005], BEST, NOISE, simpler=True).action == KEEP  # 0.4 standard errors worse, but simpler
+    assert judge([1.005], BEST, NOISE).action == DISCARD
+    assert judge([1.03], BEST, NOISE, simpler=True).action == DISCARD  # simpler, but clearly worse
+    diff = "--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,2 @@\n-x = 1\n-y = 2\n+x = 2\n keep\n"
+    assert changed_lines(diff) == (1, 2) and is_simpler(diff)
+    assert not is_simpler(diff.replace("-y = 2\n", ""))
+
+
+def test_without_a_noise_estimate_any_gain_is_kept():
+    verdict = judge([0.999], [1.0], Noise(0.0, 0))
+    assert verdict.action == KEEP and math.isnan(verdict.z)
+    with pytest.raises(ValueError):
+        judge([], BEST, NOISE)
+
+
+def test_on_null_streams_the_rule_keeps_few_where_strict_keeps_about_a_third_to_a_half():
+    rates = simulate(0.0, streams=150, candidates=20, seed=3)
+    assert rates.keep_rate <= 0.05
+    assert 0.3 <= rates.strict_keep_rate <= 0.6
+    assert rates.extra_runs_per_looked_better <= 1.5
+
+
+def test_a_three_sigma_gain_is_kept_at_least_four_times_in_five():
+    rates = simulate(3.0, streams=1500, candidates=1, seed=4)
+    assert rates.keep_rate >= 0.8
+    assert rates.extra_runs_per_looked_better <= 1.5
+
+
+def test_the_simulation_is_a_real_stream_of_draws():
+    a, b = simulate(0.0, streams=20, seed=1), simulate(0.0, streams=20, seed=2)
+    assert a != b  # different seeds, different streams
+    random.seed(0)  # the simulation has its own generator: global state does not change it
+    assert simulate(0.0, streams=20, seed=1) == a
