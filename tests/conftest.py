@@ -25,6 +25,9 @@ tokenizer_sample_mb = 1.0
 budget_seconds = 5.0
 startup_allowance_seconds = 120.0
 
+[keep]
+rule = "strict"  # one run per experiment keeps the tests fast; the confirm rule has tests of its own
+
 [eval]
 seq_len = 128
 tokens = 16384

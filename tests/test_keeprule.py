@@ -69,9 +69,11 @@ def test_ties_go_to_the_simpler_change():
     assert not is_simpler(diff.replace("-y = 2\n", ""))
 
 
-def test_without_a_noise_estimate_any_gain_is_kept():
+def test_without_a_noise_estimate_a_gain_is_run_again_to_measure_it():
     verdict = judge([0.999], [1.0], Noise(0.0, 0))
-    assert verdict.action == KEEP and math.isnan(verdict.z)
+    assert verdict.action == CONFIRM and math.isnan(verdict.z)
+    assert judge([1.001], [1.0], Noise(0.0, 0)).action == DISCARD
+    assert judge([0.999, 0.998], [1.0], Noise(0.0, 0), thresholds=Thresholds(max_confirm=1)).action == KEEP
     with pytest.raises(ValueError):
         judge([], BEST, NOISE)
 
@@ -94,3 +96,11 @@ def test_the_simulation_is_a_real_stream_of_draws():
     assert a != b  # different seeds, different streams
     random.seed(0)  # the simulation has its own generator: global state does not change it
     assert simulate(0.0, streams=20, seed=1) == a
+
+
+def test_a_metric_without_noise_is_decided_at_once():
+    exact = Noise(sigma=0.0, dof=2)  # a deterministic task: every run gives the same number
+    assert judge([0.999], [1.0, 1.0, 1.0], exact).action == KEEP
+    assert judge([1.001], [1.0, 1.0, 1.0], exact).action == DISCARD
+    assert judge([1.0], [1.0, 1.0, 1.0], exact).action == DISCARD
+    assert judge([1.0], [1.0, 1.0, 1.0], exact, simpler=True).action == KEEP

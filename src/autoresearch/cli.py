@@ -375,8 +375,10 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
 
     from rich.console import Group
     from rich.live import Live
+    from rich.text import Text
 
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
+    from autoresearch.report.summary import noise_data, noise_line
 
     config = _task(task_dir)
     with _store(task_dir) as store:
@@ -389,6 +391,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             running = store.running(tag)
             progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
             return Group(status_table(store, tag, last=40, metric=config.metric),
+                         Text(noise_line(noise_data(store, tag), config.metric), style="dim"),
                          running_view(running_line(store, tag), progress, config.train.budget_seconds))
 
         if not watch:
@@ -426,8 +429,17 @@ def _loop_events():
             out.print(f"[bold]experiment {event['seq']}[/]: {event['description']}")
         elif kind == "decided":
             detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
-                      else event.get("reason", ""))
+                      else event.get("reason") or "")
+            if event.get("metric") is not None and (event.get("runs") or 0) > 1:
+                detail += f" (mean of {event['runs']} runs)"
+            if event.get("metric") is not None and event.get("reason"):
+                detail += f": {event['reason']}"
             out.print(f"  -> {event['status']} {detail}", highlight=False)
+        elif kind == "confirm":
+            out.print(f"  [dim]{event['reason']} (run {event['run']})[/]", highlight=False)
+        elif kind == "recalibrate":
+            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {event['runs']} more runs, for the "
+                      "noise[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from autoresearch.keeprule import Thresholds
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -102,10 +104,28 @@ class SandboxConfig:
 @dataclass(frozen=True)
 class LoopConfig:
     editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
-    keep_rule: str = "strict"  # strict: keep when the metric is better than the best so far
     seed: int = 0  # seed passed to every run
     fix_attempts: int = 2  # after a crash, how many fixes an agent that can fix may try
     pipeline: str = "auto"  # draft the next proposal while an experiment trains: auto (API agents), on, off
+
+
+@dataclass(frozen=True)
+class KeepConfig:
+    # How a result is judged (docs/keep.md). confirm: better than the best by a clear margin relative to the
+    # measured run-to-run noise, or confirmed by re-runs with fresh seeds. strict: better by any amount.
+    rule: str = "confirm"
+    noise_seeds: int = 3  # the baseline's runs (seeds seed, seed+1, ...) that first measure the noise
+    recalibrate_every: int = 5  # after this many keeps, the best runs noise_seeds more times (0: never)
+    clear_z: float = 3.0  # first run better by this many standard errors: kept at once
+    gate_z: float = 0.5  # first run better by at most this many: discarded
+    confirm_z: float = 2.0  # after re-runs, the mean better by this many: kept
+    futility_z: float = 1.0  # after a re-run, the mean better by at most this many: discarded
+    max_confirm: int = 3  # re-runs at most
+    tie_z: float = 1.0  # a change that removes more lines than it adds is kept within this many of the best
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,
+                          futility_z=self.futility_z, max_confirm=self.max_confirm, tie_z=self.tie_z)
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ class TaskConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    keep: KeepConfig = field(default_factory=KeepConfig)
 
     @property
     def evaluated(self) -> bool:
@@ -159,8 +180,15 @@ class TaskConfig:
         if not self.sandbox.min_free_gb > 0 or not self.sandbox.max_write_gb > 0:
             raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
                               "e.g. 4 and 32")
-        if self.loop.keep_rule != "strict":
-            raise ConfigError(f"loop.keep_rule = {self.loop.keep_rule!r}: use strict")
+        k = self.keep
+        if k.rule not in ("confirm", "strict"):
+            raise ConfigError(f"keep.rule = {k.rule!r}: use confirm (noise-aware) or strict (any gain)")
+        if not 1 <= k.noise_seeds <= 20 or k.recalibrate_every < 0 or not 0 <= k.max_confirm <= 10:
+            raise ConfigError("keep needs 1 <= noise_seeds <= 20 (3 is the default), recalibrate_every >= 0 and "
+                              "0 <= max_confirm <= 10")
+        if not k.clear_z >= k.confirm_z > k.futility_z or k.gate_z > k.clear_z or k.tie_z < 0:
+            raise ConfigError("keep thresholds need clear_z >= confirm_z > futility_z, gate_z <= clear_z and "
+                              "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
         return self
 
     def _validate_metric(self) -> None:
@@ -208,10 +236,15 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
-             "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig}
+             "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig, "keep": KeepConfig}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:
+    loop = raw.get("loop")
+    if isinstance(loop, dict) and "keep_rule" in loop:  # where task folders of earlier versions name the rule
+        keep = raw.get("keep", {})
+        raw = {**raw, "loop": {k: v for k, v in loop.items() if k != "keep_rule"},
+               "keep": keep if not isinstance(keep, dict) or "rule" in keep else {**keep, "rule": loop["keep_rule"]}}
     parts: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         values = raw.get(section, {})

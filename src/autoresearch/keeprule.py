@@ -50,7 +50,8 @@ class Noise:
 
     @property
     def known(self) -> bool:
-        return self.dof >= 1 and self.sigma > 0
+        """Measured at all: on at least two runs of the same code (a sigma of 0 is a measurement too)."""
+        return self.dof >= 1
 
 
 def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
@@ -85,12 +86,15 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
     th = thresholds
     sign = 1.0 if maximize else -1.0
     improvement = sign * (_mean(candidate) - _mean(best))
-    if not noise.known:  # nothing to measure the noise by yet: only a plain comparison is possible
-        action = KEEP if improvement > 0 else DISCARD
-        return Verdict(action, "the noise is not measured yet: kept if better at all" if action == KEEP
-                       else "not better (the noise is not measured yet)", improvement, math.nan, math.nan)
+    if not noise.known:  # nothing to measure the noise by yet: a better result is run again, to measure it
+        if improvement <= 0:
+            return Verdict(DISCARD, "not better (the noise is not measured yet)", improvement, math.nan, math.nan)
+        if len(candidate) - 1 < th.max_confirm:
+            return Verdict(CONFIRM, "better, but the noise is not measured yet: run again with a fresh seed",
+                           improvement, math.nan, math.nan)
+        return Verdict(KEEP, "better (the noise could not be measured)", improvement, math.nan, math.nan)
     stderr = noise.sigma * math.sqrt(1 / len(candidate) + 1 / len(best))
-    z = improvement / stderr
+    z = improvement / stderr if stderr > 0 else math.copysign(math.inf, improvement) if improvement else 0.0
     confirmed = len(candidate) > 1
     keep_at = th.confirm_z if confirmed else th.clear_z
     if z >= keep_at:
@@ -174,7 +178,7 @@ def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, nois
                 if rule == "strict":
                     action = strict(runs[0], _mean(best))
                     break
-                action = judge(runs, best, pooled_noise(groups), thresholds=thresholds).action
+                action = judge(runs, best, pooled_noise([*groups, runs]), thresholds=thresholds).action
                 if action != CONFIRM:
                     break
                 runs.append(rng.gauss(true, 1.0))

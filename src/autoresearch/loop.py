@@ -15,6 +15,7 @@ Crash safety rests on an order of operations and a reconciliation on resume:
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -27,7 +28,8 @@ from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalConte
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
-from autoresearch.report.summary import agent_usage
+from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, is_simpler, judge
+from autoresearch.report.summary import agent_usage, measured_noise, measured_runs
 from autoresearch.runner import (
     Outcome,
     can_prestart,
@@ -53,7 +55,7 @@ class Limits:
     max_cost: float | None = None  # dollars the agent may spend in this tag (as agents report it)
 
 
-FAULT_POINTS = ("after-commit", "after-begin", "after-finish", "after-reset", "after-reject")
+FAULT_POINTS = ("after-commit", "after-begin", "after-run", "after-finish", "after-reset", "after-reject")
 
 
 def fault_point(name: str) -> None:
@@ -66,15 +68,16 @@ def branch_name(tag: str) -> str:
     return f"autoresearch/{tag}"
 
 
-def decide(outcome: Outcome, incumbent: Experiment | None, metric: MetricConfig = MetricConfig()) -> Status:
-    """The strict rule: keep a run that finished with a better metric than the incumbent (lower val_bpb)."""
+def decide(outcome: Outcome, best: float | None, metric: MetricConfig = MetricConfig()) -> Status:
+    """One run by itself: what went wrong (timeout, tampered, crash), or by the strict rule, KEEP if its metric
+    is better than `best` (the best's measured value; None: there is none yet), else DISCARD."""
     if outcome.status == "timeout":
         return Status.TIMEOUT
     if outcome.status == "void":
         return Status.TAMPERED
     if outcome.status != "ok" or outcome.metric is None:
         return Status.CRASH
-    if incumbent is None or incumbent.metric is None or metric.better(outcome.metric, incumbent.metric):
+    if best is None or metric.better(outcome.metric, best):
         return Status.KEEP
     return Status.DISCARD
 
@@ -173,6 +176,7 @@ class Loop:
             if not self.store.experiments(self.tag):
                 self._baseline()
                 continue
+            self._recalibrate()
             try:
                 self._propose_and_run(started)
             except AgentExhausted as err:
@@ -204,9 +208,11 @@ class Loop:
             experiment = self._propose(self._context(failure=experiment), failure=experiment)
 
     def _context(self, failure: Experiment | None = None, pending: Experiment | None = None) -> ProposalContext:
+        noise = self.noise() if self.config.keep.rule == "confirm" else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure,
-                               budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending)
+                               budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
+                               noise=noise.sigma if noise is not None and noise.known else None)
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the
@@ -334,39 +340,106 @@ class Loop:
         self.on_event({"event": "decided", "status": "rejected", "reason": error})
 
     def _execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:
+        """Run an experiment and decide it. Under the `confirm` rule (docs/keep.md) that may take several runs
+        with fresh seeds: the baseline's first measure the noise; a candidate within the noise is run again.
+        Each finished run is recorded in the store's state at once, so a restarted loop goes on from it."""
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
-        run_dir = Path(experiment.log_path).parent
-        prestarted, self._prestarted = self._prestarted, None
-        # The interpreter for the next experiment (prestart.py) imports torch now, while this one's train.py
-        # starts up, and then waits: nothing of it competes with the evaluation when training is done.
-        self._prestart()
         self._draft_ahead(experiment)
-        before = integrity.snapshot(self.task_dir, self.dataset)
         incumbent = self.incumbent()
+        keep = self.config.keep
+        best = measured_runs(self.store, incumbent) if incumbent is not None else []
+        done = self.store.get_state(self._runs_key(experiment), [])  # runs finished before a restart
+        values, seeds = [r["metric"] for r in done], [r["seed"] for r in done]
+        outcomes: list[Outcome] = []
+        status, error, verdict = None, None, None
+        while True:
+            calibrating = incumbent is None and keep.rule == "confirm" and len(values) < keep.noise_seeds
+            if not values or verdict is not None or calibrating:
+                seed = experiment.seed + len(values)
+                outcome, status = self._run_once(experiment, seed, len(values), best)
+                outcomes.append(outcome)
+                if status not in (Status.KEEP, Status.DISCARD):  # crashed, timed out, tampered: final
+                    error = outcome.error if not values else f"run {len(values) + 1} (seed {seed}): {outcome.error}"
+                    break
+                values.append(outcome.metric)
+                seeds.append(seed)
+                self.store.set_state(self._runs_key(experiment),
+                                     [{"metric": v, "seed": s} for v, s in zip(values, seeds, strict=True)])
+                fault_point("after-run")
+            if keep.rule == "strict" or incumbent is None:
+                if incumbent is None and len(values) < keep.noise_seeds and keep.rule == "confirm":
+                    continue  # the baseline: its runs first measure the noise
+                better = not best or self.config.metric.better(values[0], sum(best) / len(best))
+                status = Status.KEEP if better else Status.DISCARD
+                break
+            verdict = judge(values, best, self.noise(extra=values), maximize=self.config.metric.maximize,
+                            simpler=is_simpler(experiment.diff), thresholds=keep.thresholds())
+            if verdict.action != CONFIRM:
+                status = Status.KEEP if verdict.action == KEEP else Status.DISCARD
+                break
+            self.on_event({"event": "confirm", "seq": experiment.seq, "run": len(values) + 1,
+                           "reason": verdict.reason})
+        return self._decided(experiment, status, values, seeds, outcomes, verdict, error, agent_usage)
 
-        def would_keep(metric: float) -> bool:  # the causality probe runs for results that would be kept
-            return incumbent is None or incumbent.metric is None or self.config.metric.better(metric, incumbent.metric)
+    def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float]) -> tuple[Outcome, Status]:
+        """One run of the worktree's code with `seed`; its outcome and its status by itself (KEEP or DISCARD
+        for a run that finished fine, by the strict comparison; else what went wrong)."""
+        run_dir = Path(experiment.log_path).parent
+        if index:
+            run_dir = run_dir / f"run-{index + 1}"
+            self.worktree.discard_changes()  # each run starts from the committed files
+        prestarted, self._prestarted = self._prestarted, None
+        # The interpreter for the next run (prestart.py) imports torch now, while this one's train.py starts up,
+        # and then waits: nothing of it competes with the evaluation when training is done.
+        self._prestart()
+        before = integrity.snapshot(self.task_dir, self.dataset)
+        best_mean = sum(best) / len(best) if best else None
+
+        def would_keep(metric: float) -> bool:  # the causality probe runs for results that may be kept
+            return best_mean is None or self.config.metric.better(metric, best_mean)
 
         if self._spares is None and self.config.evaluated:
             self._spares = spare_workers(self.worktree.path, self.config)
-        outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget,
-                                 seed=experiment.seed, run_dir=run_dir, on_event=self.on_event, prestarted=prestarted,
+        outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget, seed=seed,
+                                 run_dir=run_dir, on_event=self.on_event, prestarted=prestarted,
                                  probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares)
         self._prestart()  # when the one started above was used up (a crash before it began)
-        status = decide(outcome, incumbent, self.config.metric)
+        status = decide(outcome, best_mean, self.config.metric)
         tampering = self._tampering(before)
         if tampering:
             status, outcome.error = Status.TAMPERED, tampering
-        metrics = {"val_bpb_stderr": outcome.val_bpb_stderr, "eval_seconds": outcome.eval_seconds,
-                   "startup_seconds": outcome.startup_seconds, "mfu": outcome.mfu, "params": outcome.params,
-                   "prestarted": outcome.prestarted or None, "isolation": outcome.isolation,
-                   "causal_tv": outcome.causal_tv, "probe_seconds": outcome.probe_seconds, "test_bpb": outcome.test_bpb,
-                   **(agent_usage or {})}
-        finished = self.store.finish(experiment.id, status=status, metric=outcome.metric,
+        return outcome, status
+
+    def _decided(self, experiment: Experiment, status: Status, values: list[float], seeds: list[int],
+                 outcomes: list[Outcome], verdict: Verdict | None, error: str | None,
+                 agent_usage: dict | None) -> Experiment:
+        """Record the decision, then make git follow it."""
+        last = outcomes[-1] if outcomes else Outcome(status="ok")
+        first = outcomes[0] if outcomes else last
+        ok = status in (Status.KEEP, Status.DISCARD)
+        metric = sum(values) / len(values) if ok and values else (last.metric if not values else None)
+        tested = [o.test_bpb for o in outcomes if o.test_bpb is not None]
+        metrics = {"val_bpb_stderr": first.val_bpb_stderr, "eval_seconds": first.eval_seconds,
+                   "startup_seconds": first.startup_seconds, "mfu": first.mfu, "params": first.params,
+                   "prestarted": first.prestarted or None, "isolation": last.isolation,
+                   "causal_tv": max((o.causal_tv for o in outcomes if o.causal_tv is not None), default=None),
+                   "probe_seconds": sum(o.probe_seconds or 0 for o in outcomes) or None,
+                   "test_bpb": sum(tested) / len(tested) if tested else None, **(agent_usage or {})}
+        if self.config.keep.rule == "confirm" and values:
+            noise = self.noise(extra=values)
+            metrics.update({"runs": values, "run_seeds": seeds, "confirm_runs": len(values) - 1 if
+                            experiment.description != BASELINE else None,
+                            "noise_sigma": noise.sigma if noise.known else None, "noise_dof": noise.dof or None})
+            if verdict is not None:
+                metrics.update({"improvement": verdict.improvement, "verdict": verdict.reason,
+                                "improvement_stderr": verdict.stderr if math.isfinite(verdict.stderr) else None,
+                                "z": verdict.z if math.isfinite(verdict.z) else None})
+        finished = self.store.finish(experiment.id, status=status, metric=metric,
                                      metrics={k: v for k, v in metrics.items() if v is not None},
-                                     training_seconds=outcome.training_seconds, total_seconds=outcome.total_seconds,
-                                     peak_memory_bytes=outcome.peak_memory_bytes, tokens=outcome.tokens,
-                                     steps=outcome.steps, error=outcome.error)
+                                     training_seconds=first.training_seconds,
+                                     total_seconds=sum(o.total_seconds for o in outcomes),
+                                     peak_memory_bytes=max((o.peak_memory_bytes or 0 for o in outcomes), default=0) or None,
+                                     tokens=first.tokens, steps=first.steps, error=error if not ok else None)
         fault_point("after-finish")
         self.worktree.discard_changes()  # whatever the run wrote into the working copy
         anchor = self.anchor()
@@ -374,9 +447,44 @@ class Loop:
             self.worktree.reset_hard(anchor)
             fault_point("after-reset")
         self.export()
-        self.on_event({"event": "decided", "status": status.value, "metric": outcome.metric,
-                       "metric_name": self.config.metric.name, "seq": experiment.seq})
+        self.on_event({"event": "decided", "status": status.value, "metric": metric,
+                       "metric_name": self.config.metric.name, "seq": experiment.seq,
+                       "runs": len(values), "reason": verdict.reason if verdict is not None else None})
         return finished
+
+    # -- noise ------------------------------------------------------------------------------------
+
+    def _runs_key(self, experiment: Experiment) -> str:
+        return f"runs:{experiment.id}"
+
+    def noise(self, extra: list[float] | None = None) -> Noise:
+        """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided)."""
+        return measured_noise(self.store, self.tag, extra)
+
+    def _recalibrate(self) -> None:
+        """Every `keep.recalibrate_every` keeps, the best runs `keep.noise_seeds` more times: the noise is
+        measured on the code as it is now, and the best's mean gets firmer."""
+        keep = self.config.keep
+        incumbent = self.incumbent()
+        if keep.rule != "confirm" or not keep.recalibrate_every or incumbent is None:
+            return
+        mark = self.store.get_state(f"calibrated:{self.tag}", 0)
+        kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP and e.seq > mark]
+        if len(kept) < keep.recalibrate_every or self.worktree.head() != incumbent.commit:
+            return
+        key = f"recalibration:{incumbent.id}"
+        extra = self.store.get_state(key, [])
+        target = len(extra) + keep.noise_seeds
+        self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": keep.noise_seeds})
+        while len(extra) < target:
+            n = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
+            outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [])
+            if status not in (Status.KEEP, Status.DISCARD):
+                break  # the best no longer runs as it did: leave the noise as it was
+            extra.append(outcome.metric)
+            self.store.set_state(key, extra)
+        self.worktree.discard_changes()
+        self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
 
     def _tampering(self, before: integrity.Snapshot) -> str | None:
         """What the run changed of what the harness owns, or of the committed files; None if nothing."""

@@ -31,7 +31,8 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     history = context.history
     changes = deltas([(e.status, e.metric) for e in history], metric=metric)
     budget_seconds = budget_seconds or context.budget_seconds
-    fixed = [_program(context), _rules(context, metric, budget_seconds), _results(history, context.best, metric)]
+    fixed = [_program(context), _rules(context, metric, budget_seconds),
+             _results(history, context.best, metric, context.noise)]
     if context.pending is not None:
         fixed.append(_pending(context.pending, context.best))
     if context.failure is not None:
@@ -68,7 +69,8 @@ def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float
         "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.", ""])
 
 
-def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig) -> str:
+def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig,
+             sigma: float | None = None) -> str:
     lines = ["# Results so far", ""]
     if not history:
         return "\n".join(lines + ["(none yet)", ""])
@@ -78,9 +80,16 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
     if baseline is not None:
         lines.append(f"Baseline: {metric.name} {baseline.metric:.6f} (#{baseline.seq}).")
     if best is not None and best.metric is not None:
-        lines.append(f"Best so far: {metric.name} {best.metric:.6f} (#{best.seq}: {_cell(best.description)}).")
+        runs = len(best.metrics.get("runs") or [best.metric])
+        lines.append(f"Best so far: {metric.name} {best.metric:.6f}" + (f" (mean of {runs} runs)" if runs > 1 else "")
+                     + f" (#{best.seq}: {_cell(best.description)}).")
     noise = [e.metrics.get("val_bpb_stderr") for e in history if isinstance(e.metrics.get("val_bpb_stderr"), float)]
-    if noise:
+    if sigma is not None:
+        lines.append(f"Noise: runs of the same code with different seeds differ by about {sigma:.4f} (one standard "
+                     f"deviation, measured). A result within about {3 * sigma:.4f} of the best is run again with "
+                     "other seeds before it can be kept, so aim for changes that matter more than that; a change "
+                     "that removes code and does as well is kept too.")
+    elif noise:
         lines.append(f"Noise: the evaluation's sampling error is about ±{noise[-1]:.4f}, and runs of the same code "
                      "differ by a similar amount or more; a change smaller than that is not a real gain.")
     return "\n".join(lines + [""])

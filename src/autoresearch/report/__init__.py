@@ -29,6 +29,7 @@ from autoresearch.report.summary import (
     build_table,
     caption,
     deltas,
+    noise_data,
     running_best,
     running_line,
     status_data,
@@ -56,7 +57,8 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     experiments = store.experiments(tag)
     tsv = out_dir / "results.tsv"
     store.export_results_tsv(tag, tsv, metric_name=metric.name)
-    png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric)
+    noise = noise_data(store, tag)
+    png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
     md = out_dir / "report.md"
-    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric), encoding="utf-8")
+    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise), encoding="utf-8")
     return [tsv, png, md]

@@ -28,13 +28,15 @@ def _cell(text: str, width: int = 100) -> str:
 
 
 def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
-                    image: str | None = "progress.png", metric: MetricConfig = MetricConfig()) -> str:
+                    image: str | None = "progress.png", metric: MetricConfig = MetricConfig(),
+                    noise: dict | None = None) -> str:
     """The report of `experiments` (one tag's, in seq order) as markdown.
 
     Sections: the headline (tag, dates, counts by status, baseline vs best `metric` with the absolute and
     relative improvement, total time), the kept changes in order with the metric and delta vs the best
     before them, the crashes and timeouts with their first error line (`error_line`), and `image` (if
-    given). With no experiments it says so. Definitions as in `autoresearch.report.summary`.
+    given). With no experiments it says so. Definitions as in `autoresearch.report.summary`. `noise`
+    (`summary.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations.
     """
     s = summarize(tag, experiments, now, metric=metric)
     name = _cell(metric.name, 60)
@@ -61,6 +63,11 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
     lines += _containment(experiments)
+    if noise is not None and noise.get("sigma") is not None:
+        lines.append(f"- **Noise:** runs of the same code differ by {noise['sigma']:.6f} {name} (one standard "
+                     f"deviation, {noise['dof']} degrees of freedom); {noise['confirmation_runs']} confirmation "
+                     f"runs for {noise['confirmed_experiments']} experiments, {noise['extra_runs']} runs in all "
+                     "beyond one per experiment")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:
@@ -74,11 +81,14 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     kept = [e for e in experiments if e.status is Status.KEEP]
     lines += ["## Kept changes", ""]
     if kept:
-        lines += [f"| # | {name} | delta | description |", "|---:|---:|---:|---|"]
+        lines += [f"| # | {name} | runs | delta | gain ± standard error | description |",
+                  "|---:|---:|---:|---:|---:|---|"]
         for e in kept:
             d = deltas[e.seq]
-            lines.append(f"| {e.seq} | {e.metric:.6f} | {'-' if d is None else f'{d:+.6f}'} | "
-                         f"{_cell(e.description)} |")
+            gain, err = e.metrics.get("improvement"), e.metrics.get("improvement_stderr")
+            gained = "-" if gain is None else f"{gain:+.6f}" + ("" if err is None else f" ± {err:.6f}")
+            lines.append(f"| {e.seq} | {e.metric:.6f} | {len(e.metrics.get('runs') or [e.metric])} | "
+                         f"{'-' if d is None else f'{d:+.6f}'} | {gained} | {_cell(e.description)} |")
     else:
         lines.append("None.")
     lines.append("")

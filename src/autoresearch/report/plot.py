@@ -50,7 +50,7 @@ def _y_limits(values: list[float], baseline: float | None, maximize: bool = Fals
 
 
 def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
-                  metric: MetricConfig = MetricConfig()) -> Path:
+                  metric: MetricConfig = MetricConfig(), noise: float | None = None) -> Path:
     """Write the progress chart of `experiments` (one tag's, in seq order) to `path` (PNG) and return it.
 
     x = experiment number (seq), y = the metric (labelled with its name and direction). Finished
@@ -119,6 +119,9 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
         xs = [x for x, _ in steps] + [last_seq]
         ys = [y for _, y in steps] + [steps[-1][1]]
         ax.step(xs, ys, where="post", color="#2ca02c", linewidth=1.6, alpha=0.85, label="running best", zorder=3)
+        if noise:  # the measured run-to-run noise around the best: results inside it are re-run before a keep
+            ax.fill_between(xs, [y - noise for y in ys], [y + noise for y in ys], step="post", color="#2ca02c",
+                            alpha=0.12, linewidth=0, label=f"best ± noise (sigma {noise:.4g})", zorder=2)
     bottom = blended_transform_factory(ax.transData, ax.transAxes)
     for status, color, label in ((Status.CRASH, "#d62728", "crash"), (Status.TIMEOUT, "#ff7f0e", "timeout")):
         seqs = [e.seq for e in finished if e.status is status]

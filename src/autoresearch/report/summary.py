@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.config import MetricConfig
+from autoresearch.keeprule import Noise, pooled_noise
 from autoresearch.store import Experiment, Status, Store
 
 # Colour (rich style) of each status in the table.
@@ -276,6 +277,43 @@ def summary_data(summary: Summary) -> dict:
 # ---------------------------------------------------------------------- store entry points
 
 
+def measured_runs(store: Store, experiment: Experiment) -> list[float]:
+    """Every measurement of an experiment's code: its runs (one, or several under the confirm rule), and the
+    runs it got when it was the best and was measured again (docs/keep.md)."""
+    runs = experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
+    return [*runs, *store.get_state(f"recalibration:{experiment.id}", [])]
+
+
+def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None) -> Noise:
+    """The run-to-run noise of `tag`'s metric as measured so far: pooled over every group of runs of the
+    same code (the baseline's seeds, confirmations, re-measurements), and `extra` (a group being made)."""
+    groups = [measured_runs(store, e) for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
+    return pooled_noise([*groups, *([list(extra)] if extra else [])])
+
+
+def noise_data(store: Store, tag: str) -> dict:
+    """The noise and what measuring it cost, JSON-ready: sigma (None until measured) and its degrees of
+    freedom, the runs beyond one per experiment (confirmations, the baseline's extra seeds, re-measurements)."""
+    noise = measured_noise(store, tag)
+    experiments = store.experiments(tag)
+    extra = sum(max(0, len(measured_runs(store, e)) - 1) for e in experiments if e.status in (Status.KEEP, Status.DISCARD))
+    confirmations = sum(e.metrics.get("confirm_runs", 0) for e in experiments)
+    confirmed = sum(1 for e in experiments if e.metrics.get("confirm_runs"))
+    return {"sigma": noise.sigma if noise.known else None, "dof": noise.dof, "extra_runs": extra,
+            "confirmation_runs": confirmations, "confirmed_experiments": confirmed}
+
+
+def noise_line(data: dict, metric: MetricConfig = MetricConfig()) -> str:
+    """`noise: sigma 0.0021 val_bpb (9 degrees of freedom); 4 confirmation runs for 3 experiments`."""
+    if data["sigma"] is None:
+        return "noise: not measured yet"
+    line = f"noise: sigma {data['sigma']:.4g} {metric.name} ({data['dof']} degrees of freedom)"
+    if data["confirmation_runs"]:
+        line += (f"; {data['confirmation_runs']} confirmation run{'s' if data['confirmation_runs'] > 1 else ''} for "
+                 f"{data['confirmed_experiments']} experiment{'s' if data['confirmed_experiments'] > 1 else ''}")
+    return line
+
+
 def status_data(store: Store, tag: str, now: float | None = None, *,
                 metric: MetricConfig = MetricConfig()) -> dict:
     """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
@@ -284,7 +322,8 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
     summary = summarize(tag, experiments, now, metric=metric)
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
-    return {**summary_data(summary), "experiments": rows, "running": running_data(summary.running, now)}
+    return {**summary_data(summary), "noise": noise_data(store, tag), "experiments": rows,
+            "running": running_data(summary.running, now)}
 
 
 def running_data(experiment: Experiment | None, now: float | None = None) -> dict | None:

@@ -1,0 +1,132 @@
+"""The confirm rule in the real loop, on a task whose metric is noisy and fast (no training): the baseline
+measures the noise over several seeds, a change that does nothing is not kept, a clear gain is kept at once,
+a gain within the noise is run again, a restart goes on from the runs already made."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cli, git
+
+from autoresearch.store import Status, Store
+
+# loss = 1 + (GAIN-free part) - GAIN + noise: the noise depends on the seed the harness passes
+LOSS_PY = """import os, random
+GAIN = 0.0
+noise = random.Random(int(os.environ["AUTORESEARCH_SEED"]) * 7919 + 11).gauss(0.0, 0.01)
+print(f"loss: {1.0 - GAIN + noise:.6f}")
+"""
+
+
+def make_task(tmp_path: Path, keep: str = "") -> Path:
+    task = tmp_path / "noisy"
+    task.mkdir()
+    (task / "loss.py").write_text(LOSS_PY)
+    cli("init", str(task), "--command", "python loss.py", "--metric-regex", r"^loss:\s*(\S+)", "--metric-name", "loss",
+        "--editable", "loss.py", cwd=tmp_path)
+    if keep:
+        toml = (task / "autoresearch.toml").read_text()
+        start = toml.index("[keep]")
+        end = toml.find("\n[", start + 1)
+        toml = toml[:start] + keep + (toml[end:] if end >= 0 else "")
+        (task / "autoresearch.toml").write_text(toml)
+    git(task, "add", "-A")
+    git(task, "commit", "-q", "--allow-empty", "-m", "noisy task")
+    return task
+
+
+def patches(tmp_path: Path, changes: list[tuple[str, str]]) -> Path:
+    path = tmp_path / "patches.json"
+    path.write_text(json.dumps([{"description": d, "files": {"loss.py": LOSS_PY.replace("GAIN = 0.0", code)}}
+                                for d, code in changes]))
+    return path
+
+
+def test_the_confirm_rule_keeps_real_gains_and_not_noise(tmp_path):
+    task = make_task(tmp_path)
+    agent = patches(tmp_path, [("nothing of substance", "GAIN = 0.0  # a comment"),
+                               ("a clear gain", "GAIN = 0.08"),
+                               ("a small gain", "GAIN = 0.095")])
+    result = cli("run", "--agent", f"replay:{agent}", "--tag", "n", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("n")
+    base, null, clear, small = history
+    assert base.status is Status.KEEP and len(base.metrics["runs"]) == 3 and base.metrics["run_seeds"] == [0, 1, 2]
+    assert base.metric == pytest.approx(sum(base.metrics["runs"]) / 3)
+    assert 0.002 < base.metrics["noise_sigma"] < 0.03 and base.metrics["noise_dof"] == 2
+    assert null.status is Status.DISCARD, null.metrics
+    assert clear.status is Status.KEEP and clear.metrics["confirm_runs"] == 0 and "at once" in clear.metrics["verdict"]
+    assert clear.metrics["improvement"] == pytest.approx(base.metric - clear.metric)
+    assert clear.metrics["z"] >= 3 and clear.metrics["improvement_stderr"] > 0
+    # 0.015 better than the best: within the noise at first, so run again with fresh seeds
+    assert small.metrics["confirm_runs"] >= 1 and len(small.metrics["runs"]) == small.metrics["confirm_runs"] + 1
+    assert small.metrics["run_seeds"][:2] == [0, 1]
+    assert "run again with a fresh seed (run 2)" in result.stdout and "(mean of 3 runs)" in result.stdout
+    rows = (task / "results.tsv").read_text().splitlines()
+    assert len(rows) == 1 + len(history)  # one row per experiment, whatever its number of runs
+    # shown: in status, the report (with the gain's uncertainty) and the progress chart's band
+    data = json.loads(cli("status", "--json", "--tag", "n", cwd=task).stdout)
+    assert data["noise"]["sigma"] == pytest.approx(base.metrics["noise_sigma"], rel=0.5)
+    assert data["noise"]["confirmation_runs"] == sum(e.metrics.get("confirm_runs", 0) for e in history) >= 1
+    assert "noise: sigma" in cli("status", "--tag", "n", cwd=task).stdout
+    cli("report", "--tag", "n", cwd=task)
+    report = (task / "report.md").read_text()
+    assert "**Noise:**" in report and f"{clear.metrics['improvement']:+.6f} ± " in report
+
+
+def test_the_agent_is_told_the_measured_noise():
+    from autoresearch.agents import ProposalContext
+    from autoresearch.agents.prompt import build_prompt
+
+    prompt = build_prompt(ProposalContext(program="", editable=["train.py"], history=[], best=None, noise=0.0042))
+    assert "(none yet)" in prompt  # no history: no results section figures
+    from autoresearch.store import Experiment
+
+    base = Experiment(id=1, tag="t", seq=0, parent_commit="a", commit="a", diff="", description="baseline", agent="-",
+                      seed=0, status=Status.KEEP, metric=1.0, metrics={"runs": [1.0, 1.01, 0.99]},
+                      training_seconds=1.0, total_seconds=1.0, peak_memory_bytes=None, tokens=None, steps=None,
+                      log_path=None, started_at=0.0, ended_at=1.0, error=None)
+    prompt = build_prompt(ProposalContext(program="", editable=["train.py"], history=[base], best=base, noise=0.0042))
+    assert "differ by about 0.0042" in prompt and "(mean of 3 runs)" in prompt
+
+
+def test_strict_keeps_what_is_lower_by_any_amount(tmp_path):
+    task = make_task(tmp_path, keep='[keep]\nrule = "strict"\n')
+    agent = patches(tmp_path, [(f"comment {i}", f"GAIN = 0.0  # {i}") for i in range(6)])
+    cli("run", "--agent", f"replay:{agent}", "--tag", "s", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("s")
+    assert all("runs" not in e.metrics for e in history)  # one run each
+    # the comment changes nothing, but each seed-0 run is equal: strict keeps none of the ties...
+    assert [e.status for e in history[1:]] == [Status.DISCARD] * 6
+
+
+def test_a_restart_goes_on_from_the_runs_already_made(tmp_path):
+    task = make_task(tmp_path)
+    env = {**os.environ, "AUTORESEARCH_FAULT": "after-run", "COLUMNS": "200"}
+    killed = subprocess.run([sys.executable, "-m", "autoresearch", "run", "--agent", "tune:random", "--tag", "r",
+                             "--max-experiments", "1"], cwd=task, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode != 0  # killed itself after the baseline's first run
+    cli("run", "--agent", "tune:random", "--tag", "r", "--resume", "--max-experiments", "1", cwd=task)
+    with Store.open(task) as store:
+        (base,) = store.experiments("r")
+    assert base.status is Status.KEEP and base.metrics["run_seeds"] == [0, 1, 2]  # run 1 was not run again
+    assert len(list((Path(base.log_path).parent).glob("run-*"))) == 2
+
+
+def test_the_best_is_measured_again_every_few_keeps(tmp_path):
+    task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 1\nnoise_seeds = 2\n')
+    agent = patches(tmp_path, [("a clear gain", "GAIN = 0.1"), ("nothing", "GAIN = 0.1  # same")])
+    result = cli("run", "--agent", f"replay:{agent}", "--tag", "c", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("c")
+        kept = history[1]
+        again = store.get_state(f"recalibration:{kept.id}")
+    assert kept.status is Status.KEEP and len(again) == 2  # noise_seeds more runs of the new best
+    assert history[2].status is Status.DISCARD
+    assert "is measured again" in result.stdout
