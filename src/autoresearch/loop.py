@@ -351,34 +351,41 @@ class Loop:
         done = self.store.get_state(self._runs_key(experiment), [])  # runs finished before a restart
         values, seeds = [r["metric"] for r in done], [r["seed"] for r in done]
         outcomes: list[Outcome] = []
-        status, error, verdict = None, None, None
-        while True:
-            calibrating = incumbent is None and keep.rule == "confirm" and len(values) < keep.noise_seeds
-            if not values or verdict is not None or calibrating:
-                seed = experiment.seed + len(values)
-                outcome, status = self._run_once(experiment, seed, len(values), best)
-                outcomes.append(outcome)
-                if status not in (Status.KEEP, Status.DISCARD):  # crashed, timed out, tampered: final
-                    error = outcome.error if not values else f"run {len(values) + 1} (seed {seed}): {outcome.error}"
+        verdict: Verdict | None = None
+
+        def run_next() -> tuple[Status, str | None] | None:
+            """One more run with the next seed; its failure (status and error), or None if it ran fine."""
+            seed = experiment.seed + len(values)
+            outcome, status = self._run_once(experiment, seed, len(values), best)
+            outcomes.append(outcome)
+            if status not in (Status.KEEP, Status.DISCARD):  # crashed, timed out, tampered: final
+                return status, outcome.error if not values else f"run {len(values) + 1} (seed {seed}): {outcome.error}"
+            values.append(outcome.metric)
+            seeds.append(seed)
+            self.store.set_state(self._runs_key(experiment),
+                                 [{"metric": v, "seed": s} for v, s in zip(values, seeds, strict=True)])
+            fault_point("after-run")
+            return None
+
+        failed = None
+        if keep.rule == "strict" or incumbent is None:  # one run; the baseline's first measure the noise
+            wanted = keep.noise_seeds if incumbent is None and keep.rule == "confirm" else 1
+            while failed is None and len(values) < wanted:
+                failed = run_next()
+            better = not best or (values and self.config.metric.better(values[0], sum(best) / len(best)))
+            status = Status.KEEP if better else Status.DISCARD
+        else:  # the confirm rule: runs until the verdict
+            failed = None if values else run_next()
+            while failed is None:
+                verdict = judge(values, best, self.noise(extra=values), maximize=self.config.metric.maximize,
+                                simpler=is_simpler(experiment.diff), thresholds=keep.thresholds())
+                if verdict.action != CONFIRM:
                     break
-                values.append(outcome.metric)
-                seeds.append(seed)
-                self.store.set_state(self._runs_key(experiment),
-                                     [{"metric": v, "seed": s} for v, s in zip(values, seeds, strict=True)])
-                fault_point("after-run")
-            if keep.rule == "strict" or incumbent is None:
-                if incumbent is None and len(values) < keep.noise_seeds and keep.rule == "confirm":
-                    continue  # the baseline: its runs first measure the noise
-                better = not best or self.config.metric.better(values[0], sum(best) / len(best))
-                status = Status.KEEP if better else Status.DISCARD
-                break
-            verdict = judge(values, best, self.noise(extra=values), maximize=self.config.metric.maximize,
-                            simpler=is_simpler(experiment.diff), thresholds=keep.thresholds())
-            if verdict.action != CONFIRM:
-                status = Status.KEEP if verdict.action == KEEP else Status.DISCARD
-                break
-            self.on_event({"event": "confirm", "seq": experiment.seq, "run": len(values) + 1,
-                           "reason": verdict.reason})
+                self.on_event({"event": "confirm", "seq": experiment.seq, "run": len(values) + 1,
+                               "reason": verdict.reason})
+                failed = run_next()
+            status = Status.KEEP if verdict is not None and verdict.action == KEEP else Status.DISCARD
+        status, error = failed if failed is not None else (status, None)
         return self._decided(experiment, status, values, seeds, outcomes, verdict, error, agent_usage)
 
     def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float]) -> tuple[Outcome, Status]:
