@@ -65,3 +65,15 @@ def tiny_task(tmp_path: Path) -> Path:
     cli("init", str(task), cwd=tmp_path)
     (task / "autoresearch.toml").write_text(TINY_TOML)
     return task
+
+
+def processes_with(marker: str) -> list[str]:
+    """The pids of the processes whose command line holds `marker` (to find what a test's code left running)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli, git
+from conftest import cli, git, processes_with
 
 from autoresearch.agents import AgentError, ProposalContext
 from autoresearch.agents.api import ApiAgent, is_local
@@ -184,13 +184,7 @@ def test_a_draft_still_being_written_when_the_loop_stops_is_cancelled(task, tmp_
     loop.close()
     assert [e.status for e in history] == [Status.KEEP]  # the unfinished draft is dropped
     assert started.exists()  # the agent did start drafting
-    alive = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                alive.append(proc.name)
-        except OSError:
-            continue
+    alive = processes_with(marker)
     assert not alive  # and its process is gone
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -207,12 +208,11 @@ def test_the_environment_is_an_allow_list_without_secrets(layout, monkeypatch):
     assert "sk-secret" not in out and "OPENAI" not in out
 
 
-@boxed
-def test_killing_the_box_kills_a_double_forked_daemon(layout):
+def assert_a_daemon_dies_with_its_run(box, beat: Path) -> str:
+    """Start a candidate that leaves a double-forked daemon writing `beat`, kill the run, and check that
+    nothing writes any more. Returns how the candidate was contained."""
     from autoresearch import sandbox
 
-    work, _ = layout
-    beat = work / "heartbeat"
     code = textwrap.dedent(f"""
         import os, time
         if os.fork() == 0:
@@ -224,7 +224,7 @@ def test_killing_the_box_kills_a_double_forked_daemon(layout):
             os._exit(0)
         time.sleep(300)
     """)
-    proc = sandbox.start_python(["-c", code], sandbox.Box(work), {})
+    proc = sandbox.start_python(["-c", code], box, {})
     deadline = time.time() + 30
     while not beat.exists() and time.time() < deadline:
         time.sleep(0.1)
@@ -234,6 +234,15 @@ def test_killing_the_box_kills_a_double_forked_daemon(layout):
     last = beat.read_text()
     time.sleep(1.0)
     assert beat.read_text() == last  # nothing is writing any more
+    return proc.isolation
+
+
+@boxed
+def test_killing_the_box_kills_a_double_forked_daemon(layout):
+    from autoresearch import sandbox
+
+    work, _ = layout
+    assert assert_a_daemon_dies_with_its_run(sandbox.Box(work), work / "heartbeat") == "bwrap"
 
 
 def test_a_file_larger_than_the_limit_cannot_be_written(layout, monkeypatch):
@@ -381,28 +390,7 @@ def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock
         pytest.skip("without a pids cgroup, a daemon can leave the Landlock layer's process group")
     work, _ = layout
     beat = work / ".autoresearch" / "model" / "heartbeat"  # (no new files at the top of the folder)
-    code = textwrap.dedent(f"""
-        import os, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                while True:
-                    open("{beat}", "w").write(str(time.time()))
-                    time.sleep(0.05)
-            os._exit(0)
-        time.sleep(300)
-    """)
-    proc = sandbox.start_python(["-c", code], sandbox.Box(work, write=(beat.parent,)), {})
-    assert proc.isolation == "landlock"
-    deadline = time.time() + 30
-    while not beat.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    assert beat.exists()
-    proc.kill()
-    time.sleep(0.5)
-    last = beat.read_text()
-    time.sleep(1.0)
-    assert beat.read_text() == last
+    assert assert_a_daemon_dies_with_its_run(sandbox.Box(work, write=(beat.parent,)), beat) == "landlock"
 
 
 def test_the_harness_start_folder_is_not_shown_to_candidates(monkeypatch, tmp_path):

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, processes_with
 
 from autoresearch import landlock, sandbox
 from autoresearch.store import Status, Store
@@ -269,13 +269,7 @@ def test_nothing_was_reached_that_should_not_be(redteam_run):
 def test_the_daemon_died_with_its_run(redteam_run):
     _, _, _, by_name, _ = redteam_run
     assert "REDTEAM daemon started" in log_of(by_name["daemon"])
-    alive = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and MARKER in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                alive.append(proc.name)
-        except OSError:
-            continue
+    alive = processes_with(MARKER)
     assert not alive
 
 
