@@ -107,16 +107,6 @@ class Ruleset:
         return cls(rules=tuple((str(path), int(rights)) for path, rights in data["rules"]),
                    network=bool(data["network"]))
 
-    def covers(self) -> list[str]:
-        """What this kernel's Landlock enforces of the ruleset, in words (for logs and the report)."""
-        version = abi()
-        parts = ["files"] if version else []
-        if version >= 4 and not self.network:
-            parts.append("tcp")
-        if version >= 6:
-            parts.append("signals")
-        return parts
-
 
 def prepare() -> None:
     """Load what `restrict_self` calls, in the parent: between fork and exec only system calls are safe."""

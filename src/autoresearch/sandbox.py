@@ -106,9 +106,6 @@ def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Itera
 
 # -- isolation ------------------------------------------------------------------------------------
 
-ISOLATIONS = ("bwrap", "landlock", "process")  # strongest first
-
-
 @functools.cache
 def isolation() -> str:
     """How candidate code is contained here: "bwrap" (the box), "landlock" (the kernel's rules: no
@@ -176,7 +173,7 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
         if not _under(path, SYSTEM_DIRS) and not _under(path, (str(workdir),)):
             args += ["--ro-bind", path, path]
     args += ["--bind" if box.writable else "--ro-bind", str(workdir), str(workdir)]
-    for hidden in (".git", ".autoresearch"):
+    for hidden in HIDDEN_IN_WORKDIR:
         target = workdir / hidden
         if target.is_dir() and not target.is_symlink():
             args += ["--tmpfs", str(target)]
@@ -276,7 +273,7 @@ def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
     found, seen = [], 0
     for folder in folders:
         for root, dirs, files in os.walk(folder):
-            dirs[:] = [d for d in dirs if d not in (".git", ".autoresearch")]
+            dirs[:] = [d for d in dirs if d not in HIDDEN_IN_WORKDIR]
             for name in files:
                 seen += 1
                 path = os.path.join(root, name)
