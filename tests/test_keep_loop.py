@@ -130,3 +130,14 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
     assert kept.status is Status.KEEP and len(again) == 2  # noise_seeds more runs of the new best
     assert history[2].status is Status.DISCARD
     assert "is measured again" in result.stdout
+
+
+def test_bad_keep_settings_are_named():
+    from autoresearch.config import ConfigError, config_from_dict
+
+    keep = config_from_dict({"keep": {"widen_z": 1.5, "noise_seeds": 5}}).validate().keep
+    assert keep.thresholds().widen_z == 1.5 and keep.noise_seeds == 5
+    for bad, message in [({"rule": "lucky"}, "use confirm"), ({"widen_z": -1}, "widen_z = -1"),
+                         ({"noise_seeds": 0}, "noise_seeds"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"keep": bad}).validate()

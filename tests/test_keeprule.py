@@ -18,9 +18,13 @@ from autoresearch.keeprule import (
     pooled_noise,
     simulate,
     strict,
+    t_cdf,
+    t_quantile,
+    widening,
 )
 
 NOISE = Noise(sigma=0.01, dof=10)
+WIDE = 0.01 * 1.14184  # NOISE's sigma widened for its 10 degrees of freedom: t_10(Phi(2)) / 2
 BEST = [1.000, 1.002, 0.998]  # mean 1.0
 
 
@@ -33,25 +37,51 @@ def test_the_noise_is_the_pooled_within_group_deviation():
 
 
 def test_a_clear_gain_is_kept_at_once_and_a_loss_discarded():
-    clear = judge([0.95], BEST, NOISE)  # 5 sigma better; stderr 0.01 * sqrt(1 + 1/3)
+    clear = judge([0.95], BEST, NOISE)  # 3.8 standard errors better; stderr WIDE * sqrt(1 + 1/3)
     assert clear.action == KEEP and "at once" in clear.reason
-    assert clear.improvement == pytest.approx(0.05) and clear.z == pytest.approx(0.05 / (0.01 * math.sqrt(4 / 3)))
+    assert clear.improvement == pytest.approx(0.05)
+    assert clear.stderr == pytest.approx(WIDE * math.sqrt(4 / 3), rel=1e-4)
+    assert clear.z == pytest.approx(0.05 / (WIDE * math.sqrt(4 / 3)), rel=1e-4)
     assert judge([1.01], BEST, NOISE).action == DISCARD
     assert judge([1.0], BEST, NOISE).action == DISCARD  # a tie is not a gain
-    assert judge([0.997], BEST, NOISE).action == DISCARD  # under the gate: 0.26 standard errors
+    assert judge([0.997], BEST, NOISE).action == DISCARD  # under the gate: 0.23 standard errors
 
 
 def test_a_gain_within_the_noise_is_confirmed_then_kept_or_dropped():
-    first = judge([0.98], BEST, NOISE)  # 1.7 standard errors
+    first = judge([0.98], BEST, NOISE)  # 1.5 standard errors
     assert first.action == CONFIRM
-    assert judge([0.98, 0.975], BEST, NOISE).action == KEEP  # the mean holds: 2.7 standard errors
-    dropped = judge([0.98, 1.01], BEST, NOISE)  # the mean falls back to 0.995: 0.6 standard errors
+    assert judge([0.98, 0.975], BEST, NOISE).action == KEEP  # the mean holds: 2.2 standard errors
+    dropped = judge([0.98, 1.01], BEST, NOISE)  # the mean falls back to 0.995: 0.5 standard errors
     assert dropped.action == DISCARD and "within the noise" in dropped.reason
     th = Thresholds(max_confirm=2)
-    undecided = [0.985, 0.99, 0.99]  # 1.7 standard errors after two confirmations: not clearly better
+    undecided = [0.985, 0.99, 0.99]  # 1.25 standard errors after two confirmations: not clearly better
     assert judge(undecided[:2], BEST, NOISE, thresholds=th).action == CONFIRM
     last = judge(undecided, BEST, NOISE, thresholds=th)
     assert last.action == DISCARD and "after 2 confirmation runs" in last.reason
+
+
+def test_student_t_matches_its_tables():
+    assert t_cdf(1.0, 1) == pytest.approx(0.75)  # Cauchy: atan(1) / pi + 1/2
+    assert t_cdf(0.0, 7) == pytest.approx(0.5) and t_cdf(-2.0, 3) == pytest.approx(1 - t_cdf(2.0, 3))
+    assert t_quantile(0.975, 10) == pytest.approx(2.228139, abs=1e-5)  # the textbook two-sided 5% value
+    assert t_quantile(0.975, 2) == pytest.approx(4.302653, abs=1e-5)
+    assert t_quantile(0.975, 5) == pytest.approx(2.570582, abs=1e-5)
+    assert t_quantile(0.975, 400) == pytest.approx(1.965942, abs=1e-4)
+    with pytest.raises(ValueError):
+        t_quantile(0.2, 3)
+
+
+def test_a_noise_estimate_from_few_runs_is_widened():
+    assert widening(2) == pytest.approx(2.26327, abs=1e-4)
+    assert widening(5) == pytest.approx(1.32432, abs=1e-4)
+    factors = [widening(d) for d in (1, 2, 3, 5, 10, 30, 100, 500)]
+    assert factors == sorted(factors, reverse=True) and 1 < factors[-1] < 1.003
+    assert widening(2, z=0) == 1.0
+    few = Noise(sigma=0.01, dof=2)  # three baseline seeds
+    lucky = [0.96]  # 3.5 sigma-hats better: a clear keep if the estimate were exact
+    assert judge(lucky, BEST, few, thresholds=Thresholds(widen_z=0)).action == KEEP
+    assert judge(lucky, BEST, few).action == CONFIRM  # 1.5 widened standard errors: run again
+    assert judge(lucky, BEST, Noise(sigma=0.01, dof=200)).action == KEEP  # a firm estimate: kept at once
 
 
 def test_direction_follows_the_metric():
@@ -89,6 +119,13 @@ def test_a_three_sigma_gain_is_kept_at_least_four_times_in_five():
     rates = simulate(3.0, streams=1500, candidates=1, seed=4)
     assert rates.keep_rate >= 0.8
     assert rates.extra_runs_per_looked_better <= 1.5
+
+
+def test_the_first_candidate_after_three_seeds_is_rarely_kept_for_nothing():
+    widened = simulate(0.0, streams=3000, candidates=1, seed=5)
+    plain = simulate(0.0, streams=3000, candidates=1, seed=5, thresholds=Thresholds(widen_z=0))
+    assert widened.keep_rate <= 0.05 < plain.keep_rate  # the estimate from 2 dof is too low often enough
+    assert 0.45 <= widened.strict_keep_rate <= 0.55  # strict against a fixed best: a coin flip
 
 
 def test_the_simulation_is_a_real_stream_of_draws():

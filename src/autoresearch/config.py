@@ -122,10 +122,12 @@ class KeepConfig:
     futility_z: float = 1.0  # after a re-run, the mean better by at most this many: discarded
     max_confirm: int = 3  # re-runs at most
     tie_z: float = 1.0  # a change that removes more lines than it adds is kept within this many of the best
+    widen_z: float = 2.0  # a noise estimate from few runs is widened: by t_dof(Phi(widen_z)) / widen_z (0: not)
 
     def thresholds(self) -> Thresholds:
         return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,
-                          futility_z=self.futility_z, max_confirm=self.max_confirm, tie_z=self.tie_z)
+                          futility_z=self.futility_z, max_confirm=self.max_confirm, tie_z=self.tie_z,
+                          widen_z=self.widen_z)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,8 @@ class TaskConfig:
         if not k.clear_z >= k.confirm_z > k.futility_z or k.gate_z > k.clear_z or k.tie_z < 0:
             raise ConfigError("keep thresholds need clear_z >= confirm_z > futility_z, gate_z <= clear_z and "
                               "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
+        if not 0 <= k.widen_z <= 5:
+            raise ConfigError(f"keep.widen_z = {k.widen_z}: use a number from 0 (no widening) to 5; 2 is the default")
         return self
 
     def _validate_metric(self) -> None:

@@ -6,11 +6,13 @@ keeps anything lower by any amount (`strict`) keeps about half of the changes th
 
 - `noise` is estimated from groups of runs of the same code with different seeds (the baseline's seeds,
   every confirmation, every re-measurement): the pooled within-group standard deviation, with its degrees
-  of freedom. (The thresholds stay normal ones even when it rests on few runs: Student's t at 2 degrees
-  of freedom would keep only about half of the real 3-sigma gains; the simulated rates below include the
-  estimate's own error.)
+  of freedom.
+- An estimate from few runs can be too low by luck. So it is widened by t_dof(Phi(w)) / w, Student's t
+  quantile over the normal one at `widen_z` (w, 2) standard deviations: x2.26 at 2 degrees of freedom,
+  x1.32 at 5, x1.14 at 10, x1.04 at 30. (Student's t at the keep thresholds themselves would ask too much:
+  at 2 degrees of freedom it keeps about half of the real 3-sigma gains.)
 - The improvement of a candidate is the best's mean minus the candidate's mean (for a metric to
-  minimize), with standard error sigma * sqrt(1/n_candidate + 1/n_best); z is their ratio.
+  minimize), with standard error widened_sigma * sqrt(1/n_candidate + 1/n_best); z is their ratio.
 - After its first run: z >= `clear_z` keeps it at once; z <= `gate_z` discards it; in between it is
   run again with fresh seeds (`confirm`).
 - After each confirmation run: z >= `confirm_z` keeps it; z <= `futility_z` discards it; after
@@ -24,6 +26,7 @@ The thresholds' false-keep and true-keep rates are measured by `bench/keep_rule_
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ class Thresholds:
     futility_z: float = 1.0  # after a confirmation run: discard at or below this
     max_confirm: int = 3  # confirmation runs at most
     tie_z: float = 1.0  # a simpler change within this many standard errors of the best is kept
+    widen_z: float = 2.0  # the noise estimate is widened by t_dof(Phi(widen_z)) / widen_z (0: not widened)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
             return Verdict(CONFIRM, "better, but the noise is not measured yet: run again with a fresh seed",
                            improvement, math.nan, math.nan)
         return Verdict(KEEP, "better (the noise could not be measured)", improvement, math.nan, math.nan)
-    stderr = noise.sigma * math.sqrt(1 / len(candidate) + 1 / len(best))
+    stderr = noise.sigma * widening(noise.dof, th.widen_z) * math.sqrt(1 / len(candidate) + 1 / len(best))
     z = improvement / stderr if stderr > 0 else math.copysign(math.inf, improvement) if improvement else 0.0
     confirmed = len(candidate) > 1
     keep_at = th.confirm_z if confirmed else th.clear_z
@@ -113,6 +117,56 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
                        "better", improvement, stderr, z)
     return Verdict(CONFIRM, f"better by {z:.1f} standard errors, within the noise: run again with a fresh seed",
                    improvement, stderr, z)
+
+
+def widening(dof: int, z: float = 2.0) -> float:
+    """How much to widen a standard deviation estimated with `dof` degrees of freedom: Student's t quantile
+    over the normal quantile, both at the normal's `z`-sigma level (1 for z = 0, or infinitely many dof)."""
+    if dof < 1:
+        raise ValueError(f"widening needs at least 1 degree of freedom, not {dof}")
+    if z <= 0:
+        return 1.0
+    return t_quantile(_normal_cdf(z), dof) / z
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(p: float, dof: int) -> float:
+    """The p-quantile of Student's t distribution with `dof` (whole) degrees of freedom, p in [0.5, 1)."""
+    if not 0.5 <= p < 1:
+        raise ValueError(f"t_quantile needs 0.5 <= p < 1, not {p}")
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, dof) < p:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, dof) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def t_cdf(t: float, dof: int) -> float:
+    """P(T <= t) for Student's t with `dof` whole degrees of freedom: the closed form in the angle
+    theta = atan(t / sqrt(dof)), a finite series in cos(theta) (odd and even dof differ)."""
+    if dof < 1:
+        raise ValueError(f"t_cdf needs at least 1 degree of freedom, not {dof}")
+    theta = math.atan(abs(t) / math.sqrt(dof))
+    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+    if dof % 2:  # odd: (2/pi) * (theta + sin * cos * (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...))
+        term, series = 1.0, 1.0 if dof > 1 else 0.0
+        for k in range(1, (dof - 1) // 2):
+            term *= cos2 * (2 * k) / (2 * k + 1)
+            series += term
+        inside = 2 / math.pi * (theta + sin * math.cos(theta) * series)
+    else:  # even: sin * (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...)
+        term = series = 1.0
+        for k in range(1, dof // 2):
+            term *= cos2 * (2 * k - 1) / (2 * k)
+            series += term
+        inside = sin * series
+    return 0.5 + math.copysign(inside, t) / 2
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
 
 
 def strict(candidate: float, best: float, *, maximize: bool = False) -> str:
