@@ -1,6 +1,6 @@
 """False keeps and true keeps of the keep rules, with real training runs through the real loop.
 
-Usage: python bench/aa_false_keep.py [--budget 10] [--aa 20] [--ab-trials 8] [--lr-div 1.75 | --ab OLD=>NEW]
+Usage: python bench/aa_false_keep.py [--budget 10] [--aa 20] [--ab-trials 8] [--lr-div 1.85 | --ab OLD=>NEW]
                                     [--task DIR]
 
 - A/A: one loop run per rule with `--aa` candidates that change nothing of substance (a comment, an
@@ -9,7 +9,7 @@ Usage: python bench/aa_false_keep.py [--budget 10] [--aa 20] [--ab-trials 8] [--
   own seeds (`loop.seed`), so the trials are independent. Every keep is a true keep. By default the
   baseline's CPU-profile learning rates are divided by `--lr-div` (committed to the task before the
   runs) and the candidate restores the tuned rates: a known gain whose size the divisor sets. At a 5 s
-  budget on 2 cores, 1.75 gives about 3 noise sigmas. `--ab OLD=>NEW` instead replaces text in the
+  budget on 2 cores, 1.85 gives about 3 noise sigmas. `--ab OLD=>NEW` instead replaces text in the
   unchanged train.py.
 
 Prints both rules side by side: keep rates, the runs spent on confirmation per candidate that looked
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=10.0)
     parser.add_argument("--aa", type=int, default=20, help="A/A candidates per rule")
     parser.add_argument("--ab-trials", type=int, default=8, help="A/B loop runs per rule")
-    parser.add_argument("--lr-div", type=float, default=1.75, help="the baseline's learning rates divided by this")
+    parser.add_argument("--lr-div", type=float, default=1.85, help="the baseline's learning rates divided by this")
     parser.add_argument("--ab", default=None, help="OLD=>NEW: the real improvement, replaced in train.py")
     parser.add_argument("--rules", default="strict,confirm")
     parser.add_argument("--task", type=Path, default=None)
