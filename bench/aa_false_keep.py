@@ -3,8 +3,8 @@
 Usage: python bench/aa_false_keep.py [--budget 10] [--aa 20] [--ab-trials 8] [--lr-div 1.85 | --ab OLD=>NEW]
                                     [--task DIR]
 
-- A/A: one loop run per rule with `--aa` candidates that change nothing of substance (a comment, an
-  unused constant), proposed by the replay agent. Every keep is a false keep.
+- A/A: one loop run per rule with `--aa` candidates that change nothing of substance (an unused
+  constant, a comment, the seed), proposed by the replay agent. Every keep is a false keep.
 - A/B: `--ab-trials` loop runs per rule, each a baseline and one real improvement. Each trial uses its
   own seeds (`loop.seed`), so the trials are independent. Every keep is a true keep. By default the
   baseline's CPU-profile learning rates are divided by `--lr-div` (committed to the task before the
@@ -54,6 +54,15 @@ def set_keep(task: Path, rule: str, seed: int) -> None:
     (task / "autoresearch.toml").write_text(head + "\n[loop]\n" + loop)
 
 
+def null_change(train: str, i: int, seed_line: str) -> str:
+    """A change of nothing of substance, in turn: an unused constant, a comment, another seed."""
+    if i % 3 == 0:
+        return train + f"\nUNUSED_{i} = {i}  # not read anywhere\n"
+    if i % 3 == 1:
+        return train.replace("\nimport ", f"\n# note {i}: nothing changes\nimport ", 1)
+    return train.replace(seed_line, seed_line.rstrip("\n") + f" + {137 * i}  # another seed\n", 1)
+
+
 def run_tag(task: Path, tag: str, proposals: list[dict], budget: float) -> list:
     patches = task.parent / f"{tag}.json"
     patches.write_text(json.dumps(proposals))
@@ -86,9 +95,11 @@ def main() -> None:
         (task / "train.py").write_text(train)
         git = ["git", "-C", str(task)]
         subprocess.run([*git, "commit", "-qam", f"baseline: learning rates / {args.lr_div:g}"], check=True)
-    nulls = [{"description": f"nothing of substance {i}",
-              "files": {"train.py": train.replace("\nimport ", f"\n# note {i}: nothing changes\nimport ", 1)
-                        if i % 2 else train + f"\nUNUSED_{i} = {i}  # not read anywhere\n"}} for i in range(args.aa)]
+    seed_line = '    seed = env("AUTORESEARCH_SEED", int)\n'
+    if seed_line not in train:
+        raise SystemExit(f"train.py has no line {seed_line.strip()!r}: the seed-only A/A candidates need it")
+    nulls = [{"description": f"nothing of substance {i}", "files": {"train.py": null_change(train, i, seed_line)}}
+             for i in range(args.aa)]
     better = [{"description": description, "files": {"train.py": better}}]
     stamp = int(time.time())
     table = {}
