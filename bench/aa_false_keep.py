@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--lr-div", type=float, default=1.85, help="the baseline's learning rates divided by this")
     parser.add_argument("--ab", default=None, help="OLD=>NEW: the real improvement, replaced in train.py")
     parser.add_argument("--rules", default="strict,confirm")
+    parser.add_argument("--seed", type=int, default=0, help="the A/A loop's seed (A/B trials use 100, 200, ...)")
     parser.add_argument("--task", type=Path, default=None)
     args = parser.parse_args()
     task = default_task(args.task or Path(tempfile.mkdtemp()) / "task")
@@ -89,12 +90,14 @@ def main() -> None:
             raise SystemExit(f"--ab: {old!r} is not in train.py")
         better = train.replace(old, new, 1)
         description = f"real gain: {new.strip()}"
-    else:
+    elif args.ab_trials:
         better, train = train, divide_lrs(train, args.lr_div)
         description = f"real gain: learning rates x{args.lr_div:g}"
         (task / "train.py").write_text(train)
         git = ["git", "-C", str(task)]
         subprocess.run([*git, "commit", "-qam", f"baseline: learning rates / {args.lr_div:g}"], check=True)
+    else:
+        better, description = train, "no A/B trials"
     seed_line = '    seed = env("AUTORESEARCH_SEED", int)\n'
     if seed_line not in train:
         raise SystemExit(f"train.py has no line {seed_line.strip()!r}: the seed-only A/A candidates need it")
@@ -104,7 +107,7 @@ def main() -> None:
     stamp = int(time.time())
     table = {}
     for rule in args.rules.split(","):
-        set_keep(task, rule, seed=0)
+        set_keep(task, rule, seed=args.seed)
         aa = run_tag(task, f"aa-{rule}-{stamp}", nulls, args.budget)
         ab_trials = []
         for t in range(args.ab_trials):
@@ -129,7 +132,7 @@ def main() -> None:
               f"{confirmations / max(len(looked), 1):.2f} | {runs} |")
         groups += [e.metrics["runs"] for trial in [aa, *trials] for e in trial if len(e.metrics.get("runs") or []) > 1]
     noise = pooled_noise(groups)
-    if noise.known:
+    if noise.known and args.ab_trials:
         base = [trial[0].metric for _, trials in table.values() for trial in trials]
         gain = [trial[0].metric - (trial[1].metrics.get("runs") or [trial[1].metric])[0]
                 for _, trials in table.values() for trial in trials if len(trial) > 1 and trial[1].metric is not None]
