@@ -132,6 +132,27 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
     assert "is measured again" in result.stdout
 
 
+def test_the_best_is_measured_again_on_request(tmp_path):
+    task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 0\nnoise_seeds = 2\n')
+    agent = patches(tmp_path, [("nothing", "GAIN = 0.0  # same"), ("nothing again", "GAIN = 0.0  # again")])
+    cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--max-experiments", "2", cwd=task)
+    with Store.open(task) as store:
+        base = store.experiments("q")[0]
+        assert store.get_state(f"recalibration:{base.id}") is None  # recalibrate_every = 0: never on its own
+    asked = cli("recalibrate", cwd=task)  # the latest tag, stopped: done when resumed
+    assert "run q" in asked.stdout and "2 more runs, when it is resumed" in asked.stdout
+    resumed = cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--resume", "--max-experiments", "3", cwd=task)
+    assert "measured again: 2 more runs, as asked" in resumed.stdout
+    with Store.open(task) as store:
+        assert len(store.get_state(f"recalibration:{base.id}")) == 2
+        assert len(store.experiments("q")) == 3
+    again = cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--resume", "--max-experiments", "4",
+                "--recalibrate", cwd=task)
+    assert again.stdout.count("measured again") == 1  # the served request is not served twice
+    with Store.open(task) as store:
+        assert len(store.get_state(f"recalibration:{base.id}")) == 4
+
+
 def test_bad_keep_settings_are_named():
     from autoresearch.config import ConfigError, config_from_dict
 

@@ -300,6 +300,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
                                                   "(as the agent reports it)."),
         tag: str = typer.Option(None, help="Run tag; the branch is autoresearch/<tag> (default: today, e.g. nov27)."),
         resume: bool = typer.Option(False, help="Continue the run of this tag after a stop or a crash."),
+        recalibrate: bool = typer.Option(False, help="Measure the best again before the next experiment: "
+                                                     "keep.noise_seeds more runs, for the noise."),
         base_url: str = typer.Option(None, help="openai:/anthropic: agents: the API's address, e.g. "
                                                 "http://localhost:8000/v1 for vLLM or Ollama."),
         pipeline: bool = typer.Option(None, "--pipeline/--no-pipeline",
@@ -312,7 +314,7 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
 
     from autoresearch.agents import AgentConfigError, make_agent
     from autoresearch.drafts import wants_pipeline
-    from autoresearch.loop import Limits, Loop, LoopError
+    from autoresearch.loop import Limits, Loop, LoopError, request_recalibration
     from autoresearch.runner import resolve_device
 
     config = _task(task_dir)
@@ -330,6 +332,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
                     on_event=_loop_events())
     except (AgentConfigError, LoopError, GitError) as e:
         _fail(str(e))
+    if recalibrate:
+        request_recalibration(loop.store, loop.tag)
 
     def on_interrupt(signum, frame):
         if loop.stop_requested:  # second Ctrl-C: abort the running experiment; --resume runs it again
@@ -407,6 +411,23 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
 
 
 @app.command()
+def recalibrate(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
+                task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Ask a run to measure its best again (keep.noise_seeds more runs, for the noise) before its next
+    experiment: a running loop does it next, a stopped one when resumed."""
+    from autoresearch.loop import request_recalibration
+
+    config = _task(task_dir)
+    with _store(task_dir) as store:
+        tag = _latest_tag(store, tag)
+        request_recalibration(store, tag)
+        running = bool(store.running(tag))
+    when = "before its next experiment" if running else "when it is resumed (autoresearch run --resume)"
+    out.print(f"run {tag}: the best will be measured again, {config.keep.noise_seeds} more runs, {when}",
+              highlight=False)
+
+
+@app.command()
 def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
            out_dir: Path = typer.Option(None, "--out", help="Folder for the report (default: the task folder)."),
            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
@@ -438,8 +459,9 @@ def _loop_events():
         elif kind == "confirm":
             out.print(f"  [dim]{event['reason']} (run {event['run']})[/]", highlight=False)
         elif kind == "recalibrate":
-            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {event['runs']} more runs, for the "
-                      "noise[/]", highlight=False)
+            why = "as asked" if event.get("requested") else "for the noise"
+            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {event['runs']} more runs, {why}[/]",
+                      highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -82,6 +82,14 @@ def decide(outcome: Outcome, best: float | None, metric: MetricConfig = MetricCo
     return Status.DISCARD
 
 
+def request_recalibration(store: Store, tag: str) -> int:
+    """Ask the loop of `tag` to measure the best again (`keep.noise_seeds` more runs) before its next
+    experiment, whether it runs now or is resumed later. Returns the number of requests so far."""
+    count = store.get_state(f"recalibrate-requested:{tag}", 0) + 1
+    store.set_state(f"recalibrate-requested:{tag}", count)
+    return count
+
+
 class Loop:
     def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset | None, agent: Agent, *, tag: str,
                  resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
@@ -469,20 +477,27 @@ class Loop:
         return measured_noise(self.store, self.tag, extra)
 
     def _recalibrate(self) -> None:
-        """Every `keep.recalibrate_every` keeps, the best runs `keep.noise_seeds` more times: the noise is
-        measured on the code as it is now, and the best's mean gets firmer."""
+        """Every `keep.recalibrate_every` keeps, or when asked (`autoresearch recalibrate`), the best runs
+        `keep.noise_seeds` more times: the noise is measured on the code as it is now, and the best's mean
+        gets firmer."""
         keep = self.config.keep
         incumbent = self.incumbent()
-        if keep.rule != "confirm" or not keep.recalibrate_every or incumbent is None:
+        requested = self.store.get_state(f"recalibrate-requested:{self.tag}", 0)
+        on_request = requested > self.store.get_state(f"recalibrate-served:{self.tag}", 0)
+        if incumbent is None or self.worktree.head() != incumbent.commit:
             return
-        mark = self.store.get_state(f"calibrated:{self.tag}", 0)
-        kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP and e.seq > mark]
-        if len(kept) < keep.recalibrate_every or self.worktree.head() != incumbent.commit:
-            return
+        if not on_request:
+            if keep.rule != "confirm" or not keep.recalibrate_every:
+                return
+            mark = self.store.get_state(f"calibrated:{self.tag}", 0)
+            kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP and e.seq > mark]
+            if len(kept) < keep.recalibrate_every:
+                return
         key = f"recalibration:{incumbent.id}"
         extra = self.store.get_state(key, [])
         target = len(extra) + keep.noise_seeds
-        self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": keep.noise_seeds})
+        self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": keep.noise_seeds,
+                       "requested": on_request})
         while len(extra) < target:
             n = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
             outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [])
@@ -492,6 +507,7 @@ class Loop:
             self.store.set_state(key, extra)
         self.worktree.discard_changes()
         self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
+        self.store.set_state(f"recalibrate-served:{self.tag}", requested)
 
     def _tampering(self, before: integrity.Snapshot) -> str | None:
         """What the run changed of what the harness owns, or of the committed files; None if nothing."""
