@@ -32,6 +32,7 @@ from autoresearch.report.summary import (
     experiment_deltas,
     first_line,
     format_duration,
+    noise_line,
     summarize,
     truncate,
 )
@@ -563,3 +564,13 @@ def test_the_report_says_loudly_when_runs_were_not_boxed(store: Store) -> None:
                  agent="test", seed=0, metric=1.2, metrics={"isolation": "landlock"})
     report = report_markdown(TAG, store.experiments(TAG))
     assert "- **Sandbox: NONE for 1 of 4 runs.**" in report and "WEAKER (Landlock" in report and "1 of 4 runs" in report
+
+
+def test_the_noise_line_counts_its_runs_in_words():
+    data = {"sigma": 0.0279, "dof": 5, "confirmation_runs": 1, "confirmed_experiments": 1, "extra_runs": 3}
+    assert noise_line(data) == ("noise: sigma 0.0279 val_bpb (5 degrees of freedom); 1 confirmation run for "
+                                "1 experiment")
+    data.update(confirmation_runs=4, confirmed_experiments=3)
+    assert noise_line(data).endswith("; 4 confirmation runs for 3 experiments")
+    assert noise_line({**data, "confirmation_runs": 0}) == "noise: sigma 0.0279 val_bpb (5 degrees of freedom)"
+    assert noise_line({**data, "sigma": None}) == "noise: not measured yet"

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
     carryover_warning,
+    confirmations_text,
     error_line,
     experiment_deltas,
     format_duration,
+    noun,
     summarize,
     truncate,
 )
@@ -65,9 +67,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     lines += _containment(experiments)
     if noise is not None and noise.get("sigma") is not None:
         lines.append(f"- **Noise:** runs of the same code differ by {noise['sigma']:.6f} {name} (one standard "
-                     f"deviation, {noise['dof']} degrees of freedom); {noise['confirmation_runs']} confirmation "
-                     f"runs for {noise['confirmed_experiments']} experiments, {noise['extra_runs']} runs in all "
-                     "beyond one per experiment")
+                     f"deviation, {noise['dof']} degrees of freedom); {confirmations_text(noise)}, "
+                     f"{noun(noise['extra_runs'], 'run')} in all beyond one per experiment")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:

@@ -309,9 +309,19 @@ def noise_line(data: dict, metric: MetricConfig = MetricConfig()) -> str:
         return "noise: not measured yet"
     line = f"noise: sigma {data['sigma']:.4g} {metric.name} ({data['dof']} degrees of freedom)"
     if data["confirmation_runs"]:
-        line += (f"; {data['confirmation_runs']} confirmation run{'s' if data['confirmation_runs'] > 1 else ''} for "
-                 f"{data['confirmed_experiments']} experiment{'s' if data['confirmed_experiments'] > 1 else ''}")
+        line += "; " + confirmations_text(data)
     return line
+
+
+def confirmations_text(data: dict) -> str:
+    """`4 confirmation runs for 3 experiments`, from `noise_data`."""
+    return (f"{noun(data['confirmation_runs'], 'confirmation run')} for "
+            f"{noun(data['confirmed_experiments'], 'experiment')}")
+
+
+def noun(n: int, singular: str) -> str:
+    """`1 run`, `2 runs`: a count with its noun."""
+    return f"{n} {singular}{'' if n == 1 else 's'}"
 
 
 def status_data(store: Store, tag: str, now: float | None = None, *,
