@@ -91,8 +91,10 @@ def test_the_agent_is_told_the_measured_noise():
                       seed=0, status=Status.KEEP, metric=1.0, metrics={"runs": [1.0, 1.01, 0.99]},
                       training_seconds=1.0, total_seconds=1.0, peak_memory_bytes=None, tokens=None, steps=None,
                       log_path=None, started_at=0.0, ended_at=1.0, error=None)
-    prompt = build_prompt(ProposalContext(program="", editable=["train.py"], history=[base], best=base, noise=0.0042))
+    prompt = build_prompt(ProposalContext(program="", editable=["train.py"], history=[base], best=base, noise=0.0042,
+                                          keep_margin=0.0197))
     assert "differ by about 0.0042" in prompt and "(mean of 3 runs)" in prompt
+    assert "beat the best by 0.0197 to be kept at once" in prompt
 
 
 def test_strict_keeps_what_is_lower_by_any_amount(tmp_path):

@@ -13,6 +13,7 @@ from autoresearch.keeprule import (
     Noise,
     Thresholds,
     changed_lines,
+    clear_margin,
     is_simpler,
     judge,
     pooled_noise,
@@ -82,6 +83,14 @@ def test_a_noise_estimate_from_few_runs_is_widened():
     assert judge(lucky, BEST, few, thresholds=Thresholds(widen_z=0)).action == KEEP
     assert judge(lucky, BEST, few).action == CONFIRM  # 1.5 widened standard errors: run again
     assert judge(lucky, BEST, Noise(sigma=0.01, dof=200)).action == KEEP  # a firm estimate: kept at once
+
+
+def test_the_margin_told_to_agents_is_the_one_the_rule_keeps_at():
+    margin = clear_margin(NOISE, 3)
+    assert margin == pytest.approx(3 * WIDE * math.sqrt(4 / 3), rel=1e-4)
+    assert judge([1.0 - margin * 1.01], BEST, NOISE).action == KEEP
+    assert judge([1.0 - margin * 0.99], BEST, NOISE).action == CONFIRM
+    assert clear_margin(NOISE, 12) < margin  # a firmer best: a smaller gain is clear
 
 
 def test_direction_follows_the_metric():

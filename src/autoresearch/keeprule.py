@@ -97,7 +97,7 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
             return Verdict(CONFIRM, "better, but the noise is not measured yet: run again with a fresh seed",
                            improvement, math.nan, math.nan)
         return Verdict(KEEP, "better (the noise could not be measured)", improvement, math.nan, math.nan)
-    stderr = noise.sigma * widening(noise.dof, th.widen_z) * math.sqrt(1 / len(candidate) + 1 / len(best))
+    stderr = standard_error(noise, len(candidate), len(best), th)
     z = improvement / stderr if stderr > 0 else math.copysign(math.inf, improvement) if improvement else 0.0
     confirmed = len(candidate) > 1
     keep_at = th.confirm_z if confirmed else th.clear_z
@@ -117,6 +117,17 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
                        "better", improvement, stderr, z)
     return Verdict(CONFIRM, f"better by {z:.1f} standard errors, within the noise: run again with a fresh seed",
                    improvement, stderr, z)
+
+
+def standard_error(noise: Noise, candidate_runs: int, best_runs: int, thresholds: Thresholds = Thresholds()) -> float:
+    """The standard error of the difference of two means, of `candidate_runs` and `best_runs` runs, with the
+    noise estimate widened for its degrees of freedom. The noise must be known."""
+    return noise.sigma * widening(noise.dof, thresholds.widen_z) * math.sqrt(1 / candidate_runs + 1 / best_runs)
+
+
+def clear_margin(noise: Noise, best_runs: int, thresholds: Thresholds = Thresholds()) -> float:
+    """How much better than the best (measured `best_runs` times) a first run must be to be kept at once."""
+    return thresholds.clear_z * standard_error(noise, 1, best_runs, thresholds)
 
 
 def widening(dof: int, z: float = 2.0) -> float:

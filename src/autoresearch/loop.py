@@ -28,7 +28,7 @@ from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalConte
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
-from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, is_simpler, judge
+from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, clear_margin, is_simpler, judge
 from autoresearch.report.summary import agent_usage, measured_noise, measured_runs
 from autoresearch.runner import (
     Outcome,
@@ -217,10 +217,14 @@ class Loop:
 
     def _context(self, failure: Experiment | None = None, pending: Experiment | None = None) -> ProposalContext:
         noise = self.noise() if self.config.keep.rule == "confirm" else None
+        known = noise is not None and noise.known
+        best = self.incumbent()
+        best_runs = len(measured_runs(self.store, best)) if best is not None else 0
+        margin = clear_margin(noise, best_runs, self.config.keep.thresholds()) if known and best_runs else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
-                               history=self.store.experiments(self.tag), best=self.incumbent(), failure=failure,
+                               history=self.store.experiments(self.tag), best=best, failure=failure,
                                budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
-                               noise=noise.sigma if noise is not None and noise.known else None)
+                               noise=noise.sigma if known else None, keep_margin=margin)
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the

@@ -35,6 +35,7 @@ class ProposalContext:
     failure: Experiment | None = None  # set when asking for a fix: the crashed experiment (diff, error tail)
     budget_seconds: float | None = None  # the training budget of each experiment
     noise: float | None = None  # the run-to-run standard deviation of the metric, as measured (None: not yet)
+    keep_margin: float | None = None  # how much better than the best a first run must be to be kept at once
     pending: Experiment | None = None  # set when drafting ahead: the experiment still training, its result
     #                                    not known; the proposal is applied on top of it if it is kept
 

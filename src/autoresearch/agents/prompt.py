@@ -32,7 +32,7 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     changes = deltas([(e.status, e.metric) for e in history], metric=metric)
     budget_seconds = budget_seconds or context.budget_seconds
     fixed = [_program(context), _rules(context, metric, budget_seconds),
-             _results(history, context.best, metric, context.noise)]
+             _results(history, context.best, metric, context.noise, context.keep_margin)]
     if context.pending is not None:
         fixed.append(_pending(context.pending, context.best))
     if context.failure is not None:
@@ -70,7 +70,7 @@ def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float
 
 
 def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig,
-             sigma: float | None = None) -> str:
+             sigma: float | None = None, margin: float | None = None) -> str:
     lines = ["# Results so far", ""]
     if not history:
         return "\n".join(lines + ["(none yet)", ""])
@@ -85,10 +85,11 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
                      + f" (#{best.seq}: {_cell(best.description)}).")
     noise = [e.metrics.get("val_bpb_stderr") for e in history if isinstance(e.metrics.get("val_bpb_stderr"), float)]
     if sigma is not None:
+        margin = 3 * sigma if margin is None else margin
         lines.append(f"Noise: runs of the same code with different seeds differ by about {sigma:.4f} (one standard "
-                     f"deviation, measured). A result within about {3 * sigma:.4f} of the best is run again with "
-                     "other seeds before it can be kept, so aim for changes that matter more than that; a change "
-                     "that removes code and does as well is kept too.")
+                     f"deviation, measured). A result must beat the best by {margin:.4f} to be kept at once; a "
+                     "smaller gain is run again with other seeds before it can be kept, so aim for changes that "
+                     "matter more than that. A change that removes code and does as well is kept too.")
     elif noise:
         lines.append(f"Noise: the evaluation's sampling error is about ±{noise[-1]:.4f}, and runs of the same code "
                      "differ by a similar amount or more; a change smaller than that is not a real gain.")
