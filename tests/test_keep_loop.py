@@ -137,9 +137,10 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
 def test_the_best_is_measured_again_on_request(tmp_path):
     task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 0\nnoise_seeds = 2\n')
     agent = patches(tmp_path, [("nothing", "GAIN = 0.0  # same"), ("nothing again", "GAIN = 0.0  # again")])
-    cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--max-experiments", "2", cwd=task)
+    cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--max-experiments", "2", "--budget", "40", cwd=task)
     with Store.open(task) as store:
         base = store.experiments("q")[0]
+        assert store.get_state("budget:q") == 40  # the run's own budget, for status's progress bar
         assert store.get_state(f"recalibration:{base.id}") is None  # recalibrate_every = 0: never on its own
     asked = cli("recalibrate", cwd=task)  # the latest tag, stopped: done when resumed
     assert "run q" in asked.stdout and "2 more runs, when it is resumed" in asked.stdout
@@ -160,7 +161,7 @@ def test_bad_keep_settings_are_named():
 
     keep = config_from_dict({"keep": {"widen_z": 1.5, "noise_seeds": 5}}).validate().keep
     assert keep.thresholds().widen_z == 1.5 and keep.noise_seeds == 5
-    for bad, message in [({"rule": "lucky"}, "use confirm"), ({"widen_z": -1}, "widen_z = -1"),
+    for bad, message in [({"rule": "lucky"}, "use confirm"), ({"widen_z": -1}, "widen_z = -1"), ({"learn_dof": -2}, "learn_dof = -2"),
                          ({"noise_seeds": 0}, "noise_seeds"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict({"keep": bad}).validate()

@@ -93,6 +93,17 @@ def test_the_margin_told_to_agents_is_the_one_the_rule_keeps_at():
     assert clear_margin(NOISE, 12) < margin  # a firmer best: a smaller gain is clear
 
 
+def test_while_the_noise_is_barely_measured_any_better_first_run_is_confirmed():
+    wide = [1.131, 0.994, 0.953]  # three baseline seeds that spread widely by luck: sigma-hat 0.093 on 2 dof
+    noise = pooled_noise([wide])
+    assert noise.dof == 2 and noise.sigma > 0.09
+    candidate = [0.99]  # 0.036 better: 0.14 widened standard errors, under the gate
+    assert judge(candidate, wide, noise).action == CONFIRM  # confirmed, and its runs add to the estimate
+    assert judge(candidate, wide, noise, thresholds=Thresholds(learn_dof=0)).action == DISCARD
+    assert judge([1.05], wide, noise).action == DISCARD  # not better at all: nothing to confirm
+    assert judge(candidate, wide, Noise(noise.sigma, 5)).action == DISCARD  # measured well enough: the gate
+
+
 def test_direction_follows_the_metric():
     assert judge([1.05], BEST, NOISE, maximize=True).action == KEEP
     assert judge([0.95], BEST, NOISE, maximize=True).action == DISCARD

@@ -396,7 +396,8 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
             return Group(status_table(store, tag, last=40, metric=config.metric),
                          Text(noise_line(noise_data(store, tag), config.metric), style="dim"),
-                         running_view(running_line(store, tag), progress, config.train.budget_seconds))
+                         running_view(running_line(store, tag), progress,
+                                      store.get_state(f"budget:{tag}", config.train.budget_seconds)))
 
         if not watch:
             out.print(view())

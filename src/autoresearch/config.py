@@ -123,11 +123,12 @@ class KeepConfig:
     max_confirm: int = 3  # re-runs at most
     tie_z: float = 1.0  # a change that removes more lines than it adds is kept within this many of the best
     widen_z: float = 2.0  # a noise estimate from few runs is widened: by t_dof(Phi(widen_z)) / widen_z (0: not)
+    learn_dof: int = 5  # until the noise rests on this many degrees of freedom, any better first run is confirmed
 
     def thresholds(self) -> Thresholds:
         return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,
                           futility_z=self.futility_z, max_confirm=self.max_confirm, tie_z=self.tie_z,
-                          widen_z=self.widen_z)
+                          widen_z=self.widen_z, learn_dof=self.learn_dof)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,9 @@ class TaskConfig:
                               "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
         if not 0 <= k.widen_z <= 5:
             raise ConfigError(f"keep.widen_z = {k.widen_z}: use a number from 0 (no widening) to 5; 2 is the default")
+        if not 0 <= k.learn_dof <= 100:
+            raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
+                              "default")
         return self
 
     def _validate_metric(self) -> None:

@@ -14,7 +14,10 @@ keeps anything lower by any amount (`strict`) keeps about half of the changes th
 - The improvement of a candidate is the best's mean minus the candidate's mean (for a metric to
   minimize), with standard error widened_sigma * sqrt(1/n_candidate + 1/n_best); z is their ratio.
 - After its first run: z >= `clear_z` keeps it at once; z <= `gate_z` discards it; in between it is
-  run again with fresh seeds (`confirm`).
+  run again with fresh seeds (`confirm`). While the noise rests on fewer than `learn_dof` degrees of
+  freedom, the gate is 0: any first run better than the best is confirmed, so that the noise gets
+  measured. (Three baseline seeds that spread widely by luck would otherwise hide every real gain:
+  nothing gets confirmed, so the estimate never improves.)
 - After each confirmation run: z >= `confirm_z` keeps it; z <= `futility_z` discards it; after
   `max_confirm` runs without either, it is discarded.
 - A tie (|z| < `tie_z` once it has been confirmed, or at once) goes to the simpler change: a candidate
@@ -43,6 +46,7 @@ class Thresholds:
     max_confirm: int = 3  # confirmation runs at most
     tie_z: float = 1.0  # a simpler change within this many standard errors of the best is kept
     widen_z: float = 2.0  # the noise estimate is widened by t_dof(Phi(widen_z)) / widen_z (0: not widened)
+    learn_dof: int = 5  # below this many degrees of freedom, any first run better than the best is confirmed
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
     if simpler and z > -th.tie_z:
         return Verdict(KEEP, f"a simpler change, as good within the noise ({z:+.1f} standard errors): kept",
                        improvement, stderr, z)
-    floor = th.futility_z if confirmed else th.gate_z
+    floor = th.futility_z if confirmed else th.gate_z if noise.dof >= th.learn_dof else 0.0
     if z <= floor:
         return Verdict(DISCARD, f"{z:+.1f} standard errors: " + ("not better" if improvement <= 0 else
                        "within the noise"), improvement, stderr, z)

@@ -120,6 +120,7 @@ class Loop:
             except DataError as err:
                 raise LoopError(str(err)) from err
         self._reconcile()
+        self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
