@@ -348,7 +348,7 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         reason = "aborted; the interrupted experiment runs again with --resume"
     finally:
         loop.close()
-    out.print(f"loop stopped: {reason}. Results: {task_dir / 'results.tsv'}")
+    out.print(f"loop stopped: {reason}. Results: {loop.results_path}")
 
 
 def _store(task_dir: Path):
@@ -382,20 +382,26 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     from rich.text import Text
 
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
-    from autoresearch.report.summary import noise_data, noise_line
+    from autoresearch.report.summary import loop_line, noise_data, noise_line
 
     config = _task(task_dir)
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
         if as_json:
-            print(json.dumps(status_data(store, tag, metric=config.metric)))
+            print(json.dumps({**status_data(store, tag, metric=config.metric), "loop": _loop_state(task_dir, tag)}))
             return
 
         def view():
             running = store.running(tag)
+            loop = _loop_state(task_dir, tag)
+            line = Text(loop_line(tag, loop["alive"], running[-1].seq if running else None, loop.get("holder"),
+                                  loop["others"]), style="dim" if loop["alive"] is not False else "yellow")
+            if loop["alive"] is False:  # a dead loop's RUNNING experiment makes no progress: no bar for it
+                return Group(status_table(store, tag, last=40, metric=config.metric),
+                             Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line)
             progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
             return Group(status_table(store, tag, last=40, metric=config.metric),
-                         Text(noise_line(noise_data(store, tag), config.metric), style="dim"),
+                         Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line,
                          running_view(running_line(store, tag), progress,
                                       store.get_state(f"budget:{tag}", config.train.budget_seconds)))
 
@@ -411,6 +417,17 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                 pass
 
 
+def _loop_state(task_dir: Path, tag: str) -> dict:
+    """Whether the loop of `tag` is alive (None: unknown here), who runs it, and the other live tags."""
+    from autoresearch.runlock import holder, live_tags
+
+    who = holder(task_dir, tag)
+    state = {"alive": None if who is None else bool(who), "others": [t for t in live_tags(task_dir) if t != tag]}
+    if who:
+        state.update(pid=who.pid, host=who.host, since=who.started_at, holder=who.describe())
+    return state
+
+
 @app.command()
 def recalibrate(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                 task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
@@ -422,8 +439,10 @@ def recalibrate(tag: str = typer.Option(None, help="Run tag (default: the latest
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
         request_recalibration(store, tag)
-        running = bool(store.running(tag))
-    when = "before its next experiment" if running else "when it is resumed (autoresearch run --resume)"
+    alive = _loop_state(task_dir, tag)["alive"]
+    when = ("before its next experiment" if alive
+            else f"when it is resumed (autoresearch run --resume --tag {tag})" if alive is False
+            else "before its next experiment, or when it is resumed")
     out.print(f"run {tag}: the best will be measured again, {config.keep.noise_seeds} more runs, {when}",
               highlight=False)
 

@@ -30,6 +30,7 @@ from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, clear_margin, is_simpler, judge
 from autoresearch.report.summary import agent_usage, measured_noise, measured_runs
+from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.runner import (
     Outcome,
     can_prestart,
@@ -103,7 +104,21 @@ class Loop:
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
-        exists = self.workspace.branch_exists(branch)
+        exists = self.workspace.branch_exists(branch)  # checks the tag, too
+        try:
+            self.lock = RunLock(self.task_dir, tag).acquire()  # held until close(): one loop per tag
+        except RunLockHeld as err:
+            self.store.close()
+            raise LoopError(str(err)) from err
+        try:
+            self._open(branch, exists, resume, budget, pipeline)
+        except BaseException:
+            self.lock.release()
+            self.store.close()
+            raise
+
+    def _open(self, branch: str, exists: bool, resume: bool, budget: float | None, pipeline: bool) -> None:
+        tag, config, dataset, agent = self.tag, self.config, self.dataset, self.agent
         if exists and not resume:
             raise LoopError(f"tag {tag!r} already has a run (branch {branch}): continue it with --resume, "
                             "or start a new one with --tag NEW")
@@ -114,6 +129,9 @@ class Loop:
         self.worktree: Worktree = self.workspace.open_worktree(
             self.task_dir / ".autoresearch" / "worktrees" / tag, branch)
         self.logs = self.task_dir / ".autoresearch" / "logs" / tag
+        # A run started beside another live one (one per GPU, say) gets a table of its own, so they never mix.
+        alongside = [t for t in live_tags(self.task_dir) if t != tag]
+        self.results_path = self.task_dir / (f"results-{tag.replace('/', '-')}.tsv" if alongside else "results.tsv")
         if dataset is not None:  # every byte against the manifest once; each run then keeps it unchanged
             try:
                 dataset.verify(full=True)
@@ -153,7 +171,7 @@ class Loop:
         self.export()
 
     def export(self) -> None:
-        self.store.export_results_tsv(self.tag, self.task_dir / "results.tsv", self.config.metric.name)
+        self.store.export_results_tsv(self.tag, self.results_path, self.config.metric.name)
 
     def _limit_reached(self, started: float) -> str | None:
         done = len(self.store.experiments(self.tag))
@@ -545,3 +563,4 @@ class Loop:
         if self._spares is not None:
             self._spares.close()
         self.store.close()
+        self.lock.release()

@@ -419,6 +419,27 @@ def running_line(store: Store, tag: str, now: float | None = None) -> str | None
     return describe_running(running[-1] if running else None, now)
 
 
+def loop_line(tag: str, alive: bool | None, running_seq: int | None, holder: str | None = None,
+              others: Sequence[str] = ()) -> str:
+    """Whether the loop of `tag` lives, said so that a dead one's next step is plain. `alive` None: unknown
+    (no file locks on this system); `running_seq`: the experiment the store has as RUNNING; `holder`: who
+    runs it (e.g. `pid 123, since ...`); `others`: tags of live loops beside it in the task folder."""
+    if alive is None:
+        text = "loop: liveness unknown on this system"
+    elif alive:
+        text = f"loop: running ({holder})" if holder else "loop: running"
+        if running_seq is None:
+            text += ", between experiments (the agent is proposing, or the best is being measured)"
+    elif running_seq is not None:
+        text = (f"loop: not running (stopped or killed), so #{running_seq} was interrupted; it runs again with "
+                f"`autoresearch run --resume --tag {tag}`")
+    else:
+        text = f"loop: not running; continue with `autoresearch run --resume --tag {tag}`"
+    if others:
+        text += f". Also running in this folder: {', '.join(others)}"
+    return text
+
+
 CARRYOVER = 0.5  # test gains below this share of the val gains, over a stretch of keeps, raise the warning
 CARRYOVER_WINDOW = 3  # the most recent keeps that are checked on their own as well
 
