@@ -54,7 +54,13 @@ def _accelerated() -> bool:
     return torch.cuda.is_available()
 
 
-@app.command()
+INIT_HELP = ("Create a task folder: the built-in task, a reference-layout folder, or a generic task.\n\n"
+             "The built-in task gets the baseline train.py, program.md, autoresearch.toml and git. A folder in "
+             "the reference layout (prepare.py, train.py, program.md) gets only the settings. A generic task "
+             "runs --command and reads its metric with --metric-regex or --metric-json.")
+
+
+@app.command(help=INIT_HELP)
 def init(directory: Path = typer.Argument(Path("."), help="Task folder to create or fill."),
          force: bool = typer.Option(False, help="Overwrite the files init writes if present."),
          command: str = typer.Option(None, help="A generic task: the command one experiment runs, "
@@ -67,9 +73,7 @@ def init(directory: Path = typer.Argument(Path("."), help="Task folder to create
          maximize: bool = typer.Option(False, help="Generic task: higher is better."),
          editable: list[str] = typer.Option(None, help="Generic task: a file (or glob) the agent may edit; "
                                                        "repeat for several.")):
-    """Create a task folder: the built-in task (baseline train.py, program.md, autoresearch.toml, git), a
-    folder in the reference layout (prepare.py, train.py, program.md: only the settings are added), or a
-    generic task (--command with --metric-regex or --metric-json)."""
+    """Create a task folder (see INIT_HELP)."""
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("autoresearch") / "template"
     if command is not None:
@@ -428,11 +432,15 @@ def _loop_state(task_dir: Path, tag: str) -> dict:
     return state
 
 
-@app.command()
+RECALIBRATE_HELP = ("Ask a run to measure its best again, for the noise, before its next experiment.\n\n"
+                    "That is keep.noise_seeds more runs of the best. A running loop does it next, a stopped "
+                    "one when it is resumed.")
+
+
+@app.command(help=RECALIBRATE_HELP)
 def recalibrate(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                 task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
-    """Ask a run to measure its best again (keep.noise_seeds more runs, for the noise) before its next
-    experiment: a running loop does it next, a stopped one when resumed."""
+    """Ask a run to measure its best again (see RECALIBRATE_HELP)."""
     from autoresearch.loop import request_recalibration
 
     config = _task(task_dir)
