@@ -377,6 +377,7 @@ def _latest_tag(store, tag: str | None) -> str:
 def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
            as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
            watch: bool = typer.Option(False, help="Refresh every 2 s until Ctrl-C."),
+           all_runs: bool = typer.Option(False, "--all", help="One line per run of the task folder instead."),
            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """The experiments of a run, the best so far, and live progress of the running one."""
     import time
@@ -390,6 +391,9 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
 
     config = _task(task_dir)
     with _store(task_dir) as store:
+        if all_runs:
+            _print_runs(store, task_dir, config, as_json)
+            return
         tag = _latest_tag(store, tag)
         if as_json:
             print(json.dumps({**status_data(store, tag, metric=config.metric), "loop": _loop_state(task_dir, tag)}))
@@ -419,6 +423,20 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                     live.update(view())
             except KeyboardInterrupt:
                 pass
+
+
+def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> None:
+    from autoresearch.report.summary import runs_table, summarize, summary_data
+
+    tags = store.tags()
+    if not tags:
+        _fail("no experiments yet: start a run with `autoresearch run`")
+    summaries = [summarize(tag, store.experiments(tag), metric=config.metric) for tag in tags]
+    alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
+    if as_json:
+        print(json.dumps([{**summary_data(s), "loop_alive": alive[s.tag]} for s in summaries]))
+    else:
+        out.print(runs_table(summaries, alive, metric=config.metric))
 
 
 def _loop_state(task_dir: Path, tag: str) -> dict:

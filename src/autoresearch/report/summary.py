@@ -419,6 +419,32 @@ def running_line(store: Store, tag: str, now: float | None = None) -> str | None
     return describe_running(running[-1] if running else None, now)
 
 
+def runs_table(summaries: Sequence[Summary], alive: dict[str, bool | None], *, now: float | None = None,
+               metric: MetricConfig = MetricConfig()) -> Table:
+    """All the runs of a task folder, one row each (`status --all`): tag, whether its loop lives (`alive`:
+    tag -> True, False, or None where unknown), experiments, keeps, crashes, baseline and best under
+    `metric`'s direction, the best's change, and how long ago the run last finished an experiment."""
+    now = time.time() if now is None else now
+    table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for name, justify in (("tag", "left"), ("loop", "left"), ("experiments", "right"), ("kept", "right"),
+                          ("crashes", "right"), ("baseline", "right"), ("best", "right"), ("change", "right"),
+                          ("last", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for summary in summaries:
+        live = alive.get(summary.tag)
+        loop = Text("running", style="bold cyan") if live else Text("?" if live is None else "stopped", style="dim")
+        change = "-"
+        if summary.improvement_pct is not None:
+            change = f"{'+' if metric.maximize else '-'}{summary.improvement_pct:.2f}%"
+        last = "-" if summary.last_ended is None else format_duration(max(0.0, now - summary.last_ended)) + " ago"
+        crashes = summary.counts["crash"] + summary.counts["timeout"]
+        table.add_row(summary.tag, loop, str(summary.total), str(summary.kept), str(crashes),
+                      _fmt(summary.baseline.metric if summary.baseline else None, "{:.6f}"),
+                      _fmt(summary.best.metric if summary.best else None, "{:.6f}"), change, last)
+    return table
+
+
 def loop_line(tag: str, alive: bool | None, running_seq: int | None, holder: str | None = None,
               others: Sequence[str] = ()) -> str:
     """Whether the loop of `tag` lives, said so that a dead one's next step is plain. `alive` None: unknown
