@@ -194,6 +194,48 @@ def make_config(hp, vocab_size, eval_seq_len):
 # Optimizers and schedule
 
 
+class Muon(torch.optim.Optimizer):
+    """Muon: Nesterov momentum, then each matrix's update orthogonalised by a Newton-Schulz iteration (the
+    same rule as torch.optim.Muon). Matrices of one shape are stacked and orthogonalised together, so a
+    step is a few large kernels instead of dozens of small ones per matrix."""
+
+    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            by_shape = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault(p.shape, []).append(p)
+            for (rows, cols), params in by_shape.items():
+                grads = [p.grad for p in params]
+                bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+                torch._foreach_lerp_(bufs, grads, 1 - momentum)
+                updates = orthogonalize(torch.stack(torch._foreach_lerp(grads, bufs, momentum)), group["ns_steps"])
+                if decay:
+                    torch._foreach_mul_(params, 1 - lr * decay)
+                torch._foreach_add_(params, list(updates.to(params[0].dtype).unbind(0)),
+                                    alpha=-lr * max(1.0, rows / cols) ** 0.5)
+
+
+def orthogonalize(g, steps, eps=1e-7):
+    """Newton-Schulz iteration towards the nearest orthogonal matrix of each matrix in the stack `g`, in bf16,
+    with the quintic coefficients that torch.optim.Muon uses."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.bfloat16()
+    tall = g.size(-2) > g.size(-1)
+    if tall:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
 def make_optimizers(model, hp, device):
     matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
     seen = {id(p) for p in matrices} | {id(model.wte.weight), id(model.lm_head.weight)}
@@ -207,7 +249,7 @@ def make_optimizers(model, hp, device):
     groups = [g for g in groups if g["params"]]
     fused = {"fused": True} if device.type == "cuda" else {}
     adamw = torch.optim.AdamW(groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0, **fused)
-    muon = torch.optim.Muon(matrices, lr=hp["MATRIX_LR"], momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY)
+    muon = Muon(matrices, lr=hp["MATRIX_LR"], momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY)
     optimizers = [adamw, muon]
     for opt in optimizers:
         for group in opt.param_groups:
@@ -376,20 +418,26 @@ def main():
         report("start", params=n_params, params_non_embedding=n_params - n_embed, flops_per_token=flops_per_token,
                device=device.type, profile=profile, startup_seconds=startup)  # fmt: skip
 
-        step, elapsed, last_log, last_tokens = 0, 0.0, 0.0, 0
+        step, elapsed, last_log, last_tokens, loss, queued = 0, 0.0, 0.0, 0, None, None
         while True:
             multiplier = lr_multiplier(elapsed / budget)
             for opt in optimizers:
                 for group in opt.param_groups:
                     group["lr"] = group["initial_lr"] * multiplier
-            loss = train_step(model, optimizers, batches, accum_steps, autocast).item()
-            sync()
+            running = train_step(model, optimizers, batches, accum_steps, autocast)  # a GPU only queues it
+            if queued is not None:  # read the step before back while this one runs, so the GPU never waits
+                loss = queued.item()
+            queued = running
             step += 1
             elapsed = time.time() - t_start
-            if not math.isfinite(loss):
-                sys.exit(f"train.py: the training loss is {loss} at step {step}; stopping")
             done = elapsed >= budget
-            if done or elapsed - last_log >= LOG_EVERY_S:
+            if done:  # wait for the last step, so that the time and the loss are its own
+                loss = queued.item()
+                sync()
+                elapsed = time.time() - t_start
+            if loss is not None and not math.isfinite(loss):
+                sys.exit(f"train.py: the training loss is {loss} by step {step}; stopping")
+            if loss is not None and (done or elapsed - last_log >= LOG_EVERY_S):
                 tokens = step * tokens_per_step
                 rate = (tokens - last_tokens) / max(elapsed - last_log, 1e-9)
                 report("step", step=step, elapsed=round(elapsed, 3), train_loss=round(loss, 4), tokens=tokens,
