@@ -184,3 +184,30 @@ def test_missing_env_var_is_named(tmp_path, tokens, missing):
     assert missing in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_stacked_muon_follows_torch_muon(weight_decay):
+    """The template's Muon stacks matrices of one shape; its steps must match torch.optim.Muon's rule."""
+    template = load_template()
+    torch.manual_seed(0)
+    shapes = [(32, 32), (32, 32), (128, 32), (32, 128), (128, 32), (16, 48)]
+    ours = [torch.nn.Parameter(torch.randn(*s) * 0.1) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    start = [p.detach().clone() for p in ours]
+    a = template.Muon(ours, lr=0.02, momentum=0.95, weight_decay=weight_decay)
+    b = torch.optim.Muon(theirs, lr=0.02, momentum=0.95, weight_decay=weight_decay)
+    for _ in range(4):
+        grads = [torch.randn(*s) for s in shapes]
+        for params in (ours, theirs):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+        a.step()
+        b.step()
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
+    assert all((p - s).abs().max() > 1e-3 for p, s in zip(ours, start, strict=True))  # the steps moved them
+    state = a.state_dict()  # and it saves and restores like any optimizer (the CUDA warm-up relies on it)
+    again = template.Muon(ours, lr=0.02, momentum=0.95, weight_decay=weight_decay)
+    again.load_state_dict(state)
+    assert len(again.state) == len(shapes)
