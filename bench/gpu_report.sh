@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # GPU figures in one go: prepare the built-in corpus at the CUDA defaults, `autoresearch bench`
 # (cold compile), then one full `autoresearch train` (warm compile cache). Logs go to $OUT.
-# Usage: OUT=/tmp/out TRAIN_MB=500 bash bench/gpu_report.sh     (run from the repository root)
+# With SWEEP set ("default", or variants as bench/gpu_sweep.sh takes them), the profile's variants are
+# benchmarked afterwards, as many as end before START + LIMIT seconds (default 570).
+# Usage: OUT=/tmp/out TRAIN_MB=500 [SWEEP=default] bash bench/gpu_report.sh     (run from the repository root)
 set -euo pipefail
+START=$(date +%s)
+REPO=$PWD
 OUT=${OUT:-/tmp/autoresearch-gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -21,3 +25,9 @@ cp autoresearch.toml "$OUT/"
 /usr/bin/time -f "prepare wall %e s" python -m autoresearch prepare 2>&1 | tee "$OUT/prepare.txt"
 ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
 ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
+if [ -n "${SWEEP:-}" ]; then
+  cd "$REPO"
+  [ "$SWEEP" = default ] && SWEEP=""
+  # shellcheck disable=SC2086  # the variants are words
+  OUT="$OUT" TASK="$TASK" DEADLINE=$(( START + ${LIMIT:-570} )) bash bench/gpu_sweep.sh $SWEEP
+fi

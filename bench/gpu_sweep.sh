@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Throughput of variants of the baseline's `h100` profile, for choosing its shape: one short
+# `autoresearch bench` per variant (cold compile each, as the shapes differ), then a table of tokens/s,
+# MFU, start-up and peak memory. Runs in the task that bench/gpu_report.sh prepared (same data cache).
+# A variant is a space-free list of NAME=VALUE edits of the profile's constants, joined by commas;
+# "base" is the profile unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped.
+# Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
+set -euo pipefail
+OUT=${OUT:-/tmp/autoresearch-gpu}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export AUTORESEARCH_CACHE=${AUTORESEARCH_CACHE:-/tmp/autoresearch-cache}
+TASK=${TASK:-/tmp/autoresearch-gpu-task}
+BUDGET=${SWEEP_BUDGET:-15}
+DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
+[ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
+[ $# -gt 0 ] || set -- base DEVICE_BATCH=128 ASPECT_RATIO=80 ASPECT_RATIO=96 DEPTH=10,ASPECT_RATIO=64
+printf '%-34s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
+for variant in "$@"; do
+  if [ $(( $(date +%s) + BUDGET + 60 )) -gt "$DEADLINE" ]; then echo "$variant: skipped (deadline)" | tee -a "$OUT/sweep.txt"; continue; fi
+  dir="$TASK-sweep-${variant//[^A-Za-z0-9]/_}"
+  rm -rf "$dir" && mkdir -p "$dir"
+  cp "$TASK/train.py" "$TASK/autoresearch.toml" "$dir/"
+  [ -f "$TASK/program.md" ] && cp "$TASK/program.md" "$dir/"
+  if [ "$variant" != base ]; then
+    for edit in ${variant//,/ }; do
+      name=${edit%%=*}
+      # the first NAME=... in train.py is the h100 profile's (it comes before the cpu profile)
+      grep -q "^        $name=" "$dir/train.py" || { echo "no constant $name in the h100 profile" >&2; exit 1; }
+      sed -i "0,/^        $name=[^,]*,/s//        $edit,/" "$dir/train.py"
+    done
+  fi
+  (cd "$dir" && git init -q && git add -A && git -c user.name=sweep -c user.email=sweep@localhost commit -qm sweep)
+  python -m autoresearch bench --dir "$dir" --budget "$BUDGET" --json > "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.json" 2> "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.log" || true
+  python - "$variant" "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.json" <<'PY' | tee -a "$OUT/sweep.txt"
+import json, sys
+variant, path = sys.argv[1], sys.argv[2]
+try:
+    d = json.loads(open(path).read().strip().splitlines()[-1])
+except (OSError, ValueError, IndexError):
+    print(f"{variant:<34} failed: see the .log next to {path}")
+    sys.exit()
+if d.get("status") != "ok":
+    print(f"{variant:<34} {d.get('status')}: {(d.get('error') or '')[:80]}")
+else:
+    print(f"{variant:<34} {d['tokens_per_s']:>10,.0f} {100 * (d.get('mfu') or 0):>5.1f}% {d['startup_seconds']:>8.1f}s "
+          f"{d['peak_memory_bytes'] / 1e9:>8.1f} {d['params'] / 1e6:>7.1f}M")
+PY
+done
