@@ -327,3 +327,9 @@ def test_the_prompt_keeps_its_size_and_summarises_what_it_cuts():
     assert "# Earlier experiments (#0 to #279), summarised" in prompt and "more." in prompt
     assert "- #7: almost as good (val_bpb 1.000100, worse by 0.000100)" in prompt  # a near miss is kept in view
     assert len(build_prompt(context)) > 8000  # the default budget shows more
+    assert "No change has been kept in the last 299 experiments" in prompt  # a stall is pointed out
+    def stall(n):  # the baseline, then n discards
+        return build_prompt(ProposalContext(program="", editable=["train.py"], history=history[:n + 1],
+                                            best=history[0]))
+    assert "No change has been kept" not in stall(9)
+    assert "No change has been kept in the last 10 experiments" in stall(10)

@@ -1,7 +1,7 @@
 """The text an agent is given for one proposal (pure: no I/O).
 
 It holds the human's program.md, the rules of the step, the results so far (baseline, best, counts,
-the measured noise), the recent experiments with their deltas, the near misses, the recent crashes
+the measured noise, a stall of PLATEAU experiments without a keep), the recent experiments with their deltas, the near misses, the recent crashes
 with their causes, a summary of everything older, and for a fix, the crash to repair.
 
 It stays within `max_chars` (about 4 characters per token). The program, the rules, the results and
@@ -23,6 +23,7 @@ CRASHES = 5  # recent crashes and timeouts, with their causes
 TAIL_LINES = 40  # lines of a crash's log tail in a fix request
 DIFF_CHARS = 6000  # characters of a crashed diff in a fix request
 MAX_CHARS = 24_000  # the default size limit of the whole prompt (about 6K tokens)
+PLATEAU = 10  # experiments without a keep after which the agent is told the search has stalled
 
 
 def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maximize: bool = False,
@@ -83,6 +84,10 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
         runs = len(best.metrics.get("runs") or [best.metric])
         lines.append(f"Best so far: {metric.name} {best.metric:.6f}" + (f" (mean of {runs} runs)" if runs > 1 else "")
                      + f" (#{best.seq}: {_cell(best.description)}).")
+    since = _since_last_keep(history)
+    if since >= PLATEAU:
+        lines.append(f"No change has been kept in the last {since} experiments: the small variations around the "
+                     "best are probably used up. Try a different kind of change than the recent ones.")
     noise = [e.metrics.get("val_bpb_stderr") for e in history if isinstance(e.metrics.get("val_bpb_stderr"), float)]
     if sigma is not None:
         margin = 3 * sigma if margin is None else margin
@@ -94,6 +99,13 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
         lines.append(f"Noise: the evaluation's sampling error is about ±{noise[-1]:.4f}, and runs of the same code "
                      "differ by a similar amount or more; a change smaller than that is not a real gain.")
     return "\n".join(lines + [""])
+
+
+def _since_last_keep(history: list[Experiment]) -> int:
+    """Experiments finished after the latest keep (all of them if nothing was kept)."""
+    finished = [e for e in history if e.status is not Status.RUNNING]
+    keeps = [i for i, e in enumerate(finished) if e.status is Status.KEEP]
+    return len(finished) - 1 - keeps[-1] if keeps else len(finished)
 
 
 def _recent(recent: list[Experiment], changes: list[float | None], metric: MetricConfig) -> str:
