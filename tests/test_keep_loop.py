@@ -134,6 +134,25 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
     assert "is measured again" in result.stdout
 
 
+@pytest.mark.parametrize("best_runs", [2, 1])
+def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
+    task = make_task(tmp_path, keep=f'[keep]\nrule = "confirm"\nlearn_dof = 0\nrecalibrate_every = 0\n'
+                                    f'best_runs = {best_runs}\n')
+    agent = patches(tmp_path, [("a huge gain", "GAIN = 0.3"), ("nothing", "GAIN = 0.3  # same")])
+    result = cli("run", "--agent", f"replay:{agent}", "--tag", "b", cwd=task)
+    with Store.open(task) as store:
+        base, kept, null = store.experiments("b")
+        again = store.get_state(f"recalibration:{kept.id}")
+        assert store.get_state(f"recalibration:{base.id}") is None  # the baseline has its noise_seeds runs
+    assert kept.status is Status.KEEP and kept.metrics["confirm_runs"] == 0  # kept at once, on one run
+    assert null.status is Status.DISCARD
+    if best_runs == 2:
+        assert len(again) == 1 and abs(again[0] - kept.metric) < 0.1  # one more run of the same code
+        assert "measured again: 1 more run, as it was kept on fewer runs than keep.best_runs" in result.stdout
+    else:
+        assert again is None and "measured again" not in result.stdout
+
+
 def test_the_best_is_measured_again_on_request(tmp_path):
     task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 0\nnoise_seeds = 2\n')
     agent = patches(tmp_path, [("nothing", "GAIN = 0.0  # same"), ("nothing again", "GAIN = 0.0  # again")])
@@ -162,6 +181,6 @@ def test_bad_keep_settings_are_named():
     keep = config_from_dict({"keep": {"widen_z": 1.5, "noise_seeds": 5}}).validate().keep
     assert keep.thresholds().widen_z == 1.5 and keep.noise_seeds == 5
     for bad, message in [({"rule": "lucky"}, "use confirm"), ({"widen_z": -1}, "widen_z = -1"), ({"learn_dof": -2}, "learn_dof = -2"),
-                         ({"noise_seeds": 0}, "noise_seeds"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
+                         ({"noise_seeds": 0}, "noise_seeds"), ({"best_runs": 0}, "best_runs = 0"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict({"keep": bad}).validate()

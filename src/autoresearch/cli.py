@@ -488,6 +488,8 @@ def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
 
 
 def _loop_events():
+    from autoresearch.report.summary import noun
+
     show = _live(False)
 
     def on_event(event: dict) -> None:
@@ -505,8 +507,9 @@ def _loop_events():
         elif kind == "confirm":
             out.print(f"  [dim]{event['reason']} (run {event['run']})[/]", highlight=False)
         elif kind == "recalibrate":
-            why = "as asked" if event.get("requested") else "for the noise"
-            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {event['runs']} more runs, {why}[/]",
+            why = {"requested": "as asked", "settle": "as it was kept on fewer runs than keep.best_runs"}.get(
+                event.get("why", ""), "for the noise")
+            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {noun(event['runs'], 'more run')}, {why}[/]",
                       highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")

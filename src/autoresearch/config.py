@@ -116,6 +116,7 @@ class KeepConfig:
     rule: str = "confirm"
     noise_seeds: int = 3  # the baseline's runs (seeds seed, seed+1, ...) that first measure the noise
     recalibrate_every: int = 5  # after this many keeps, the best runs noise_seeds more times (0: never)
+    best_runs: int = 2  # a new best kept on fewer runs than this runs again until it has them (1: never)
     clear_z: float = 3.0  # first run better by this many standard errors: kept at once
     gate_z: float = 0.5  # first run better by at most this many: discarded
     confirm_z: float = 2.0  # after re-runs, the mean better by this many: kept
@@ -194,6 +195,9 @@ class TaskConfig:
                               "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
         if not 0 <= k.widen_z <= 5:
             raise ConfigError(f"keep.widen_z = {k.widen_z}: use a number from 0 (no widening) to 5; 2 is the default")
+        if not 1 <= k.best_runs <= 10:
+            raise ConfigError(f"keep.best_runs = {k.best_runs}: use a whole number from 1 (a best kept on one run "
+                              "is not run again) to 10; 2 is the default")
         if not 0 <= k.learn_dof <= 100:
             raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
                               "default")

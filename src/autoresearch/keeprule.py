@@ -217,18 +217,19 @@ def _mean(values: Sequence[float]) -> float:
 class SimulatedRates:
     keep_rate: float  # kept candidates / candidates
     looked_better: float  # candidates whose first run beat the best's mean / candidates
-    extra_runs_per_looked_better: float  # confirmation runs / candidates that looked better
+    extra_runs_per_looked_better: float  # confirmation and settling runs / candidates that looked better
     strict_keep_rate: float  # what `strict` would have kept of the same first runs, against the same best
 
 
 def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, noise_seeds: int = 3, seed: int = 0,
-             thresholds: Thresholds = Thresholds(), rule: str = "confirm") -> SimulatedRates:
+             thresholds: Thresholds = Thresholds(), rule: str = "confirm", best_runs: int = 2) -> SimulatedRates:
     """The rule on synthetic metric streams (no training), as the loop applies it: `streams` runs of the loop,
     each a baseline run `noise_seeds` times, then `candidates` candidates. Each candidate is truly better
     than the best so far by `true_gain` noise sigmas (0: an A/A test, nothing of substance changed) and is
     judged against the best's runs, with the noise pooled over the stream's groups of runs (the
-    baseline's seeds, every candidate's confirmations). A kept candidate becomes the best. Metric to
-    minimize, sigma 1. `rule="strict"` runs the streams with the strict rule instead (one run each)."""
+    baseline's seeds, every candidate's confirmations). A kept candidate becomes the best, and is run again
+    until it has `best_runs` runs (counted as extra runs). Metric to minimize, sigma 1. `rule="strict"`
+    runs the streams with the strict rule instead (one run each)."""
     import random
 
     rng = random.Random(seed)
@@ -256,4 +257,7 @@ def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, nois
             if action == KEEP:
                 kept += 1
                 best, best_true = runs, true
+                while rule != "strict" and len(best) < best_runs:  # the loop's settling runs of a new best
+                    best.append(rng.gauss(true, 1.0))
+                    extra += 1
     return SimulatedRates(kept / total, looked / total, extra / max(looked, 1), strict_kept / total)

@@ -500,27 +500,35 @@ class Loop:
         return measured_noise(self.store, self.tag, extra)
 
     def _recalibrate(self) -> None:
-        """Every `keep.recalibrate_every` keeps, or when asked (`autoresearch recalibrate`), the best runs
-        `keep.noise_seeds` more times: the noise is measured on the code as it is now, and the best's mean
-        gets firmer."""
+        """The best runs again before the next proposal when:
+        - it was asked (`autoresearch recalibrate`), or `keep.recalibrate_every` keeps have passed since the
+          last time: `keep.noise_seeds` more runs, so the noise is measured on the code as it is now;
+        - it was kept on fewer than `keep.best_runs` runs (a keep at once): until it has them. A best kept on
+          one run is one lucky draw more often than not, and every later candidate would be judged against
+          that luck (docs/keep.md, "A new best is run again")."""
         keep = self.config.keep
         incumbent = self.incumbent()
         requested = self.store.get_state(f"recalibrate-requested:{self.tag}", 0)
         on_request = requested > self.store.get_state(f"recalibrate-served:{self.tag}", 0)
         if incumbent is None or self.worktree.head() != incumbent.commit:
             return
-        if not on_request:
-            if keep.rule != "confirm" or not keep.recalibrate_every:
-                return
-            mark = self.store.get_state(f"calibrated:{self.tag}", 0)
-            kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP and e.seq > mark]
-            if len(kept) < keep.recalibrate_every:
-                return
         key = f"recalibration:{incumbent.id}"
         extra = self.store.get_state(key, [])
-        target = len(extra) + keep.noise_seeds
-        self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": keep.noise_seeds,
-                       "requested": on_request})
+        runs_so_far = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
+        due = False
+        if not on_request and keep.rule == "confirm" and keep.recalibrate_every:
+            mark = self.store.get_state(f"calibrated:{self.tag}", 0)
+            kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP and e.seq > mark]
+            due = len(kept) >= keep.recalibrate_every
+        if on_request or due:
+            more, why = keep.noise_seeds, "requested" if on_request else "noise"
+        elif keep.rule == "confirm" and runs_so_far < keep.best_runs:
+            more, why = keep.best_runs - runs_so_far, "settle"
+        else:
+            return
+        target = len(extra) + more
+        self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": more, "requested": on_request,
+                       "why": why})
         while len(extra) < target:
             n = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
             outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [])
@@ -529,8 +537,9 @@ class Loop:
             extra.append(outcome.metric)
             self.store.set_state(key, extra)
         self.worktree.discard_changes()
-        self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
-        self.store.set_state(f"recalibrate-served:{self.tag}", requested)
+        if why != "settle":
+            self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
+            self.store.set_state(f"recalibrate-served:{self.tag}", requested)
 
     def _tampering(self, before: integrity.Snapshot) -> str | None:
         """What the run changed of what the harness owns, or of the committed files; None if nothing."""
