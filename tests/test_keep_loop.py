@@ -95,6 +95,9 @@ def test_the_agent_is_told_the_measured_noise():
                                           keep_margin=0.0197))
     assert "differ by about 0.0042" in prompt and "(mean of 3 runs)" in prompt
     assert "beat the best by 0.0197 to be kept at once" in prompt
+    again = build_prompt(ProposalContext(program="", editable=["train.py"], history=[base], best=base,
+                                         best_measured=(1.0, 1.01, 0.99, 1.04)))
+    assert "Best so far: val_bpb 1.010000 (mean of 4 runs)" in again  # the re-measurements count
 
 
 def test_strict_keeps_what_is_lower_by_any_amount(tmp_path):

@@ -238,12 +238,12 @@ class Loop:
         noise = self.noise() if self.config.keep.rule == "confirm" else None
         known = noise is not None and noise.known
         best = self.incumbent()
-        best_runs = len(measured_runs(self.store, best)) if best is not None else 0
-        margin = clear_margin(noise, best_runs, self.config.keep.thresholds()) if known and best_runs else None
+        measured = tuple(measured_runs(self.store, best)) if best is not None else ()
+        margin = clear_margin(noise, len(measured), self.config.keep.thresholds()) if known and measured else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.experiments(self.tag), best=best, failure=failure,
                                budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
-                               noise=noise.sigma if known else None, keep_margin=margin)
+                               noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured)
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the

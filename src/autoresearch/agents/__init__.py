@@ -38,6 +38,7 @@ class ProposalContext:
     keep_margin: float | None = None  # how much better than the best a first run must be to be kept at once
     pending: Experiment | None = None  # set when drafting ahead: the experiment still training, its result
     #                                    not known; the proposal is applied on top of it if it is kept
+    best_measured: tuple[float, ...] = ()  # every run of the best's code: its own and its re-measurements
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:

@@ -33,7 +33,7 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     changes = deltas([(e.status, e.metric) for e in history], metric=metric)
     budget_seconds = budget_seconds or context.budget_seconds
     fixed = [_program(context), _rules(context, metric, budget_seconds),
-             _results(history, context.best, metric, context.noise, context.keep_margin)]
+             _results(history, context.best, metric, context.noise, context.keep_margin, context.best_measured)]
     if context.pending is not None:
         fixed.append(_pending(context.pending, context.best))
     if context.failure is not None:
@@ -71,7 +71,7 @@ def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float
 
 
 def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig,
-             sigma: float | None = None, margin: float | None = None) -> str:
+             sigma: float | None = None, margin: float | None = None, measured: tuple[float, ...] = ()) -> str:
     lines = ["# Results so far", ""]
     if not history:
         return "\n".join(lines + ["(none yet)", ""])
@@ -81,8 +81,9 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
     if baseline is not None:
         lines.append(f"Baseline: {metric.name} {baseline.metric:.6f} (#{baseline.seq}).")
     if best is not None and best.metric is not None:
-        runs = len(best.metrics.get("runs") or [best.metric])
-        lines.append(f"Best so far: {metric.name} {best.metric:.6f}" + (f" (mean of {runs} runs)" if runs > 1 else "")
+        runs = list(measured) or best.metrics.get("runs") or [best.metric]  # re-measurements count too
+        value = sum(runs) / len(runs)
+        lines.append(f"Best so far: {metric.name} {value:.6f}" + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
                      + f" (#{best.seq}: {_cell(best.description)}).")
     since = _since_last_keep(history)
     if since >= PLATEAU:
