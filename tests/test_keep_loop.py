@@ -156,6 +156,19 @@ def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
         assert again is None and "measured again" not in result.stdout
 
 
+def test_a_new_best_whose_second_run_fails_is_not_run_again_and_again(tmp_path):
+    task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nlearn_dof = 0\nrecalibrate_every = 0\n')
+    flaky = "GAIN = 0.3\nif os.environ['AUTORESEARCH_SEED'] == '1':\n    raise SystemExit('seed 1 fails')"
+    agent = patches(tmp_path, [("a huge gain that fails on seed 1", flaky), ("nothing", "GAIN = 0.0  # same"),
+                               ("nothing again", "GAIN = 0.0  # again")])
+    result = cli("run", "--agent", f"replay:{agent}", "--tag", "f", cwd=task)
+    with Store.open(task) as store:
+        base, kept, *rest = store.experiments("f")
+        assert store.get_state(f"recalibration:{kept.id}") is None  # its one extra run failed: nothing recorded
+    assert kept.status is Status.KEEP and len(rest) == 2  # the loop went on with the next proposals
+    assert result.stdout.count("measured again") == 1  # tried once, not before every proposal
+
+
 def test_the_best_is_measured_again_on_request(tmp_path):
     task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 0\nnoise_seeds = 2\n')
     agent = patches(tmp_path, [("nothing", "GAIN = 0.0  # same"), ("nothing again", "GAIN = 0.0  # again")])

@@ -18,7 +18,7 @@ LOOP_TOML_EXTRA = """
 editable = ["train.py"]
 """
 
-NAN_EDIT = {"file": "train.py", "search": "autocast).item()", "replace": "autocast).item() * float('nan')"}
+NAN_EDIT = {"file": "train.py", "search": "accum_steps, autocast)  # a GPU", "replace": "accum_steps, autocast) * float('nan')  # a GPU"}
 REAL_EDIT = {"file": "train.py", "search": "WARMDOWN_FRAC = 0.4", "replace": "WARMDOWN_FRAC = 0.5"}
 
 PROPOSALS = [

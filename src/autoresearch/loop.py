@@ -522,7 +522,8 @@ class Loop:
             due = len(kept) >= keep.recalibrate_every
         if on_request or due:
             more, why = keep.noise_seeds, "requested" if on_request else "noise"
-        elif keep.rule == "confirm" and runs_so_far < keep.best_runs:
+        elif (keep.rule == "confirm" and runs_so_far < keep.best_runs
+              and not self.store.get_state(f"settled:{incumbent.id}", False)):
             more, why = keep.best_runs - runs_so_far, "settle"
         else:
             return
@@ -537,7 +538,9 @@ class Loop:
             extra.append(outcome.metric)
             self.store.set_state(key, extra)
         self.worktree.discard_changes()
-        if why != "settle":
+        if why == "settle":  # once, even if a run failed: a best that no longer runs is not retried forever
+            self.store.set_state(f"settled:{incumbent.id}", True)
+        else:
             self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
             self.store.set_state(f"recalibrate-served:{self.tag}", requested)
 
