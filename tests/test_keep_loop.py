@@ -152,6 +152,10 @@ def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
     if best_runs == 2:
         assert len(again) == 1 and abs(again[0] - kept.metric) < 0.1  # one more run of the same code
         assert "measured again: 1 more run, as it was kept on fewer runs than keep.best_runs" in result.stdout
+        mean = (kept.metric + again[0]) / 2  # shown as measured: both runs, not the lucky first one alone
+        assert json.loads(cli("status", "--json", "--tag", "b", cwd=task).stdout)["best_metric"] == pytest.approx(mean)
+        row = (task / "results.tsv").read_text().splitlines()[2].split("\t")
+        assert row[3] == "keep" and row[1] == f"{mean:.6f}"
     else:
         assert again is None and "measured again" not in result.stdout
 

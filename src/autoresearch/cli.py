@@ -431,7 +431,7 @@ def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> Non
     tags = store.tags()
     if not tags:
         _fail("no experiments yet: start a run with `autoresearch run`")
-    summaries = [summarize(tag, store.experiments(tag), metric=config.metric) for tag in tags]
+    summaries = [summarize(tag, store.measured(tag), metric=config.metric) for tag in tags]
     alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
     if as_json:
         print(json.dumps([{**summary_data(s), "loop_alive": alive[s.tag]} for s in summaries]))

@@ -241,7 +241,7 @@ class Loop:
         measured = tuple(measured_runs(self.store, best)) if best is not None else ()
         margin = clear_margin(noise, len(measured), self.config.keep.thresholds()) if known and measured else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
-                               history=self.store.experiments(self.tag), best=best, failure=failure,
+                               history=self.store.measured(self.tag), best=best, failure=failure,
                                budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
                                noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured)
 
@@ -543,6 +543,7 @@ class Loop:
         else:
             self.store.set_state(f"calibrated:{self.tag}", incumbent.seq)
             self.store.set_state(f"recalibrate-served:{self.tag}", requested)
+        self.export()  # results.tsv shows the best as now measured
 
     def _tampering(self, before: integrity.Snapshot) -> str | None:
         """What the run changed of what the harness owns, or of the committed files; None if nothing."""

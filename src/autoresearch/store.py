@@ -20,6 +20,7 @@ whatever a person can read in the logs they can read (and audit) in the store to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -305,6 +306,24 @@ class Store:
             return self._select("1 ORDER BY id", ())
         return self._select("tag = ? ORDER BY id", (tag,))
 
+    def remeasured_runs(self, experiment: Experiment) -> list[float]:
+        """The runs an experiment's code got later, when it was the best and was measured again (the loop
+        records them under `recalibration:<id>` in the state); empty if none."""
+        return list(self.get_state(f"recalibration:{experiment.id}", []))
+
+    def measured(self, tag: str) -> list[Experiment]:
+        """`experiments(tag)` as measured so far: one whose code was run again later has as its metric the
+        mean of all its runs, its own and the later ones. What status, the report and results.tsv show, so
+        that a best first kept on a lucky run is not shown at its luck."""
+        out = []
+        for e in self.experiments(tag):
+            later = self.remeasured_runs(e) if e.metric is not None else []
+            if later:
+                own = e.metrics.get("runs") or [e.metric]
+                e = dataclasses.replace(e, metric=sum([*own, *later]) / (len(own) + len(later)))
+            out.append(e)
+        return out
+
     def running(self, tag: str) -> list[Experiment]:
         """The experiments of `tag` that were begun and never finished (a loop died), ordered by id."""
         return self._select("tag = ? AND status = 'running' ORDER BY id", (tag,))
@@ -355,7 +374,7 @@ class Store:
         `0.0`; one without a memory figure gets `0.0`. RUNNING experiments are left out.
         """
         lines = ["\t".join(RESULTS_COLUMNS).replace("{metric}", _one_line(metric_name))]
-        for exp in self.experiments(tag):
+        for exp in self.measured(tag):
             if not exp.finished:
                 continue
             commit = (exp.commit or "")[:7] or "-------"

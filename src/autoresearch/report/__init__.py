@@ -54,7 +54,7 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    experiments = store.experiments(tag)
+    experiments = store.measured(tag)
     tsv = out_dir / "results.tsv"
     store.export_results_tsv(tag, tsv, metric_name=metric.name)
     noise = noise_data(store, tag)

@@ -281,7 +281,7 @@ def measured_runs(store: Store, experiment: Experiment) -> list[float]:
     """Every measurement of an experiment's code: its runs (one, or several under the confirm rule), and the
     runs it got when it was the best and was measured again (docs/keep.md)."""
     runs = experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
-    return [*runs, *store.get_state(f"recalibration:{experiment.id}", [])]
+    return [*runs, *store.remeasured_runs(experiment)]
 
 
 def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None) -> Noise:
@@ -328,7 +328,7 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
                 metric: MetricConfig = MetricConfig()) -> dict:
     """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
     experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
-    experiments = store.experiments(tag)
+    experiments = store.measured(tag)
     summary = summarize(tag, experiments, now, metric=metric)
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
@@ -400,7 +400,7 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
 def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None,
                  metric: MetricConfig = MetricConfig()) -> Table:
     """`build_table` of the experiments of `tag` in `store` (an empty table with a clear caption if none)."""
-    return build_table(tag, store.experiments(tag), now=now, last=last, metric=metric)
+    return build_table(tag, store.measured(tag), now=now, last=last, metric=metric)
 
 
 def describe_running(experiment: Experiment | None, now: float | None = None) -> str | None:
