@@ -404,14 +404,13 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             loop = _loop_state(task_dir, tag)
             line = Text(loop_line(tag, loop["alive"], running[-1].seq if running else None, loop.get("holder"),
                                   loop["others"]), style="dim" if loop["alive"] is not False else "yellow")
-            if loop["alive"] is False:  # a dead loop's RUNNING experiment makes no progress: no bar for it
-                return Group(status_table(store, tag, last=40, metric=config.metric),
-                             Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line)
-            progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
-            return Group(status_table(store, tag, last=40, metric=config.metric),
-                         Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line,
-                         running_view(running_line(store, tag), progress,
-                                      store.get_state(f"budget:{tag}", config.train.budget_seconds)))
+            parts = [status_table(store, tag, last=40, metric=config.metric),
+                     Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line]
+            if loop["alive"] is not False:  # a dead loop's RUNNING experiment makes no progress: no bar for it
+                progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
+                parts.append(running_view(running_line(store, tag), progress,
+                                          store.get_state(f"budget:{tag}", config.train.budget_seconds)))
+            return Group(*parts)
 
         if not watch:
             out.print(view())

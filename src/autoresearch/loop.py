@@ -512,8 +512,7 @@ class Loop:
         on_request = requested > self.store.get_state(f"recalibrate-served:{self.tag}", 0)
         if incumbent is None or self.worktree.head() != incumbent.commit:
             return
-        key = f"recalibration:{incumbent.id}"
-        extra = self.store.get_state(key, [])
+        extra = self.store.remeasured_runs(incumbent)
         runs_so_far = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
         due = False
         if not on_request and keep.rule == "confirm" and keep.recalibrate_every:
@@ -536,7 +535,7 @@ class Loop:
             if status not in (Status.KEEP, Status.DISCARD):
                 break  # the best no longer runs as it did: leave the noise as it was
             extra.append(outcome.metric)
-            self.store.set_state(key, extra)
+            self.store.set_remeasured_runs(incumbent, extra)
         self.worktree.discard_changes()
         if why == "settle":  # once, even if a run failed: a best that no longer runs is not retried forever
             self.store.set_state(f"settled:{incumbent.id}", True)

@@ -307,9 +307,12 @@ class Store:
         return self._select("tag = ? ORDER BY id", (tag,))
 
     def remeasured_runs(self, experiment: Experiment) -> list[float]:
-        """The runs an experiment's code got later, when it was the best and was measured again (the loop
-        records them under `recalibration:<id>` in the state); empty if none."""
+        """The runs an experiment's code got later, when it was the best and was measured again; empty if
+        none. (Kept in the state, under `recalibration:<id>`, one write per run.)"""
         return list(self.get_state(f"recalibration:{experiment.id}", []))
+
+    def set_remeasured_runs(self, experiment: Experiment, runs: list[float]) -> None:
+        self.set_state(f"recalibration:{experiment.id}", runs)
 
     def measured(self, tag: str) -> list[Experiment]:
         """`experiments(tag)` as measured so far: one whose code was run again later has as its metric the

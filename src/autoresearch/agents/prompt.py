@@ -1,8 +1,9 @@
 """The text an agent is given for one proposal (pure: no I/O).
 
 It holds the human's program.md, the rules of the step, the results so far (baseline, best, counts,
-the measured noise, a stall of PLATEAU experiments without a keep), the recent experiments with their deltas, the near misses, the recent crashes
-with their causes, a summary of everything older, and for a fix, the crash to repair.
+the measured noise, a stall of PLATEAU experiments without a keep), the recent experiments with their
+deltas, the near misses, the recent crashes with their causes, a summary of everything older, and for
+a fix, the crash to repair.
 
 It stays within `max_chars` (about 4 characters per token). The program, the rules, the results and
 a fix request always go in. The rest is cut from the oldest end, and whatever is cut is summarised
