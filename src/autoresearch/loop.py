@@ -29,7 +29,7 @@ from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, clear_margin, is_simpler, judge
-from autoresearch.report.summary import agent_usage, measured_noise, measured_runs
+from autoresearch.report.summary import agent_usage, measured_noise
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.runner import (
     Outcome,
@@ -238,7 +238,7 @@ class Loop:
         noise = self.noise() if self.config.keep.rule == "confirm" else None
         known = noise is not None and noise.known
         best = self.incumbent()
-        measured = tuple(measured_runs(self.store, best)) if best is not None else ()
+        measured = tuple(self.store.measured_runs(best)) if best is not None else ()
         margin = clear_margin(noise, len(measured), self.config.keep.thresholds()) if known and measured else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.measured(self.tag), best=best, failure=failure,
@@ -378,7 +378,7 @@ class Loop:
         self._draft_ahead(experiment)
         incumbent = self.incumbent()
         keep = self.config.keep
-        best = measured_runs(self.store, incumbent) if incumbent is not None else []
+        best = self.store.measured_runs(incumbent) if incumbent is not None else []
         done = self.store.get_state(self._runs_key(experiment), [])  # runs finished before a restart
         values, seeds = [r["metric"] for r in done], [r["seed"] for r in done]
         outcomes: list[Outcome] = []
@@ -513,7 +513,8 @@ class Loop:
         if incumbent is None or self.worktree.head() != incumbent.commit:
             return
         extra = self.store.remeasured_runs(incumbent)
-        runs_so_far = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
+        own = len(incumbent.metrics.get("runs") or [incumbent.metric])
+        runs_so_far = own + len(extra)
         due = False
         if not on_request and keep.rule == "confirm" and keep.recalibrate_every:
             mark = self.store.get_state(f"calibrated:{self.tag}", 0)
@@ -530,7 +531,7 @@ class Loop:
         self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": more, "requested": on_request,
                        "why": why})
         while len(extra) < target:
-            n = len(incumbent.metrics.get("runs") or [incumbent.metric]) + len(extra)
+            n = own + len(extra)
             outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [])
             if status not in (Status.KEEP, Status.DISCARD):
                 break  # the best no longer runs as it did: leave the noise as it was

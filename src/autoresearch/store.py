@@ -314,16 +314,21 @@ class Store:
     def set_remeasured_runs(self, experiment: Experiment, runs: list[float]) -> None:
         self.set_state(f"recalibration:{experiment.id}", runs)
 
+    def measured_runs(self, experiment: Experiment) -> list[float]:
+        """Every measurement of an experiment's code: its own runs (one, or several under the confirm rule),
+        then the runs it got when it was the best and was measured again (docs/keep.md)."""
+        own = experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
+        return [*own, *self.remeasured_runs(experiment)]
+
     def measured(self, tag: str) -> list[Experiment]:
         """`experiments(tag)` as measured so far: one whose code was run again later has as its metric the
         mean of all its runs, its own and the later ones. What status, the report and results.tsv show, so
         that a best first kept on a lucky run is not shown at its luck."""
         out = []
         for e in self.experiments(tag):
-            later = self.remeasured_runs(e) if e.metric is not None else []
-            if later:
-                own = e.metrics.get("runs") or [e.metric]
-                e = dataclasses.replace(e, metric=sum([*own, *later]) / (len(own) + len(later)))
+            if e.metric is not None and self.remeasured_runs(e):
+                runs = self.measured_runs(e)
+                e = dataclasses.replace(e, metric=sum(runs) / len(runs))
             out.append(e)
         return out
 

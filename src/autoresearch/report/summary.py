@@ -277,17 +277,10 @@ def summary_data(summary: Summary) -> dict:
 # ---------------------------------------------------------------------- store entry points
 
 
-def measured_runs(store: Store, experiment: Experiment) -> list[float]:
-    """Every measurement of an experiment's code: its runs (one, or several under the confirm rule), and the
-    runs it got when it was the best and was measured again (docs/keep.md)."""
-    runs = experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
-    return [*runs, *store.remeasured_runs(experiment)]
-
-
 def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None) -> Noise:
     """The run-to-run noise of `tag`'s metric as measured so far: pooled over every group of runs of the
     same code (the baseline's seeds, confirmations, re-measurements), and `extra` (a group being made)."""
-    groups = [measured_runs(store, e) for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
+    groups = [store.measured_runs(e) for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
     return pooled_noise([*groups, *([list(extra)] if extra else [])])
 
 
@@ -296,7 +289,7 @@ def noise_data(store: Store, tag: str) -> dict:
     freedom, the runs beyond one per experiment (confirmations, the baseline's extra seeds, re-measurements)."""
     noise = measured_noise(store, tag)
     experiments = store.experiments(tag)
-    extra = sum(max(0, len(measured_runs(store, e)) - 1) for e in experiments if e.status in (Status.KEEP, Status.DISCARD))
+    extra = sum(max(0, len(store.measured_runs(e)) - 1) for e in experiments if e.status in (Status.KEEP, Status.DISCARD))
     confirmations = sum(e.metrics.get("confirm_runs", 0) for e in experiments)
     confirmed = sum(1 for e in experiments if e.metrics.get("confirm_runs"))
     return {"sigma": noise.sigma if noise.known else None, "dof": noise.dof, "extra_runs": extra,
