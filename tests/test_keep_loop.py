@@ -201,6 +201,7 @@ def test_bad_keep_settings_are_named():
     keep = config_from_dict({"keep": {"widen_z": 1.5, "noise_seeds": 5}}).validate().keep
     assert keep.thresholds().widen_z == 1.5 and keep.noise_seeds == 5
     for bad, message in [({"rule": "lucky"}, "use confirm"), ({"widen_z": -1}, "widen_z = -1"), ({"learn_dof": -2}, "learn_dof = -2"),
-                         ({"noise_seeds": 0}, "noise_seeds"), ({"best_runs": 0}, "best_runs = 0"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
+                         ({"noise_seeds": 0}, "noise_seeds"), ({"best_runs": 0}, "best_runs = 0"),
+                         ({"speed_tolerance": 1.5}, "speed_tolerance = 1.5: use a fraction"), ({"clear_z": 1.0}, "clear_z >= confirm_z")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict({"keep": bad}).validate()

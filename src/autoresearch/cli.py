@@ -387,7 +387,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     from rich.text import Text
 
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
-    from autoresearch.report.summary import loop_line, noise_data, noise_line
+    from autoresearch.report.summary import loop_line, noise_data, noise_line, speed_data, speed_text
 
     config = _task(task_dir)
     with _store(task_dir) as store:
@@ -404,8 +404,12 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             loop = _loop_state(task_dir, tag)
             line = Text(loop_line(tag, loop["alive"], running[-1].seq if running else None, loop.get("holder"),
                                   loop["others"]), style="dim" if loop["alive"] is not False else "yellow")
+            speed = speed_data(store, tag)
             parts = [status_table(store, tag, last=40, metric=config.metric),
-                     Text(noise_line(noise_data(store, tag), config.metric), style="dim"), line]
+                     Text(noise_line(noise_data(store, tag), config.metric), style="dim")]
+            if speed["runs"]:
+                parts.append(Text(f"machine speed: {speed_text(speed)}", style="yellow" if speed["shifts"] else "dim"))
+            parts.append(line)
             if loop["alive"] is not False:  # a dead loop's RUNNING experiment makes no progress: no bar for it
                 progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
                 parts.append(running_view(running_line(store, tag), progress,
@@ -510,6 +514,11 @@ def _loop_events():
                 event.get("why", ""), "for the noise")
             out.print(f"  [dim]the best (#{event['seq']}) is measured again: {noun(event['runs'], 'more run')}, {why}[/]",
                       highlight=False)
+        elif kind == "speed":
+            out.print(f"  [yellow]the machine is {abs(event['shift']):.0%} {'faster' if event['shift'] > 0 else 'slower'} "
+                      f"than when the best (#{event['best_seq']}) was measured ({event['then']:,.0f} -> "
+                      f"{event['now']:,.0f} GFLOP/s): the best runs again ({noun(event['runs'], 'run')}), so "
+                      "both are compared at this speed[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -125,6 +125,9 @@ class KeepConfig:
     tie_z: float = 1.0  # a change that removes more lines than it adds is kept within this many of the best
     widen_z: float = 2.0  # a noise estimate from few runs is widened: by t_dof(Phi(widen_z)) / widen_z (0: not)
     learn_dof: int = 5  # until the noise rests on this many degrees of freedom, any better first run is confirmed
+    # A run is compared only with runs of the best made at about its machine speed (within this fraction); if
+    # there are none, the best runs again first (docs/keep.md, "Machine speed"). 0 turns the check off.
+    speed_tolerance: float = 0.25
 
     def thresholds(self) -> Thresholds:
         return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,
@@ -198,6 +201,9 @@ class TaskConfig:
         if not 1 <= k.best_runs <= 10:
             raise ConfigError(f"keep.best_runs = {k.best_runs}: use a whole number from 1 (a best kept on one run "
                               "is not run again) to 10; 2 is the default")
+        if not 0 <= k.speed_tolerance < 1:
+            raise ConfigError(f"keep.speed_tolerance = {k.speed_tolerance}: use a fraction from 0 (no speed check) "
+                              "to below 1; 0.25 (runs within 25% of each other's machine speed) is the default")
         if not 0 <= k.learn_dof <= 100:
             raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
                               "default")

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import os
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import diskguard, integrity, sandbox
+from autoresearch import diskguard, integrity, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -381,8 +382,10 @@ class Loop:
         best = self.store.measured_runs(incumbent) if incumbent is not None else []
         done = self.store.get_state(self._runs_key(experiment), [])  # runs finished before a restart
         values, seeds = [r["metric"] for r in done], [r["seed"] for r in done]
+        speeds = [r.get("speed") for r in done]
         outcomes: list[Outcome] = []
         verdict: Verdict | None = None
+        shifted: list[float] = []  # the machine-speed shift found against the best, if any
 
         def run_next() -> tuple[Status, str | None] | None:
             """One more run with the next seed; its failure (status and error), or None if it ran fine."""
@@ -393,11 +396,16 @@ class Loop:
                 return status, outcome.error if not values else f"run {len(values) + 1} (seed {seed}): {outcome.error}"
             values.append(outcome.metric)
             seeds.append(seed)
-            self.store.set_state(self._runs_key(experiment),
-                                 [{"metric": v, "seed": s} for v, s in zip(values, seeds, strict=True)])
+            speeds.append(outcome.machine_speed)
+            self.store.set_state(self._runs_key(experiment), [{"metric": v, "seed": s, "speed": p} for v, s, p
+                                                              in zip(values, seeds, speeds, strict=True)])
             fault_point("after-run")
+            if incumbent is not None:
+                best[:] = self._comparable_best(incumbent, experiment, speeds, shifted)
             return None
 
+        if values and incumbent is not None:  # runs from before a restart
+            best[:] = self._comparable_best(incumbent, experiment, speeds, shifted)
         failed = None
         if keep.rule == "strict" or incumbent is None:  # one run; the baseline's first measure the noise
             wanted = keep.noise_seeds if incumbent is None and keep.rule == "confirm" else 1
@@ -417,19 +425,77 @@ class Loop:
                 failed = run_next()
             status = Status.KEEP if verdict is not None and verdict.action == KEEP else Status.DISCARD
         status, error = failed if failed is not None else (status, None)
-        return self._decided(experiment, status, values, seeds, outcomes, verdict, error, agent_usage)
+        return self._decided(experiment, status, values, seeds, outcomes, verdict, error, agent_usage,
+                             speeds=speeds, shift=shifted[0] if shifted else None)
 
-    def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float]) -> tuple[Outcome, Status]:
-        """One run of the worktree's code with `seed`; its outcome and its status by itself (KEEP or DISCARD
-        for a run that finished fine, by the strict comparison; else what went wrong)."""
+    def _comparable_best(self, incumbent: Experiment, experiment: Experiment, speeds: list[float | None],
+                         shifted: list[float]) -> list[float]:
+        """The best's runs made at about the machine speed of the candidate's runs (`speeds`), to compare the
+        candidate with. When none was, the best runs again now (`keep.best_runs` times, once per candidate),
+        so both are measured on the machine as it is; if the speed moved again, all of the best's runs count.
+        A shift found is put in `shifted`. (docs/keep.md, "Machine speed".)"""
+        tolerance = self.config.keep.speed_tolerance
+        known = [p for p in speeds if p is not None]
+        now = statistics.median(known) if known else None
+        runs, run_speeds = self.store.measured_runs(incumbent), self.store.measured_speeds(incumbent)
+        chosen = speed.comparable(run_speeds, now, tolerance)
+        if chosen:
+            return [runs[i] for i in chosen]
+        then = statistics.median(p for p in run_speeds if p is not None)
+        shifted[:] = [speed.shift(then, now)]
+        key = f"speed-checked:{experiment.id}"
+        if not self.store.get_state(key, False):
+            more = max(1, self.config.keep.best_runs)
+            self.on_event({"event": "speed", "seq": experiment.seq, "best_seq": incumbent.seq, "then": then,
+                           "now": now, "shift": shifted[0], "runs": more})
+            self._remeasure(incumbent, more, restore=True)
+            self.store.set_state(key, True)
+            runs, run_speeds = self.store.measured_runs(incumbent), self.store.measured_speeds(incumbent)
+            chosen = speed.comparable(run_speeds, now, tolerance)
+        return [runs[i] for i in chosen] if chosen else runs
+
+    def _remeasure(self, incumbent: Experiment, more: int, *, restore: bool = False) -> None:
+        """Run the best `more` times with its next seeds, each run recorded as it ends (`remeasured_runs`).
+        `restore`: the worktree holds another commit (a candidate's): the best's files are put in place for
+        each run and the candidate's back afterwards. Stops at a run that fails: the best no longer runs as it
+        did, and the noise is left as it was."""
+        extra = self.store.remeasured_runs(incumbent)
+        own = len(self.store.measured_runs(incumbent)) - len(extra)
+        extra_speeds = self.store.measured_speeds(incumbent)[own:]
+        target = len(extra) + more
+        while len(extra) < target:
+            n = own + len(extra)
+            outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [],
+                                             code=incumbent.commit if restore else None)
+            if status not in (Status.KEEP, Status.DISCARD):
+                break
+            extra.append(outcome.metric)
+            extra_speeds.append(outcome.machine_speed)
+            self.store.set_remeasured_runs(incumbent, extra, extra_speeds)
+        self.worktree.discard_changes()
+
+    def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float], *,
+                  code: str | None = None) -> tuple[Outcome, Status]:
+        """One run of the worktree's code (or of the files of commit `code`) with `seed`; its outcome and its
+        status by itself (KEEP or DISCARD for a run that finished fine, by the strict comparison; else what
+        went wrong)."""
         run_dir = Path(experiment.log_path).parent
         if index:
             run_dir = run_dir / f"run-{index + 1}"
             self.worktree.discard_changes()  # each run starts from the committed files
+        if code is not None:
+            self.worktree.restore_files(code)
+        self._prestart()  # every run of the loop gets a prestarted interpreter, and with it a speed probe
         prestarted, self._prestarted = self._prestarted, None
-        # The interpreter for the next run (prestart.py) imports torch now, while this one's train.py starts up,
-        # and then waits: nothing of it competes with the evaluation when training is done.
-        self._prestart()
+
+        def on_event(event: dict) -> None:
+            if event.get("event") == "machine_speed":
+                # The interpreter for the next run (prestart.py) imports torch now, once the speed is measured
+                # and while this one's train.py starts up, and then waits: nothing of it competes with the
+                # training, the evaluation or the probe.
+                self._prestart()
+            self.on_event(event)
+
         before = integrity.snapshot(self.task_dir, self.dataset)
         best_mean = sum(best) / len(best) if best else None
 
@@ -439,18 +505,19 @@ class Loop:
         if self._spares is None and self.config.evaluated:
             self._spares = spare_workers(self.worktree.path, self.config)
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget, seed=seed,
-                                 run_dir=run_dir, on_event=self.on_event, prestarted=prestarted,
+                                 run_dir=run_dir, on_event=on_event, prestarted=prestarted,
                                  probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares)
         self._prestart()  # when the one started above was used up (a crash before it began)
         status = decide(outcome, best_mean, self.config.metric)
-        tampering = self._tampering(before)
+        tampering = self._tampering(before, code or "HEAD")
         if tampering:
             status, outcome.error = Status.TAMPERED, tampering
         return outcome, status
 
     def _decided(self, experiment: Experiment, status: Status, values: list[float], seeds: list[int],
                  outcomes: list[Outcome], verdict: Verdict | None, error: str | None,
-                 agent_usage: dict | None) -> Experiment:
+                 agent_usage: dict | None, *, speeds: list[float | None] = (),
+                 shift: float | None = None) -> Experiment:
         """Record the decision, then make git follow it."""
         last = outcomes[-1] if outcomes else Outcome(status="ok")
         first = outcomes[0] if outcomes else last
@@ -462,7 +529,9 @@ class Loop:
                    "prestarted": first.prestarted or None, "isolation": last.isolation,
                    "causal_tv": max((o.causal_tv for o in outcomes if o.causal_tv is not None), default=None),
                    "probe_seconds": sum(o.probe_seconds or 0 for o in outcomes) or None,
-                   "test_bpb": sum(tested) / len(tested) if tested else None, **(agent_usage or {})}
+                   "test_bpb": sum(tested) / len(tested) if tested else None,
+                   "run_speeds": list(speeds) if ok and any(p is not None for p in speeds) else None,
+                   "speed_shift": shift, **(agent_usage or {})}
         if self.config.keep.rule == "confirm" and values:
             noise = self.noise(extra=values)
             metrics.update({"runs": values, "run_seeds": seeds, "confirm_runs": len(values) - 1 if
@@ -512,9 +581,7 @@ class Loop:
         on_request = requested > self.store.get_state(f"recalibrate-served:{self.tag}", 0)
         if incumbent is None or self.worktree.head() != incumbent.commit:
             return
-        extra = self.store.remeasured_runs(incumbent)
-        own = len(incumbent.metrics.get("runs") or [incumbent.metric])
-        runs_so_far = own + len(extra)
+        runs_so_far = len(self.store.measured_runs(incumbent))
         due = False
         if not on_request and keep.rule == "confirm" and keep.recalibrate_every:
             mark = self.store.get_state(f"calibrated:{self.tag}", 0)
@@ -527,17 +594,9 @@ class Loop:
             more, why = keep.best_runs - runs_so_far, "settle"
         else:
             return
-        target = len(extra) + more
         self.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": more, "requested": on_request,
                        "why": why})
-        while len(extra) < target:
-            n = own + len(extra)
-            outcome, status = self._run_once(incumbent, incumbent.seed + n, n, [])
-            if status not in (Status.KEEP, Status.DISCARD):
-                break  # the best no longer runs as it did: leave the noise as it was
-            extra.append(outcome.metric)
-            self.store.set_remeasured_runs(incumbent, extra)
-        self.worktree.discard_changes()
+        self._remeasure(incumbent, more)
         if why == "settle":  # once, even if a run failed: a best that no longer runs is not retried forever
             self.store.set_state(f"settled:{incumbent.id}", True)
         else:
@@ -545,10 +604,11 @@ class Loop:
             self.store.set_state(f"recalibrate-served:{self.tag}", requested)
         self.export()  # results.tsv shows the best as now measured
 
-    def _tampering(self, before: integrity.Snapshot) -> str | None:
-        """What the run changed of what the harness owns, or of the committed files; None if nothing."""
+    def _tampering(self, before: integrity.Snapshot, code: str = "HEAD") -> str | None:
+        """What the run changed of what the harness owns, or of the committed files of the commit `code` it
+        ran; None if nothing."""
         changed = integrity.snapshot(self.task_dir, self.dataset).changed_since(before)
-        committed = self.worktree.changed_tracked_files()
+        committed = self.worktree.changed_tracked_files(code)
         if not changed and not committed:
             return None
         parts = []

@@ -8,7 +8,9 @@ codes and tracebacks are those of the script. The import thus leaves the critica
 the Landlock layer, it first restricts itself to the order's `"landlock"` rules, made when the order is
 given, so that they name the files the script will find.
 
-Nothing of the candidate is loaded before the go line, and each interpreter runs one script once.
+Nothing of the candidate is loaded before the go line, and each interpreter runs one script once. An order
+with `"speed_probe": DEVICE` first measures the machine's speed on that device (speed.py) and writes it as
+the first line the script's output follows: `SPEED_PREFIX` and the figure, or `none` if it failed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def main() -> None:
         from autoresearch import landlock
 
         landlock.restrict_self(landlock.Ruleset.from_json(order["landlock"]))
+    if "speed_probe" in order:
+        from autoresearch import speed
+
+        try:
+            figure = f"{speed.probe(order['speed_probe']):.6g}"
+        except Exception:  # noqa: BLE001 (no figure is a known outcome; the run goes on)
+            figure = "none"
+        print(f"{speed.SPEED_PREFIX}{figure}", flush=True)
     script = os.path.abspath(order["script"])
     os.environ.update(order["env"])
     sys.argv = [script]

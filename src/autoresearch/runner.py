@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch import diskguard, reported, sandbox
+from autoresearch import diskguard, reported, sandbox, speed
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.evaluate import EvaluationError, EvaluationVoid, SpareWorkers, evaluate, verify
@@ -84,6 +84,7 @@ class Outcome:
     mfu: float | None = None
     device: str | None = None
     prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
+    machine_speed: float | None = None  # GFLOP/s of the harness's probe just before train.py (speed.py)
     isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
     causal_tv: float | None = None  # the causality probe's largest total variation (None: not probed)
     test_bpb: float | None = None  # on the hidden test split, measured with the probe; never used to decide
@@ -243,7 +244,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
 
     deadline = budget + config.train.startup_allowance_seconds
     files_before, since = diskguard.files_in(task_dir, sandbox.HIDDEN_IN_WORKDIR), time.time()
-    proc = _launch_prestarted(prestarted, script, env) if can_prestart(config) else None
+    speed_probe = device if device in ("cpu", "cuda", "mps") or device.startswith("cuda:") else None
+    proc = _launch_prestarted(prestarted, script, env, speed_probe) if can_prestart(config) else None
     if prestarted is not None and proc is None:
         prestarted.kill()
     outcome.prestarted = proc is not None
@@ -270,15 +272,24 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     own_spares = spares is None and evaluating
     if own_spares:
         spares = spare_workers(task_dir, config, size=1 if probe is not None else 2)
-    if evaluating:
-        # The workers import Python and torch now, alongside train.py's start-up (mostly one core's work on
-        # a CPU; on a GPU machine the CPU cores are idle anyway), so the evaluation need not wait for them.
+    # The evaluation workers import Python and torch alongside train.py's start-up (mostly one core's work on
+    # a CPU; on a GPU machine the CPU cores are idle anyway), so the evaluation need not wait for them; when
+    # the machine's speed is measured first, only once that is done, so that they do not slow the probe.
+    speed_line_due = outcome.prestarted and speed_probe is not None
+    if evaluating and not speed_line_due:
         spares.fill()
     try:
         logged = 0
         with open(log_path, "w") as log:
             for raw in output_lines(proc.popen):
                 line = raw.decode("utf-8", "replace")
+                if speed_line_due and line.startswith(speed.SPEED_PREFIX):
+                    # The harness's own line, written before any candidate code was loaded: only the first.
+                    speed_line_due = False
+                    outcome.machine_speed = _scaled_for_tests(speed.parse_line(line.rstrip("\n")))
+                    if evaluating:
+                        spares.fill()
+                    on_event({"event": "machine_speed", "gflops": outcome.machine_speed})
                 if logged < LOG_LIMIT_BYTES:  # a flood of output is drained, not kept
                     logged += len(raw)
                     log.write(line if logged < LOG_LIMIT_BYTES else
@@ -411,15 +422,27 @@ def _keep_model(output_dir: Path, destination: Path) -> None:
         shutil.move(str(entry), str(destination / entry.name))
 
 
-def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path,
-                       env: dict[str, str]) -> sandbox.CandidateProcess | None:
+def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path, env: dict[str, str],
+                       speed_probe: str | None) -> sandbox.CandidateProcess | None:
     if prestarted is None or not prestarted.alive():
         return None
     try:
-        prestarted.go(script, env)
+        prestarted.go(script, env, speed_probe=speed_probe)
     except OSError:
         return None
     return prestarted
+
+
+def _scaled_for_tests(figure: float | None) -> float | None:
+    """The crash-safety tests' kind of fault injection, for the speed check's tests: a number in the file
+    AUTORESEARCH_FAULT_SPEED_FILE (if set and present) multiplies every measured speed, as a load would."""
+    path = os.environ.get("AUTORESEARCH_FAULT_SPEED_FILE")
+    if figure is None or not path:
+        return figure
+    try:
+        return figure * float(Path(path).read_text())
+    except (OSError, ValueError):
+        return figure
 
 
 def _read_reported(outcome: Outcome, config: TaskConfig, log_path: Path, json_path: Path | None) -> None:

@@ -480,10 +480,14 @@ class CandidateProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def go(self, script: Path, env: Mapping[str, str]) -> None:
+    def go(self, script: Path, env: Mapping[str, str], *, speed_probe: str | None = None) -> None:
         """Tell a prestarted interpreter (`prestart_python`) to run `script` with `env` added to its
-        environment. OSError if it is no longer listening."""
-        self.tell({"script": str(script), "env": dict(env)})
+        environment, after measuring the machine's speed on the device `speed_probe` if given (prestart.py).
+        OSError if it is no longer listening."""
+        order = {"script": str(script), "env": dict(env)}
+        if speed_probe is not None:
+            order["speed_probe"] = speed_probe
+        self.tell(order)
         self.popen.stdin.close()
 
     def tell(self, order: dict) -> None:

@@ -311,14 +311,27 @@ class Store:
         none. (Kept in the state, under `recalibration:<id>`, one write per run.)"""
         return list(self.get_state(f"recalibration:{experiment.id}", []))
 
-    def set_remeasured_runs(self, experiment: Experiment, runs: list[float]) -> None:
+    def set_remeasured_runs(self, experiment: Experiment, runs: list[float],
+                            speeds: list[float | None] | None = None) -> None:
+        """Record the runs of `remeasured_runs`, and the machine's speed at each (`measured_speeds`)."""
+        if speeds is not None:
+            self.set_state(f"recalibration-speeds:{experiment.id}", speeds)
         self.set_state(f"recalibration:{experiment.id}", runs)
 
     def measured_runs(self, experiment: Experiment) -> list[float]:
         """Every measurement of an experiment's code: its own runs (one, or several under the confirm rule),
         then the runs it got when it was the best and was measured again (docs/keep.md)."""
-        own = experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
-        return [*own, *self.remeasured_runs(experiment)]
+        return [*_own_runs(experiment), *self.remeasured_runs(experiment)]
+
+    def measured_speeds(self, experiment: Experiment) -> list[float | None]:
+        """The machine's speed (speed.py) at each run of `measured_runs`, in the same order; None where it was
+        not measured (a run without a prestarted interpreter, or a store from before the speed check)."""
+        def padded(speeds: list, n: int) -> list[float | None]:
+            return [*speeds[:n], *[None] * (n - len(speeds[:n]))]
+
+        later = self.get_state(f"recalibration-speeds:{experiment.id}", [])
+        return [*padded(experiment.metrics.get("run_speeds") or [], len(_own_runs(experiment))),
+                *padded(later, len(self.remeasured_runs(experiment)))]
 
     def measured(self, tag: str) -> list[Experiment]:
         """`experiments(tag)` as measured so far: one whose code was run again later has as its metric the
@@ -647,6 +660,11 @@ _LINE_BREAKS = str.maketrans({c: " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2
 def _one_line(text: str) -> str:
     """Tabs and every kind of line break become spaces, so a description stays one TSV field."""
     return text.translate(_LINE_BREAKS)
+
+
+def _own_runs(experiment: Experiment) -> list[float]:
+    """The runs an experiment made when it was decided: several under the confirm rule, else its one."""
+    return experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:

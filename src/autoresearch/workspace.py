@@ -795,10 +795,10 @@ class Worktree(_Repo):
         out. Exactly the paths `commit` would record. Reads only; takes no lock."""
         return self._changed()
 
-    def changed_tracked_files(self) -> list[str]:
-        """Committed paths whose file differs from HEAD (modified, deleted, replaced), sorted; new untracked
-        files are not listed. Reads only; takes no lock."""
-        out = self._git("--no-optional-locks", "diff", "--name-only", "--no-renames", "-z", "HEAD", "--", ".",
+    def changed_tracked_files(self, against: str = "HEAD") -> list[str]:
+        """Paths committed in `against` whose file differs from it (modified, deleted, replaced), sorted; new
+        untracked files are not listed. Reads only; takes no lock."""
+        out = self._git("--no-optional-locks", "diff", "--name-only", "--no-renames", "-z", against, "--", ".",
                         _NOT_HARNESS).stdout
         return sorted(p for p in out.split("\0") if p)
 
@@ -863,6 +863,11 @@ class Worktree(_Repo):
         conflicts = self._git("diff", "--name-only", "--diff-filter=U", "-z").stdout.split("\0")
         self.reset_hard(self.head())  # also ends the cherry-pick
         return sorted(path for path in conflicts if path) or ["(unknown)"]
+
+    def restore_files(self, commit: str) -> None:
+        """Make the working copy's files those of `commit` (files it lacks are removed), with HEAD left where
+        it is: to run an earlier commit's code. `discard_changes` undoes it."""
+        self._git("restore", f"--source={self._commit_of(commit)}", "--worktree", "--", ".")
 
     def discard_changes(self) -> None:
         """Throw away every uncommitted change: `reset_hard(HEAD)`."""

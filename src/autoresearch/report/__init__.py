@@ -32,6 +32,7 @@ from autoresearch.report.summary import (
     noise_data,
     running_best,
     running_line,
+    speed_data,
     status_data,
     status_table,
     summarize,
@@ -60,5 +61,6 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     noise = noise_data(store, tag)
     png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
     md = out_dir / "report.md"
-    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise), encoding="utf-8")
+    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise,
+                                  speed=speed_data(store, tag)), encoding="utf-8")
     return [tsv, png, md]

@@ -14,6 +14,7 @@ from autoresearch.report.summary import (
     experiment_deltas,
     format_duration,
     noun,
+    speed_text,
     summarize,
     truncate,
 )
@@ -31,14 +32,15 @@ def _cell(text: str, width: int = 100) -> str:
 
 def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
                     image: str | None = "progress.png", metric: MetricConfig = MetricConfig(),
-                    noise: dict | None = None) -> str:
+                    noise: dict | None = None, speed: dict | None = None) -> str:
     """The report of `experiments` (one tag's, in seq order) as markdown.
 
     Sections: the headline (tag, dates, counts by status, baseline vs best `metric` with the absolute and
     relative improvement, total time), the kept changes in order with the metric and delta vs the best
     before them, the crashes and timeouts with their first error line (`error_line`), and `image` (if
     given). With no experiments it says so. Definitions as in `autoresearch.report.summary`. `noise`
-    (`summary.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations.
+    (`summary.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations; `speed`
+    (`summary.speed_data`) the machine's speed at the runs and when it moved.
     """
     s = summarize(tag, experiments, now, metric=metric)
     name = _cell(metric.name, 60)
@@ -69,6 +71,10 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append(f"- **Noise:** runs of the same code differ by {noise['sigma']:.6f} {name} (one standard "
                      f"deviation, {noise['dof']} degrees of freedom); {confirmations_text(noise)}, "
                      f"{noun(noise['extra_runs'], 'run')} in all beyond one per experiment")
+    if speed is not None and speed_text(speed) is not None:
+        lines.append(f"- **Machine speed:** {speed_text(speed)}" + (
+            " (runs are compared only with runs of the best made at about their speed; docs/keep.md)"
+            if speed["shifts"] else ""))
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:

@@ -312,6 +312,36 @@ def confirmations_text(data: dict) -> str:
             f"{noun(data['confirmed_experiments'], 'experiment')}")
 
 
+def speed_data(store: Store, tag: str) -> dict:
+    """The machine's speed as the harness measured it before each run (speed.py), JSON-ready: the runs
+    measured, their median, lowest and highest GFLOP/s, the latest run's, and `shifts`: the experiments
+    before which the speed had moved past `keep.speed_tolerance` since the best was measured (seq and shift,
+    -0.4 for 40% slower), for which the best ran again."""
+    experiments = [e for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
+    speeds = [p for e in experiments for p in store.measured_speeds(e) if p is not None]
+    own = [p for e in experiments for p in e.metrics.get("run_speeds") or [] if p is not None]
+    shifts = [{"seq": e.seq, "shift": e.metrics["speed_shift"]} for e in experiments if "speed_shift" in e.metrics]
+    if not speeds:
+        return {"runs": 0, "shifts": shifts}
+    ordered = sorted(speeds)
+    return {"runs": len(speeds), "median": ordered[len(ordered) // 2], "low": ordered[0], "high": ordered[-1],
+            "latest": own[-1] if own else None, "shifts": shifts}
+
+
+def speed_text(data: dict) -> str | None:
+    """`183 GFLOP/s at the latest run (150 to 195 over 24 runs); the best ran again at a new speed before
+    #7 (70% slower)`; None when no run was measured."""
+    if not data["runs"]:
+        return None
+    text = f"{data['latest'] or data['median']:,.0f} GFLOP/s at the latest run ({data['low']:,.0f} to " \
+           f"{data['high']:,.0f} over {noun(data['runs'], 'run')})"
+    if data["shifts"]:
+        found = ", ".join(f"#{s['seq']} ({abs(s['shift']):.0%} {'faster' if s['shift'] > 0 else 'slower'})"
+                          for s in data["shifts"][-5:])
+        text += f"; the best ran again at a new speed before {found}"
+    return text
+
+
 def noun(n: int, singular: str) -> str:
     """`1 run`, `2 runs`: a count with its noun."""
     return f"{n} {singular}{'' if n == 1 else 's'}"
@@ -325,8 +355,8 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
     summary = summarize(tag, experiments, now, metric=metric)
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
-    return {**summary_data(summary), "noise": noise_data(store, tag), "experiments": rows,
-            "running": running_data(summary.running, now)}
+    return {**summary_data(summary), "noise": noise_data(store, tag), "machine_speed": speed_data(store, tag),
+            "experiments": rows, "running": running_data(summary.running, now)}
 
 
 def running_data(experiment: Experiment | None, now: float | None = None) -> dict | None:

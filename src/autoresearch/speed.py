@@ -1,0 +1,90 @@
+"""The machine's speed, measured the same way before every run, so that runs made at different speeds are
+not compared as if they were alike.
+
+The training budget is wall-clock time: a machine slowed by other work (a shared CPU, another job on the
+GPU, thermal limits) trains fewer steps in it, and its runs score worse for reasons that have nothing to do
+with the code. A baseline measured while the machine was busy makes every later change look better.
+
+`probe` times a fixed piece of work on the run's device (matrix products, the bulk of a transformer's work)
+and returns its rate in GFLOP/s. The prestarted interpreter (prestart.py) runs it just before it runs
+train.py: in the same process, box and device, before any candidate code is loaded, so the figure is the
+harness's own. The decision side is pure: `shift` says whether two speeds differ by more than a tolerance,
+and `comparable` picks the runs of the best that were made at about the speed of the run being judged
+(docs/keep.md, "Machine speed").
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+
+# The line a prestarted interpreter writes before train.py's output starts (prestart.py); only the first
+# line of a run's output can be it, since candidate code is loaded after it.
+SPEED_PREFIX = "autoresearch-machine-speed: "
+
+# The work timed, by device kind: (matrix side, dtype name, products per timed chunk, chunks).
+_WORK = {
+    "cpu": (256, "float32", 32, 25),
+    "mps": (1024, "float16", 8, 25),
+    "cuda": (4096, "bfloat16", 8, 25),
+}
+
+
+def probe(device: str) -> float:
+    """GFLOP/s of square matrix products on `device` ("cpu", "cuda", "cuda:1", "mps"): the median of
+    several short timed chunks, after one warm-up chunk. About 0.1 to 0.3 s."""
+    import torch
+
+    side, dtype_name, per_chunk, chunks = _WORK[device.split(":")[0]]
+    dtype = getattr(torch, dtype_name)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(side, side, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(side, side, generator=generator).to(device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        elif device == "mps":
+            torch.mps.synchronize()
+
+    rates = []
+    with torch.no_grad():
+        for chunk in range(chunks + 1):
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(per_chunk):
+                c = a @ b
+            sync()
+            seconds = time.perf_counter() - t0
+            if chunk:  # the first one warms up (kernel selection, caches)
+                rates.append(2 * side**3 * per_chunk / seconds / 1e9)
+    del a, b, c
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # what train.py then allocates starts from nothing
+    return statistics.median(rates)
+
+
+def parse_line(line: str) -> float | None:
+    """The figure of a `SPEED_PREFIX` line; None for any other line, `none`, or a figure that is no speed."""
+    if not line.startswith(SPEED_PREFIX):
+        return None
+    try:
+        value = float(line[len(SPEED_PREFIX):])
+    except ValueError:
+        return None
+    return value if value > 0 and value != float("inf") else None
+
+
+def shift(reference: float, now: float) -> float:
+    """How much faster (> 0) or slower (< 0) the machine is now than at `reference`, as a fraction."""
+    return now / reference - 1.0
+
+
+def comparable(speeds: Sequence[float | None], now: float | None, tolerance: float) -> list[int]:
+    """Indices of `speeds` about as fast as `now`: the faster of the two at most 1 + `tolerance` times the
+    slower. Runs of unknown speed (None) count as comparable, as does everything when `now` is unknown or the
+    tolerance is 0 (the check is off)."""
+    if now is None or not tolerance:
+        return list(range(len(speeds)))
+    return [i for i, s in enumerate(speeds) if s is None or max(s, now) <= (1 + tolerance) * min(s, now)]

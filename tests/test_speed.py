@@ -1,0 +1,153 @@
+"""The machine-speed check: the probe, the pure comparison, the probe's line in a run's output, and the loop
+running the best again when the machine's speed has moved since it was measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from autoresearch import sandbox, speed
+from autoresearch.agents.replay import ReplayAgent
+from autoresearch.config import load_config
+from autoresearch.data.prepare import open_dataset
+from autoresearch.loop import Loop
+from autoresearch.store import Status, Store
+
+
+def test_comparable_picks_the_runs_made_at_about_the_same_speed():
+    assert speed.comparable([100.0, 80.0, 130.0, None], 100.0, 0.25) == [0, 1, 3]  # 130 is 30% faster
+    assert speed.comparable([100.0, 80.0], 60.0, 0.25) == []  # 100 is 67% faster than 60, 80 is 33%
+    assert speed.comparable([100.0, 80.0], 64.0, 0.25) == [1]  # 80 = 1.25 x 64: at the edge
+    assert speed.comparable([100.0, 40.0], None, 0.25) == [0, 1]  # the run's own speed is unknown
+    assert speed.comparable([100.0, 40.0], 10.0, 0.0) == [0, 1]  # the check is off
+    assert speed.shift(100.0, 50.0) == pytest.approx(-0.5) and speed.shift(50.0, 100.0) == pytest.approx(1.0)
+
+
+def test_only_a_well_formed_speed_line_is_read():
+    assert speed.parse_line(f"{speed.SPEED_PREFIX}123.5") == 123.5
+    for line in (f"{speed.SPEED_PREFIX}none", f"{speed.SPEED_PREFIX}-3", f"{speed.SPEED_PREFIX}inf",
+                 f"{speed.SPEED_PREFIX}nan", f"{speed.SPEED_PREFIX}0", "machine speed 12", ""):
+        assert speed.parse_line(line) is None, line
+
+
+def test_the_cpu_probe_measures_a_rate():
+    rates = [speed.probe("cpu") for _ in range(3)]
+    assert all(0 < r < 1e5 for r in rates)  # GFLOP/s of a CPU: more than nothing, less than any CPU has
+    assert max(rates) / min(rates) < 10  # the same work timed the same way: the same order of magnitude
+
+
+def test_a_prestarted_interpreter_writes_the_speed_before_the_script_can_write_anything(tmp_path):
+    script = tmp_path / "job" / "train.py"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent(f"""
+        print("{speed.SPEED_PREFIX}999999")  # a candidate claiming a speed of its own
+        print("script output")
+    """))
+    proc = sandbox.prestart_python(sandbox.Box(tmp_path), {})
+    proc.go(script, {}, speed_probe="cpu")
+    lines = proc.popen.stdout.read().decode().splitlines()
+    assert proc.wait(timeout=60) == 0
+    first = next(i for i, line in enumerate(lines) if line.startswith(speed.SPEED_PREFIX))
+    assert 0 < speed.parse_line(lines[first]) < 999999
+    assert lines.index("script output") > first + 1  # the candidate's claim comes after, where it is not read
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+MARKER = "print('candidate code runs')\n"
+FAKE = f"print('{speed.SPEED_PREFIX}1e9')\n"  # a candidate that claims the machine is as fast as ever
+
+
+@pytest.fixture
+def speed_task(tiny_task: Path) -> Path:
+    toml = (tiny_task / "autoresearch.toml").read_text()
+    toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
+    toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
+    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2')
+    (tiny_task / "autoresearch.toml").write_text(toml)
+    subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
+    cli("prepare", cwd=tiny_task)
+    return tiny_task
+
+
+def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_path, monkeypatch):
+    load = tmp_path / "speed-factor"
+    monkeypatch.setenv("AUTORESEARCH_FAULT_SPEED_FILE", str(load))
+    train = (speed_task / "train.py").read_text()
+    proposals = [{"description": "a candidate on a loaded machine", "files": {"train.py": FAKE + MARKER + train}},
+                 {"description": "another, on the machine as loaded", "files": {"train.py": MARKER + train}}]
+    events: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event.get("event") == "decided" and event["seq"] == 0:
+            load.write_text("0.3")  # from now on the machine does a third of the work it did for the baseline
+
+    config = load_config(speed_task)
+    loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent(proposals), tag="s", on_event=on_event)
+    try:
+        loop.run()
+    finally:
+        loop.close()
+    with Store.open(speed_task) as store:
+        base, loaded, again = store.experiments("s")
+        base_runs, base_speeds = store.measured_runs(base), store.measured_speeds(base)
+    assert Status.TAMPERED not in (loaded.status, again.status) and Status.CRASH not in (loaded.status, again.status)
+
+    # the baseline's own two runs at full speed, then two more when the slow machine was found
+    assert len(base.metrics["run_speeds"]) == 2 and len(base_runs) == len(base_speeds) == 4
+    full, slow = base_speeds[:2], base_speeds[2:]
+    assert max(slow) < 0.6 * min(full)
+    (found,) = [e for e in events if e.get("event") == "speed"]  # once: the second candidate finds runs at its speed
+    assert found["seq"] == 1 and found["best_seq"] == 0 and found["runs"] == 2 and found["shift"] < -0.4
+    assert loaded.metrics["speed_shift"] == pytest.approx(found["shift"]) and "speed_shift" not in again.metrics
+    # the harness's own figure, not the candidate's claim
+    assert all(s < 1e6 for s in loaded.metrics["run_speeds"])
+    assert max(loaded.metrics["run_speeds"]) < 0.6 * min(full)
+
+    # the extra runs ran the best's code, in the best's log folder; the candidates ran theirs
+    base_dir = Path(base.log_path).parent
+    for folder in ("run-3", "run-4"):
+        log = (base_dir / folder / "train.log").read_text()
+        assert "candidate code runs" not in log and '"event": "done"' in log
+    assert "candidate code runs" in Path(loaded.log_path).read_text()
+    assert "candidate code runs" in Path(again.log_path).read_text()
+
+    # shown: status (text and JSON) and the report
+    shown = json.loads(cli("status", "--json", "--tag", "s", cwd=speed_task).stdout)["machine_speed"]
+    assert shown["shifts"] == [{"seq": 1, "shift": pytest.approx(found["shift"])}] and shown["runs"] >= 6
+    assert shown["low"] < 0.6 * shown["high"] and shown["latest"] == again.metrics["run_speeds"][-1]
+    assert "the best ran again at a new speed before #1 (" in cli("status", "--tag", "s", cwd=speed_task).stdout
+    cli("report", "--tag", "s", cwd=speed_task)
+    assert "**Machine speed:**" in (speed_task / "report.md").read_text()
+
+
+def test_the_speed_check_can_be_turned_off(speed_task, tmp_path, monkeypatch):
+    load = tmp_path / "speed-factor"
+    monkeypatch.setenv("AUTORESEARCH_FAULT_SPEED_FILE", str(load))
+    toml = speed_task / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace("noise_seeds = 2", "noise_seeds = 2\nspeed_tolerance = 0"))
+    events: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event.get("event") == "decided" and event["seq"] == 0:
+            load.write_text("0.3")
+
+    config = load_config(speed_task)
+    loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent([{"description": "a comment",
+                "files": {"train.py": "# a comment\n" + (speed_task / "train.py").read_text()}}]), tag="s",
+                on_event=on_event)
+    try:
+        loop.run()
+    finally:
+        loop.close()
+    with Store.open(speed_task) as store:
+        base, cand = store.experiments("s")
+        assert len(store.measured_runs(base)) == 2  # not run again
+    assert not [e for e in events if e.get("event") == "speed"] and "speed_shift" not in cand.metrics
