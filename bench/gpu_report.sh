@@ -17,6 +17,7 @@ ar() { python -m autoresearch "$@"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
   python -c 'from autoresearch import landlock, sandbox; print("isolation", sandbox.isolation(), "landlock abi", landlock.abi())'
+  python -c 'from autoresearch.speed import probe; print("machine-speed probe GFLOP/s", [round(probe("cuda")) for _ in range(5)])'
 } 2>&1 | tee "$OUT/device.txt"
 [ -f "$TASK/autoresearch.toml" ] || ar init "$TASK"
 cd "$TASK"

@@ -68,7 +68,8 @@ def speed_task(tiny_task: Path) -> Path:
     toml = (tiny_task / "autoresearch.toml").read_text()
     toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
     toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
-    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2')
+    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2').replace("speed_tolerance = 0",
+                                                                                      "speed_tolerance = 0.25")
     (tiny_task / "autoresearch.toml").write_text(toml)
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
     cli("prepare", cwd=tiny_task)
@@ -131,7 +132,7 @@ def test_the_speed_check_can_be_turned_off(speed_task, tmp_path, monkeypatch):
     load = tmp_path / "speed-factor"
     monkeypatch.setenv("AUTORESEARCH_FAULT_SPEED_FILE", str(load))
     toml = speed_task / "autoresearch.toml"
-    toml.write_text(toml.read_text().replace("noise_seeds = 2", "noise_seeds = 2\nspeed_tolerance = 0"))
+    toml.write_text(toml.read_text().replace("speed_tolerance = 0.25", "speed_tolerance = 0"))
     events: list[dict] = []
 
     def on_event(event: dict) -> None:
