@@ -16,6 +16,7 @@ from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Loop
+from autoresearch.report.summary import measured_noise
 from autoresearch.store import Status, Store
 
 
@@ -26,6 +27,26 @@ def test_comparable_picks_the_runs_made_at_about_the_same_speed():
     assert speed.comparable([100.0, 40.0], None, 0.25) == [0, 1]  # the run's own speed is unknown
     assert speed.comparable([100.0, 40.0], 10.0, 0.0) == [0, 1]  # the check is off
     assert speed.shift(100.0, 50.0) == pytest.approx(-0.5) and speed.shift(50.0, 100.0) == pytest.approx(1.0)
+
+
+def test_runs_of_one_code_are_grouped_by_speed():
+    assert speed.groups([100.0, 104.0, 40.0, 41.0, 130.0], 0.25) == [[2, 3], [0, 1], [4]]
+    assert speed.groups([100.0, None, 40.0], 0.25) == [[1, 2], [0]]  # unknown: with the first group
+    assert speed.groups([100.0, 40.0], 0.0) == [[0, 1]] and speed.groups([None, None], 0.25) == [[0, 1]]
+    assert speed.groups([], 0.25) == []
+
+
+def test_a_slower_machine_does_not_count_as_noise(tmp_path):
+    """The best's runs on a loaded machine score far worse; they are their own group for the noise."""
+    with Store.open(tmp_path) as store:
+        base = store.record(status=Status.KEEP, tag="t", parent_commit="a" * 40, commit="b" * 40, diff="",
+                            description="baseline", agent="-", seed=0, metric=1.0,
+                            metrics={"runs": [1.0, 1.01, 0.99], "run_speeds": [100.0, 102.0, 98.0]})
+        store.set_remeasured_runs(base, [1.5, 1.51], [40.0, 41.0])
+        assert store.measured_speeds(base) == [100.0, 102.0, 98.0, 40.0, 41.0]
+        grouped = measured_noise(store, "t")
+        assert grouped.dof == 3 and grouped.sigma == pytest.approx(0.0091, rel=0.05)
+        assert measured_noise(store, "t", speed_tolerance=0).sigma > 0.2  # as one group: the load looks like noise
 
 
 def test_only_a_well_formed_speed_line_is_read():

@@ -566,7 +566,7 @@ class Loop:
 
     def noise(self, extra: list[float] | None = None) -> Noise:
         """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided)."""
-        return measured_noise(self.store, self.tag, extra)
+        return measured_noise(self.store, self.tag, extra, speed_tolerance=self.config.keep.speed_tolerance)
 
     def _recalibrate(self) -> None:
         """The best runs again before the next proposal when:

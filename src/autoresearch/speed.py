@@ -88,3 +88,24 @@ def comparable(speeds: Sequence[float | None], now: float | None, tolerance: flo
     if now is None or not tolerance:
         return list(range(len(speeds)))
     return [i for i, s in enumerate(speeds) if s is None or max(s, now) <= (1 + tolerance) * min(s, now)]
+
+
+def groups(speeds: Sequence[float | None], tolerance: float) -> list[list[int]]:
+    """Indices of `speeds` (the runs of one piece of code) in groups of runs made at about one speed: each
+    group's fastest at most 1 + `tolerance` times its slowest. Runs of unknown speed join the first group;
+    with the check off (tolerance 0), all are one group. Runs of the same code at different speeds differ
+    by more than the noise, so the noise is measured within these groups."""
+    if not speeds:
+        return []
+    if not tolerance:
+        return [list(range(len(speeds)))]
+    out: list[list[int]] = []
+    for i in sorted((i for i, s in enumerate(speeds) if s is not None), key=lambda i: speeds[i]):
+        if out and speeds[i] <= (1 + tolerance) * speeds[out[-1][0]]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    unknown = [i for i, s in enumerate(speeds) if s is None]
+    if unknown:
+        out = [unknown + out[0], *out[1:]] if out else [unknown]
+    return [sorted(group) for group in out]
