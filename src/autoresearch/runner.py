@@ -312,6 +312,11 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         timer.cancel()
         disk.stop()
         proc.kill()
+    if outcome.machine_speed is not None and device == "cpu":
+        # A CPU shared with other work has dips of a second or more; a run's speed is the better of the probe
+        # before it and one after it (here, in the harness, with the run's processes gone), so that a dip at
+        # one moment is not taken for a slower machine. (GPUs are steady, and this process keeps off them.)
+        outcome.machine_speed = max(outcome.machine_speed, _scaled_for_tests(speed.probe("cpu")))
     what = "train.py" if config.evaluated else "the command"
 
     if disk.reason is not None:

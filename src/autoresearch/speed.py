@@ -8,7 +8,9 @@ with the code. A baseline measured while the machine was busy makes every later 
 `probe` times a fixed piece of work on the run's device (matrix products, the bulk of a transformer's work)
 and returns its rate in GFLOP/s. The prestarted interpreter (prestart.py) runs it just before it runs
 train.py: in the same process, box and device, before any candidate code is loaded, so the figure is the
-harness's own. The decision side is pure: `shift` says whether two speeds differ by more than a tolerance,
+harness's own. On a CPU the harness probes again once the run's processes are gone (runner.py), and the run's
+figure is the better of the two: a shared CPU has dips of a second or more, and one probe that falls in one
+would take it for a slower machine. The decision side is pure: `shift` says whether two speeds differ by more than a tolerance,
 and `comparable` picks the runs of the best that were made at about the speed of the run being judged
 (docs/keep.md, "Machine speed").
 """
