@@ -396,9 +396,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             return
         tag = _latest_tag(store, tag)
         if as_json:
-            print(json.dumps({**status_data(store, tag, metric=config.metric,
-                                            speed_tolerance=config.keep.speed_tolerance),
-                              "loop": _loop_state(task_dir, tag)}))
+            print(json.dumps({**status_data(store, tag, metric=config.metric), "loop": _loop_state(task_dir, tag)}))
             return
 
         def view():
@@ -408,8 +406,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                                   loop["others"]), style="dim" if loop["alive"] is not False else "yellow")
             speed = speed_data(store, tag)
             parts = [status_table(store, tag, last=40, metric=config.metric),
-                     Text(noise_line(noise_data(store, tag, speed_tolerance=config.keep.speed_tolerance),
-                                     config.metric), style="dim")]
+                     Text(noise_line(noise_data(store, tag), config.metric), style="dim")]
             if speed["runs"]:
                 parts.append(Text(f"machine speed: {speed_text(speed)}", style="yellow" if speed["shifts"] else "dim"))
             parts.append(line)
@@ -489,8 +486,7 @@ def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     config = _task(task_dir)
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
-        for path in write_report(store, tag, out_dir or task_dir, metric=config.metric,
-                                 speed_tolerance=config.keep.speed_tolerance):
+        for path in write_report(store, tag, out_dir or task_dir, metric=config.metric):
             out.print(str(path))
 
 

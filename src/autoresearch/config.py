@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from autoresearch import speed
 from autoresearch.keeprule import Thresholds
 
 if sys.version_info >= (3, 11):
@@ -127,7 +128,7 @@ class KeepConfig:
     learn_dof: int = 5  # until the noise rests on this many degrees of freedom, any better first run is confirmed
     # A run is compared only with runs of the best made at about its machine speed (within this fraction); if
     # there are none, the best runs again first (docs/keep.md, "Machine speed"). 0 turns the check off.
-    speed_tolerance: float = 0.25
+    speed_tolerance: float = speed.DEFAULT_TOLERANCE
 
     def thresholds(self) -> Thresholds:
         return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,

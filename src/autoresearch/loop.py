@@ -140,6 +140,7 @@ class Loop:
                 raise LoopError(str(err)) from err
         self._reconcile()
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
+        self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
@@ -239,7 +240,7 @@ class Loop:
         noise = self.noise() if self.config.keep.rule == "confirm" else None
         known = noise is not None and noise.known
         best = self.incumbent()
-        measured = tuple(self.store.measured_runs(best)) if best is not None else ()
+        measured = tuple(self.store.current_runs(best)) if best is not None else ()
         margin = clear_margin(noise, len(measured), self.config.keep.thresholds()) if known and measured else None
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.measured(self.tag), best=best, failure=failure,
@@ -566,7 +567,7 @@ class Loop:
 
     def noise(self, extra: list[float] | None = None) -> Noise:
         """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided)."""
-        return measured_noise(self.store, self.tag, extra, speed_tolerance=self.config.keep.speed_tolerance)
+        return measured_noise(self.store, self.tag, extra)
 
     def _recalibrate(self) -> None:
         """The best runs again before the next proposal when:

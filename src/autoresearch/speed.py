@@ -21,6 +21,9 @@ import statistics
 import time
 from collections.abc import Sequence
 
+# Runs whose speeds differ by more than this fraction are not compared (keep.speed_tolerance's default).
+DEFAULT_TOLERANCE = 0.25
+
 # The line a prestarted interpreter writes before train.py's output starts (prestart.py); only the first
 # line of a run's output can be it, since candidate code is loaded after it.
 SPEED_PREFIX = "autoresearch-machine-speed: "

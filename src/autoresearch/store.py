@@ -36,6 +36,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from autoresearch import speed
+
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
 SCHEMA_VERSION = 2  # PRAGMA user_version of the schema this module writes
@@ -333,14 +335,32 @@ class Store:
         return [*padded(experiment.metrics.get("run_speeds") or [], len(_own_runs(experiment))),
                 *padded(later, len(self.remeasured_runs(experiment)))]
 
+    def current_runs(self, experiment: Experiment) -> list[float]:
+        """The runs of `measured_runs` made at about the machine speed of the latest one (`speed.groups`, with
+        the tag's `speed_tolerance`): the code as measured on the machine as it is now. All of them when the
+        speed did not move."""
+        runs, speeds = self.measured_runs(experiment), self.measured_speeds(experiment)
+        if not runs:
+            return []
+        latest = next(g for g in speed.groups(speeds, self.speed_tolerance(experiment.tag)) if len(runs) - 1 in g)
+        return [runs[i] for i in latest]
+
+    def speed_tolerance(self, tag: str) -> float:
+        """`keep.speed_tolerance` as the loop of `tag` last ran with it (the default before it first ran)."""
+        return float(self.get_state(f"speed-tolerance:{tag}", speed.DEFAULT_TOLERANCE))
+
+    def set_speed_tolerance(self, tag: str, tolerance: float) -> None:
+        self.set_state(f"speed-tolerance:{tag}", tolerance)
+
     def measured(self, tag: str) -> list[Experiment]:
         """`experiments(tag)` as measured so far: one whose code was run again later has as its metric the
-        mean of all its runs, its own and the later ones. What status, the report and results.tsv show, so
-        that a best first kept on a lucky run is not shown at its luck."""
+        mean of its runs made at about the latest run's machine speed (`current_runs`; all its runs, its own
+        and the later ones, on a steady machine). What status, the report and results.tsv show, so that a best
+        first kept on a lucky run, or measured while the machine was busy, is not shown at that."""
         out = []
         for e in self.experiments(tag):
             if e.metric is not None and self.remeasured_runs(e):
-                runs = self.measured_runs(e)
+                runs = self.current_runs(e)
                 e = dataclasses.replace(e, metric=sum(runs) / len(runs))
             out.append(e)
         return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoresearch.config import KeepConfig, MetricConfig
+from autoresearch.config import MetricConfig
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import (
     parse_events,
@@ -46,8 +46,7 @@ __all__ = [
 ]
 
 
-def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig = MetricConfig(),
-                 speed_tolerance: float = KeepConfig.speed_tolerance) -> list[Path]:
+def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig = MetricConfig()) -> list[Path]:
     """Write `results.tsv` (`Store.export_results_tsv`, its metric column named after `metric`),
     `progress.png` and `report.md` for `tag` into `out_dir` (created if missing) and return their paths in
     that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
@@ -59,7 +58,7 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     experiments = store.measured(tag)
     tsv = out_dir / "results.tsv"
     store.export_results_tsv(tag, tsv, metric_name=metric.name)
-    noise = noise_data(store, tag, speed_tolerance=speed_tolerance)
+    noise = noise_data(store, tag)
     png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
     md = out_dir / "report.md"
     md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise,

@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import speed
-from autoresearch.config import KeepConfig, MetricConfig
+from autoresearch.config import MetricConfig
 from autoresearch.keeprule import Noise, pooled_noise
 from autoresearch.store import Experiment, Status, Store
 
@@ -278,23 +278,22 @@ def summary_data(summary: Summary) -> dict:
 # ---------------------------------------------------------------------- store entry points
 
 
-def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None, *,
-                   speed_tolerance: float = KeepConfig.speed_tolerance) -> Noise:
+def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None) -> Noise:
     """The run-to-run noise of `tag`'s metric as measured so far: pooled over every group of runs of the
     same code (the baseline's seeds, confirmations, re-measurements) made at about one machine speed
     (`speed.groups`), and `extra` (a group being made)."""
-    groups = []
+    groups, tolerance = [], store.speed_tolerance(tag)
     for e in store.experiments(tag):
         if e.status in (Status.KEEP, Status.DISCARD):
             runs = store.measured_runs(e)
-            groups += [[runs[i] for i in group] for group in speed.groups(store.measured_speeds(e), speed_tolerance)]
+            groups += [[runs[i] for i in group] for group in speed.groups(store.measured_speeds(e), tolerance)]
     return pooled_noise([*groups, *([list(extra)] if extra else [])])
 
 
-def noise_data(store: Store, tag: str, *, speed_tolerance: float = KeepConfig.speed_tolerance) -> dict:
+def noise_data(store: Store, tag: str) -> dict:
     """The noise and what measuring it cost, JSON-ready: sigma (None until measured) and its degrees of
     freedom, the runs beyond one per experiment (confirmations, the baseline's extra seeds, re-measurements)."""
-    noise = measured_noise(store, tag, speed_tolerance=speed_tolerance)
+    noise = measured_noise(store, tag)
     experiments = store.experiments(tag)
     extra = sum(max(0, len(store.measured_runs(e)) - 1) for e in experiments if e.status in (Status.KEEP, Status.DISCARD))
     confirmations = sum(e.metrics.get("confirm_runs", 0) for e in experiments)
@@ -355,14 +354,14 @@ def noun(n: int, singular: str) -> str:
 
 
 def status_data(store: Store, tag: str, now: float | None = None, *,
-                metric: MetricConfig = MetricConfig(), speed_tolerance: float = KeepConfig.speed_tolerance) -> dict:
+                metric: MetricConfig = MetricConfig()) -> dict:
     """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
     experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
     experiments = store.measured(tag)
     summary = summarize(tag, experiments, now, metric=metric)
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
-    return {**summary_data(summary), "noise": noise_data(store, tag, speed_tolerance=speed_tolerance),
+    return {**summary_data(summary), "noise": noise_data(store, tag),
             "machine_speed": speed_data(store, tag),
             "experiments": rows, "running": running_data(summary.running, now)}
 
