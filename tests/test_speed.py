@@ -47,6 +47,11 @@ def test_a_slower_machine_does_not_count_as_noise(tmp_path):
         assert store.measured_speeds(base) == [100.0, 102.0, 98.0, 40.0, 41.0]
         grouped = measured_noise(store, "t")
         assert grouped.dof == 3 and grouped.sigma == pytest.approx(0.0091, rel=0.05)
+        # at the machine's speed now: the runs made at about that speed
+        quiet, loaded = measured_noise(store, "t", speed_now=101.0), measured_noise(store, "t", speed_now=40.0)
+        assert quiet.dof == 2 and quiet.sigma == pytest.approx(0.01, rel=0.01)
+        assert loaded.dof == 1 and loaded.sigma == pytest.approx(0.00707, rel=0.01)
+        assert measured_noise(store, "t", speed_now=70.0).dof == 3  # none at that speed: all of them
         # shown (status, report, results.tsv) as measured at the latest run's speed
         assert store.current_runs(base) == [1.5, 1.51] and store.measured("t")[0].metric == pytest.approx(1.505)
         store.set_speed_tolerance("t", 0.0)  # the check off: one group, and the load looks like noise

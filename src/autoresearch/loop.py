@@ -30,7 +30,7 @@ from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, clear_margin, is_simpler, judge
-from autoresearch.report.summary import agent_usage, measured_noise
+from autoresearch.report.summary import agent_usage, latest_speed, measured_noise
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.runner import (
     Outcome,
@@ -417,7 +417,7 @@ class Loop:
         else:  # the confirm rule: runs until the verdict
             failed = None if values else run_next()
             while failed is None:
-                verdict = judge(values, best, self.noise(extra=values), maximize=self.config.metric.maximize,
+                verdict = judge(values, best, self.noise(values, speeds), maximize=self.config.metric.maximize,
                                 simpler=is_simpler(experiment.diff), thresholds=keep.thresholds())
                 if verdict.action != CONFIRM:
                     break
@@ -534,7 +534,7 @@ class Loop:
                    "run_speeds": list(speeds) if ok and any(p is not None for p in speeds) else None,
                    "speed_shift": shift, **(agent_usage or {})}
         if self.config.keep.rule == "confirm" and values:
-            noise = self.noise(extra=values)
+            noise = self.noise(values, speeds)
             metrics.update({"runs": values, "run_seeds": seeds, "confirm_runs": len(values) - 1 if
                             experiment.description != BASELINE else None,
                             "noise_sigma": noise.sigma if noise.known else None, "noise_dof": noise.dof or None})
@@ -565,9 +565,12 @@ class Loop:
     def _runs_key(self, experiment: Experiment) -> str:
         return f"runs:{experiment.id}"
 
-    def noise(self, extra: list[float] | None = None) -> Noise:
-        """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided)."""
-        return measured_noise(self.store, self.tag, extra)
+    def noise(self, extra: list[float] | None = None, speeds: list[float | None] | None = None) -> Noise:
+        """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided), at the
+        machine speed of those runs (`speeds`; without them, the latest run's)."""
+        known = [p for p in speeds or [] if p is not None]
+        now = statistics.median(known) if known else latest_speed(self.store, self.tag)
+        return measured_noise(self.store, self.tag, extra, speed_now=now)
 
     def _recalibrate(self) -> None:
         """The best runs again before the next proposal when:

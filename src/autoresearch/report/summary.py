@@ -278,22 +278,37 @@ def summary_data(summary: Summary) -> dict:
 # ---------------------------------------------------------------------- store entry points
 
 
-def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None) -> Noise:
+def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None, *,
+                   speed_now: float | None = None) -> Noise:
     """The run-to-run noise of `tag`'s metric as measured so far: pooled over every group of runs of the
     same code (the baseline's seeds, confirmations, re-measurements) made at about one machine speed
-    (`speed.groups`), and `extra` (a group being made)."""
-    groups, tolerance = [], store.speed_tolerance(tag)
+    (`speed.groups`), and `extra` (a group being made). With `speed_now` (the machine's speed now, as
+    `latest_speed`), only the groups made at about that speed count, as long as they give at least one degree
+    of freedom: a loaded machine's runs spread more, and that spread is not the noise of the machine as it
+    is now."""
+    tolerance = store.speed_tolerance(tag)
+    groups, at_now = [], []
     for e in store.experiments(tag):
         if e.status in (Status.KEEP, Status.DISCARD):
-            runs = store.measured_runs(e)
-            groups += [[runs[i] for i in group] for group in speed.groups(store.measured_speeds(e), tolerance)]
-    return pooled_noise([*groups, *([list(extra)] if extra else [])])
+            runs, speeds = store.measured_runs(e), store.measured_speeds(e)
+            for group in speed.groups(speeds, tolerance):
+                groups.append([runs[i] for i in group])
+                if speed.comparable([speeds[i] for i in group], speed_now, tolerance):
+                    at_now.append(groups[-1])
+    chosen = at_now if sum(len(g) - 1 for g in at_now) >= 1 else groups
+    return pooled_noise([*chosen, *([list(extra)] if extra else [])])
+
+
+def latest_speed(store: Store, tag: str) -> float | None:
+    """The machine's speed at the latest run of `tag` that measured it (an experiment's own runs, by seq)."""
+    known = [p for e in store.experiments(tag) for p in e.metrics.get("run_speeds") or [] if p is not None]
+    return known[-1] if known else None
 
 
 def noise_data(store: Store, tag: str) -> dict:
     """The noise and what measuring it cost, JSON-ready: sigma (None until measured) and its degrees of
     freedom, the runs beyond one per experiment (confirmations, the baseline's extra seeds, re-measurements)."""
-    noise = measured_noise(store, tag)
+    noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     experiments = store.experiments(tag)
     extra = sum(max(0, len(store.measured_runs(e)) - 1) for e in experiments if e.status in (Status.KEEP, Status.DISCARD))
     confirmations = sum(e.metrics.get("confirm_runs", 0) for e in experiments)
@@ -325,13 +340,12 @@ def speed_data(store: Store, tag: str) -> dict:
     -0.4 for 40% slower), for which the best ran again."""
     experiments = [e for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
     speeds = [p for e in experiments for p in store.measured_speeds(e) if p is not None]
-    own = [p for e in experiments for p in e.metrics.get("run_speeds") or [] if p is not None]
     shifts = [{"seq": e.seq, "shift": e.metrics["speed_shift"]} for e in experiments if "speed_shift" in e.metrics]
     if not speeds:
         return {"runs": 0, "shifts": shifts}
     ordered = sorted(speeds)
     return {"runs": len(speeds), "median": ordered[len(ordered) // 2], "low": ordered[0], "high": ordered[-1],
-            "latest": own[-1] if own else None, "shifts": shifts}
+            "latest": latest_speed(store, tag), "shifts": shifts}
 
 
 def speed_text(data: dict) -> str | None:
