@@ -69,7 +69,7 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     lines += _containment(experiments)
     if noise is not None and noise.get("sigma") is not None:
         lines.append(f"- **Noise:** runs of the same code differ by {noise['sigma']:.6f} {name} (one standard "
-                     f"deviation, {noise['dof']} degrees of freedom); {confirmations_text(noise)}, "
+                     f"deviation, {noun(noise['dof'], 'degree')} of freedom); {confirmations_text(noise)}, "
                      f"{noun(noise['extra_runs'], 'run')} in all beyond one per experiment")
     if speed is not None and speed_text(speed) is not None:
         lines.append(f"- **Machine speed:** {speed_text(speed)}" + (

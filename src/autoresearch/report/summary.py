@@ -321,7 +321,7 @@ def noise_line(data: dict, metric: MetricConfig = MetricConfig()) -> str:
     """`noise: sigma 0.0021 val_bpb (9 degrees of freedom); 4 confirmation runs for 3 experiments`."""
     if data["sigma"] is None:
         return "noise: not measured yet"
-    line = f"noise: sigma {data['sigma']:.4g} {metric.name} ({data['dof']} degrees of freedom)"
+    line = f"noise: sigma {data['sigma']:.4g} {metric.name} ({noun(data['dof'], 'degree')} of freedom)"
     if data["confirmation_runs"]:
         line += "; " + confirmations_text(data)
     return line
