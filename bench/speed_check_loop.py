@@ -26,7 +26,7 @@ def one_setting(tolerance: str, budget: float, experiments: int) -> dict:
     autoresearch("init", str(task), cwd=task.parent)
     toml = task / "autoresearch.toml"
     toml.write_text(re.sub(r"(?m)^speed_tolerance = .*$", f"speed_tolerance = {tolerance}", toml.read_text()))
-    subprocess.run(["git", "commit", "-qam", f"speed_tolerance = {tolerance}"], cwd=task, check=True)
+    subprocess.run(["git", "commit", "-qam", f"speed_tolerance = {tolerance}", "--allow-empty"], cwd=task, check=True)
     default_task(task)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core busy
     loop = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--tag", "x", "--budget", str(budget),
