@@ -40,23 +40,26 @@ def main() -> None:
     wall = time.perf_counter() - start
     with Store.open(task) as store:
         history = store.experiments(tag)
-    training = sum(e.training_seconds or 0 for e in history)
+        runs = sum(len(store.measured_runs(e)) or 1 for e in history)  # the baseline's seeds, confirmations
+    training = sum((e.training_seconds or 0) * len(e.metrics.get("runs") or [0]) for e in history)
     runner = sum(e.total_seconds or 0 for e in history)
     startup = [e.metrics.get("startup_seconds", 0) for e in history]
     evals = [e.metrics.get("eval_seconds", 0) for e in history]
     probes = [e.metrics.get("probe_seconds", 0) for e in history]
     probed = [p for p in probes if p]
     n = len(history)
-    per = (wall - training) / n
-    print(f"{n} experiments at a {args.budget:.0f} s budget, {wall:.1f} s wall in all")
-    print(f"outside training, per experiment: {per:.1f} s ({100 * per / args.budget:.1f}% of the budget)")
+    per = (wall - training) / runs
+    print(f"{n} experiments ({runs} runs) at a {args.budget:.0f} s budget, {wall:.1f} s wall in all")
+    print(f"outside training, per run: {per:.1f} s ({100 * per / args.budget:.1f}% of the budget); start-up and "
+          "evaluation from each experiment's first run")
     print(f"  train.py start-up      {statistics.mean(startup):5.1f} s")
     print(f"  evaluation             {statistics.mean(evals):5.1f} s")
-    print(f"  causality probe + test {statistics.mean(probes):5.1f} s  ({len(probed)} runs probed, "
+    probe_per_run = sum(probes) / runs
+    print(f"  causality probe + test {probe_per_run:5.1f} s  ({len(probed)} experiments probed, "
           f"{statistics.mean(probed) if probed else 0:.1f} s each)")
-    print(f"  trusted metric in all  {statistics.mean(evals) + statistics.mean(probes):5.1f} s  (evaluation, probe, test)")
-    other = (runner - training) / n - statistics.mean(startup) - statistics.mean(evals) - statistics.mean(probes)
-    print(f"  other runner work      {other:5.1f} s  (process start, save, log)")
+    print(f"  trusted metric in all  {statistics.mean(evals) + probe_per_run:5.1f} s  (evaluation, probe, test)")
+    other = (runner - training) / runs - statistics.mean(startup) - statistics.mean(evals) - probe_per_run
+    print(f"  other runner work      {other:5.1f} s  (process start, machine-speed probes, save, log)")
     print(f"  loop: agent, git, store, CLI start {(wall - runner) / n:5.1f} s")
 
 
