@@ -84,7 +84,7 @@ class Outcome:
     mfu: float | None = None
     device: str | None = None
     prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
-    machine_speed: float | None = None  # GFLOP/s of the harness's probe just before train.py (speed.py)
+    machine_speed: float | None = None  # GFLOP/s of the harness's probe before train.py (speed.py; CPU: and after)
     isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
     causal_tv: float | None = None  # the causality probe's largest total variation (None: not probed)
     test_bpb: float | None = None  # on the hidden test split, measured with the probe; never used to decide
@@ -316,7 +316,10 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         # A CPU shared with other work has dips of a second or more; a run's speed is the better of the probe
         # before it and one after it (here, in the harness, with the run's processes gone), so that a dip at
         # one moment is not taken for a slower machine. (GPUs are steady, and this process keeps off them.)
-        outcome.machine_speed = max(outcome.machine_speed, _scaled_for_tests(speed.probe("cpu")))
+        try:
+            outcome.machine_speed = max(outcome.machine_speed, _scaled_for_tests(speed.probe("cpu")))
+        except Exception:  # noqa: BLE001 (the figure from before the run stands)
+            pass
     what = "train.py" if config.evaluated else "the command"
 
     if disk.reason is not None:

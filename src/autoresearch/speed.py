@@ -10,9 +10,11 @@ and returns its rate in GFLOP/s. The prestarted interpreter (prestart.py) runs i
 train.py: in the same process, box and device, before any candidate code is loaded, so the figure is the
 harness's own. On a CPU the harness probes again once the run's processes are gone (runner.py), and the run's
 figure is the better of the two: a shared CPU has dips of a second or more, and one probe that falls in one
-would take it for a slower machine. The decision side is pure: `shift` says whether two speeds differ by more than a tolerance,
-and `comparable` picks the runs of the best that were made at about the speed of the run being judged
-(docs/keep.md, "Machine speed").
+would take it for a slower machine.
+
+The decision side is pure: `shift` says how much faster or slower the machine is than it was, `comparable`
+picks the runs of the best made at about the speed of the run being judged, and `groups` splits the runs of
+one code by speed for the noise (docs/keep.md, "Machine speed").
 """
 
 from __future__ import annotations
