@@ -4,6 +4,7 @@ running the best again when the machine's speed has moved since it was measured.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -69,6 +70,16 @@ def test_the_cpu_probe_measures_a_rate():
     rates = [speed.probe("cpu") for _ in range(3)]
     assert all(0 < r < 1e5 for r in rates)  # GFLOP/s of a CPU: more than nothing, less than any CPU has
     assert max(rates) / min(rates) < 10  # the same work timed the same way: the same order of magnitude
+
+
+def test_the_gpu_probe_runs_in_a_child_so_train_py_finds_the_gpu_untouched(monkeypatch):
+    ran_in = []
+    monkeypatch.setattr(speed, "probe", lambda device: (ran_in.append(os.getpid()), 123.0)[1])
+    assert speed.probe_before_script("cuda") == 123.0 and ran_in == []  # it ran, and not in this process
+    assert speed.probe_before_script("cpu") == 123.0 and ran_in == [os.getpid()]  # a CPU: here
+    monkeypatch.setattr(speed, "probe", lambda device: 1 / 0)
+    with pytest.raises(RuntimeError, match="ended without a figure"):
+        speed.probe_before_script("cuda")
 
 
 def test_a_prestarted_interpreter_writes_the_speed_before_the_script_can_write_anything(tmp_path):

@@ -36,7 +36,7 @@ def main() -> None:
         from autoresearch import speed
 
         try:
-            figure = f"{speed.probe(order['speed_probe']):.6g}"
+            figure = f"{speed.probe_before_script(order['speed_probe']):.6g}"
         except Exception:  # noqa: BLE001 (no figure is a known outcome; the run goes on)
             figure = "none"
         print(f"{speed.SPEED_PREFIX}{figure}", flush=True)

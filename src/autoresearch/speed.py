@@ -19,6 +19,7 @@ one code by speed for the noise (docs/keep.md, "Machine speed").
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -70,6 +71,29 @@ def probe(device: str) -> float:
     if device.startswith("cuda"):
         torch.cuda.empty_cache()  # what train.py then allocates starts from nothing
     return statistics.median(rates)
+
+
+def probe_before_script(device: str) -> float:
+    """`probe` as the prestarted interpreter runs it before train.py. On a GPU it runs in a forked child, so that
+    this process has not touched the GPU when train.py starts: settings train.py makes before its first CUDA
+    call (PYTORCH_CUDA_ALLOC_CONF, say) then still take effect. Elsewhere, in this process. Raises on failure."""
+    if not device.startswith("cuda") or not hasattr(os, "fork"):
+        return probe(device)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: probe, report, and leave without running anything of the parent's
+        try:
+            os.close(read)
+            os.write(write, repr(probe(device)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    if not answer:
+        raise RuntimeError(f"the speed probe on {device} ended without a figure")
+    return float(answer)
 
 
 def parse_line(line: str) -> float | None:
