@@ -24,7 +24,7 @@ from pathlib import Path
 from common import autoresearch, default_task, last_json
 
 from autoresearch.config import KeepConfig
-from autoresearch.speed import probe
+from autoresearch.speed import alike, probe
 
 PROBE = "from autoresearch.speed import probe; import sys; print(probe(sys.argv[1]))"
 LOADS = {
@@ -58,7 +58,7 @@ def main() -> None:
 
     def spread(rates: list[float]) -> tuple[str, int]:
         middle = statistics.median(rates)
-        off = sum(1 for r in rates if max(r, middle) > (1 + tolerance) * min(r, middle))
+        off = sum(1 for r in rates if not alike(r, middle, tolerance))
         return (f"median {middle:,.1f} GFLOP/s, {min(rates):,.1f} to {max(rates):,.1f}; {off} of {len(rates)} "
                 f"more than {tolerance:.0%} from the median"), off
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -436,13 +435,12 @@ class Loop:
         so both are measured on the machine as it is; if the speed moved again, all of the best's runs count.
         A shift found is put in `shifted`. (docs/keep.md, "Machine speed".)"""
         tolerance = self.config.keep.speed_tolerance
-        known = [p for p in speeds if p is not None]
-        now = statistics.median(known) if known else None
+        now = speed.typical(speeds)
         runs, run_speeds = self.store.measured_runs(incumbent), self.store.measured_speeds(incumbent)
         chosen = speed.comparable(run_speeds, now, tolerance)
         if chosen:
             return [runs[i] for i in chosen]
-        then = statistics.median(p for p in run_speeds if p is not None)
+        then = speed.typical(run_speeds)
         shifted[:] = [speed.shift(then, now)]
         key = f"speed-checked:{experiment.id}"
         if not self.store.get_state(key, False):
@@ -568,8 +566,9 @@ class Loop:
     def noise(self, extra: list[float] | None = None, speeds: list[float | None] | None = None) -> Noise:
         """The run-to-run noise measured so far in this tag, and in `extra` (the runs being decided), at the
         machine speed of those runs (`speeds`; without them, the latest run's)."""
-        known = [p for p in speeds or [] if p is not None]
-        now = statistics.median(known) if known else latest_speed(self.store, self.tag)
+        now = speed.typical(speeds or [])
+        if now is None:
+            now = latest_speed(self.store, self.tag)
         return measured_noise(self.store, self.tag, extra, speed_now=now)
 
     def _recalibrate(self) -> None:

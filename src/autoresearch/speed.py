@@ -112,13 +112,24 @@ def shift(reference: float, now: float) -> float:
     return now / reference - 1.0
 
 
+def alike(a: float, b: float, tolerance: float) -> bool:
+    """Are two speeds about the same: the faster at most 1 + `tolerance` times the slower?"""
+    return max(a, b) <= (1 + tolerance) * min(a, b)
+
+
+def typical(speeds: Sequence[float | None]) -> float | None:
+    """The median of the known `speeds`; None if none is known."""
+    known = [s for s in speeds if s is not None]
+    return statistics.median(known) if known else None
+
+
 def comparable(speeds: Sequence[float | None], now: float | None, tolerance: float) -> list[int]:
     """Indices of `speeds` about as fast as `now`: the faster of the two at most 1 + `tolerance` times the
     slower. Runs of unknown speed (None) count as comparable, as does everything when `now` is unknown or the
     tolerance is 0 (the check is off)."""
     if now is None or not tolerance:
         return list(range(len(speeds)))
-    return [i for i, s in enumerate(speeds) if s is None or max(s, now) <= (1 + tolerance) * min(s, now)]
+    return [i for i, s in enumerate(speeds) if s is None or alike(s, now, tolerance)]
 
 
 def groups(speeds: Sequence[float | None], tolerance: float) -> list[list[int]]:
@@ -132,7 +143,7 @@ def groups(speeds: Sequence[float | None], tolerance: float) -> list[list[int]]:
         return [list(range(len(speeds)))]
     out: list[list[int]] = []
     for i in sorted((i for i, s in enumerate(speeds) if s is not None), key=lambda i: speeds[i]):
-        if out and speeds[i] <= (1 + tolerance) * speeds[out[-1][0]]:
+        if out and alike(speeds[i], speeds[out[-1][0]], tolerance):
             out[-1].append(i)
         else:
             out.append([i])
