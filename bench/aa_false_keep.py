@@ -4,7 +4,7 @@ Usage: python bench/aa_false_keep.py [--budget 10] [--aa 20] [--ab-trials 8] [--
                                     [--task DIR]
 
 - A/A: one loop run per rule with `--aa` candidates that change nothing of substance (an unused
-  constant, a comment, the seed), proposed by the replay agent. Every keep is a false keep.
+  constant, an unused function, the seed), proposed by the replay agent. Every keep is a false keep.
 - A/B: `--ab-trials` loop runs per rule, each a baseline and one real improvement. Each trial uses its
   own seeds (`loop.seed`), so the trials are independent. Every keep is a true keep. By default the
   baseline's CPU-profile learning rates are divided by `--lr-div` (committed to the task before the
@@ -55,11 +55,12 @@ def set_keep(task: Path, rule: str, seed: int) -> None:
 
 
 def null_change(train: str, i: int, seed_line: str) -> str:
-    """A change of nothing of substance, in turn: an unused constant, a comment, another seed."""
+    """A change of nothing of substance, in turn: an unused constant, an unused function, another seed. (Not a
+    comment: the loop does not run code it measured already, and comments do not count as code.)"""
     if i % 3 == 0:
         return train + f"\nUNUSED_{i} = {i}  # not read anywhere\n"
     if i % 3 == 1:
-        return train.replace("\nimport ", f"\n# note {i}: nothing changes\nimport ", 1)
+        return train.replace("\nimport ", f"\ndef _unused_{i}():\n    pass\n\n\nimport ", 1)
     return train.replace(seed_line, seed_line.rstrip("\n") + f" + {137 * i}  # another seed\n", 1)
 
 

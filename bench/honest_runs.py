@@ -2,7 +2,8 @@
 
 Usage: python bench/honest_runs.py [--runs 20] [--budget 10] [--task DIR]
 
-Each experiment is the baseline with one more comment line (a proposal must change something), with the
+Each experiment is the baseline with one more unused constant (a proposal must change the code, and a
+comment alone does not: the loop does not run code it measured already), with the
 causality probe on every run (`eval.probe = "all"`), the box, the audit and the tamper checks as usual.
 Prints the statuses, the probe's largest total variation and the audit/probe seconds. Any `tampered`
 status is a false alarm.
@@ -34,7 +35,7 @@ def main() -> None:
     if 'probe = "all"' not in toml:
         (task / "autoresearch.toml").write_text(toml.replace('probe = "keeps"', 'probe = "all"'))
     train = (task / "train.py").read_text()
-    proposals = [{"description": f"honest run {k}", "files": {"train.py": train + f"# honest run {k}\n"}}
+    proposals = [{"description": f"honest run {k}", "files": {"train.py": train + f"HONEST_RUN_{k} = {k}  # not read anywhere\n"}}
                  for k in range(1, args.runs)]
     patches = task / ".autoresearch-bench-honest.json"
     patches.write_text(json.dumps(proposals))

@@ -49,7 +49,7 @@ def patches(tmp_path: Path, changes: list[tuple[str, str]]) -> Path:
 
 def test_the_confirm_rule_keeps_real_gains_and_not_noise(tmp_path):
     task = make_task(tmp_path)
-    agent = patches(tmp_path, [("nothing of substance", "GAIN = 0.0  # a comment"),
+    agent = patches(tmp_path, [("nothing of substance", "GAIN = 0.0\nUNUSED = 1"),
                                ("a clear gain", "GAIN = 0.08"),
                                ("a small gain", "GAIN = 0.095")])
     result = cli("run", "--agent", f"replay:{agent}", "--tag", "n", cwd=task)
@@ -102,12 +102,12 @@ def test_the_agent_is_told_the_measured_noise():
 
 def test_strict_keeps_what_is_lower_by_any_amount(tmp_path):
     task = make_task(tmp_path, keep='[keep]\nrule = "strict"\n')
-    agent = patches(tmp_path, [(f"comment {i}", f"GAIN = 0.0  # {i}") for i in range(6)])
+    agent = patches(tmp_path, [(f"unused {i}", f"GAIN = 0.0\nUNUSED = {i}") for i in range(6)])
     cli("run", "--agent", f"replay:{agent}", "--tag", "s", cwd=task)
     with Store.open(task) as store:
         history = store.experiments("s")
     assert all("runs" not in e.metrics for e in history)  # one run each
-    # the comment changes nothing, but each seed-0 run is equal: strict keeps none of the ties...
+    # the unused constant changes nothing, but each seed-0 run is equal: strict keeps none of the ties...
     assert [e.status for e in history[1:]] == [Status.DISCARD] * 6
 
 
@@ -126,7 +126,7 @@ def test_a_restart_goes_on_from_the_runs_already_made(tmp_path):
 
 def test_the_best_is_measured_again_every_few_keeps(tmp_path):
     task = make_task(tmp_path, keep='[keep]\nrule = "confirm"\nrecalibrate_every = 1\nnoise_seeds = 2\n')
-    agent = patches(tmp_path, [("a clear gain", "GAIN = 0.1"), ("nothing", "GAIN = 0.1  # same")])
+    agent = patches(tmp_path, [("a clear gain", "GAIN = 0.1"), ("nothing", "GAIN = 0.1\nUNUSED = 0")])
     result = cli("run", "--agent", f"replay:{agent}", "--tag", "c", cwd=task)
     with Store.open(task) as store:
         history = store.experiments("c")
@@ -141,7 +141,7 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
 def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
     task = make_task(tmp_path, keep=f'[keep]\nrule = "confirm"\nlearn_dof = 0\nrecalibrate_every = 0\n'
                                     f'best_runs = {best_runs}\n')
-    agent = patches(tmp_path, [("a huge gain", "GAIN = 0.3"), ("nothing", "GAIN = 0.3  # same")])
+    agent = patches(tmp_path, [("a huge gain", "GAIN = 0.3"), ("nothing", "GAIN = 0.3\nUNUSED = 0")])
     result = cli("run", "--agent", f"replay:{agent}", "--tag", "b", cwd=task)
     with Store.open(task) as store:
         base, kept, null = store.experiments("b")

@@ -434,10 +434,56 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
         with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
                     "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
+
+
+def test_a_version_2_store_is_upgraded_and_its_experiments_have_no_code_hash(tmp_path):
+    from autoresearch.store import _SCHEMA_V1, _SCHEMA_V2, _statements
+
+    path = tmp_path / ".autoresearch" / "store.sqlite"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    for statement in _statements(_SCHEMA_V1) + _statements(_SCHEMA_V2):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, "
+                 "status, metric, started_at, ended_at) VALUES ('old', 0, 'p', 'c', '', 'baseline', '-', 0, "
+                 "'keep', 0.9979, 1.0, 2.0)")
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        (old,) = store.experiments("old")
+        assert (old.metric, old.code_hash) == (0.9979, None)
+        store.finish(store.begin(**proposal(tag="old"), code_hash="h1").id, status="discard", metric=1.0)
+        assert store.same_code("old", "h1").seq == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_same_code_finds_the_latest_measurement_of_that_code_in_the_tag(store):
+    def run(status, code, tag="nov27", metric=1.0):
+        return store.finish(store.begin(**proposal(tag=tag), code_hash=code).id, status=status,
+                            metric=None if status in ("crash", "timeout") else metric)
+
+    run("keep", "base")
+    assert store.same_code("nov27", "base").seq == 0 and store.same_code("nov27", "other") is None
+    run("crash", "broken")
+    run("timeout", "slow")
+    assert store.same_code("nov27", "broken") is None and store.same_code("nov27", "slow") is None  # not measured
+    run("discard", "a", metric=1.1)
+    run("discard", "a", metric=1.2)
+    assert store.same_code("nov27", "a").metric == 1.2
+    run("tampered", "cheat", metric=None)
+    assert store.same_code("nov27", "cheat").status is Status.TAMPERED
+    run("discard", "elsewhere", tag="gpu1")
+    assert store.same_code("nov27", "elsewhere") is None and store.same_code("gpu1", "elsewhere").tag == "gpu1"
+    rejected = store.record(status="rejected", **proposal(), error="empty proposal")
+    assert rejected.code_hash is None  # a proposal that did not run has no code on record
+    with pytest.raises(TypeError, match="code_hash"):
+        store.begin(**proposal(), code_hash=123)
 
 
 def test_best_and_results_follow_the_metric_name_and_direction(store):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import diskguard, integrity, sandbox, speed
+from autoresearch import codehash, diskguard, integrity, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -217,7 +217,7 @@ class Loop:
         head = self.worktree.head()
         experiment = self.store.begin(tag=self.tag, parent_commit=head, commit=head, diff="",
                                       description=BASELINE, agent="-", seed=self.config.loop.seed,
-                                      log_path=self._log_path())
+                                      log_path=self._log_path(), code_hash=self._code_hash())
         self._execute(experiment)
 
     def _log_path(self) -> str:
@@ -312,14 +312,44 @@ class Loop:
             self._reject(parent, f"edits outside the editable files {self.config.loop.editable}: {', '.join(outside)}",
                          description, usage=usage)
             return None
+        code = self._code_hash()
+        measured = self.store.same_code(self.tag, code)
+        if measured is not None:
+            self._reject(parent, self._already_measured(measured), description,
+                         usage={**usage, "same_code_as": measured.seq})
+            return None
         diff = self.worktree.diff()
         commit = self.worktree.commit(description)
         fault_point("after-commit")
         experiment = self.store.begin(tag=self.tag, parent_commit=parent, commit=commit, diff=diff,
                                       description=description, agent=self.agent.name, seed=self.config.loop.seed,
-                                      log_path=self._log_path())
+                                      log_path=self._log_path(), code_hash=code)
         fault_point("after-begin")
         return self._execute(experiment, usage)
+
+    def _code_hash(self) -> str:
+        """What code the worktree holds now: its editable files, as `codehash` compares them."""
+        return codehash.code_hash(self.worktree.editable_files(self.config.loop.editable))
+
+    def _already_measured(self, earlier: Experiment) -> str:
+        """Why a change whose code `earlier` measured is not run (docs/loop.md, "Changes already measured")."""
+        runs = self.store.current_runs(earlier)  # a best measured again is shown at the mean of its runs
+        value = f"{self.config.metric.name} {sum(runs) / len(runs):.6f}" if runs else "no result"
+        best = self.incumbent()
+        if best is not None and earlier.id == best.id:
+            what = f"the best (#{earlier.seq}, {value})"
+            hint = "the change only touches comments or layout, so running it would measure the best again"
+        elif earlier.status is Status.KEEP:
+            what = f"#{earlier.seq}, kept earlier with {value} and bettered since"
+            hint = "it would go back to code already measured"
+        elif earlier.status is Status.TAMPERED:
+            what = f"#{earlier.seq}, which was voided for tampering"
+            hint = "it would tamper again"
+        else:
+            what = f"#{earlier.seq}, discarded with {value}"
+            hint = "running it again would only draw new noise"
+        return (f"already measured: comments and layout aside, this is the same code as {what}; {hint}. "
+                "Propose a change not tried yet")
 
     def _reject(self, parent: str, reason: str, description: str, *, diff: str | None = None,
                 usage: dict | None = None) -> None:

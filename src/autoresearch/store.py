@@ -40,7 +40,7 @@ from autoresearch import speed
 
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 2  # PRAGMA user_version of the schema this module writes
+SCHEMA_VERSION = 3  # PRAGMA user_version of the schema this module writes
 APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
 BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
 RESULTS_COLUMNS = ("commit", "{metric}", "memory_gb", "status", "description")  # the reference's, for val_bpb
@@ -102,6 +102,7 @@ class Experiment:
     started_at: float  # unix time
     ended_at: float | None
     error: str | None  # reason for rejected/crash/timeout, or log tail
+    code_hash: str | None = None  # `codehash.code_hash` of the editable files it ran (None: not run, or older)
 
     @property
     def finished(self) -> bool:
@@ -165,12 +166,18 @@ CREATE TABLE state (
 # `metric`; SQLite carries the rename into the CHECK constraint.
 _SCHEMA_V2 = "ALTER TABLE experiments RENAME COLUMN val_bpb TO metric;"
 
+# Version 3: what code an experiment ran, so that a change already measured is not run again (loop.py).
+_SCHEMA_V3 = """
+ALTER TABLE experiments ADD COLUMN code_hash TEXT;
+CREATE INDEX experiments_by_code ON experiments (tag, code_hash);
+"""
+
 # Migrations from version N-1 to N.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, metric, metrics, "
             "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
-            "error")
+            "error, code_hash")
 
 
 class Store:
@@ -239,13 +246,15 @@ class Store:
     # ------------------------------------------------------------------ writing experiments
 
     def begin(self, *, tag: str, parent_commit: str, commit: str | None, diff: str, description: str,
-              agent: str, seed: int, log_path: str | None = None) -> Experiment:
+              agent: str, seed: int, log_path: str | None = None, code_hash: str | None = None) -> Experiment:
         """Record the start of an experiment: status RUNNING, `seq` = the next number of `tag` (0 first).
+        `code_hash`: what code it runs (`codehash.code_hash`), for `same_code`.
 
         Call it before training starts, so that a loop killed mid-experiment leaves a trace (`running`).
         """
         row = _proposal(tag=tag, parent_commit=parent_commit, commit=commit, diff=diff,
                         description=description, agent=agent, seed=seed, log_path=log_path)
+        row["code_hash"] = None if code_hash is None else _text("code_hash", code_hash)
         with self._write() as conn:
             return self._insert(conn, row, Status.RUNNING, None)
 
@@ -365,6 +374,14 @@ class Store:
             out.append(e)
         return out
 
+    def same_code(self, tag: str, code_hash: str) -> Experiment | None:
+        """The latest experiment of `tag` that measured the code `code_hash`: one that ran to a result (kept or
+        discarded) or was caught tampering. Crashes and timeouts do not count: the machine may have caused
+        them. None if there is none."""
+        found = self._select("tag = ? AND code_hash = ? AND status IN ('keep', 'discard', 'tampered') "
+                             "ORDER BY id DESC LIMIT 1", (tag, code_hash))
+        return found[0] if found else None
+
     def running(self, tag: str) -> list[Experiment]:
         """The experiments of `tag` that were begun and never finished (a loop died), ordered by id."""
         return self._select("tag = ? AND status = 'running' ORDER BY id", (tag,))
@@ -473,15 +490,15 @@ class Store:
         (seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM experiments WHERE tag = ?",
                               (values["tag"],)).fetchone()
         row = {"metric": None, "metrics": "{}", "training_seconds": None, "total_seconds": None,
-               "peak_memory_bytes": None, "tokens": None, "steps": None, "error": None,
+               "peak_memory_bytes": None, "tokens": None, "steps": None, "error": None, "code_hash": None,
                **values, "seq": seq, "status": status.value, "started_at": ended_at or time.time(),
                "ended_at": ended_at}
         cur = conn.execute(
             "INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, "
             "metric, metrics, training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, "
-            "started_at, ended_at, error) VALUES (:tag, :seq, :parent_commit, :commit, :diff, :description, "
-            ":agent, :seed, :status, :metric, :metrics, :training_seconds, :total_seconds, :peak_memory_bytes, "
-            ":tokens, :steps, :log_path, :started_at, :ended_at, :error)", row)
+            "started_at, ended_at, error, code_hash) VALUES (:tag, :seq, :parent_commit, :commit, :diff, "
+            ":description, :agent, :seed, :status, :metric, :metrics, :training_seconds, :total_seconds, "
+            ":peak_memory_bytes, :tokens, :steps, :log_path, :started_at, :ended_at, :error, :code_hash)", row)
         return self._get(conn, cur.lastrowid)
 
     def _get(self, conn: sqlite3.Connection, experiment_id: int) -> Experiment:
@@ -694,4 +711,5 @@ def _experiment(row: sqlite3.Row) -> Experiment:
                       metrics=json.loads(row["metrics"]), training_seconds=row["training_seconds"],
                       total_seconds=row["total_seconds"], peak_memory_bytes=row["peak_memory_bytes"],
                       tokens=row["tokens"], steps=row["steps"], log_path=row["log_path"],
-                      started_at=row["started_at"], ended_at=row["ended_at"], error=row["error"])
+                      started_at=row["started_at"], ended_at=row["ended_at"], error=row["error"],
+                      code_hash=row["code_hash"])

@@ -802,6 +802,26 @@ class Worktree(_Repo):
                         _NOT_HARNESS).stdout
         return sorted(p for p in out.split("\0") if p)
 
+    def editable_files(self, editable: Sequence[str]) -> dict[str, bytes]:
+        """The files here that `editable` covers (see `matches_scope`), as they are on disk, committed or not:
+        path -> content. Ignored files and `.autoresearch/` are left out; a symbolic link is its target's
+        name, not the file it points to. Reads only; takes no lock."""
+        out = self._git("--no-optional-locks", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                        "--", ".", _NOT_HARNESS).stdout
+        files: dict[str, bytes] = {}
+        for rel in sorted({p for p in out.split("\0") if p}):
+            if not matches_scope(rel, editable):
+                continue
+            path = self.path / rel
+            try:
+                if path.is_symlink():
+                    files[rel] = b"symlink:" + os.fsencode(os.readlink(path))
+                else:
+                    files[rel] = path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue  # deleted and not yet committed, or a nested repository
+        return files
+
     def out_of_scope(self, editable: Sequence[str]) -> list[str]:
         """The changed paths (see `changed_files`) that no entry of `editable` covers (see `matches_scope`)."""
         return [p for p in self.changed_files() if not matches_scope(p, editable)]

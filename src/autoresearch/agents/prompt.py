@@ -66,7 +66,8 @@ def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float
         f"Editable files (paths or globs): {', '.join(context.editable)}. Edit only these, in the current folder.",
         f"The harness measures {metric.name} ({direction} is better){budget}, keeps your change only if it "
         "beats the best so far, and records everything. Do not run the experiment yourself, do not commit, "
-        "and do not touch the evaluation or the data. Make one focused change.",
+        "and do not touch the evaluation or the data. Make one focused change. A change whose code was "
+        "measured already (comments and layout aside) is not run again.",
         "When done, write a one-line description of the change to the file named by "
         "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.", ""])
 

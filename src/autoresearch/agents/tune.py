@@ -39,7 +39,8 @@ The study lives in the experiment store's own SQLite file (``<task>/.autoresearc
 exists, so a resumed loop continues it. Experiment <-> trial link: each asked trial records the ``seq`` the
 loop will give its experiment (``experiment_seq`` user attr) and its description. At every `propose`, before
 asking, each trial still RUNNING is told from the experiment with that seq in `context.history`: COMPLETE with
-the metric for keep/discard, FAIL for crash/timeout/rejected/tampered; a trial whose experiment does not exist
+the metric for keep/discard, FAIL for crash/timeout/rejected/tampered (but a trial the loop rejected because
+its code was measured already gets that earlier metric); a trial whose experiment does not exist
 (the loop died between proposing and recording) or is not this agent's proposal is told FAIL.
 """
 
@@ -461,6 +462,8 @@ class TuneAgent:
             if ours and experiment is not None:
                 if experiment.status is Status.RUNNING:
                     continue
+                # a trial the loop did not run because its code was measured already has that result
+                experiment = by_seq.get(experiment.metrics.get("same_code_as", -1), experiment)
                 if experiment.status in (Status.KEEP, Status.DISCARD) and experiment.metric is not None:
                     study.tell(trial.number, experiment.metric)
                     continue
