@@ -3,9 +3,11 @@ editable files, the loop end to end with the replay agent, and the tune agent's 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
+from conftest import cli
 from optuna.trial import TrialState
 from test_loop import REAL_EDIT, loop_task, make_loop  # noqa: F401  (loop_task is a fixture)
 from test_tune import TAG, context, run, task, worktree  # noqa: F401  (task is a fixture)
@@ -110,6 +112,11 @@ def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):
     # the agent is told the rule and sees why each was not run
     assert "measured already (comments and layout aside) is not run again" in prompt
     assert prompt.count("already measured") >= 3
+    # status and the report count them
+    assert "3 rejected (3 already measured)" in cli("status", "--tag", "t", cwd=loop_task).stdout
+    assert json.loads(cli("status", "--json", "--tag", "t", cwd=loop_task).stdout)["already_measured"] == 3
+    cli("report", "--tag", "t", cwd=loop_task)
+    assert "3 of the rejected repeated code already measured" in (loop_task / "report.md").read_text()
 
 
 def test_tune_learns_the_earlier_result_of_a_trial_the_loop_did_not_run(task):  # noqa: F811

@@ -182,8 +182,8 @@ def test_the_speed_check_can_be_turned_off(speed_task, tmp_path, monkeypatch):
             load.write_text("0.3")
 
     config = load_config(speed_task)
-    loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent([{"description": "a comment",
-                "files": {"train.py": "# a comment\n" + (speed_task / "train.py").read_text()}}]), tag="s",
+    loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent([{"description": "an unused constant",
+                "files": {"train.py": "UNUSED = 1\n" + (speed_task / "train.py").read_text()}}]), tag="s",
                 on_event=on_event)
     try:
         loop.run()

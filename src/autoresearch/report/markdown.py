@@ -52,7 +52,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     lines += [
         f"- **Dates:** {_date(s.first_started)} to {_date(s.last_ended)}"
         + (" (an experiment is still running)" if s.running else ""),
-        f"- **Experiments:** {s.total} ({counts})",
+        f"- **Experiments:** {s.total} ({counts})"
+        + (f"; {s.repeats} of the rejected repeated code already measured, and did not run" if s.repeats else ""),
     ]
     if s.baseline is not None:
         lines.append(f"- **Baseline {name}:** {s.baseline.metric:.6f} (#{s.baseline.seq}, "

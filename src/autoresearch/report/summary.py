@@ -173,6 +173,7 @@ class Summary:
     running: Experiment | None  # the latest RUNNING experiment, if any
     metric: MetricConfig = MetricConfig()  # the metric the figures were computed for
     agent: dict = field(default_factory=dict, hash=False)  # what the agent spent: agent_usage()
+    repeats: int = 0  # rejected proposals whose code was measured already (docs/loop.md)
 
     @property
     def kept(self) -> int:
@@ -205,7 +206,8 @@ def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = N
     return Summary(tag=tag, total=len(experiments), counts=counts, baseline=baseline, best=best,
                    improvement=improvement, improvement_pct=improvement_pct, first_started=first,
                    last_ended=last, wall_seconds=wall, experiment_seconds=spent,
-                   running=running[-1] if running else None, metric=metric, agent=agent_usage(experiments))
+                   running=running[-1] if running else None, metric=metric, agent=agent_usage(experiments),
+                   repeats=sum(1 for e in experiments if e.status is Status.REJECTED and "same_code_as" in e.metrics))
 
 
 def agent_usage(experiments: Sequence[Experiment]) -> dict[str, float]:
@@ -229,7 +231,8 @@ def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
         return f"no experiments yet for tag {summary.tag!r}"
     c = summary.counts
     parts = [f"{summary.total} experiments", f"{summary.kept} kept", f"{c['discard']} discarded",
-             f"{c['crash']} crashes", f"{c['timeout']} timeouts", f"{c['rejected']} rejected"]
+             f"{c['crash']} crashes", f"{c['timeout']} timeouts",
+             f"{c['rejected']} rejected" + (f" ({summary.repeats} already measured)" if summary.repeats else "")]
     if c["tampered"]:
         parts.append(f"{c['tampered']} tampered")
     if c["running"]:
@@ -266,6 +269,7 @@ def summary_data(summary: Summary) -> dict:
     b, best = summary.baseline, summary.best
     return {"tag": summary.tag, "metric_name": summary.metric.name, "direction": summary.metric.direction,
             "total": summary.total, "kept": summary.kept, "counts": dict(summary.counts),
+            "already_measured": summary.repeats,
             "baseline_metric": b.metric if b else None, "baseline_seq": b.seq if b else None,
             "best_metric": best.metric if best else None, "best_seq": best.seq if best else None,
             "best_description": best.description if best else None,
