@@ -51,15 +51,15 @@ def test_comments_and_layout_do_not_count_but_the_code_does():
 
 
 def test_editable_files_are_the_covered_files_on_disk_committed_or_not(tmp_path: Path):
-    task = tmp_path / "task"
-    (task / "sub").mkdir(parents=True)
-    (task / "train.py").write_text("a = 1\n")
-    (task / "prepare.py").write_text("harness\n")
-    (task / "sub" / "m.py").write_text("b = 2\n")
-    (task / ".gitignore").write_text("*.log\n")
-    workspace = Workspace.ensure(task)
+    folder = tmp_path / "task"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "train.py").write_text("a = 1\n")
+    (folder / "prepare.py").write_text("harness\n")
+    (folder / "sub" / "m.py").write_text("b = 2\n")
+    (folder / ".gitignore").write_text("*.log\n")
+    workspace = Workspace.ensure(folder)
     workspace.create_branch("autoresearch/w")
-    tree = workspace.open_worktree(task / ".autoresearch" / "worktrees" / "w", "autoresearch/w")
+    tree = workspace.open_worktree(folder / ".autoresearch" / "worktrees" / "w", "autoresearch/w")
     (tree.path / "new.py").write_text("c = 3\n")  # untracked, not ignored: a commit would record it
     (tree.path / "run.log").write_text("ignored\n")
     (tree.path / "sub" / "m.py").unlink()  # deleted, not committed yet
@@ -70,7 +70,7 @@ def test_editable_files_are_the_covered_files_on_disk_committed_or_not(tmp_path:
     assert set(tree.editable_files(["train.py"])) == {"train.py"}
 
 
-def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):
+def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):  # noqa: F811
     baseline = (loop_task / "train.py").read_text()
     line = "ROPE_BASE = 10000.0  # rotary embedding base frequency"
     assert line in baseline

@@ -118,22 +118,21 @@ class KeepConfig:
     noise_seeds: int = 3  # the baseline's runs (seeds seed, seed+1, ...) that first measure the noise
     recalibrate_every: int = 5  # after this many keeps, the best runs noise_seeds more times (0: never)
     best_runs: int = 2  # a new best kept on fewer runs than this runs again until it has them (1: never)
-    clear_z: float = 3.0  # first run better by this many standard errors: kept at once
-    gate_z: float = 0.5  # first run better by at most this many: discarded
-    confirm_z: float = 2.0  # after re-runs, the mean better by this many: kept
-    futility_z: float = 1.0  # after a re-run, the mean better by at most this many: discarded
-    max_confirm: int = 3  # re-runs at most
-    tie_z: float = 1.0  # a change that removes more lines than it adds is kept within this many of the best
-    widen_z: float = 2.0  # a noise estimate from few runs is widened: by t_dof(Phi(widen_z)) / widen_z (0: not)
-    learn_dof: int = 5  # until the noise rests on this many degrees of freedom, any better first run is confirmed
+    # The thresholds of the confirm rule; their defaults live in `keeprule.Thresholds`.
+    clear_z: float = Thresholds.clear_z  # first run better by this many standard errors: kept at once
+    gate_z: float = Thresholds.gate_z  # first run better by at most this many: discarded
+    confirm_z: float = Thresholds.confirm_z  # after re-runs, the mean better by this many: kept
+    futility_z: float = Thresholds.futility_z  # after a re-run, the mean better by at most this many: discarded
+    max_confirm: int = Thresholds.max_confirm  # re-runs at most
+    tie_z: float = Thresholds.tie_z  # a change that removes more lines than it adds is kept within this many
+    widen_z: float = Thresholds.widen_z  # a noise estimate from few runs is widened by t_dof(Phi(widen_z)) / widen_z
+    learn_dof: int = Thresholds.learn_dof  # below this many degrees of freedom, any better first run is confirmed
     # A run is compared only with runs of the best made at about its machine speed (within this fraction); if
     # there are none, the best runs again first (docs/keep.md, "Machine speed"). 0 turns the check off.
     speed_tolerance: float = speed.DEFAULT_TOLERANCE
 
     def thresholds(self) -> Thresholds:
-        return Thresholds(clear_z=self.clear_z, gate_z=self.gate_z, confirm_z=self.confirm_z,
-                          futility_z=self.futility_z, max_confirm=self.max_confirm, tie_z=self.tie_z,
-                          widen_z=self.widen_z, learn_dof=self.learn_dof)
+        return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
 
 
 @dataclass(frozen=True)
