@@ -105,3 +105,58 @@ def test_progress_lines_from_the_candidate_are_cleaned():
     assert step == {"event": "step", "step": 12, "tokens_per_s": 5000.0, "device": "cpu"}
     assert parse_progress('@autoresearch ' + "[" * 100_000) is None
     assert parse_progress("plain output") is None
+
+
+STEP_THEN_SCORE = """\
+import time
+print('@autoresearch {"event": "step", "step": 1}', flush=True)
+time.sleep(1.0)
+"""
+
+
+@pytest.mark.parametrize("layer", ["box", "off"])
+def test_your_edits_during_a_run_are_told_apart_from_the_run(task, monkeypatch, layer):
+    """The person steers through program.md while the loop runs: an edit during a run is theirs, never
+    tampering. autoresearch.toml is theirs where the box keeps the run away from it; without a box an edit
+    cannot be told from the run's, and voids the run."""
+    from autoresearch import sandbox
+    from autoresearch.agents.replay import ReplayAgent
+    from autoresearch.config import load_config
+    from autoresearch.loop import Loop
+
+    if layer == "off":
+        monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")
+    sandbox.isolation.cache_clear()
+    boxed = sandbox.isolation() in sandbox.WRITE_CONFINED
+    if layer == "box" and not boxed:
+        pytest.skip("no box on this machine (bubblewrap or Landlock)")
+    edits = {1: "program.md", 2: "autoresearch.toml"}
+    events: list[dict] = []
+    seq = [0]
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event.get("event") == "experiment":
+            seq[0] = event["seq"]
+        if event.get("event") == "step" and seq[0] in edits:  # the run has started and is sleeping
+            with open(task / edits.pop(seq[0]), "a") as f:  # once: a result may be confirmed by more runs
+                f.write("\n# an edit while the run trains\n")
+
+    proposals = [proposal(f"RATE 0.3, take {k}", STEP_THEN_SCORE + f"TAKE = {k}\n") for k in (1, 2)]
+    config = load_config(task)
+    loop = Loop(task, config, None, ReplayAgent(proposals), tag="e", on_event=on_event)
+    try:
+        loop.run()
+    finally:
+        loop.close()
+        sandbox.isolation.cache_clear()
+    with Store.open(task) as store:
+        base, steered, configured = store.experiments("e")
+    told = [e for e in events if e.get("event") == "task_edited"]
+    assert steered.status is Status.KEEP and steered.metric == pytest.approx(1.0)  # program.md: never tampering
+    assert told[0] == {"event": "task_edited", "files": ["program.md"], "boxed": boxed}
+    if boxed:
+        assert configured.status is Status.DISCARD and told[1]["files"] == ["autoresearch.toml"]
+    else:
+        assert configured.status is Status.TAMPERED and len(told) == 1
+        assert "autoresearch.toml" in configured.error and "edit it while the loop is stopped" in configured.error

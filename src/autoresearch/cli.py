@@ -519,6 +519,16 @@ def _loop_events():
                       f"than when the best (#{event['best_seq']}) was measured ({event['then']:,.0f} -> "
                       f"{event['now']:,.0f} GFLOP/s): the best runs again ({noun(event['runs'], 'run')}), so "
                       "both are compared at this speed[/]", highlight=False)
+        elif kind == "task_edited":
+            for name in event["files"]:
+                then = ("the next proposal follows it" if name == "program.md" else "this loop keeps the settings "
+                        "it started with; yours apply at the next autoresearch run --resume")
+                if event["boxed"]:
+                    out.print(f"  [cyan]{name} was edited during the run, not by the run (the box keeps it out of "
+                              f"reach): {then}[/]", highlight=False)
+                else:
+                    out.print(f"  [yellow]{name} changed during the run: {then}. With no box the run could have "
+                              "written it too: check that it says what you wrote[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -538,7 +538,7 @@ class Loop:
                                  probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares)
         self._prestart()  # when the one started above was used up (a crash before it began)
         status = decide(outcome, best_mean, self.config.metric)
-        tampering = self._tampering(before, code or "HEAD")
+        tampering = self._tampering(before, code or "HEAD", outcome.isolation)
         if tampering:
             status, outcome.error = Status.TAMPERED, tampering
         return outcome, status
@@ -637,19 +637,45 @@ class Loop:
             self.store.set_state(f"recalibrate-served:{self.tag}", requested)
         self.export()  # results.tsv shows the best as now measured
 
-    def _tampering(self, before: integrity.Snapshot, code: str = "HEAD") -> str | None:
+    def _tampering(self, before: integrity.Snapshot, code: str = "HEAD", isolation: str | None = None) -> str | None:
         """What the run changed of what the harness owns, or of the committed files of the commit `code` it
-        ran; None if nothing."""
+        ran; None if nothing. The person's edits of the task's own files during the run are told apart where
+        they can be (`_edited_by_person`), and reported rather than counted."""
         changed = integrity.snapshot(self.task_dir, self.dataset).changed_since(before)
+        edited = self._edited_by_person(changed, isolation)
+        if edited:
+            changed = [p for p in changed if p not in edited]
+            self.on_event({"event": "task_edited", "files": sorted(Path(p).name for p in edited),
+                           "boxed": isolation in sandbox.WRITE_CONFINED})
         committed = self.worktree.changed_tracked_files(code)
         if not changed and not committed:
             return None
         parts = []
         if changed:
             parts.append(f"it changed files the harness owns: {integrity.describe(changed, self.task_dir)}")
+            if str(self.task_dir / "autoresearch.toml") in changed:
+                parts.append("(if you edited autoresearch.toml yourself: without the box the harness cannot tell "
+                             "your edit from the run's, so edit it while the loop is stopped)")
         if committed:
             parts.append(f"it changed committed files of its own folder: {', '.join(committed[:8])}")
         return "tampered: " + "; ".join(parts) + ". The experiment is void (docs/security.md)."
+
+    def _edited_by_person(self, changed: list[str], isolation: str | None) -> list[str]:
+        """The files among `changed` that are the task's own (`integrity.TASK_FILES`) and that the run cannot
+        be blamed for: program.md always (it is the person's way to steer, read afresh for every proposal, and
+        it cannot move a metric), autoresearch.toml when the run's box kept it out of reach (docs/security.md,
+        "Your edits during a run")."""
+        box = candidate_box(self.worktree.path, self.config, self.dataset)
+        boxed = isolation in sandbox.WRITE_CONFINED
+        mine = []
+        for name in integrity.TASK_FILES:
+            path = self.task_dir / name
+            if str(path) not in changed:
+                continue
+            reachable = not boxed or any(path.is_relative_to(folder) for folder in box.write)
+            if name == "program.md" or not reachable:
+                mine.append(str(path))
+        return mine
 
     def _prestart(self) -> None:
         if self._prestarted is None and can_prestart(self.config):

@@ -106,6 +106,9 @@ def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Itera
 
 # -- isolation ------------------------------------------------------------------------------------
 
+WRITE_CONFINED = ("bwrap", "landlock")  # the layers under which a candidate writes only where its Box lets it
+
+
 @functools.cache
 def isolation() -> str:
     """How candidate code is contained here: "bwrap" (the box), "landlock" (the kernel's rules: no
