@@ -8,7 +8,7 @@ import pytest
 from conftest import cli
 
 from autoresearch.agents.replay import ReplayAgent
-from autoresearch.config import load_config
+from autoresearch.config import ConfigError, config_from_dict, load_config
 from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Limits, Loop, LoopError
 from autoresearch.store import Status, Store
@@ -164,3 +164,36 @@ def test_the_tune_agent_runs_in_the_loop(loop_task):
     status = json.loads(cli("status", "--json", "--tag", "tuned", cwd=loop_task).stdout)
     descriptions = [e["description"] for e in status["experiments"]]
     assert descriptions[0] == "baseline" and all("->" in d for d in descriptions[1:])
+
+
+@pytest.mark.parametrize("policy", ["kept", "all"])
+def test_trained_models_stay_only_for_kept_experiments(loop_task, policy):
+    toml = (loop_task / "autoresearch.toml").read_text()
+    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2\nbest_runs = 1')
+    (loop_task / "autoresearch.toml").write_text(toml.replace("[loop]\n", f'[loop]\nkeep_models = "{policy}"\n'))
+    subprocess.run(["git", "commit", "-qam", "confirm rule"], cwd=loop_task, check=True)
+    proposals = [{"description": "longer warmdown", "edits": [REAL_EDIT]},
+                 {"description": "freeze the embedding and the head", "edits": [
+                     {"file": "train.py", "search": "EMBED_LR=0.15,", "replace": "EMBED_LR=0.0,"},
+                     {"file": "train.py", "search": "HEAD_LR=0.005,", "replace": "HEAD_LR=0.0,"}]}]
+    loop = make_loop(loop_task, proposals)
+    loop.run()
+    history = loop.store.experiments("t")
+    loop.close()
+    folders = {e.seq: Path(e.log_path).parent for e in history}
+    base = folders[0]
+    assert (base / "run-2" / "train.log").is_file()  # the baseline ran twice
+    if policy == "all":
+        assert all((folder / "model" / "model.pt").is_file() for folder in folders.values())
+        assert (base / "run-2" / "model" / "model.pt").is_file()
+        return
+    for e in history:  # one model per kept experiment, the first run's; none for the others
+        assert (folders[e.seq] / "model" / "model.pt").is_file() == (e.status is Status.KEEP), e
+        assert not list(folders[e.seq].glob("run-*/model")), e
+    assert history[2].status is Status.DISCARD and history[2].metrics["runs"]  # measured, and its model gone
+
+
+def test_the_keep_models_setting_is_checked():
+    assert config_from_dict({}).loop.keep_models == "kept"
+    with pytest.raises(ConfigError, match="loop.keep_models = 'best': use kept"):
+        config_from_dict({"loop": {"keep_models": "best"}}).validate()

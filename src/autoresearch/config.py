@@ -108,6 +108,9 @@ class LoopConfig:
     seed: int = 0  # seed passed to every run
     fix_attempts: int = 2  # after a crash, how many fixes an agent that can fix may try
     pipeline: str = "auto"  # draft the next proposal while an experiment trains: auto (API agents), on, off
+    # Which trained models stay in the logs once an experiment is decided (docs/loop.md, "Disk"): kept (those
+    # of kept experiments, one each, and of void ones, as evidence), all, or none.
+    keep_models: str = "kept"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,9 @@ class TaskConfig:
             raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
         if not 0 <= self.loop.fix_attempts <= 10:
             raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
+        if self.loop.keep_models not in ("kept", "all", "none"):
+            raise ConfigError(f"loop.keep_models = {self.loop.keep_models!r}: use kept (the models of kept "
+                              "experiments), all or none")
         if self.loop.pipeline not in ("auto", "on", "off"):
             raise ConfigError(f"loop.pipeline = {self.loop.pipeline!r}: use auto (on for API agents), on or off")
         for name in ("read", "write", "env"):

@@ -35,6 +35,7 @@ from autoresearch.runner import (
     Outcome,
     can_prestart,
     candidate_box,
+    remove_models,
     run_experiment,
     spare_workers,
     static_env,
@@ -501,6 +502,7 @@ class Loop:
             extra.append(outcome.metric)
             extra_speeds.append(outcome.machine_speed)
             self.store.set_remeasured_runs(incumbent, extra, extra_speeds)
+        self._drop_models(incumbent)
         self.worktree.discard_changes()
 
     def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float], *,
@@ -577,6 +579,7 @@ class Loop:
                                      peak_memory_bytes=max((o.peak_memory_bytes or 0 for o in outcomes), default=0) or None,
                                      tokens=first.tokens, steps=first.steps, error=error if not ok else None)
         fault_point("after-finish")
+        self._drop_models(finished)
         self.worktree.discard_changes()  # whatever the run wrote into the working copy
         anchor = self.anchor()
         if status != Status.KEEP and anchor is not None and self.worktree.head() != anchor:
@@ -587,6 +590,15 @@ class Loop:
                        "metric_name": self.config.metric.name, "seq": experiment.seq,
                        "runs": len(values), "reason": verdict.reason if verdict is not None else None})
         return finished
+
+    def _drop_models(self, experiment: Experiment) -> None:
+        """Delete the models of a decided experiment's runs that `loop.keep_models` does not keep: with "kept",
+        all but the first run's of a kept or void experiment, and all of any other."""
+        policy = self.config.loop.keep_models
+        if policy == "all" or not experiment.log_path:
+            return
+        evidence = experiment.status in (Status.KEEP, Status.TAMPERED)
+        remove_models(Path(experiment.log_path).parent, keep_first=policy == "kept" and evidence)
 
     # -- noise ------------------------------------------------------------------------------------
 
