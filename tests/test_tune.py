@@ -284,3 +284,24 @@ def test_a_move_already_run_from_the_same_incumbent_is_not_run_again(task: Path)
     told = [t.value for t in agent.study(TAG).trials if t.state == TrialState.COMPLETE]
     assert 1.7 in told  # the repeated move was told the earlier run's result instead of being run
     agent.close()
+
+
+def test_each_run_searches_its_own_path_and_repeats_it(tmp_path: Path) -> None:
+    def first_move(folder: Path, tag: str) -> str:
+        folder.mkdir(exist_ok=True)
+        (folder / "train.py").write_text(TEMPLATE.read_text())
+        tree = folder / ".autoresearch" / "worktrees" / tag
+        tree.mkdir(parents=True, exist_ok=True)
+        (tree / "train.py").write_text(TEMPLATE.read_text())
+        with Store.open(folder) as store:
+            base = store.finish(store.begin(tag=tag, parent_commit="0" * 40, commit="1" * 40, diff="",
+                                            description="baseline", agent="-", seed=0).id, status=Status.KEEP,
+                                metric=1.5)
+        agent = TuneAgent(folder, "cpu", tag=tag)
+        moves = [agent.propose(tree, context([base])) for _ in range(3)]
+        agent.close()
+        return " | ".join(moves)
+
+    one, two = first_move(tmp_path / "a", "tune-1"), first_move(tmp_path / "a", "tune-2")
+    assert one != two  # two runs on one task: two samples of the search, not one path twice
+    assert first_move(tmp_path / "b", "tune-1") == one  # the same run again: the same path

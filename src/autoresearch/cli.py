@@ -490,6 +490,35 @@ def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             out.print(str(path))
 
 
+@app.command()
+def compare(tags: list[str] = typer.Argument(None, help="Run tags to compare (default: every run of the folder)."),
+            out_dir: Path = typer.Option(None, "--out", help="Folder for compare.png and compare.md (default: the "
+                                                               "task folder)."),
+            as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON instead."),
+            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """Compare runs: which got further, for equal effort, and whether the difference is more than the noise."""
+    from autoresearch.report.compare import compare_data, contenders, findings, tolerance_of, write_compare
+
+    config = _task(task_dir)
+    with _store(task_dir) as store:
+        known = store.tags()
+        tags = list(tags or known)
+        unknown = [t for t in tags if t not in known]
+        if unknown:
+            _fail(f"no run with tag {', '.join(map(repr, unknown))} in {task_dir}: the runs here are "
+                  f"{', '.join(known) or 'none yet'}")
+        if not tags:
+            _fail("no experiments yet: start a run with `autoresearch run`")
+        found, tolerance = contenders(store, tags, config.metric), tolerance_of(store, tags)
+    if as_json:
+        print(json.dumps(compare_data(found, config.metric, tolerance=tolerance)))
+        return
+    for line in findings(found, config.metric, tolerance=tolerance):
+        out.print(f"- {line}", highlight=False)
+    for path in write_compare(found, out_dir or task_dir, config.metric, tolerance=tolerance):
+        out.print(str(path))
+
+
 def _loop_events():
     from autoresearch.report.summary import noun
 

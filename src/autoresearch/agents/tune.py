@@ -52,6 +52,7 @@ import math
 import random
 import re
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -385,12 +386,13 @@ class TuneAgent:
     pipelines_by_default = False  # it proposes in milliseconds, and each trial should learn from the last
 
     def __init__(self, task_dir: Path, profile: str = "cpu", *, sampler: Literal["tpe", "random"] = "tpe",
-                 tag: str | None = None, seed: int = 0, script: str | None = None, max_reasks: int = 20) -> None:
+                 tag: str | None = None, seed: int | None = None, script: str | None = None,
+                 max_reasks: int = 20) -> None:
         if sampler not in ("tpe", "random"):
             raise AgentConfigError(f"unknown tune sampler {sampler!r}: use tune or tune:random")
         self.task_dir = Path(task_dir).resolve()
-        self.profile, self.sampler, self.tag, self.seed = profile, sampler, tag, seed
-        self.direction = "minimize"
+        self.profile, self.sampler, self.tag = profile, sampler, tag
+        self.direction, task_seed = "minimize", 0
         if (self.task_dir / CONFIG_NAME).exists():
             from autoresearch.config import ConfigError, load_config
 
@@ -398,8 +400,10 @@ class TuneAgent:
                 config = load_config(self.task_dir)
             except ConfigError as err:
                 raise AgentConfigError(str(err)) from err
-            self.direction = config.metric.direction
+            self.direction, task_seed = config.metric.direction, config.loop.seed
             script = script or tuned_file(config)
+        self.seed = task_seed if seed is None else seed
+        self._tag_seed = self.seed  # `seed` mixed with the run's tag (`study`): each run searches its own path
         self.script, self.max_reasks = script or "train.py", max_reasks
         self.name = "tune" if sampler == "tpe" else "tune:random"
         self.overrides = read_overrides(self.task_dir)
@@ -421,12 +425,15 @@ class TuneAgent:
         if self._study is not None and self._study.study_name == name:
             return self._study
         Store.open(self.task_dir).close()  # the store's schema first: Store.open refuses a file of other tables
+        # Two runs of tune on one task (tags tune-1, tune-2) must not walk the same path: the seed is mixed
+        # with the tag, so a run is reproducible and another run is another sample of the search.
+        self._tag_seed = (self.seed + zlib.crc32(tag.encode())) % 2**31
         if self._storage is None:
             self._storage = optuna.storages.RDBStorage(
                 self.storage_url, engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
         study = optuna.create_study(storage=self._storage, study_name=name, direction=self.direction,
-                                    sampler=optuna.samplers.RandomSampler(seed=self.seed), load_if_exists=True)
-        seed = self.seed + len(study.get_trials(deepcopy=False))
+                                    sampler=optuna.samplers.RandomSampler(seed=self._tag_seed), load_if_exists=True)
+        seed = self._tag_seed + len(study.get_trials(deepcopy=False))
         study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
                          if self.sampler == "tpe"
                          else optuna.samplers.RandomSampler(seed=seed))
@@ -505,7 +512,7 @@ class TuneAgent:
         for attempt in range(self.max_reasks):
             # A local move: the trial keeps the incumbent's values except for 1-3 constants, which the
             # sampler chooses (TPE from the study's history, or at random).
-            moving = pick_moves(space, f"{self.seed}-{len(study.get_trials(deepcopy=False))}-{attempt}")
+            moving = pick_moves(space, f"{self._tag_seed}-{len(study.get_trials(deepcopy=False))}-{attempt}")
             study.enqueue_trial(dict(param_value(c, r) for c, r in space if c.name not in moving),
                                 skip_if_exists=False)
             trial = study.ask()

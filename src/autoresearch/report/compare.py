@@ -1,0 +1,299 @@
+"""Comparing the runs (tags) of one task folder: which got further, for equal effort, and whether the
+difference is more than the noise. What `autoresearch compare` prints and writes (docs/compare.md).
+
+The pure part takes `Contender`s, one per tag, and returns figures and sentences; `contenders` reads them
+from the store, and `write_compare` writes compare.png and compare.md. Two ways to compare:
+
+- **runs**: each tag's best (the mean of its runs at the latest machine speed, as `status` shows it), and
+  the difference between two bests against the noise each tag measured: stderr = sqrt(s_a^2/n_a +
+  s_b^2/n_b), with s a tag's noise sigma and n the number of runs of its best. This compares two runs, not
+  two agents: a search's best is partly the luck of its path.
+- **agents**: where an agent has two or more tags (e.g. `--tag claude-1`, `--tag claude-2`), the mean of
+  their bests and its spread over the tags, and Welch's difference between two agents. This is the
+  comparison that says which agent is better on the task.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch import speed
+from autoresearch.config import MetricConfig
+from autoresearch.report.summary import (
+    Summary,
+    format_duration,
+    latest_speed,
+    measured_noise,
+    running_best,
+    summarize,
+)
+from autoresearch.store import Store
+
+CLEAR_Z = 2.0  # a difference of at least this many standard errors is called more than the noise
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One tag as compared."""
+
+    tag: str
+    agents: tuple[str, ...]  # the agents that proposed its experiments, most used first
+    summary: Summary
+    curve: tuple[tuple[int, float, float], ...]  # after each finished experiment once one was kept:
+    #                                               (experiments finished, hours since the first began, best so far)
+    best_runs: tuple[float, ...] = ()  # the best's runs at the tag's latest machine speed
+    sigma: float | None = None  # the tag's measured run-to-run noise
+    budget: float | None = None  # training seconds per run
+    speed: float | None = None  # the machine's typical speed over the tag's runs (GFLOP/s, speed.py)
+
+    @property
+    def agent(self) -> str:
+        return self.agents[0] if self.agents else "-"
+
+    @property
+    def best(self) -> float | None:
+        return sum(self.best_runs) / len(self.best_runs) if self.best_runs else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.tag} ({', '.join(self.agents) or 'baseline only'})"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """How much better `a` is than `b` (positive: better, in the metric's direction), with its standard error
+    (None where a noise is unknown)."""
+
+    a: str
+    b: str
+    value: float
+    stderr: float | None
+
+    @property
+    def z(self) -> float | None:
+        return self.value / self.stderr if self.stderr else None
+
+    def sentence(self, metric: MetricConfig, what: str = "") -> str:
+        head = f"{self.a} is better than {self.b}{what} by {self.value:.6f} {metric.name}"
+        if self.z is None:
+            return head + ": the noise is not measured, so it cannot be told from luck"
+        verdict = "more than the noise" if self.z >= CLEAR_Z else "within the noise"
+        return f"{head} ± {self.stderr:.6f} ({self.z:.1f} standard errors): {verdict}"
+
+
+def ranked(contenders: Sequence[Contender], metric: MetricConfig) -> list[Contender]:
+    """Best first (under the metric's direction); tags with no best last."""
+    sign = -1.0 if metric.maximize else 1.0
+    return sorted(contenders, key=lambda c: (c.best is None, sign * (c.best or 0.0), c.tag))
+
+
+def best_at(curve: Sequence[tuple[int, float, float]], *, experiments: int | None = None,
+            hours: float | None = None) -> float | None:
+    """The best so far once `experiments` had finished, or by `hours`; None if nothing was kept by then."""
+    found = None
+    for count, at, best in curve:
+        if (experiments is not None and count > experiments) or (hours is not None and at > hours):
+            break
+        found = best
+    return found
+
+
+def run_gap(a: Contender, b: Contender, metric: MetricConfig) -> Gap:
+    """The difference of two tags' bests, with the noise each measured (see the module docstring)."""
+    assert a.best is not None and b.best is not None
+    value = (a.best - b.best) if metric.maximize else (b.best - a.best)
+    stderr = None
+    if a.sigma is not None and b.sigma is not None:
+        stderr = math.sqrt(a.sigma ** 2 / len(a.best_runs) + b.sigma ** 2 / len(b.best_runs))
+    return Gap(a.tag, b.tag, value, stderr)
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """An agent's bests over its tags."""
+
+    agent: str
+    tags: tuple[str, ...]
+    bests: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.bests)
+
+    @property
+    def sd(self) -> float | None:
+        return statistics.stdev(self.bests) if len(self.bests) >= 2 else None
+
+
+def by_agent(contenders: Sequence[Contender], metric: MetricConfig) -> list[AgentResult]:
+    """One result per agent (a tag counts for the agent that proposed most of it), best mean first."""
+    groups: dict[str, list[Contender]] = {}
+    for c in contenders:
+        if c.best is not None and c.agents:  # a run with only its baseline has no agent to credit
+            groups.setdefault(c.agent, []).append(c)
+    results = [AgentResult(agent, tuple(c.tag for c in cs), tuple(c.best for c in cs if c.best is not None))
+               for agent, cs in groups.items()]
+    sign = -1.0 if metric.maximize else 1.0
+    return sorted(results, key=lambda r: (sign * r.mean, r.agent))
+
+
+def agent_gap(a: AgentResult, b: AgentResult, metric: MetricConfig) -> Gap:
+    """Welch's difference of two agents' mean bests (the spread over each one's tags); needs 2+ tags each."""
+    value = (a.mean - b.mean) if metric.maximize else (b.mean - a.mean)
+    stderr = math.sqrt((a.sd or 0.0) ** 2 / len(a.bests) + (b.sd or 0.0) ** 2 / len(b.bests))
+    return Gap(a.agent, b.agent, value, stderr or None)
+
+
+def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
+             tolerance: float = speed.DEFAULT_TOLERANCE) -> list[str]:
+    """The comparison in sentences: the ranking, the leader against each other tag, equal effort, the agents,
+    and what makes the tags unlike (budgets, machine speeds)."""
+    order = ranked(contenders, metric)
+    scored = [c for c in order if c.best is not None]
+    lines: list[str] = []
+    if not scored:
+        return ["No run has a best yet."]
+    lines.append("Ranking by the best as measured: " + "; ".join(
+        f"{c.label} {c.best:.6f}" + (f" (mean of {len(c.best_runs)} runs)" if len(c.best_runs) > 1 else "")
+        for c in scored) + ".")
+    lead = scored[0]
+    for other in scored[1:]:
+        lines.append(run_gap(lead, other, metric).sentence(metric) + ".")
+    if len(scored) >= 2:
+        fewest = min(c.curve[-1][0] for c in scored if c.curve)
+        shortest = min(c.curve[-1][1] for c in scored if c.curve)
+        at_n = [(c.tag, best_at(c.curve, experiments=fewest)) for c in scored]
+        at_t = [(c.tag, best_at(c.curve, hours=shortest)) for c in scored]
+        lines.append(f"For equal effort, after {fewest} experiments each (the fewest any run made): "
+                     + ", ".join(f"{t} {_value(v)}" for t, v in at_n) + ".")
+        lines.append(f"After {format_duration(shortest * 3600)} each: "
+                     + ", ".join(f"{t} {_value(v)}" for t, v in at_t) + ".")
+    agents = by_agent(scored, metric)
+    repeated = [a for a in agents if len(a.bests) >= 2]
+    for a in repeated:
+        lines.append(f"Agent {a.agent} over {len(a.bests)} runs ({', '.join(a.tags)}): mean best {a.mean:.6f}"
+                     f" ± {a.sd:.6f} (standard deviation over the runs).")
+    if len(repeated) >= 2:
+        lines.append(agent_gap(repeated[0], repeated[1], metric).sentence(metric, " (mean best over its runs)")
+                     + ".")
+    elif len(agents) >= 2:
+        lines.append("Each agent has one run here, and a search's best is partly the luck of its path: to compare "
+                     "agents rather than runs, give each two or more runs, each under its own tag (autoresearch run "
+                     "--agent tune --tag tune-2).")
+    budgets = {c.budget for c in contenders if c.budget is not None}
+    if len(budgets) > 1:
+        lines.append("Not like for like: the runs trained for different budgets ("
+                     + ", ".join(f"{c.tag} {c.budget:.0f} s" for c in contenders if c.budget is not None) + ").")
+    speeds = [c for c in contenders if c.speed is not None]
+    if len(speeds) >= 2 and not speed.alike(min(c.speed for c in speeds), max(c.speed for c in speeds), tolerance):
+        lines.append("Not like for like: the machines ran at different speeds ("
+                     + ", ".join(f"{c.tag} {c.speed:,.0f} GFLOP/s" for c in speeds)
+                     + "), and a faster machine trains more in the same budget.")
+    return lines
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def compare_data(contenders: Sequence[Contender], metric: MetricConfig, *,
+                 tolerance: float = speed.DEFAULT_TOLERANCE) -> dict:
+    """JSON-ready: one entry per tag, best first, and the findings."""
+    runs = [{"tag": c.tag, "agents": list(c.agents), "experiments": c.summary.total, "kept": c.summary.kept,
+             "best": c.best, "best_runs": len(c.best_runs), "noise_sigma": c.sigma, "budget_seconds": c.budget,
+             "machine_speed": c.speed, "hours": c.curve[-1][1] if c.curve else None,
+             "baseline": c.summary.baseline.metric if c.summary.baseline else None}
+            for c in ranked(contenders, metric)]
+    return {"metric_name": metric.name, "direction": metric.direction, "runs": runs,
+            "findings": findings(contenders, metric, tolerance=tolerance)}
+
+
+# -- reading the store ------------------------------------------------------------------------------
+
+def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
+    experiments = store.measured(tag)
+    summary = summarize(tag, experiments, metric=metric)
+    finished = [e for e in experiments if e.finished]
+    start = min((e.started_at for e in experiments), default=0.0)
+    best_so_far = running_best([(e.status, e.metric) for e in finished], metric=metric)
+    curve = tuple((i + 1, ((e.ended_at or start) - start) / 3600, b)
+                  for i, (e, b) in enumerate(zip(finished, best_so_far, strict=True)) if b is not None)
+    best = summary.best
+    raw_best = next((e for e in store.experiments(tag) if best is not None and e.id == best.id), None)
+    runs = tuple(store.current_runs(raw_best)) if raw_best is not None else ()
+    counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-")
+    noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
+    budget = store.get_state(f"budget:{tag}")
+    speeds = [p for e in experiments for p in e.metrics.get("run_speeds") or [] if p is not None]
+    return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
+                     best_runs=runs, sigma=noise.sigma if noise.known else None,
+                     budget=float(budget) if budget is not None else None, speed=speed.typical(speeds))
+
+
+def contenders(store: Store, tags: Sequence[str], metric: MetricConfig) -> list[Contender]:
+    return [contender(store, tag, metric) for tag in tags]
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+def plot_compare(contenders: Sequence[Contender], path: Path, metric: MetricConfig) -> Path:
+    """compare.png: each tag's best so far against the experiments it made and against the hours it ran."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 5.5), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, x_of, label in ((axes[0], 0, "experiments"), (axes[1], 1, "hours")):
+        ax.set_xlabel(label)
+        ax.grid(True, alpha=0.3)
+        for c in ranked(contenders, metric):
+            if c.curve:
+                xs = [point[x_of] for point in c.curve]
+                ys = [point[2] for point in c.curve]
+                ax.step(xs, ys, where="post", linewidth=1.6, label=c.label)
+    axes[0].set_ylabel(f"best {metric.name} so far ({'higher' if metric.maximize else 'lower'} is better)")
+    if any(c.curve for c in contenders):
+        axes[1].legend(loc="upper right" if not metric.maximize else "lower right", fontsize=8, framealpha=0.85)
+    fig.suptitle(f"{len(contenders)} runs compared", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def compare_markdown(contenders: Sequence[Contender], metric: MetricConfig, *, image: str | None = None,
+                     tolerance: float = speed.DEFAULT_TOLERANCE) -> str:
+    lines = ["# autoresearch: runs compared", ""]
+    if image:
+        lines += [f"![best so far]({image})", ""]
+    lines += [f"| tag | agents | experiments | kept | best {metric.name} | runs of the best | noise sigma | "
+              "budget | hours |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c in ranked(contenders, metric):
+        lines.append(f"| {c.tag} | {', '.join(c.agents) or '-'} | {c.summary.total} | {c.summary.kept} | "
+                     f"{_value(c.best)} | {len(c.best_runs)} | {_value(c.sigma)} | "
+                     f"{'-' if c.budget is None else f'{c.budget:.0f} s'} | "
+                     f"{'-' if not c.curve else f'{c.curve[-1][1]:.2f}'} |")
+    lines += [""] + [f"- {line}" for line in findings(contenders, metric, tolerance=tolerance)] + [""]
+    return "\n".join(lines)
+
+
+def tolerance_of(store: Store, tags: Sequence[str]) -> float:
+    """How far apart two machine speeds may be and still count as alike: the tags' `keep.speed_tolerance`
+    (the largest; the default where every tag had the check off)."""
+    return max((store.speed_tolerance(t) for t in tags), default=0.0) or speed.DEFAULT_TOLERANCE
+
+
+def write_compare(found: Sequence[Contender], out_dir: Path, metric: MetricConfig, *,
+                  tolerance: float = speed.DEFAULT_TOLERANCE) -> list[Path]:
+    """Write compare.png and compare.md for `found` into `out_dir`; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_compare(found, out_dir / "compare.png", metric)
+    md = out_dir / "compare.md"
+    md.write_text(compare_markdown(found, metric, image=png.name, tolerance=tolerance), encoding="utf-8")
+    return [png, md]
