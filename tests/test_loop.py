@@ -197,3 +197,17 @@ def test_the_keep_models_setting_is_checked():
     assert config_from_dict({}).loop.keep_models == "kept"
     with pytest.raises(ConfigError, match="loop.keep_models = 'best': use kept"):
         config_from_dict({"loop": {"keep_models": "best"}}).validate()
+
+
+def test_a_resumed_run_keeps_its_budget(loop_task):
+    make_loop(loop_task, [], budget=1.5).close()  # `run --budget 1.5`, then stopped
+    with pytest.raises(LoopError, match=r"trains for 1.5 s per experiment.*--budget 3 would compare"):
+        make_loop(loop_task, [], resume=True, budget=3.0)
+    events: list[dict] = []
+    resumed = make_loop(loop_task, [], resume=True, on_event=events.append)  # `--resume` without --budget
+    assert resumed.budget == 1.5 and resumed._context().budget_seconds == 1.5
+    resumed.close()
+    assert events == [{"event": "budget_kept", "budget": 1.5, "configured": 2.0}]  # the task says 2 s
+    same = make_loop(loop_task, [], resume=True, budget=1.5)
+    assert same.budget == 1.5
+    same.close()

@@ -558,6 +558,10 @@ def _loop_events():
                 else:
                     out.print(f"  [yellow]{name} changed during the run: {then}. With no box the run could have "
                               "written it too: check that it says what you wrote[/]", highlight=False)
+        elif kind == "budget_kept":
+            out.print(f"[cyan]this run keeps its budget of {event['budget']:g} s per experiment (the task's "
+                      f"settings now say {event['configured']:g} s): its best was measured so. Start a new run "
+                      "(--tag NEW) to use the new budget.[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -139,10 +139,26 @@ class Loop:
             except DataError as err:
                 raise LoopError(str(err)) from err
         self._reconcile()
+        self.budget = budget = self._run_budget(resume, budget)
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
+
+    def _run_budget(self, resume: bool, budget: float | None) -> float | None:
+        """The training budget of this run: a resumed run keeps the one it was started with, since results
+        measured with another budget do not compare with its best. A different `--budget` is refused."""
+        recorded = self.store.get_state(f"budget:{self.tag}") if resume else None
+        if recorded is None:
+            return budget
+        recorded = float(recorded)
+        if budget is not None and not math.isclose(budget, recorded, rel_tol=1e-9):
+            raise LoopError(f"run {self.tag!r} trains for {recorded:g} s per experiment, and its best was measured "
+                            f"so; --budget {budget:g} would compare runs of unequal training. Resume without "
+                            "--budget, or start a new run with --tag NEW")
+        if budget is None and not math.isclose(recorded, self.config.train.budget_seconds, rel_tol=1e-9):
+            self.on_event({"event": "budget_kept", "budget": recorded, "configured": self.config.train.budget_seconds})
+        return recorded
 
     # -- state ----------------------------------------------------------------------------------
 
