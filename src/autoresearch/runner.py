@@ -418,18 +418,15 @@ def _empty(folder: Path) -> None:
             entry.unlink()
 
 
-def remove_models(experiment_dir: Path, *, keep_first: bool) -> int:
+def remove_models(experiment_dir: Path, *, keep_first: bool) -> None:
     """Delete the trained models in an experiment's log folder (its first run's `model/`, and each later run's
-    `run-N/model/`), all or all but the first run's. Returns the bytes freed."""
+    `run-N/model/`), all or all but the first run's."""
     folders = sorted(experiment_dir.glob("run-*/model"))
     if not keep_first:
         folders.append(experiment_dir / "model")
-    freed = 0
     for folder in folders:
         if folder.is_dir() and not folder.is_symlink():
-            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
             shutil.rmtree(folder, ignore_errors=True)
-    return freed
 
 
 def _keep_model(output_dir: Path, destination: Path) -> None:

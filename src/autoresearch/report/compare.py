@@ -223,9 +223,8 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     best_so_far = running_best([(e.status, e.metric) for e in finished], metric=metric)
     curve = tuple((i + 1, ((e.ended_at or start) - start) / 3600, b)
                   for i, (e, b) in enumerate(zip(finished, best_so_far, strict=True)) if b is not None)
-    best = summary.best
-    raw_best = next((e for e in store.experiments(tag) if best is not None and e.id == best.id), None)
-    runs = tuple(store.current_runs(raw_best)) if raw_best is not None else ()
+    # the best's runs, from its record as stored (`measured` shows its metric as their mean already)
+    runs = tuple(store.current_runs(store.get(summary.best.id))) if summary.best is not None else ()
     counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-")
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     budget = store.get_state(f"budget:{tag}")
