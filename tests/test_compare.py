@@ -59,6 +59,10 @@ def test_findings_rank_compare_for_equal_effort_and_say_what_is_unlike():
     assert any("one run here" in line and "--tag tune-2" in line for line in lines)
     assert any("different budgets (claude-1 300 s, tune-1 60 s" in line for line in lines)
     assert any("different speeds" in line for line in lines)
+    assert not any("program.md" in line for line in lines)  # no run recorded its program.md
+    steered = [Contender(tag=t, agents=("tune",), summary=summarize(t, []), curve=((1, 0.1, 1.0),), best_runs=(1.0,),
+                         programs=p) for t, p in (("a", ("p1",)), ("b", ("p1", "p2")))]
+    assert "steered by different program.md texts (a p1; b p1, p2)" in "\n".join(findings(steered, LOSS))
     assert findings([contender("x", "tune", (), curve=())], LOSS) == ["No run has a best yet."]
 
 

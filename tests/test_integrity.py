@@ -160,3 +160,31 @@ def test_your_edits_during_a_run_are_told_apart_from_the_run(task, monkeypatch, 
     else:
         assert configured.status is Status.TAMPERED and len(told) == 1
         assert "autoresearch.toml" in configured.error and "edit it while the loop is stopped" in configured.error
+
+
+def test_the_report_shows_when_you_steered(task):
+    """Each proposal records the program.md it was made under; the report says when it changed."""
+    from autoresearch.agents.replay import ReplayAgent
+    from autoresearch.config import load_config
+    from autoresearch.loop import Loop
+    from autoresearch.report import write_report
+
+    def on_event(event: dict) -> None:
+        if event.get("event") == "decided" and event.get("seq") == 1:
+            with open(task / "program.md", "a") as f:
+                f.write("\nTry larger rates first.\n")
+
+    proposals = [proposal(f"take {k}", f"TAKE = {k}\n") for k in (1, 2, 3)]
+    config = load_config(task)
+    loop = Loop(task, config, None, ReplayAgent(proposals), tag="s", on_event=on_event)
+    try:
+        loop.run()
+        history = loop.store.experiments("s")
+        texts = loop.store.programs(e.metrics["program"] for e in history[1:])
+        write_report(loop.store, "s", task, metric=config.metric)
+    finally:
+        loop.close()
+    marks = [e.metrics.get("program") for e in history]
+    assert marks[0] is None and marks[1] != marks[2] == marks[3]  # the baseline is not a proposal
+    assert texts[marks[2]].endswith("Try larger rates first.\n") and not texts[marks[1]].endswith("first.\n")
+    assert "- **Steering:** program.md changed 1 time: before #2 (+2/-0 lines)" in (task / "report.md").read_text()

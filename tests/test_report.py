@@ -574,3 +574,25 @@ def test_the_noise_line_counts_its_runs_in_words():
     assert noise_line(data).endswith("; 4 confirmation runs for 3 experiments")
     assert noise_line({**data, "confirmation_runs": 0}) == "noise: sigma 0.0279 val_bpb (5 degrees of freedom)"
     assert noise_line({**data, "sigma": None}) == "noise: not measured yet"
+
+
+def test_steering_finds_each_change_of_program_md():
+    from autoresearch.report.summary import steering, steering_text
+    from autoresearch.store import Experiment
+
+    def proposal(seq: int, program: str | None) -> Experiment:
+        return Experiment(id=seq + 1, tag="t", seq=seq, parent_commit="p", commit="c", diff="", description="d",
+                          agent="a", seed=0, status=Status.DISCARD, metric=1.0,
+                          metrics={} if program is None else {"program": program}, training_seconds=1.0,
+                          total_seconds=1.0, peak_memory_bytes=None, tokens=None, steps=None, log_path=None,
+                          started_at=0.0, ended_at=1.0, error=None)
+
+    texts = {"a": "line 1\nline 2\n", "b": "line 1\nline 2 changed\nline 3\n"}
+    history = [proposal(0, None), proposal(1, "a"), proposal(2, "a"), proposal(3, "b"), proposal(4, "a")]
+    changes = steering(history, texts)
+    assert changes == [{"seq": 3, "program": "b", "added": 2, "removed": 1},
+                       {"seq": 4, "program": "a", "added": 1, "removed": 2}]
+    assert steering_text(history, changes) == ("program.md changed 2 times: before #3 (+2/-1 lines), "
+                                               "before #4 (+1/-2 lines)")
+    assert steering_text(history[:3], steering(history[:3], texts)) == "program.md was the same for every proposal"
+    assert steering_text(history[:1], []) is None  # an older store: nothing recorded

@@ -38,6 +38,7 @@ class Draft:
     crash: BaseException | None = None  # an unexpected exception: the loop raises it again
     usage: dict[str, float] = field(default_factory=dict)  # what the agent reported spending on it
     seconds: float = 0.0
+    program: str = ""  # the program.md the agent was given for it
 
 
 def wants_pipeline(setting: str | bool | None, agent: Agent) -> bool:
@@ -112,7 +113,7 @@ class Drafter:
 
     def _write(self, base: str, pending_seq: int | None, context: ProposalContext, result: list[Draft]) -> None:
         started = time.perf_counter()
-        draft = Draft(base=base, pending_seq=pending_seq)
+        draft = Draft(base=base, pending_seq=pending_seq, program=context.program)
         try:
             self.worktree.reset_hard(base)
             draft.description = self.agent.propose(self.worktree.path, context)

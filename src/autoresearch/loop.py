@@ -294,7 +294,7 @@ class Loop:
                 self._reject(parent, "empty fix: no file changed since the crash", description)
                 return None
             self.worktree.reset_soft(parent)  # the crashed change and its fix, as one change on the incumbent
-        return self._submit(parent, description, self._agent_usage())
+        return self._submit(parent, description, {**self._agent_usage(), **self._steered_by(context.program)})
 
     def _propose_drafted(self, parent: str) -> Experiment | None:
         """Use the draft written while the last experiment trained: applied to the best code as it is now
@@ -304,7 +304,7 @@ class Loop:
         self.on_event({"event": "propose", "agent": self.agent.name, "fix": False, "drafted": True})
         draft = self.drafter.take()
         assert draft is not None
-        usage = self._agent_usage(draft.usage)
+        usage = {**self._agent_usage(draft.usage), **self._steered_by(draft.program)}
         if draft.commit is None:
             self._reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage)
             return None
@@ -379,6 +379,11 @@ class Loop:
                           metrics=self._agent_usage() if usage is None else usage)
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": reason})
+
+    def _steered_by(self, program: str) -> dict:
+        """The mark of the program.md a proposal was made under, for its record, so the report can show when
+        the person steered (the text is kept once in the store: `Store.keep_program`)."""
+        return {"program": self.store.keep_program(program)}
 
     def _agent_usage(self, reported: dict | None = None) -> dict:
         """What a proposal cost, as the agent counts it (API agents: tokens, seconds): `reported`, or else what

@@ -21,6 +21,7 @@ whatever a person can read in the logs they can read (and audit) in the store to
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -420,6 +421,18 @@ class Store:
             conn.execute("INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                          (key, text, time.time()))
+
+    def keep_program(self, text: str) -> str:
+        """Keep a program.md text (once) and return its id: the first 12 hex digits of its SHA-256."""
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        if self.get_state(f"program:{key}") is None:
+            self.set_state(f"program:{key}", text)
+        return key
+
+    def programs(self, keys: Iterable[str]) -> dict[str, str]:
+        """The program.md texts kept under `keys` (those unknown are left out)."""
+        found = {key: self.get_state(f"program:{key}") for key in set(keys)}
+        return {key: text for key, text in found.items() if isinstance(text, str)}
 
     # ------------------------------------------------------------------ results.tsv
 

@@ -35,6 +35,7 @@ from autoresearch.report.summary import (
     speed_data,
     status_data,
     status_table,
+    steering,
     summarize,
 )
 from autoresearch.store import Store
@@ -60,7 +61,9 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     store.export_results_tsv(tag, tsv, metric_name=metric.name)
     noise = noise_data(store, tag)
     png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
+    texts = store.programs(e.metrics["program"] for e in experiments if isinstance(e.metrics.get("program"), str))
     md = out_dir / "report.md"
     md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise,
-                                  speed=speed_data(store, tag)), encoding="utf-8")
+                                  speed=speed_data(store, tag), steered=steering(experiments, texts)),
+                  encoding="utf-8")
     return [tsv, png, md]

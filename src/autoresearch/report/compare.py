@@ -50,6 +50,7 @@ class Contender:
     sigma: float | None = None  # the tag's measured run-to-run noise
     budget: float | None = None  # training seconds per run
     speed: float | None = None  # the machine's typical speed over the tag's runs (GFLOP/s, speed.py)
+    programs: tuple[str, ...] = ()  # the program.md texts its proposals were made under (ids), in order
 
     @property
     def agent(self) -> str:
@@ -189,6 +190,10 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     if len(budgets) > 1:
         lines.append("Not like for like: the runs trained for different budgets ("
                      + ", ".join(f"{c.tag} {c.budget:.0f} s" for c in contenders if c.budget is not None) + ").")
+    steered = [c for c in contenders if c.programs]
+    if len(steered) >= 2 and len({c.programs for c in steered}) > 1:
+        lines.append("Not like for like: the runs were steered by different program.md texts ("
+                     + "; ".join(f"{c.tag} {', '.join(c.programs)}" for c in steered) + ").")
     speeds = [c for c in contenders if c.speed is not None]
     if len(speeds) >= 2 and not speed.alike(min(c.speed for c in speeds), max(c.speed for c in speeds), tolerance):
         lines.append("Not like for like: the machines ran at different speeds ("
@@ -229,9 +234,12 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     budget = store.get_state(f"budget:{tag}")
     speeds = [p for e in experiments for p in e.metrics.get("run_speeds") or [] if p is not None]
+    programs = tuple(dict.fromkeys(e.metrics["program"] for e in experiments
+                                   if isinstance(e.metrics.get("program"), str)))
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
-                     budget=float(budget) if budget is not None else None, speed=speed.typical(speeds))
+                     budget=float(budget) if budget is not None else None, speed=speed.typical(speeds),
+                     programs=programs)
 
 
 def contenders(store: Store, tags: Sequence[str], metric: MetricConfig) -> list[Contender]:

@@ -15,6 +15,7 @@ from autoresearch.report.summary import (
     format_duration,
     noun,
     speed_text,
+    steering_text,
     summarize,
     truncate,
 )
@@ -32,7 +33,8 @@ def _cell(text: str, width: int = 100) -> str:
 
 def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
                     image: str | None = "progress.png", metric: MetricConfig = MetricConfig(),
-                    noise: dict | None = None, speed: dict | None = None) -> str:
+                    noise: dict | None = None, speed: dict | None = None,
+                    steered: Sequence[dict] = ()) -> str:
     """The report of `experiments` (one tag's, in seq order) as markdown.
 
     Sections: the headline (tag, dates, counts by status, baseline vs best `metric` with the absolute and
@@ -40,7 +42,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     before them, the crashes and timeouts with their first error line (`error_line`), and `image` (if
     given). With no experiments it says so. Definitions as in `autoresearch.report.summary`. `noise`
     (`summary.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations; `speed`
-    (`summary.speed_data`) the machine's speed at the runs and when it moved.
+    (`summary.speed_data`) the machine's speed at the runs and when it moved; `steered` (`summary.steering`)
+    when program.md changed.
     """
     s = summarize(tag, experiments, now, metric=metric)
     name = _cell(metric.name, 60)
@@ -76,6 +79,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append(f"- **Machine speed:** {speed_text(speed)}" + (
             " (runs are compared only with runs of the best made at about their speed; docs/keep.md)"
             if speed["shifts"] else ""))
+    if steering_text(experiments, steered) is not None:
+        lines.append(f"- **Steering:** {steering_text(experiments, steered)}")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:

@@ -25,9 +25,10 @@ Definitions used throughout (and by `report.md` and `progress.png`):
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich import box
@@ -208,6 +209,35 @@ def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = N
                    last_ended=last, wall_seconds=wall, experiment_seconds=spent,
                    running=running[-1] if running else None, metric=metric, agent=agent_usage(experiments),
                    repeats=sum(1 for e in experiments if e.status is Status.REJECTED and "same_code_as" in e.metrics))
+
+
+def steering(experiments: Sequence[Experiment], texts: Mapping[str, str]) -> list[dict]:
+    """When the person steered: each proposal (in seq order) made under another program.md than the proposal
+    before it, as `{"seq", "program", "added", "removed"}` (lines against the text before; `texts`: the texts
+    by id, `Store.programs`). Proposals without a program mark (the baseline, older stores) are skipped."""
+    changes, before = [], None
+    for e in experiments:
+        key = e.metrics.get("program")
+        if not isinstance(key, str):
+            continue
+        if before is not None and key != before:
+            diff = difflib.unified_diff(texts.get(before, "").splitlines(), texts.get(key, "").splitlines(),
+                                        lineterm="", n=0)
+            lines = [line for line in diff if not line.startswith(("---", "+++", "@@"))]
+            changes.append({"seq": e.seq, "program": key, "added": sum(line.startswith("+") for line in lines),
+                            "removed": sum(line.startswith("-") for line in lines)})
+        before = key
+    return changes
+
+
+def steering_text(experiments: Sequence[Experiment], changes: Sequence[dict]) -> str | None:
+    """`steering` in words; None when no proposal has a program mark."""
+    if not any(isinstance(e.metrics.get("program"), str) for e in experiments):
+        return None
+    if not changes:
+        return "program.md was the same for every proposal"
+    return (f"program.md changed {noun(len(changes), 'time')}: " +
+            ", ".join(f"before #{c['seq']} (+{c['added']}/-{c['removed']} lines)" for c in changes))
 
 
 def agent_usage(experiments: Sequence[Experiment]) -> dict[str, float]:
