@@ -413,21 +413,29 @@ def test_open_needs_the_task_folder_and_a_closed_store_says_so(tmp_path: Path) -
     assert (tmp_path / ".autoresearch" / "store.sqlite").is_file()
 
 
-def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
-    from autoresearch.store import _SCHEMA_V1, _statements
+def old_store(task: Path, version: int) -> Path:
+    """A store as autoresearch wrote it at schema `version`, with one kept baseline (val_bpb 0.9979)."""
+    from autoresearch.store import _MIGRATIONS, _statements
 
-    path = tmp_path / ".autoresearch" / "store.sqlite"
+    path = task / ".autoresearch" / "store.sqlite"
     path.parent.mkdir()
     conn = sqlite3.connect(path)
-    for statement in _statements(_SCHEMA_V1):
-        conn.execute(statement)
+    for step in range(1, version + 1):
+        for statement in _statements(_MIGRATIONS[step]):
+            conn.execute(statement)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute(f"PRAGMA user_version = {version}")
+    metric = "val_bpb" if version == 1 else "metric"
     conn.execute("INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, "
-                 "status, val_bpb, started_at, ended_at) VALUES ('old', 0, 'p', 'c', '', 'baseline', '-', 0, "
+                 f"status, {metric}, started_at, ended_at) VALUES ('old', 0, 'p', 'c', '', 'baseline', '-', 0, "
                  "'keep', 0.9979, 1.0, 2.0)")
     conn.commit()
     conn.close()
+    return path
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
+    path = old_store(tmp_path, 1)
     with Store.open(tmp_path) as store:
         (old,) = store.experiments("old")
         assert old.metric == 0.9979 and old.status is Status.KEEP
@@ -441,20 +449,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
 
 
 def test_a_version_2_store_is_upgraded_and_its_experiments_have_no_code_hash(tmp_path):
-    from autoresearch.store import _SCHEMA_V1, _SCHEMA_V2, _statements
-
-    path = tmp_path / ".autoresearch" / "store.sqlite"
-    path.parent.mkdir()
-    conn = sqlite3.connect(path)
-    for statement in _statements(_SCHEMA_V1) + _statements(_SCHEMA_V2):
-        conn.execute(statement)
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute("PRAGMA user_version = 2")
-    conn.execute("INSERT INTO experiments (tag, seq, parent_commit, commit_sha, diff, description, agent, seed, "
-                 "status, metric, started_at, ended_at) VALUES ('old', 0, 'p', 'c', '', 'baseline', '-', 0, "
-                 "'keep', 0.9979, 1.0, 2.0)")
-    conn.commit()
-    conn.close()
+    path = old_store(tmp_path, 2)
     with Store.open(tmp_path) as store:
         (old,) = store.experiments("old")
         assert (old.metric, old.code_hash) == (0.9979, None)
