@@ -698,15 +698,15 @@ class Loop:
         be blamed for: program.md always (it is the person's way to steer, read afresh for every proposal, and
         it cannot move a metric), autoresearch.toml when the run's box kept it out of reach (docs/security.md,
         "Your edits during a run")."""
-        box = candidate_box(self.worktree.path, self.config, self.dataset)
         boxed = isolation in sandbox.WRITE_CONFINED
         mine = []
         for name in integrity.TASK_FILES:
             path = self.task_dir / name
             if str(path) not in changed:
                 continue
-            reachable = not boxed or any(path.is_relative_to(folder) for folder in box.write)
-            if name == "program.md" or not reachable:
+            if name == "program.md" or (boxed and not any(
+                    path.is_relative_to(folder)
+                    for folder in candidate_box(self.worktree.path, self.config, self.dataset).write)):
                 mine.append(str(path))
         return mine
 

@@ -30,6 +30,7 @@ from autoresearch.report.summary import (
     latest_speed,
     measured_noise,
     running_best,
+    speed_data,
     summarize,
 )
 from autoresearch.store import Store
@@ -49,7 +50,7 @@ class Contender:
     best_runs: tuple[float, ...] = ()  # the best's runs at the tag's latest machine speed
     sigma: float | None = None  # the tag's measured run-to-run noise
     budget: float | None = None  # training seconds per run
-    speed: float | None = None  # the machine's typical speed over the tag's runs (GFLOP/s, speed.py)
+    speed: float | None = None  # the machine's median speed over the tag's runs (GFLOP/s, `speed_data`)
     programs: tuple[str, ...] = ()  # the program.md texts its proposals were made under (ids), in order
 
     @property
@@ -233,12 +234,11 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-")
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     budget = store.get_state(f"budget:{tag}")
-    speeds = [p for e in experiments for p in e.metrics.get("run_speeds") or [] if p is not None]
     programs = tuple(dict.fromkeys(e.metrics["program"] for e in experiments
                                    if isinstance(e.metrics.get("program"), str)))
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
-                     budget=float(budget) if budget is not None else None, speed=speed.typical(speeds),
+                     budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
                      programs=programs)
 
 

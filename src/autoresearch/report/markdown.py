@@ -79,8 +79,9 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append(f"- **Machine speed:** {speed_text(speed)}" + (
             " (runs are compared only with runs of the best made at about their speed; docs/keep.md)"
             if speed["shifts"] else ""))
-    if steering_text(experiments, steered) is not None:
-        lines.append(f"- **Steering:** {steering_text(experiments, steered)}")
+    steering = steering_text(experiments, steered)
+    if steering is not None:
+        lines.append(f"- **Steering:** {steering}")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:
