@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -311,6 +312,9 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         pipeline: bool = typer.Option(None, "--pipeline/--no-pipeline",
                                       help="Let the agent draft the next proposal while an experiment trains "
                                            "(default: loop.pipeline, auto: on for API agents on another machine)."),
+        adopt_from: str = typer.Option(None, help="Take up the best of these other runs of the folder (tags, "
+                                                  "comma-separated; '*': all) when it beats this run's by more "
+                                                  "than the noise (default: loop.adopt_from)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import signal
@@ -322,6 +326,9 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     from autoresearch.runner import resolve_device
 
     config = _task(task_dir)
+    if adopt_from is not None:
+        tags = [t.strip() for t in adopt_from.split(",") if t.strip()]
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_from=tags))
     profile = config.train.profile
     if profile == "auto":
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
@@ -562,6 +569,10 @@ def _loop_events():
             out.print(f"[cyan]this run keeps its budget of {event['budget']:g} s per experiment (the task's "
                       f"settings now say {event['configured']:g} s): its best was measured so. Start a new run "
                       "(--tag NEW) to use the new budget.[/]", highlight=False)
+        elif kind == "adopt":
+            out.print(f"[cyan]{event['source']}'s best (#{event['seq']}, {event['metric_name']} {event['metric']:.6f}) "
+                      "beats this run's by more than the noise: it is run here, and judged like any change[/]",
+                      highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

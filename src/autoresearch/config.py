@@ -111,6 +111,10 @@ class LoopConfig:
     # Which trained models stay in the logs once an experiment is decided (docs/loop.md, "Disk"): kept (those
     # of kept experiments, one each, and of void ones, as evidence), all, or none.
     keep_models: str = "kept"
+    # Other runs of this folder (tags; "*": all of them) whose best this run takes up when it beats its own by
+    # more than the noise: each GPU searches on its own, and they share what they find (docs/loop.md, "Runs
+    # that share their best"). Empty: this run is a line of research of its own.
+    adopt_from: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,10 @@ class TaskConfig:
             raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
         if not 0 <= self.loop.fix_attempts <= 10:
             raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
+        if not isinstance(self.loop.adopt_from, (list, tuple)) or \
+                not all(isinstance(t, str) and t.strip() for t in self.loop.adopt_from):
+            raise ConfigError(f"loop.adopt_from = {self.loop.adopt_from!r}: list the run tags to take the best "
+                              'from, e.g. ["gpu0", "gpu1"], or ["*"] for every other run of this folder')
         if self.loop.keep_models not in ("kept", "all", "none"):
             raise ConfigError(f"loop.keep_models = {self.loop.keep_models!r}: use kept (the models of kept "
                               "experiments), all or none")

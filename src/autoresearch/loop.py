@@ -28,7 +28,16 @@ from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalConte
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
-from autoresearch.keeprule import CONFIRM, KEEP, Noise, Verdict, clear_margin, is_simpler, judge
+from autoresearch.keeprule import (
+    CONFIRM,
+    KEEP,
+    Noise,
+    Verdict,
+    clear_margin,
+    is_simpler,
+    judge,
+    standard_error,
+)
 from autoresearch.report.summary import agent_usage, latest_speed, measured_noise
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.runner import (
@@ -222,6 +231,8 @@ class Loop:
                 self._baseline()
                 continue
             self._recalibrate()
+            if self._adopt():
+                continue
             try:
                 self._propose_and_run(started)
             except AgentExhausted as err:
@@ -318,8 +329,9 @@ class Loop:
         return self._submit(parent, draft.description,
                             {**usage, "drafted_ahead": 1, "rebased": int(draft.base != parent)})
 
-    def _submit(self, parent: str, description: str, usage: dict) -> Experiment | None:
-        """Check the uncommitted change in the worktree, commit it and run it; or reject it."""
+    def _submit(self, parent: str, description: str, usage: dict, agent: str | None = None) -> Experiment | None:
+        """Check the uncommitted change in the worktree, commit it and run it; or reject it. `agent`: who
+        proposed it, if not the loop's agent."""
         changed = self.worktree.changed_files()
         if not changed:
             self._reject(parent, "empty proposal: no file changed", description, usage=usage)
@@ -339,8 +351,8 @@ class Loop:
         commit = self.worktree.commit(description)
         fault_point("after-commit")
         experiment = self.store.begin(tag=self.tag, parent_commit=parent, commit=commit, diff=diff,
-                                      description=description, agent=self.agent.name, seed=self.config.loop.seed,
-                                      log_path=self._log_path(), code_hash=code)
+                                      description=description, agent=agent or self.agent.name,
+                                      seed=self.config.loop.seed, log_path=self._log_path(), code_hash=code)
         fault_point("after-begin")
         return self._execute(experiment, usage)
 
@@ -392,6 +404,77 @@ class Loop:
             reported = getattr(self.agent, "usage", None) or {}
         usage = priced(reported, self.config.agent.price_in_per_mtok, self.config.agent.price_out_per_mtok)
         return {f"agent_{key}": value for key, value in usage.items()}
+
+    # -- the best of other runs -------------------------------------------------------------------
+
+    def _adopt(self) -> bool:
+        """Take up the best of another run (`loop.adopt_from`) when it beats this run's best by more than the
+        noise: its editable files, as one change on this run's best, run and judged here like any proposal.
+        So runs on several GPUs share what they find. True if an experiment ran (docs/loop.md, "Runs that
+        share their best")."""
+        offer = self._adoption_offer()
+        if offer is None:
+            return False
+        source, theirs, their_value = offer
+        parent = self.worktree.head()
+        self.worktree.take_files(theirs.commit, self.config.loop.editable)
+        if not self.worktree.changed_files() or self.store.same_code(self.tag, self._code_hash()) is not None:
+            self.worktree.discard_changes()  # code this run has measured: its own best, or one it dropped
+            self.store.set_state(self._adopt_seen_key(theirs), True)
+            return False
+        self.on_event({"event": "adopt", "source": source, "seq": theirs.seq, "metric": their_value,
+                       "metric_name": self.config.metric.name})
+        description = f"adopt the best of {source} (#{theirs.seq}: {theirs.description.splitlines()[0][:120]})"
+        self._submit(parent, description, {"adopted_from": source, "adopted_seq": theirs.seq,
+                                           **self._steered_by(self._program())}, agent=f"adopt:{source}")
+        return True
+
+    def _adoption_offer(self) -> tuple[str, Experiment, float] | None:
+        """The other run whose best to take up, its best and that best's measured value; None if none beats
+        this run's best by more than a first run must to be judged at all (the confirm rule's gate; the strict
+        rule: by any amount). Only runs trained for the same budget count, and a best whose code this run has
+        measured already is passed over."""
+        wanted = self.config.loop.adopt_from
+        best = self.incumbent()
+        if not wanted or best is None or self.worktree.head() != best.commit:
+            return None
+        ours = self.store.current_runs(best)
+        if not ours:
+            return None
+        metric = self.config.metric
+        our_value = sum(ours) / len(ours)
+        margin = 0.0
+        noise = self.noise() if self.config.keep.rule == "confirm" else None
+        if noise is not None and noise.known:
+            thresholds = self.config.keep.thresholds()
+            margin = thresholds.gate_z * standard_error(noise, 1, len(ours), thresholds)
+        budget = self.budget or self.config.train.budget_seconds
+        tags = self.store.tags() if "*" in wanted else [t for t in wanted if t in self.store.tags()]
+        offers = []
+        for tag in tags:
+            their_budget = self.store.get_state(f"budget:{tag}")
+            if tag == self.tag or their_budget is None or not math.isclose(float(their_budget), budget, rel_tol=1e-9):
+                continue
+            kept = [e for e in self.store.experiments(tag) if e.status == Status.KEEP and e.commit]
+            if not kept or self.store.get_state(self._adopt_seen_key(kept[-1]), False):
+                continue
+            theirs = kept[-1]
+            if theirs.code_hash and self.store.same_code(self.tag, theirs.code_hash) is not None:
+                continue
+            runs = self.store.current_runs(theirs)
+            if not runs:
+                continue
+            value = sum(runs) / len(runs)
+            gain = our_value - value if not metric.maximize else value - our_value
+            if gain > margin:
+                offers.append((gain, tag, theirs, value))
+        if not offers:
+            return None
+        _, tag, theirs, value = max(offers, key=lambda o: o[0])
+        return tag, theirs, value
+
+    def _adopt_seen_key(self, theirs: Experiment) -> str:
+        return f"adopt-seen:{self.tag}:{theirs.id}"
 
     # -- drafting ahead -------------------------------------------------------------------------
 

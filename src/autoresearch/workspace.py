@@ -889,6 +889,22 @@ class Worktree(_Repo):
         it is: to run an earlier commit's code. `discard_changes` undoes it."""
         self._git("restore", f"--source={self._commit_of(commit)}", "--worktree", "--", ".")
 
+    def take_files(self, commit: str, editable: Sequence[str]) -> None:
+        """Make the files that `editable` covers (see `matches_scope`) those of `commit`, uncommitted, with HEAD
+        left where it is: covered files `commit` has are written, covered files it lacks are removed, and every
+        other file stays as it is. To take up another branch's code without its other files."""
+        sha = self._commit_of(commit)
+
+        def covered(*rev: str) -> set[str]:
+            out = self._git("--no-optional-locks", "ls-tree", "-r", "-z", "--name-only", *rev, "--", ".").stdout
+            return {p for p in out.split("\0") if p and matches_scope(p, editable)}
+
+        theirs, ours = covered(sha), covered("HEAD")
+        if theirs:
+            self._git("restore", f"--source={sha}", "--worktree", "--", *(f":(literal){p}" for p in sorted(theirs)))
+        for rel in sorted(ours - theirs):
+            (self.path / rel).unlink(missing_ok=True)
+
     def discard_changes(self) -> None:
         """Throw away every uncommitted change: `reset_hard(HEAD)`."""
         self.reset_hard(self.head())

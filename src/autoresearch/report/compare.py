@@ -26,6 +26,7 @@ from autoresearch import speed
 from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
     Summary,
+    adoptions,
     format_duration,
     latest_speed,
     measured_noise,
@@ -33,7 +34,7 @@ from autoresearch.report.summary import (
     speed_data,
     summarize,
 )
-from autoresearch.store import Store
+from autoresearch.store import Status, Store
 
 CLEAR_Z = 2.0  # a difference of at least this many standard errors is called more than the noise
 
@@ -52,6 +53,7 @@ class Contender:
     budget: float | None = None  # training seconds per run
     speed: float | None = None  # the machine's median speed over the tag's runs (GFLOP/s, `speed_data`)
     programs: tuple[str, ...] = ()  # the program.md texts its proposals were made under (ids), in order
+    adopted: tuple[str, ...] = ()  # the runs whose best it took up and kept (`loop.adopt_from`), in order
 
     @property
     def agent(self) -> str:
@@ -195,6 +197,12 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     if len(steered) >= 2 and len({c.programs for c in steered}) > 1:
         lines.append("Not like for like: the runs were steered by different program.md texts ("
                      + "; ".join(f"{c.tag} {', '.join(c.programs)}" for c in steered) + ").")
+    names = {c.tag for c in contenders}
+    shared = [c for c in contenders if any(t in names for t in c.adopted)]
+    if shared:
+        lines.append("Not independent: " + "; ".join(
+            f"{c.tag} kept the best of {', '.join(t for t in c.adopted if t in names)}" for c in shared)
+            + " (loop.adopt_from), so their results share code and are not separate draws of a search.")
     speeds = [c for c in contenders if c.speed is not None]
     if len(speeds) >= 2 and not speed.alike(min(c.speed for c in speeds), max(c.speed for c in speeds), tolerance):
         lines.append("Not like for like: the machines ran at different speeds ("
@@ -231,7 +239,8 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
                   for i, (e, b) in enumerate(zip(finished, best_so_far, strict=True)) if b is not None)
     # the best's runs, from its record as stored (`measured` shows its metric as their mean already)
     runs = tuple(store.current_runs(store.get(summary.best.id))) if summary.best is not None else ()
-    counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-")
+    counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-"
+                     and not isinstance(e.metrics.get("adopted_from"), str))  # taken up, not proposed
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     budget = store.get_state(f"budget:{tag}")
     programs = tuple(dict.fromkeys(e.metrics["program"] for e in experiments
@@ -239,7 +248,8 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
                      budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
-                     programs=programs)
+                     programs=programs, adopted=tuple(dict.fromkeys(
+                         a["source"] for a in adoptions(experiments) if a["status"] == Status.KEEP.value)))
 
 
 def contenders(store: Store, tags: Sequence[str], metric: MetricConfig) -> list[Contender]:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
+    adoptions,
+    adoptions_text,
     carryover_warning,
     confirmations_text,
     error_line,
@@ -82,6 +84,9 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     steering = steering_text(experiments, steered)
     if steering is not None:
         lines.append(f"- **Steering:** {steering}")
+    taken = adoptions_text(adoptions(experiments))
+    if taken is not None:
+        lines.append(f"- **Taken from other runs:** {taken} (docs/loop.md, \"Runs that share their best\")")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:

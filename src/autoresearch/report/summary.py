@@ -240,6 +240,22 @@ def steering_text(experiments: Sequence[Experiment], changes: Sequence[dict]) ->
             ", ".join(f"before #{c['seq']} (+{c['added']}/-{c['removed']} lines)" for c in changes))
 
 
+def adoptions(experiments: Sequence[Experiment]) -> list[dict]:
+    """The bests of other runs this run took up (`loop.adopt_from`), in seq order, as `{"seq", "source",
+    "source_seq", "status"}`."""
+    return [{"seq": e.seq, "source": e.metrics["adopted_from"], "source_seq": e.metrics.get("adopted_seq"),
+             "status": e.status.value} for e in experiments if isinstance(e.metrics.get("adopted_from"), str)]
+
+
+def adoptions_text(taken: Sequence[dict]) -> str | None:
+    """`adoptions` in words; None when there are none."""
+    if not taken:
+        return None
+    kept = sum(1 for a in taken if a["status"] == Status.KEEP.value)
+    return (f"{noun(len(taken), 'best')} of other runs tried here, {kept} kept: "
+            + ", ".join(f"#{a['seq']} ({a['source']} #{a['source_seq']}, {a['status']})" for a in taken))
+
+
 def agent_usage(experiments: Sequence[Experiment]) -> dict[str, float]:
     """What the agent spent over `experiments`, summed from their `agent_*` metrics: `cost_usd`,
     `tokens_in`, `tokens_out`, `seconds` (each only if some experiment reported it)."""

@@ -1,0 +1,153 @@
+"""Runs that share their best (`loop.adopt_from`): a run takes up another run's best when it beats its own by
+more than the noise, runs it and judges it like any change; it never takes up code it has measured, nor a
+best measured under another budget or within the noise; and the worktree takes only the editable files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from conftest import cli, git
+from test_keep_loop import make_task, patches
+
+from autoresearch.agents.replay import ReplayAgent
+from autoresearch.config import ConfigError, config_from_dict, load_config
+from autoresearch.loop import Loop
+from autoresearch.store import Status, Store
+from autoresearch.workspace import Workspace
+
+
+def history(task: Path, tag: str):
+    with Store.open(task) as store:
+        return store.experiments(tag)
+
+
+def test_two_runs_share_their_best_both_ways_and_never_go_back(tmp_path):
+    task = make_task(tmp_path)
+    first = patches(tmp_path, [("a clear gain", "GAIN = 0.08")])
+    cli("run", "--agent", f"replay:{first}", "--tag", "a", cwd=task)
+    a_base, a_gain = history(task, "a")
+    assert a_gain.status is Status.KEEP
+
+    # b starts later and takes up a's best before its agent's first proposal. The replay agent picks its
+    # proposal by the number of experiments so far, so its first entry is never used.
+    (tmp_path / "b").mkdir()
+    second = patches(tmp_path / "b", [("(not used)", "GAIN = 0.0"), ("a further gain", "GAIN = 0.16")])
+    out = cli("run", "--agent", f"replay:{second}", "--tag", "b", "--adopt-from", "a", cwd=task).stdout
+    b_base, adopted, further = history(task, "b")
+    assert "a's best (#1, loss" in out and "beats this run's by more than the noise" in out
+    assert adopted.status is Status.KEEP and adopted.agent == "adopt:a"
+    assert adopted.description == "adopt the best of a (#1: a clear gain)"
+    assert adopted.metrics["adopted_from"] == "a" and adopted.metrics["adopted_seq"] == 1
+    assert "+GAIN = 0.08" in adopted.diff and adopted.code_hash == a_gain.code_hash
+    assert b_base.metrics["runs"] and len(adopted.metrics["runs"]) >= 1  # run here, not copied from a
+    assert further.agent == "replay" and further.status is Status.KEEP
+    # b's branch holds a's change as a commit of its own, then b's
+    log = git(task, "log", "--format=%s", "autoresearch/b").splitlines()
+    assert log[:2] == ["a further gain", "adopt the best of a (#1: a clear gain)"]
+
+    # a, resumed, takes up b's better best; b's adoption of a's own code is nothing new to a
+    (tmp_path / "a2").mkdir()
+    third = patches(tmp_path / "a2", [("(not used)", "GAIN = 0.0"), ("(not used)", "GAIN = 0.0"),
+                                      ("nothing of substance", "GAIN = 0.16\nUNUSED = 1")])
+    cli("run", "--agent", f"replay:{third}", "--tag", "a", "--resume", "--adopt-from", "*", cwd=task)
+    *_, back, own = history(task, "a")
+    assert back.agent == "adopt:b" and back.metrics["adopted_seq"] == 2 and back.status is Status.KEEP
+    assert own.agent == "replay"
+
+    # b, resumed: a's best is b's own code now, so b goes on with its agent
+    (tmp_path / "b2").mkdir()
+    fourth = patches(tmp_path / "b2", [("(not used)", "GAIN = 0.0")] * 2 + [("b again", "GAIN = 0.16\nUNUSED = 2")])
+    out = cli("run", "--agent", f"replay:{fourth}", "--tag", "b", "--resume", "--adopt-from", "a", cwd=task).stdout
+    *_, last = history(task, "b")
+    assert last.agent == "replay" and last.description == "b again" and "beats this run's" not in out
+    # the table and status count the adopted change like any other
+    rows = (task / "results.tsv").read_text().splitlines()
+    assert any("adopt the best of a" in row for row in rows)
+    shown = json.loads(cli("status", "--json", "--tag", "b", cwd=task).stdout)["experiments"]
+    assert [e["status"] for e in shown][:3] == ["keep"] * 3 and len(shown) == 4
+    # the report says what was taken from where; compare says the two runs are not independent
+    cli("report", "--tag", "b", cwd=task)
+    assert "**Taken from other runs:** 1 best of other runs tried here, 1 kept: #1 (a #1, keep)" in \
+        (task / "report.md").read_text()
+    compared = json.loads(cli("compare", "a", "b", "--json", cwd=task).stdout)
+    assert [r["agents"] for r in compared["runs"]] == [["replay"], ["replay"]]  # taking up is not proposing
+    assert any(f.startswith("Not independent: a kept the best of b; b kept the best of a") for f in
+               compared["findings"]), compared["findings"]
+
+
+def with_adopt_from(config, tags: list[str]):
+    return dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_from=tags))
+
+
+def make_loop(task: Path, tag: str, adopt_from: list[str]) -> Loop:
+    return Loop(task, with_adopt_from(load_config(task), adopt_from), None, ReplayAgent([]), tag=tag, budget=60.0)
+
+
+def record(store: Store, loop: Loop, tag: str, runs: list[float], code: str) -> None:
+    """A finished kept experiment of `tag` with these runs and this loss.py, committed on a branch of its own."""
+    head = loop.workspace.head()
+    store.set_state(f"budget:{tag}", 60.0)
+    experiment = store.begin(tag=tag, parent_commit=head, commit=head, diff="", description=f"{tag} best",
+                             agent="replay", seed=0, log_path=None, code_hash=code)
+    store.finish(experiment.id, status=Status.KEEP, metric=sum(runs) / len(runs), metrics={"runs": runs})
+
+
+def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_path):
+    task = make_task(tmp_path)
+    loop = make_loop(task, "me", ["*"])
+    try:
+        store = loop.store
+        record(store, loop, "me", [1.000, 1.010, 0.990], "mine")  # noise sigma 0.01 from these runs
+        assert loop.noise().known
+        assert loop._adoption_offer() is None  # no other run yet
+        record(store, loop, "close", [0.996, 0.994], "close")  # better, but within the gate
+        assert loop._adoption_offer() is None
+        record(store, loop, "far", [0.95, 0.95], "far")
+        tag, theirs, value = loop._adoption_offer()
+        assert (tag, theirs.description, value) == ("far", "far best", pytest.approx(0.95))
+        record(store, loop, "other-budget", [0.80, 0.80], "fast")
+        store.set_state("budget:other-budget", 30.0)  # trained for 30 s: its loss does not compare
+        assert loop._adoption_offer()[0] == "far"
+        record(store, loop, "same-as-mine", [0.70, 0.70], "mine")  # measured here already
+        assert loop._adoption_offer()[0] == "far"
+        record(store, loop, "farther", [0.90, 0.90], "farther")  # the best of the offers wins
+        assert loop._adoption_offer()[0] == "farther"
+        loop.config = with_adopt_from(loop.config, ["far"])
+        assert loop._adoption_offer()[0] == "far"  # only the runs named
+    finally:
+        loop.close()
+
+
+def test_the_worktree_takes_only_the_editable_files_of_the_other_commit(tmp_path):
+    folder = tmp_path / "task"
+    (folder / "models").mkdir(parents=True)
+    (folder / "train.py").write_text("a = 1\n")
+    (folder / "models" / "old.py").write_text("old\n")
+    (folder / "notes.txt").write_text("ours\n")
+    workspace = Workspace.ensure(folder)
+    workspace.create_branch("autoresearch/x", workspace.head())
+    workspace.create_branch("autoresearch/y", workspace.head())
+    other = workspace.open_worktree(folder / ".autoresearch" / "worktrees" / "y", "autoresearch/y")
+    (other.path / "train.py").write_text("a = 2\n")
+    (other.path / "models" / "old.py").unlink()
+    (other.path / "models" / "new.py").write_text("new\n")
+    (other.path / "notes.txt").write_text("theirs\n")
+    theirs = other.commit("their change")
+    mine = workspace.open_worktree(folder / ".autoresearch" / "worktrees" / "x", "autoresearch/x")
+    head = mine.head()
+    mine.take_files(theirs, ["train.py", "models/"])
+    assert mine.head() == head
+    assert (mine.path / "train.py").read_text() == "a = 2\n"
+    assert (mine.path / "models" / "new.py").read_text() == "new\n" and not (mine.path / "models" / "old.py").exists()
+    assert (mine.path / "notes.txt").read_text() == "ours\n"  # not editable: left as it is
+    assert mine.changed_files() == ["models/new.py", "models/old.py", "train.py"]
+
+
+def test_adopt_from_must_list_tags():
+    with pytest.raises(ConfigError, match=r"loop.adopt_from.*\[\"\*\"\]"):
+        config_from_dict({"loop": {"adopt_from": ["gpu0", " "]}})
+    with pytest.raises(ConfigError, match="should be a list"):
+        config_from_dict({"loop": {"adopt_from": "gpu0"}})
