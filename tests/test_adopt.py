@@ -106,17 +106,19 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
         record(store, loop, "close", [0.996, 0.994], "close")  # better, but within the gate
         assert loop._adoption_offer() is None
         record(store, loop, "far", [0.95, 0.95], "far")
-        tag, theirs, value = loop._adoption_offer()
-        assert (tag, theirs.description, value) == ("far", "far best", pytest.approx(0.95))
+        offer = loop._adoption_offer()
+        assert (offer.source, offer.description, offer.value) == ("far", "far best", pytest.approx(0.95))
         record(store, loop, "other-budget", [0.80, 0.80], "fast")
         store.set_state("budget:other-budget", 30.0)  # trained for 30 s: its loss does not compare
-        assert loop._adoption_offer()[0] == "far"
+        assert loop._adoption_offer().source == "far"
         record(store, loop, "same-as-mine", [0.70, 0.70], "mine")  # measured here already
-        assert loop._adoption_offer()[0] == "far"
+        assert loop._adoption_offer().source == "far"
         record(store, loop, "farther", [0.90, 0.90], "farther")  # the best of the offers wins
-        assert loop._adoption_offer()[0] == "farther"
+        assert loop._adoption_offer().source == "farther"
         loop.config = with_adopt_from(loop.config, ["far"])
-        assert loop._adoption_offer()[0] == "far"  # only the runs named
+        assert loop._adoption_offer().source == "far"  # only the runs named
+        loop.config = with_adopt_from(loop.config, ["fa*"])
+        assert loop._adoption_offer().source == "farther"  # or matched
     finally:
         loop.close()
 
@@ -151,3 +153,64 @@ def test_adopt_from_must_list_tags():
         config_from_dict({"loop": {"adopt_from": ["gpu0", " "]}})
     with pytest.raises(ConfigError, match="should be a list"):
         config_from_dict({"loop": {"adopt_from": "gpu0"}})
+
+
+def test_runs_in_two_folders_share_their_best_through_an_exchange_folder(tmp_path):
+    here = make_task(tmp_path)  # two machines: two clones of one task, and a folder both reach
+    there = tmp_path / "there"
+    git(tmp_path, "clone", "-q", str(here), str(there))
+    shared = tmp_path / "exchange"
+    gain = patches(tmp_path, [("a clear gain", "GAIN = 0.08")])
+    cli("run", "--agent", f"replay:{gain}", "--tag", "a", "--exchange", str(shared), cwd=here)
+    (entry,) = shared.glob("*.json")
+    assert entry.name.startswith("a@") and json.loads(entry.read_text())["seq"] == 1
+
+    (tmp_path / "b").mkdir()
+    later = patches(tmp_path / "b", [("(not used)", "GAIN = 0.0"), ("nothing of substance", "GAIN = 0.08\nX = 1")])
+    out = cli("run", "--agent", f"replay:{later}", "--tag", "b", "--exchange", str(shared), "--adopt-from", "a@*",
+              cwd=there).stdout
+    _, adopted, _ = history(there, "b")
+    assert adopted.agent == f"adopt:{entry.stem}" and adopted.status is Status.KEEP, out
+    assert "+GAIN = 0.08" in adopted.diff and adopted.description.endswith("(#1: a clear gain)")
+    assert sorted(p.name.split("@")[0] for p in shared.glob("*.json")) == ["a", "b"]  # b publishes too
+
+    # a run of the same task under another budget does not compare: it is neither offered nor taken
+    (tmp_path / "c").mkdir()
+    other = patches(tmp_path / "c", [("nothing", "GAIN = 0.0\nY = 1")])
+    cli("run", "--agent", f"replay:{other}", "--tag", "c", "--exchange", str(shared), "--adopt-from", "*",
+        "--budget", "30", cwd=there)
+    assert all(e.agent == "replay" or e.seq == 0 for e in history(there, "c"))
+
+
+def test_an_exchange_entry_is_read_whole_or_not_at_all(tmp_path):
+    from autoresearch import exchange
+
+    files = {"train.py": b"LR = 0.1\r\n", "data.bin": bytes(range(256))}
+    content = exchange.entry("a@h", "p1", 3, "lower lr", [0.9, 0.92], "hash", files)
+    exchange.publish(tmp_path, content)
+    (offer,) = exchange.read_offers(tmp_path, "p1", exclude="b@h")
+    assert offer.files == files and offer.runs == (0.9, 0.92) and offer.value == pytest.approx(0.91)
+    assert exchange.read_offers(tmp_path, "p2", exclude="b@h") == []  # another task's or settings'
+    assert exchange.read_offers(tmp_path, "p1", exclude="a@h") == []  # this run's own
+    (tmp_path / "half.json").write_text('{"format": 1, "protocol": "p1", "runs": [0.5')  # a partial copy
+    (tmp_path / "odd.json").write_text(json.dumps({**content, "name": "odd", "files": {"x": "not base64!"}}))
+    assert [o.source for o in exchange.read_offers(tmp_path, "p1", exclude="b@h")] == ["a@h"]
+    assert exchange.entry_name("gpu/0", "node 7") == "gpu-0@node-7"
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_files_from_an_exchange_entry_stay_within_the_editable_files(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "train.py").write_text("a = 1\n")
+    (folder / "extra.py").write_text("b = 1\n")
+    workspace = Workspace.ensure(folder)
+    workspace.create_branch("autoresearch/x", workspace.head())
+    tree = workspace.open_worktree(folder / ".autoresearch" / "worktrees" / "x", "autoresearch/x")
+    for bad in ("../outside.py", "/etc/passwd", "prepare.py", ".autoresearch/store.sqlite"):
+        with pytest.raises(ValueError, match="not a file the agent may edit"):
+            tree.put_files({"train.py": b"a = 2\n", bad: b"x"}, ["train.py"])
+        assert not tree.changed_files()  # nothing written
+    tree.put_files({"train.py": b"a = 2\r\n"}, ["*.py"])  # extra.py is covered and not in the entry: removed
+    assert (tree.path / "train.py").read_bytes() == b"a = 2\r\n" and not (tree.path / "extra.py").exists()
+    assert tree.files_at("HEAD", ["*.py"]) == {"extra.py": b"b = 1\n", "train.py": b"a = 1\n"}

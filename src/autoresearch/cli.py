@@ -315,6 +315,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         adopt_from: str = typer.Option(None, help="Take up the best of these other runs of the folder (tags, "
                                                   "comma-separated; '*': all) when it beats this run's by more "
                                                   "than the noise (default: loop.adopt_from)."),
+        exchange: str = typer.Option(None, help="A folder shared by machines where this run writes its best and "
+                                                "reads the others' (default: loop.exchange)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import signal
@@ -329,6 +331,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     if adopt_from is not None:
         tags = [t.strip() for t in adopt_from.split(",") if t.strip()]
         config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_from=tags))
+    if exchange is not None:
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, exchange=exchange))
     profile = config.train.profile
     if profile == "auto":
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
@@ -573,6 +577,11 @@ def _loop_events():
             out.print(f"[cyan]{event['source']}'s best (#{event['seq']}, {event['metric_name']} {event['metric']:.6f}) "
                       "beats this run's by more than the noise: it is run here, and judged like any change[/]",
                       highlight=False)
+        elif kind == "adopt_refused":
+            out.print(f"  [yellow]{event['source']}'s best is not taken up: {event['error']}[/]", highlight=False)
+        elif kind == "exchange_failed":
+            out.print(f"  [yellow]the exchange folder {event['folder']} cannot be written ({event['error']}): other "
+                      "machines do not see this run's best; the loop goes on[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

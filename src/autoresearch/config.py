@@ -115,6 +115,9 @@ class LoopConfig:
     # more than the noise: each GPU searches on its own, and they share what they find (docs/loop.md, "Runs
     # that share their best"). Empty: this run is a line of research of its own.
     adopt_from: list = field(default_factory=list)
+    # A folder shared by machines (NFS, say) where each run writes its best and reads the others': their runs
+    # are offered to adopt_from under `<tag>@<host>` (docs/loop.md, "Runs on several machines"). Empty: none.
+    exchange: str = ""
 
 
 @dataclass(frozen=True)

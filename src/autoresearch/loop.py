@@ -15,6 +15,8 @@ Crash safety rests on an order of operations and a reconciliation on resume:
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import math
 import os
 import signal
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import codehash, diskguard, integrity, sandbox, speed
+from autoresearch import codehash, diskguard, exchange, integrity, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -45,6 +47,7 @@ from autoresearch.runner import (
     can_prestart,
     candidate_box,
     remove_models,
+    resolve_device,
     run_experiment,
     spare_workers,
     static_env,
@@ -53,6 +56,11 @@ from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
 
 BASELINE = "baseline"
+
+
+def _named(name: str, patterns: list[str]) -> bool:
+    """Whether a run's name matches one of `loop.adopt_from`'s entries (a tag, or a pattern such as `gpu*`)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 class LoopError(Exception):
@@ -111,6 +119,7 @@ class Loop:
         self.stop_requested = False
         self._prestarted: sandbox.CandidateProcess | None = None  # the next experiment's interpreter
         self._spares = None  # evaluation workers started ahead of time, from the first experiment on
+        self._published: dict | None = None  # what this run last wrote to the exchange folder
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -231,6 +240,7 @@ class Loop:
                 self._baseline()
                 continue
             self._recalibrate()
+            self._publish()
             if self._adopt():
                 continue
             try:
@@ -239,6 +249,7 @@ class Loop:
                 reason = str(err)
                 break
         self._end_drafting(reason)
+        self._publish()
         return reason
 
     def _baseline(self) -> None:
@@ -410,71 +421,121 @@ class Loop:
     def _adopt(self) -> bool:
         """Take up the best of another run (`loop.adopt_from`) when it beats this run's best by more than the
         noise: its editable files, as one change on this run's best, run and judged here like any proposal.
-        So runs on several GPUs share what they find. True if an experiment ran (docs/loop.md, "Runs that
-        share their best")."""
+        So runs on several GPUs, or machines, share what they find. True if an experiment ran (docs/loop.md,
+        "Runs that share their best")."""
         offer = self._adoption_offer()
         if offer is None:
             return False
-        source, theirs, their_value = offer
         parent = self.worktree.head()
-        self.worktree.take_files(theirs.commit, self.config.loop.editable)
+        try:
+            if offer.commit is not None:
+                self.worktree.take_files(offer.commit, self.config.loop.editable)
+            else:
+                self.worktree.put_files(offer.files or {}, self.config.loop.editable)
+        except ValueError as err:  # an exchange entry with files this task does not let the agent edit
+            self.worktree.discard_changes()
+            self.store.set_state(self._adopt_seen_key(offer), True)
+            self.on_event({"event": "adopt_refused", "source": offer.source, "error": str(err)})
+            return False
         if not self.worktree.changed_files() or self.store.same_code(self.tag, self._code_hash()) is not None:
             self.worktree.discard_changes()  # code this run has measured: its own best, or one it dropped
-            self.store.set_state(self._adopt_seen_key(theirs), True)
+            self.store.set_state(self._adopt_seen_key(offer), True)
             return False
-        self.on_event({"event": "adopt", "source": source, "seq": theirs.seq, "metric": their_value,
+        self.on_event({"event": "adopt", "source": offer.source, "seq": offer.seq, "metric": offer.value,
                        "metric_name": self.config.metric.name})
-        description = f"adopt the best of {source} (#{theirs.seq}: {theirs.description.splitlines()[0][:120]})"
-        self._submit(parent, description, {"adopted_from": source, "adopted_seq": theirs.seq,
-                                           **self._steered_by(self._program())}, agent=f"adopt:{source}")
+        description = f"adopt the best of {offer.source} (#{offer.seq}: {offer.description.splitlines()[0][:120]})"
+        self._submit(parent, description, {"adopted_from": offer.source, "adopted_seq": offer.seq,
+                                           **self._steered_by(self._program())}, agent=f"adopt:{offer.source}")
         return True
 
-    def _adoption_offer(self) -> tuple[str, Experiment, float] | None:
-        """The other run whose best to take up, its best and that best's measured value; None if none beats
-        this run's best by more than a first run must to be judged at all (the confirm rule's gate; the strict
-        rule: by any amount). Only runs trained for the same budget count, and a best whose code this run has
-        measured already is passed over."""
-        wanted = self.config.loop.adopt_from
+    def _adoption_offer(self) -> exchange.Offer | None:
+        """The best among the other runs' (`_offers`) that beats this run's best by more than a first run must
+        to be judged at all (the confirm rule's gate; the strict rule: by any amount); None if none does. A
+        best whose code this run has measured already is passed over."""
         best = self.incumbent()
-        if not wanted or best is None or self.worktree.head() != best.commit:
+        if not self.config.loop.adopt_from or best is None or self.worktree.head() != best.commit:
             return None
         ours = self.store.current_runs(best)
         if not ours:
             return None
-        metric = self.config.metric
         our_value = sum(ours) / len(ours)
         margin = 0.0
         noise = self.noise() if self.config.keep.rule == "confirm" else None
         if noise is not None and noise.known:
             thresholds = self.config.keep.thresholds()
             margin = thresholds.gate_z * standard_error(noise, 1, len(ours), thresholds)
+        sign = -1.0 if self.config.metric.maximize else 1.0
+        chosen = None
+        for offer in self._offers():
+            if self.store.get_state(self._adopt_seen_key(offer), False):
+                continue
+            if offer.code_hash and self.store.same_code(self.tag, offer.code_hash) is not None:
+                continue
+            gain = sign * (our_value - offer.value)
+            if gain > margin and (chosen is None or gain > chosen[0]):
+                chosen = (gain, offer)
+        return chosen[1] if chosen else None
+
+    def _offers(self) -> list[exchange.Offer]:
+        """The bests of the other runs that `loop.adopt_from` names (run tags or their patterns): of this
+        folder's runs trained for the same budget, and with `loop.exchange`, of the runs whose entries are in
+        the exchange folder with this task's protocol."""
+        wanted = self.config.loop.adopt_from
         budget = self.budget or self.config.train.budget_seconds
-        tags = self.store.tags() if "*" in wanted else [t for t in wanted if t in self.store.tags()]
         offers = []
-        for tag in tags:
+        for tag in self.store.tags():
             their_budget = self.store.get_state(f"budget:{tag}")
-            if tag == self.tag or their_budget is None or not math.isclose(float(their_budget), budget, rel_tol=1e-9):
+            if tag == self.tag or not _named(tag, wanted) or their_budget is None or \
+                    not math.isclose(float(their_budget), budget, rel_tol=1e-9):
                 continue
             kept = [e for e in self.store.experiments(tag) if e.status == Status.KEEP and e.commit]
-            if not kept or self.store.get_state(self._adopt_seen_key(kept[-1]), False):
-                continue
-            theirs = kept[-1]
-            if theirs.code_hash and self.store.same_code(self.tag, theirs.code_hash) is not None:
-                continue
-            runs = self.store.current_runs(theirs)
-            if not runs:
-                continue
-            value = sum(runs) / len(runs)
-            gain = our_value - value if not metric.maximize else value - our_value
-            if gain > margin:
-                offers.append((gain, tag, theirs, value))
-        if not offers:
-            return None
-        _, tag, theirs, value = max(offers, key=lambda o: o[0])
-        return tag, theirs, value
+            runs = self.store.current_runs(kept[-1]) if kept else []
+            if runs:
+                offers.append(exchange.Offer(source=tag, seq=kept[-1].seq, description=kept[-1].description,
+                                             runs=tuple(runs), code_hash=kept[-1].code_hash, commit=kept[-1].commit))
+        if self.exchange_dir is not None:
+            for offer in exchange.read_offers(self.exchange_dir, self._protocol(), exclude=self._exchange_name()):
+                if _named(offer.source, wanted) or _named(offer.source.split("@")[0], wanted):
+                    # the hash is made here: another Python may parse the same code into another tree
+                    offers.append(dataclasses.replace(offer, code_hash=codehash.code_hash(offer.files or {})))
+        return offers
 
-    def _adopt_seen_key(self, theirs: Experiment) -> str:
-        return f"adopt-seen:{self.tag}:{theirs.id}"
+    def _adopt_seen_key(self, offer: exchange.Offer) -> str:
+        return f"adopt-seen:{self.tag}:{offer.source}:{offer.code_hash or offer.commit}"
+
+    # -- the exchange folder ----------------------------------------------------------------------
+
+    @property
+    def exchange_dir(self) -> Path | None:
+        folder = self.config.loop.exchange
+        return Path(os.path.expandvars(folder)).expanduser().resolve() if folder else None
+
+    def _protocol(self) -> str:
+        device = resolve_device(self.config.train.device) if self.config.evaluated else "-"
+        return exchange.protocol_id(self.config, self.budget or self.config.train.budget_seconds, device)
+
+    def _exchange_name(self) -> str:
+        return exchange.entry_name(self.tag)
+
+    def _publish(self) -> None:
+        """Write this run's best to the exchange folder (`loop.exchange`), for runs on other machines; a
+        folder that cannot be written is reported, and the loop goes on."""
+        best = self.incumbent()
+        if self.exchange_dir is None or best is None or not best.commit:
+            return
+        runs = self.store.current_runs(best)
+        files = self.worktree.files_at(best.commit, self.config.loop.editable)
+        if not runs or not files:
+            return
+        content = exchange.entry(self._exchange_name(), self._protocol(), best.seq, best.description, runs,
+                                 codehash.code_hash(files), files)
+        if content == self._published:
+            return
+        try:
+            exchange.publish(self.exchange_dir, content)
+            self._published = content
+        except OSError as err:
+            self.on_event({"event": "exchange_failed", "folder": str(self.exchange_dir), "error": str(err)})
 
     # -- drafting ahead -------------------------------------------------------------------------
 

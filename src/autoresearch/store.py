@@ -194,6 +194,12 @@ class Store:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.RLock()
+        # Read caches, so that a loop that reads its whole history several times per experiment does not parse
+        # it each time: valid while SQLite's data_version (bumped by other connections' commits) is unchanged;
+        # this connection's own writes update or drop them as they commit.
+        self._version: int | None = None
+        self._tag_rows: dict[str | None, list[Experiment]] = {}
+        self._states: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -314,9 +320,13 @@ class Store:
 
     def experiments(self, tag: str | None = None) -> list[Experiment]:
         """All experiments (of `tag`, if given), ordered by id, RUNNING ones included."""
-        if tag is None:
-            return self._select("1 ORDER BY id", ())
-        return self._select("tag = ? ORDER BY id", (tag,))
+        with self._lock:
+            self._check_version()
+            cached = self._tag_rows.get(tag)
+            if cached is None:
+                cached = self._select("1 ORDER BY id", ()) if tag is None else self._select("tag = ? ORDER BY id", (tag,))
+                self._tag_rows[tag] = cached
+            return list(cached)
 
     def remeasured_runs(self, experiment: Experiment) -> list[float]:
         """The runs an experiment's code got later, when it was the best and was measured again; empty if
@@ -406,8 +416,12 @@ class Store:
     def get_state(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under `key`, or `default` if the key was never set."""
         with self._lock:
-            row = self._connection.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row["value"])
+            self._check_version()
+            if key not in self._states:
+                row = self._connection.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+                self._states[key] = None if row is None else row["value"]
+            text = self._states[key]
+        return default if text is None else json.loads(text)
 
     def set_state(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable `value` (finite numbers only) under `key`, in its own transaction."""
@@ -417,10 +431,11 @@ class Store:
             text = json.dumps(value, allow_nan=False, sort_keys=True)
         except (TypeError, ValueError) as err:
             raise ValueError(f"state {key!r} is not JSON-serialisable with finite numbers: {err}") from err
-        with self._write() as conn:
+        with self._write(experiments=False) as conn:
             conn.execute("INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                          (key, text, time.time()))
+            self._states[key] = text
 
     def keep_program(self, text: str) -> str:
         """Keep a program.md text (once) and return its id: the first 12 hex digits of its SHA-256."""
@@ -485,19 +500,36 @@ class Store:
         return self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, experiments: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction. BEGIN IMMEDIATE takes the write lock up front (waiting for another
-        writer up to the busy timeout), so the reads inside it (next seq, current status) cannot go stale."""
+        writer up to the busy timeout), so the reads inside it (next seq, current status) cannot go stale.
+        `experiments`: it writes experiments (their cached lists are dropped; a state write updates its own
+        cache entry)."""
         with self._lock:
             conn = self._connection
             conn.execute("BEGIN IMMEDIATE")
+            self._check_version()  # what other connections wrote before this transaction
+            if experiments:
+                self._tag_rows.clear()
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._forget()
                 raise
+
+    def _check_version(self) -> None:
+        """Drop the read caches if another connection has committed since they were filled."""
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        if version != self._version:
+            self._forget()
+            self._version = version
+
+    def _forget(self) -> None:
+        self._tag_rows.clear()
+        self._states.clear()
 
     def _insert(self, conn: sqlite3.Connection, values: dict, status: Status, ended_at: float | None) -> Experiment:
         (seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM experiments WHERE tag = ?",

@@ -894,16 +894,53 @@ class Worktree(_Repo):
         left where it is: covered files `commit` has are written, covered files it lacks are removed, and every
         other file stays as it is. To take up another branch's code without its other files."""
         sha = self._commit_of(commit)
-
-        def covered(*rev: str) -> set[str]:
-            out = self._git("--no-optional-locks", "ls-tree", "-r", "-z", "--name-only", *rev, "--", ".").stdout
-            return {p for p in out.split("\0") if p and matches_scope(p, editable)}
-
-        theirs, ours = covered(sha), covered("HEAD")
+        theirs, ours = self._covered(sha, editable), self._covered("HEAD", editable)
         if theirs:
             self._git("restore", f"--source={sha}", "--worktree", "--", *(f":(literal){p}" for p in sorted(theirs)))
         for rel in sorted(ours - theirs):
             (self.path / rel).unlink(missing_ok=True)
+
+    def _covered(self, rev: str, editable: Sequence[str], *, regular: bool = False) -> set[str]:
+        """The paths of commit `rev` that `editable` covers; `regular`: plain files only (no links)."""
+        out = self._git("--no-optional-locks", "ls-tree", "-r", "-z", rev, "--", ".").stdout
+        paths = set()
+        for line in filter(None, out.split("\0")):
+            meta, path = line.split("\t", 1)
+            if matches_scope(path, editable) and (not regular or meta.split()[0] in ("100644", "100755")):
+                paths.add(path)
+        return paths
+
+    def files_at(self, commit: str, editable: Sequence[str]) -> dict[str, bytes]:
+        """The plain files of `commit` that `editable` covers: path -> content. Reads only; takes no lock."""
+        sha = self._commit_of(commit)
+        files = {}
+        for path in sorted(self._covered(sha, editable, regular=True)):
+            shown = subprocess.run(["git", "--no-optional-locks", "cat-file", "blob", f"{sha}:./{path}"],
+                                   cwd=self.path, capture_output=True, env=_environment(None),
+                                   stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_SECONDS)  # bytes, as stored
+            if shown.returncode != 0:
+                raise GitError(f"git cat-file failed for {path} at {sha[:12]}", command=["git", "cat-file"],
+                               stderr=shown.stderr.decode(errors="replace"))
+            files[path] = shown.stdout
+        return files
+
+    def put_files(self, files: Mapping[str, bytes], editable: Sequence[str]) -> None:
+        """Make the files that `editable` covers exactly `files` (path -> content), uncommitted, with HEAD left
+        where it is: covered files not in `files` are removed, every other file stays as it is. ValueError for
+        a path `editable` does not cover, or one that leaves the folder: nothing is written then."""
+        for path in files:
+            parts = Path(path).parts
+            if not path or Path(path).is_absolute() or ".." in parts or parts[:1] == (HARNESS_DIR,) \
+                    or not matches_scope(path, editable):
+                raise ValueError(f"{path!r} is not a file the agent may edit here ({', '.join(editable)})")
+        for rel in sorted(self._covered("HEAD", editable) - set(files)):
+            (self.path / rel).unlink(missing_ok=True)
+        for rel, content in sorted(files.items()):
+            target = self.path / rel
+            if target.is_symlink():
+                target.unlink()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
 
     def discard_changes(self) -> None:
         """Throw away every uncommitted change: `reset_hard(HEAD)`."""
