@@ -486,3 +486,31 @@ def test_best_and_results_follow_the_metric_name_and_direction(store):
         store.finish(store.begin(**proposal(tag="acc")).id, status="keep", metric=value)
     assert store.best("acc", maximize=True).metric == 0.95 and store.best("acc").metric == 0.80
     assert store.results_tsv("acc", "accuracy").splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
+
+
+SET_UP_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from autoresearch.agents.tune import TuneAgent
+from autoresearch.store import Store
+task, start, tag = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+agent = TuneAgent(task, tag=tag, script="loss.py")
+while time.time() < start:
+    pass
+Store.open(task).close()
+agent.study(tag)
+print("ready")
+"""
+
+
+def test_loops_started_at_the_same_moment_on_a_new_folder_all_set_up_their_tables(tmp_path):
+    # several runs started at once (one per GPU) on a folder without a store: each creates the store's schema
+    # and its tune study's tables in the same SQLite file; without taking turns, all but one failed
+    (tmp_path / "loss.py").write_text("LR = 0.1\nprint(f'loss: {LR}')\n")
+    start = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, "-c", SET_UP_AT_ONCE, str(tmp_path), str(start), f"gpu{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [out.strip() for out, _ in outs] == ["ready"] * 4, [err[-500:] for _, err in outs]
+    with Store.open(tmp_path) as store:
+        assert store.experiments() == []

@@ -39,6 +39,11 @@ from typing import Any
 
 from autoresearch import speed
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: schema set-up is not serialised between processes
+    fcntl = None  # type: ignore[assignment]
+
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
 SCHEMA_VERSION = 3  # PRAGMA user_version of the schema this module writes
@@ -181,6 +186,25 @@ _COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, 
             "error, code_hash")
 
 
+@contextmanager
+def setup_lock(task_dir: Path) -> Iterator[None]:
+    """Held while a process sets up the store file's schema (`Store.open`) or adds tables of its own to it (the
+    `tune` agent's Optuna study): several loops started at once on a new folder would otherwise create the
+    same tables at the same moment, and all but one fail (`table ... already exists`, `database is locked`).
+    An exclusive `flock` on `.autoresearch/store.lock`, which the kernel drops with the process."""
+    folder = Path(task_dir) / STORE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file drops the lock
+
+
 class Store:
     """The experiments of one task folder. Open with `Store.open(task_dir)`; close (or use `with`).
 
@@ -224,7 +248,8 @@ class Store:
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the experiment store {path}: {err}") from err
         try:
-            _configure(conn, path)
+            with setup_lock(task_dir):  # loops started at the same moment on a new folder take turns here
+                _configure(conn, path)
         except StoreError:
             conn.close()
             raise

@@ -62,7 +62,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext
-from autoresearch.store import BUSY_TIMEOUT_S, STORE_DIR, STORE_NAME, Experiment, Status, Store
+from autoresearch.store import BUSY_TIMEOUT_S, STORE_DIR, STORE_NAME, Experiment, Status, Store, setup_lock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -428,11 +428,13 @@ class TuneAgent:
         # Two runs of tune on one task (tags tune-1, tune-2) must not walk the same path: the seed is mixed
         # with the tag, so a run is reproducible and another run is another sample of the search.
         self._tag_seed = (self.seed + zlib.crc32(tag.encode())) % 2**31
-        if self._storage is None:
-            self._storage = optuna.storages.RDBStorage(
-                self.storage_url, engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
-        study = optuna.create_study(storage=self._storage, study_name=name, direction=self.direction,
-                                    sampler=optuna.samplers.RandomSampler(seed=self._tag_seed), load_if_exists=True)
+        with setup_lock(self.task_dir):  # another run's tune may be creating Optuna's tables right now
+            if self._storage is None:
+                self._storage = optuna.storages.RDBStorage(
+                    self.storage_url, engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}})
+            study = optuna.create_study(storage=self._storage, study_name=name, direction=self.direction,
+                                        sampler=optuna.samplers.RandomSampler(seed=self._tag_seed),
+                                        load_if_exists=True)
         seed = self._tag_seed + len(study.get_trials(deepcopy=False))
         study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
                          if self.sampler == "tpe"
