@@ -101,3 +101,46 @@ def test_the_loop_stops_before_a_run_when_the_disk_is_nearly_full(tiny_task):
     assert not (tiny_task / "results.tsv").exists() or (tiny_task / "results.tsv").read_text().count("\n") <= 1
     train = cli("train", cwd=tiny_task, check=False)
     assert train.returncode == 2 and "min_free_gb" in train.stderr
+
+
+def make_entry(folder: Path, name: str, size: int, age_s: float) -> Path:
+    entry = folder / name
+    entry.mkdir(parents=True)
+    for part in ("kernel.so", "kernel.json"):
+        (entry / part).write_bytes(b"x" * (size // 2))
+        then = time.time() - age_s
+        os.utime(entry / part, (then, then))
+    return entry
+
+
+def test_the_compile_cache_loses_its_least_recently_written_entries_first(tmp_path):
+    cache = tmp_path / "compile-cache"
+    old = make_entry(cache, "triton/aaa", 4000, 3000)
+    older = make_entry(cache, "fxgraph/ab/bbb", 4000, 5000)
+    new = make_entry(cache, "triton/ccc", 4000, 10)
+    newer = make_entry(cache, "fxgraph/cd/ddd", 4000, 1)
+    gb = 1 << 30
+    assert diskguard.prune_cache(cache, 20_000 / gb) == (0, 0)  # 16,000 bytes: within the cap
+    assert diskguard.prune_cache(cache, 0) == (0, 0)  # 0: no cap
+    # over a cap of 12,000 bytes: down to 3/4 of it (9,000), oldest first, each entry whole
+    assert diskguard.prune_cache(cache, 12_000 / gb) == (8000, 2)
+    assert not older.exists() and not old.exists() and new.is_dir() and newer.is_dir()
+    assert len(list(new.iterdir())) == 2 and (cache / "fxgraph" / "cd").is_dir()
+    assert diskguard.prune_cache(tmp_path / "none", 1.0) == (0, 0)
+
+
+def test_the_loop_keeps_the_compile_cache_within_its_cap(tmp_path, monkeypatch):
+    from test_keep_loop import make_task, patches
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    task = make_task(tmp_path)
+    toml = (task / "autoresearch.toml").read_text()
+    (task / "autoresearch.toml").write_text(toml.replace("compile_cache_gb = 20.0", "compile_cache_gb = 1e-05"))
+    agent = patches(tmp_path, [("nothing", "GAIN = 0.0\nUNUSED = 1")])
+    cli("run", "--agent", f"replay:{agent}", "--tag", "c", "--max-experiments", "1", cwd=task)
+    cache = task / ".autoresearch" / "worktrees" / "c" / ".autoresearch" / "compile-cache"
+    assert cache.is_dir()  # where the runs' TORCHINDUCTOR_CACHE_DIR points
+    stale = make_entry(cache, "triton/old", 20_000, 3600)  # 20 kB against a cap of about 10.7 kB
+    result = cli("run", "--agent", f"replay:{agent}", "--tag", "c", "--resume", "--max-experiments", "2", cwd=task)
+    assert not stale.exists()
+    assert "the compile cache reached sandbox.compile_cache_gb = 1e-05: its 1 least recently written" in result.stdout

@@ -582,6 +582,10 @@ def _loop_events():
         elif kind == "exchange_failed":
             out.print(f"  [yellow]the exchange folder {event['folder']} cannot be written ({event['error']}): other "
                       "machines do not see this run's best; the loop goes on[/]", highlight=False)
+        elif kind == "cache_pruned":
+            out.print(f"  [dim]the compile cache reached sandbox.compile_cache_gb = {event['limit_gb']:g}: its "
+                      f"{event['entries']} least recently written entries ({event['bytes'] / 2**30:.1f} GB) were "
+                      "removed[/]", highlight=False)
         elif kind == "drafting":
             out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
         elif kind in ("start", "eval"):

@@ -100,6 +100,9 @@ class SandboxConfig:
     network: bool = False  # let runs reach the network (only for commands that must download)
     min_free_gb: float = 4.0  # a run starts only with this much free disk; it is stopped under a quarter of it
     max_write_gb: float = 32.0  # a run is stopped once it has taken this much of its disk (what it wrote is deleted)
+    # torch.compile's cache (.autoresearch/compile-cache), shared by the runs so that unchanged code starts fast,
+    # is kept under this size: its least recently written entries go first (docs/loop.md, "Disk"). 0: no cap.
+    compile_cache_gb: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ class TaskConfig:
         if not self.sandbox.min_free_gb > 0 or not self.sandbox.max_write_gb > 0:
             raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
                               "e.g. 4 and 32")
+        if not self.sandbox.compile_cache_gb >= 0:
+            raise ConfigError(f"sandbox.compile_cache_gb = {self.sandbox.compile_cache_gb!r}: give the most GB the "
+                              "compile cache may hold, e.g. 20 (0: no cap)")
         k = self.keep
         if k.rule not in ("confirm", "strict"):
             raise ConfigError(f"keep.rule = {k.rule!r}: use confirm (noise-aware) or strict (any gain)")

@@ -124,3 +124,46 @@ def remove_written(workdir: Path, before: set[str], write_folders: Iterable[Path
             except OSError:
                 pass
     return freed
+
+
+def cache_entries(folder: Path) -> list[tuple[float, int, Path]]:
+    """The entries of a compile cache (torch inductor's, Triton's): each folder that holds files, as (the
+    latest mtime of its files, their total size, the folder), oldest first. An entry is removed whole, so a
+    kernel is never left with some of its files missing."""
+    entries: dict[Path, list[float]] = {}
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                stat = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue  # removed meanwhile
+            entry = entries.setdefault(Path(root), [0.0, 0])
+            entry[0] = max(entry[0], stat.st_mtime)
+            entry[1] += stat.st_size
+    return sorted((mtime, size, path) for path, (mtime, size) in entries.items())
+
+
+def prune_cache(folder: Path, max_gb: float, *, keep_fraction: float = 0.75) -> tuple[int, int]:
+    """Keep a compile cache within `max_gb`: once it is larger, remove its least recently written entries
+    (`cache_entries`) until it is under `keep_fraction` of that, so it is not pruned again at every run. Returns
+    (bytes removed, entries removed); (0, 0) when it was within the cap, or `max_gb` is 0 (no cap)."""
+    if max_gb <= 0 or not folder.is_dir():
+        return 0, 0
+    entries = cache_entries(folder)
+    total = sum(size for _, size, _ in entries)
+    if total <= max_gb * GB:
+        return 0, 0
+    target, removed, count = keep_fraction * max_gb * GB, 0, 0
+    for _, size, path in entries:
+        if total - removed <= target:
+            break
+        for child in path.iterdir():
+            if not child.is_dir() or child.is_symlink():
+                child.unlink(missing_ok=True)
+        removed += size
+        count += 1
+        try:
+            path.rmdir()  # only if nothing is left in it: an entry's subfolders are entries of their own
+        except OSError:
+            pass
+    return removed, count

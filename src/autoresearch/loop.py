@@ -572,6 +572,7 @@ class Loop:
         with fresh seeds: the baseline's first measure the noise; a candidate within the noise is run again.
         Each finished run is recorded in the store's state at once, so a restarted loop goes on from it."""
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
+        self._prune_compile_cache()
         self._draft_ahead(experiment)
         incumbent = self.incumbent()
         keep = self.config.keep
@@ -853,6 +854,18 @@ class Loop:
                     for folder in candidate_box(self.worktree.path, self.config, self.dataset).write)):
                 mine.append(str(path))
         return mine
+
+    def _prune_compile_cache(self) -> None:
+        """Keep the run's compile cache within `sandbox.compile_cache_gb` (`diskguard.prune_cache`): every
+        change of shapes or code compiles new kernels, and a night of them would otherwise fill the disk. A
+        cache you placed yourself (TORCHINDUCTOR_CACHE_DIR set) is yours, and left alone."""
+        if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+            return
+        folder = Path(static_env(self.worktree.path, self.config)["TORCHINDUCTOR_CACHE_DIR"])
+        removed, entries = diskguard.prune_cache(folder, self.config.sandbox.compile_cache_gb)
+        if entries:
+            self.on_event({"event": "cache_pruned", "folder": str(folder), "bytes": removed, "entries": entries,
+                           "limit_gb": self.config.sandbox.compile_cache_gb})
 
     def _prestart(self) -> None:
         if self._prestarted is None and can_prestart(self.config):
