@@ -26,6 +26,8 @@ cp autoresearch.toml "$OUT/"
 /usr/bin/time -f "prepare wall %e s" python -m autoresearch prepare 2>&1 | tee "$OUT/prepare.txt"
 ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
 ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
+# what one version of the code leaves in the compile cache (sandbox.compile_cache_gb caps it across a night)
+du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache.txt" || true
 if [ -n "${SWEEP:-}" ]; then
   cd "$REPO"
   [ "$SWEEP" = default ] && SWEEP=""

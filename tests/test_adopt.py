@@ -74,6 +74,7 @@ def test_two_runs_share_their_best_both_ways_and_never_go_back(tmp_path):
         (task / "report.md").read_text()
     compared = json.loads(cli("compare", "a", "b", "--json", cwd=task).stdout)
     assert [r["agents"] for r in compared["runs"]] == [["replay"], ["replay"]]  # taking up is not proposing
+    assert sorted(r["adopted_from"] for r in compared["runs"]) == [["a"], ["b"]]
     assert any(f.startswith("Not independent: a kept the best of b; b kept the best of a") for f in
                compared["findings"]), compared["findings"]
 

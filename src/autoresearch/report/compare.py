@@ -221,7 +221,7 @@ def compare_data(contenders: Sequence[Contender], metric: MetricConfig, *,
     runs = [{"tag": c.tag, "agents": list(c.agents), "experiments": c.summary.total, "kept": c.summary.kept,
              "best": c.best, "best_runs": len(c.best_runs), "noise_sigma": c.sigma, "budget_seconds": c.budget,
              "machine_speed": c.speed, "hours": c.curve[-1][1] if c.curve else None,
-             "baseline": c.summary.baseline.metric if c.summary.baseline else None}
+             "baseline": c.summary.baseline.metric if c.summary.baseline else None, "adopted_from": list(c.adopted)}
             for c in ranked(contenders, metric)]
     return {"metric_name": metric.name, "direction": metric.direction, "runs": runs,
             "findings": findings(contenders, metric, tolerance=tolerance)}
