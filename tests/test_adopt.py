@@ -120,6 +120,13 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
         assert loop._adoption_offer().source == "far"  # only the runs named
         loop.config = with_adopt_from(loop.config, ["fa*"])
         assert loop._adoption_offer().source == "farther"  # or matched
+        # with adopt_after, only once this run has gone that many experiments without a keep
+        loop.config = dataclasses.replace(loop.config, loop=dataclasses.replace(loop.config.loop, adopt_after=2))
+        assert loop._adoption_offer() is None
+        for n in range(2):
+            e = store.begin(tag="me", parent_commit="x", commit=None, diff="", description=f"try {n}", agent="r", seed=0)
+            store.finish(e.id, status=Status.DISCARD, metric=1.2)
+        assert loop._adoption_offer().source == "farther"
     finally:
         loop.close()
 

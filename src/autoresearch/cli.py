@@ -315,6 +315,8 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         adopt_from: str = typer.Option(None, help="Take up the best of these other runs of the folder (tags, "
                                                   "comma-separated; '*': all) when it beats this run's by more "
                                                   "than the noise (default: loop.adopt_from)."),
+        adopt_after: int = typer.Option(None, help="Take another run's best up only after this many experiments "
+                                                   "without a keep (default: loop.adopt_after, 0: at once)."),
         exchange: str = typer.Option(None, help="A folder shared by machines where this run writes its best and "
                                                 "reads the others' (default: loop.exchange)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
@@ -333,6 +335,12 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_from=tags))
     if exchange is not None:
         config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, exchange=exchange))
+    if adopt_after is not None:
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_after=adopt_after))
+    try:
+        config = config.validate()  # the options above, checked as the settings they stand for
+    except ConfigError as e:
+        _fail(str(e))
     profile = config.train.profile
     if profile == "auto":
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"

@@ -118,6 +118,9 @@ class LoopConfig:
     # more than the noise: each GPU searches on its own, and they share what they find (docs/loop.md, "Runs
     # that share their best"). Empty: this run is a line of research of its own.
     adopt_from: list = field(default_factory=list)
+    # Take another run's best up only after this many experiments of this run without a keep (0: as soon as
+    # one beats this run's): runs that share later keep their own lines longer, and search more widely.
+    adopt_after: int = 0
     # A folder shared by machines (NFS, say) where each run writes its best and reads the others': their runs
     # are offered to adopt_from under `<tag>@<host>` (docs/loop.md, "Runs on several machines"). Empty: none.
     exchange: str = ""
@@ -195,6 +198,9 @@ class TaskConfig:
                 not all(isinstance(t, str) and t.strip() for t in self.loop.adopt_from):
             raise ConfigError(f"loop.adopt_from = {self.loop.adopt_from!r}: list the run tags to take the best "
                               'from, e.g. ["gpu0", "gpu1"], or ["*"] for every other run of this folder')
+        if self.loop.adopt_after < 0:
+            raise ConfigError(f"loop.adopt_after = {self.loop.adopt_after}: give how many experiments without a keep "
+                              "a run makes before it takes up another run's best, e.g. 5 (0: at once)")
         if self.loop.keep_models not in ("kept", "all", "none"):
             raise ConfigError(f"loop.keep_models = {self.loop.keep_models!r}: use kept (the models of kept "
                               "experiments), all or none")

@@ -456,7 +456,7 @@ class Loop:
         if not self.config.loop.adopt_from or best is None or self.worktree.head() != best.commit:
             return None
         ours = self.store.current_runs(best)
-        if not ours:
+        if not ours or self._since_keep(best) < self.config.loop.adopt_after:
             return None
         our_value = sum(ours) / len(ours)
         margin = 0.0
@@ -475,6 +475,10 @@ class Loop:
             if gain > margin and (chosen is None or gain > chosen[0]):
                 chosen = (gain, offer)
         return chosen[1] if chosen else None
+
+    def _since_keep(self, best: Experiment) -> int:
+        """How many experiments this run has finished since its best was kept (rejected proposals count)."""
+        return sum(1 for e in self.store.experiments(self.tag) if e.seq > best.seq and e.finished)
 
     def _offers(self) -> list[exchange.Offer]:
         """The bests of the other runs that `loop.adopt_from` names (run tags or their patterns): of this
