@@ -330,15 +330,11 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     from autoresearch.runner import resolve_device
 
     config = _task(task_dir)
-    if adopt_from is not None:
-        tags = [t.strip() for t in adopt_from.split(",") if t.strip()]
-        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_from=tags))
-    if exchange is not None:
-        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, exchange=exchange))
-    if adopt_after is not None:
-        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, adopt_after=adopt_after))
+    given = {"adopt_from": None if adopt_from is None else [t.strip() for t in adopt_from.split(",") if t.strip()],
+             "adopt_after": adopt_after, "exchange": exchange}  # options that stand for [loop] settings
     try:
-        config = config.validate()  # the options above, checked as the settings they stand for
+        config = dataclasses.replace(config, loop=dataclasses.replace(
+            config.loop, **{k: v for k, v in given.items() if v is not None})).validate()
     except ConfigError as e:
         _fail(str(e))
     profile = config.train.profile
