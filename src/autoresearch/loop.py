@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import os
 import signal
@@ -119,7 +120,7 @@ class Loop:
         self.stop_requested = False
         self._prestarted: sandbox.CandidateProcess | None = None  # the next experiment's interpreter
         self._spares = None  # evaluation workers started ahead of time, from the first experiment on
-        self._published: dict | None = None  # what this run last wrote to the exchange folder
+        self._published: tuple | None = None  # the best (id, runs) this run last wrote to the exchange folder
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -498,7 +499,7 @@ class Loop:
                 offers.append(exchange.Offer(source=tag, seq=kept[-1].seq, description=kept[-1].description,
                                              runs=tuple(runs), code_hash=kept[-1].code_hash, commit=kept[-1].commit))
         if self.exchange_dir is not None:
-            for offer in exchange.read_offers(self.exchange_dir, self._protocol(), exclude=self._exchange_name()):
+            for offer in exchange.read_offers(self.exchange_dir, self._protocol_id, exclude=self._exchange_name()):
                 if _named(offer.source, wanted) or _named(offer.source.split("@")[0], wanted):
                     # the hash is made here: another Python may parse the same code into another tree
                     offers.append(dataclasses.replace(offer, code_hash=codehash.code_hash(offer.files or {})))
@@ -514,7 +515,9 @@ class Loop:
         folder = self.config.loop.exchange
         return Path(os.path.expandvars(folder)).expanduser().resolve() if folder else None
 
-    def _protocol(self) -> str:
+    @functools.cached_property
+    def _protocol_id(self) -> str:
+        """`exchange.protocol_id` of this run: what its metric compares with (fixed for the run)."""
         device = resolve_device(self.config.train.device) if self.config.evaluated else "-"
         return exchange.protocol_id(self.config, self.budget or self.config.train.budget_seconds, device)
 
@@ -528,16 +531,16 @@ class Loop:
         if self.exchange_dir is None or best is None or not best.commit:
             return
         runs = self.store.current_runs(best)
+        if not runs or self._published == (best.id, runs):
+            return  # written already, as it is now
         files = self.worktree.files_at(best.commit, self.config.loop.editable)
-        if not runs or not files:
+        if not files:
             return
-        content = exchange.entry(self._exchange_name(), self._protocol(), best.seq, best.description, runs,
+        content = exchange.entry(self._exchange_name(), self._protocol_id, best.seq, best.description, runs,
                                  codehash.code_hash(files), files)
-        if content == self._published:
-            return
         try:
             exchange.publish(self.exchange_dir, content)
-            self._published = content
+            self._published = (best.id, runs)
         except OSError as err:
             self.on_event({"event": "exchange_failed", "folder": str(self.exchange_dir), "error": str(err)})
 
