@@ -131,6 +131,21 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
         loop.close()
 
 
+def test_the_offer_taken_beats_this_best_by_the_most_and_by_more_than_the_margin():
+    from autoresearch.exchange import Offer, best_offer
+
+    def offer(name: str, *runs: float) -> Offer:
+        return Offer(source=name, seq=1, description=name, runs=runs, code_hash=name)
+
+    offers = [offer("a", 0.95, 0.97), offer("b", 0.93), offer("c", 0.93), offer("d", 1.2)]
+    assert best_offer(offers, 1.0, 0.0).source == "b"  # the first of equals
+    assert best_offer(offers, 1.0, 0.065).source == "b"  # 0.07 better: more than 0.065...
+    assert best_offer(offers, 1.0, 0.075) is None  # ...not more than 0.075
+    assert best_offer(offers, 0.9, 0.0) is None
+    assert best_offer(offers, 1.0, 0.0, maximize=True).source == "d"
+    assert best_offer([], 1.0, 0.0) is None
+
+
 def test_the_worktree_takes_only_the_editable_files_of_the_other_commit(tmp_path):
     folder = tmp_path / "task"
     (folder / "models").mkdir(parents=True)

@@ -48,6 +48,18 @@ class Offer:
         return sum(self.runs) / len(self.runs)
 
 
+def best_offer(offers: list[Offer], our_value: float, margin: float, *, maximize: bool = False) -> Offer | None:
+    """The offer that beats `our_value` (this run's best, as measured) by the most, if by more than `margin`;
+    None if none does. The first of equals wins."""
+    sign = 1.0 if maximize else -1.0
+    chosen, chosen_gain = None, margin
+    for offer in offers:
+        gain = sign * (offer.value - our_value)
+        if gain > chosen_gain:
+            chosen, chosen_gain = offer, gain
+    return chosen
+
+
 def protocol_id(config: TaskConfig, budget: float, device: str) -> str:
     """What makes two runs' metrics comparable, as a short hash: the data, the evaluation, the metric, how a
     run is started, which files are editable, the training budget and the kind of device (cpu, cuda, mps).

@@ -465,17 +465,9 @@ class Loop:
         if noise is not None and noise.known:
             thresholds = self.config.keep.thresholds()
             margin = thresholds.gate_z * standard_error(noise, 1, len(ours), thresholds)
-        sign = -1.0 if self.config.metric.maximize else 1.0
-        chosen = None
-        for offer in self._offers():
-            if self.store.get_state(self._adopt_seen_key(offer), False):
-                continue
-            if offer.code_hash and self.store.same_code(self.tag, offer.code_hash) is not None:
-                continue
-            gain = sign * (our_value - offer.value)
-            if gain > margin and (chosen is None or gain > chosen[0]):
-                chosen = (gain, offer)
-        return chosen[1] if chosen else None
+        fresh = [o for o in self._offers() if not self.store.get_state(self._adopt_seen_key(o), False)
+                 and not (o.code_hash and self.store.same_code(self.tag, o.code_hash) is not None)]
+        return exchange.best_offer(fresh, our_value, margin, maximize=self.config.metric.maximize)
 
     def _since_keep(self, best: Experiment) -> int:
         """How many experiments this run has finished since its best was kept (rejected proposals count)."""
