@@ -163,7 +163,7 @@ def test_the_worktree_takes_only_the_editable_files_of_the_other_commit(tmp_path
     theirs = other.commit("their change")
     mine = workspace.open_worktree(folder / ".autoresearch" / "worktrees" / "x", "autoresearch/x")
     head = mine.head()
-    mine.take_files(theirs, ["train.py", "models/"])
+    mine.put_files(mine.files_at(theirs, ["train.py", "models/"]), ["train.py", "models/"])
     assert mine.head() == head
     assert (mine.path / "train.py").read_text() == "a = 2\n"
     assert (mine.path / "models" / "new.py").read_text() == "new\n" and not (mine.path / "models" / "old.py").exists()

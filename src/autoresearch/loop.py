@@ -429,10 +429,9 @@ class Loop:
             return False
         parent = self.worktree.head()
         try:
-            if offer.commit is not None:
-                self.worktree.take_files(offer.commit, self.config.loop.editable)
-            else:
-                self.worktree.put_files(offer.files or {}, self.config.loop.editable)
+            editable = self.config.loop.editable
+            files = offer.files if offer.files is not None else self.worktree.files_at(offer.commit or "", editable)
+            self.worktree.put_files(files, editable)
         except ValueError as err:  # an exchange entry with files this task does not let the agent edit
             self.worktree.discard_changes()
             self.store.set_state(self._adopt_seen_key(offer), True)

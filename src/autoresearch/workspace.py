@@ -889,17 +889,6 @@ class Worktree(_Repo):
         it is: to run an earlier commit's code. `discard_changes` undoes it."""
         self._git("restore", f"--source={self._commit_of(commit)}", "--worktree", "--", ".")
 
-    def take_files(self, commit: str, editable: Sequence[str]) -> None:
-        """Make the files that `editable` covers (see `matches_scope`) those of `commit`, uncommitted, with HEAD
-        left where it is: covered files `commit` has are written, covered files it lacks are removed, and every
-        other file stays as it is. To take up another branch's code without its other files."""
-        sha = self._commit_of(commit)
-        theirs, ours = self._covered(sha, editable), self._covered("HEAD", editable)
-        if theirs:
-            self._git("restore", f"--source={sha}", "--worktree", "--", *(f":(literal){p}" for p in sorted(theirs)))
-        for rel in sorted(ours - theirs):
-            (self.path / rel).unlink(missing_ok=True)
-
     def _covered(self, rev: str, editable: Sequence[str], *, regular: bool = False) -> set[str]:
         """The paths of commit `rev` that `editable` covers; `regular`: plain files only (no links)."""
         out = self._git("--no-optional-locks", "ls-tree", "-r", "-z", rev, "--", ".").stdout
@@ -926,8 +915,9 @@ class Worktree(_Repo):
 
     def put_files(self, files: Mapping[str, bytes], editable: Sequence[str]) -> None:
         """Make the files that `editable` covers exactly `files` (path -> content), uncommitted, with HEAD left
-        where it is: covered files not in `files` are removed, every other file stays as it is. ValueError for
-        a path `editable` does not cover, or one that leaves the folder: nothing is written then."""
+        where it is: covered files not in `files` are removed, every other file stays as it is. With `files_at`,
+        takes up another branch's code without its other files. ValueError for a path `editable` does not
+        cover, or one that leaves the folder: nothing is written then."""
         for path in files:
             parts = Path(path).parts
             if not path or Path(path).is_absolute() or ".." in parts or parts[:1] == (HARNESS_DIR,) \
