@@ -149,17 +149,17 @@ def test_running_lists_what_a_dead_loop_left(store: Store) -> None:
     assert [e.id for e in store.running("nov27")] == [c.id]
 
 
-def test_best_is_the_lowest_kept(store: Store) -> None:
-    assert store.best("nov27") is None
+def test_the_incumbent_is_the_latest_keep(store: Store) -> None:
+    assert store.incumbent("nov27") is None
     store.finish(store.begin(**proposal()).id, status="keep", metric=1.30)
-    keep = store.finish(store.begin(**proposal()).id, status="keep", metric=1.20)
+    store.finish(store.begin(**proposal()).id, status="keep", metric=1.10)
     store.finish(store.begin(**proposal()).id, status="discard", metric=1.00)
     store.finish(store.begin(**proposal()).id, status="crash", error="OOM")
     store.finish(store.begin(**proposal()).id, status="tampered", metric=0.10)
-    store.finish(store.begin(**proposal()).id, status="keep", metric=1.20)  # a tie: the earlier one wins
+    keep = store.finish(store.begin(**proposal()).id, status="keep", metric=1.20)  # beat 1.10 measured again
     store.begin(**proposal())
     store.finish(store.begin(**proposal(tag="other")).id, status="keep", metric=0.5)
-    assert store.best("nov27") == keep and store.best("other").metric == 0.5
+    assert store.incumbent("nov27") == keep and store.incumbent("other").metric == 0.5
 
 
 def test_results_tsv_exact_bytes(tmp_path: Path, store: Store) -> None:
@@ -481,10 +481,10 @@ def test_same_code_finds_the_latest_measurement_of_that_code_in_the_tag(store):
         store.begin(**proposal(), code_hash=123)
 
 
-def test_best_and_results_follow_the_metric_name_and_direction(store):
+def test_results_follow_the_metric_name(store):
     for value in (0.80, 0.95, 0.90):
         store.finish(store.begin(**proposal(tag="acc")).id, status="keep", metric=value)
-    assert store.best("acc", maximize=True).metric == 0.95 and store.best("acc").metric == 0.80
+    assert store.incumbent("acc").metric == 0.90
     assert store.results_tsv("acc", "accuracy").splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
 
 

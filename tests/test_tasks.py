@@ -129,7 +129,7 @@ def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
     with Store.open(generic_task) as store:
         crash = store.experiments("g")[3]
         assert crash.status is Status.CRASH and "no score" in crash.error and "matches" in crash.error
-        assert store.best("g", maximize=True).description == "WIDTH 4 -> 6"
+        assert store.incumbent("g").description == "WIDTH 4 -> 6"
 
     status = json.loads(cli("status", "--json", cwd=generic_task).stdout)
     assert status["metric_name"] == "score" and status["direction"] == "maximize"

@@ -182,8 +182,7 @@ class Loop:
     # -- state ----------------------------------------------------------------------------------
 
     def incumbent(self) -> Experiment | None:
-        kept = [e for e in self.store.experiments(self.tag) if e.status == Status.KEEP]
-        return kept[-1] if kept else None
+        return self.store.incumbent(self.tag)
 
     def anchor(self) -> str | None:
         """The commit proposals build on: the incumbent's, or before any keep, the baseline's."""

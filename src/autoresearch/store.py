@@ -422,12 +422,10 @@ class Store:
         """The experiments of `tag` that were begun and never finished (a loop died), ordered by id."""
         return self._select("tag = ? AND status = 'running' ORDER BY id", (tag,))
 
-    def best(self, tag: str, *, maximize: bool = False) -> Experiment | None:
-        """The KEEP experiment of `tag` with the best metric (the lowest, or the highest with `maximize`; the
-        earliest on a tie); None if none."""
-        order = "metric DESC" if maximize else "metric"
-        found = self._select(f"tag = ? AND status = 'keep' AND metric IS NOT NULL ORDER BY {order}, id LIMIT 1",
-                             (tag,))
+    def incumbent(self, tag: str) -> Experiment | None:
+        """The latest KEEP experiment of `tag`: the run's best, the commit its branch holds and proposals build
+        on (each keep beat the best before it); None if nothing was kept."""
+        found = self._select("tag = ? AND status = 'keep' ORDER BY id DESC LIMIT 1", (tag,))
         return found[0] if found else None
 
     def tags(self) -> list[str]:

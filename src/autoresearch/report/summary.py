@@ -14,8 +14,10 @@ Definitions used throughout (and by `report.md` and `progress.png`):
   positive = better when maximizing). It is None when the experiment has no metric or nothing was kept
   before it (e.g. the baseline);
 - the *baseline* is the first KEEP experiment (normally seq 0, the unmodified train.py);
-- the *best* is the KEEP experiment with the best metric under its direction (the earliest on a tie), as
-  `Store.best`;
+- the *best* is the latest KEEP experiment, as `Store.incumbent`: the code the branch holds (each keep beat
+  the best before it). Its metric is as measured now (`Store.measured`): a best run again at a new machine
+  speed, or after a lucky first run, may read worse than an earlier keep's first figure, and is still the
+  best, since it beat that keep when both were measured alike;
 - the *improvement* is how much better the best is than the baseline (baseline - best when minimizing,
   best - baseline when maximizing; positive = better in both directions), and relative to |baseline| as a
   percentage;
@@ -192,7 +194,7 @@ def summarize(tag: str, experiments: Sequence[Experiment], now: float | None = N
     kept = [e for e in experiments if e.status is Status.KEEP and e.metric is not None]
     baseline = kept[0] if kept else None
     sign = -1.0 if metric.maximize else 1.0
-    best = min(kept, key=lambda e: (sign * e.metric, e.seq)) if kept else None
+    best = kept[-1] if kept else None
     improvement = improvement_pct = None
     if baseline is not None and best is not None:
         improvement = sign * (baseline.metric - best.metric)
