@@ -294,10 +294,11 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
 
 
 @app.command()
-def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over train.py's constants), "
-                                                "tune:random, cmd:<command> (any coding agent, e.g. "
-                                                "'cmd:claude -p ...'), openai:<model>, anthropic:<model>, "
-                                                "or replay:<patches.json>."),
+def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE over train.py's constants), "
+                                                      "tune:random, claude, codex, aider, cmd:<command>, "
+                                                      "openai:<model>, anthropic:<model>, or replay:<patches.json>. "
+                                                      "Given more than once, the agents take turns (one listed "
+                                                      "twice gets twice the turns)."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
@@ -324,7 +325,7 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
     import signal
     import time
 
-    from autoresearch.agents import AgentConfigError, make_agent
+    from autoresearch.agents import AgentConfigError, make_agents
     from autoresearch.drafts import wants_pipeline
     from autoresearch.loop import Limits, Loop, LoopError, request_recalibration
     from autoresearch.runner import resolve_device
@@ -342,7 +343,7 @@ def run(agent: str = typer.Option("tune", help="Agent: tune (Optuna TPE over tra
         profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
     dataset = _dataset(config)
     try:
-        chosen = make_agent(agent, task_dir.resolve(), profile, base_url=base_url)
+        chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url)
         if hasattr(chosen, "preflight"):
             chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,

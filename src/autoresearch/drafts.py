@@ -39,6 +39,7 @@ class Draft:
     usage: dict[str, float] = field(default_factory=dict)  # what the agent reported spending on it
     seconds: float = 0.0
     program: str = ""  # the program.md the agent was given for it
+    agent: str = ""  # who wrote it (of agents taking turns, the member whose turn it was)
 
 
 def wants_pipeline(setting: str | bool | None, agent: Agent) -> bool:
@@ -113,10 +114,14 @@ class Drafter:
 
     def _write(self, base: str, pending_seq: int | None, context: ProposalContext, result: list[Draft]) -> None:
         started = time.perf_counter()
-        draft = Draft(base=base, pending_seq=pending_seq, program=context.program)
+        draft = Draft(base=base, pending_seq=pending_seq, program=context.program, agent=self.agent.name)
         try:
             self.worktree.reset_hard(base)
+            choose = getattr(self.agent, "choose", None)
+            if choose is not None:
+                draft.agent = choose(context)
             draft.description = self.agent.propose(self.worktree.path, context)
+            draft.agent = self.agent.name  # a member that had nothing more to propose passed the turn on
             draft.usage = _usage(self.agent)
             draft.diff = self.worktree.diff()
             if not self.worktree.changed_files():
@@ -124,7 +129,7 @@ class Drafter:
             else:
                 draft.commit = self.worktree.commit(draft.description or "(no description)")
         except AgentError as err:
-            draft.usage, draft.error = _usage(self.agent), f"agent failed: {err}"
+            draft.agent, draft.usage, draft.error = self.agent.name, _usage(self.agent), f"agent failed: {err}"
             draft.description = draft.description or "(no description)"
             draft.diff = _safe_diff(self.worktree)
         except AgentExhausted as err:

@@ -161,6 +161,8 @@ class Loop:
         self.budget = budget = self._run_budget(resume, budget)
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
+        if hasattr(agent, "lineup"):  # agents taking turns: `compare` credits the run to all of them
+            self.store.set_state(f"lineup:{tag}", agent.lineup)
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
@@ -294,6 +296,9 @@ class Loop:
                 self.drafter.wait()  # the agent finishes the draft it is writing, then fixes
             elif self.drafter.pending:
                 return self._propose_drafted(parent)
+        choose = getattr(self.agent, "choose", None)  # agents taking turns (`Rotation`): whose turn it is
+        if choose is not None:
+            choose(context)
         self.on_event({"event": "propose", "agent": self.agent.name, "fix": failure is not None})
         try:
             if failure is None:
@@ -323,40 +328,41 @@ class Loop:
         (rebased, if that experiment was kept), checked, committed and run. A draft that no longer applies
         is recorded as rejected, and the loop asks the agent again."""
         assert self.drafter is not None
-        self.on_event({"event": "propose", "agent": self.agent.name, "fix": False, "drafted": True})
         draft = self.drafter.take()
         assert draft is not None
+        self.on_event({"event": "propose", "agent": draft.agent, "fix": False, "drafted": True})
         usage = {**self._agent_usage(draft.usage), **self._steered_by(draft.program)}
         if draft.commit is None:
-            self._reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage)
+            self._reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage,
+                         agent=draft.agent)
             return None
         conflicts = self.worktree.apply_change(draft.commit)
         if conflicts:
             kept = self.incumbent()
             self._reject(parent, f"stale draft: written while #{draft.pending_seq} trained, it no longer applies on "
                          f"top of the kept #{kept.seq if kept else '?'} (conflicts in {', '.join(conflicts)}); the "
-                         "agent is asked again", draft.description, diff=draft.diff, usage=usage)
+                         "agent is asked again", draft.description, diff=draft.diff, usage=usage, agent=draft.agent)
             return None
         return self._submit(parent, draft.description,
-                            {**usage, "drafted_ahead": 1, "rebased": int(draft.base != parent)})
+                            {**usage, "drafted_ahead": 1, "rebased": int(draft.base != parent)}, agent=draft.agent)
 
     def _submit(self, parent: str, description: str, usage: dict, agent: str | None = None) -> Experiment | None:
         """Check the uncommitted change in the worktree, commit it and run it; or reject it. `agent`: who
         proposed it, if not the loop's agent."""
         changed = self.worktree.changed_files()
         if not changed:
-            self._reject(parent, "empty proposal: no file changed", description, usage=usage)
+            self._reject(parent, "empty proposal: no file changed", description, usage=usage, agent=agent)
             return None
         outside = self.worktree.out_of_scope(self.config.loop.editable)
         if outside:
             self._reject(parent, f"edits outside the editable files {self.config.loop.editable}: {', '.join(outside)}",
-                         description, usage=usage)
+                         description, usage=usage, agent=agent)
             return None
         code = self._code_hash()
         measured = self.store.same_code(self.tag, code)
         if measured is not None:
             self._reject(parent, self._already_measured(measured), description,
-                         usage={**usage, "same_code_as": measured.seq})
+                         usage={**usage, "same_code_as": measured.seq}, agent=agent)
             return None
         diff = self.worktree.diff()
         commit = self.worktree.commit(description)
@@ -392,13 +398,15 @@ class Loop:
                 "Propose a change not tried yet")
 
     def _reject(self, parent: str, reason: str, description: str, *, diff: str | None = None,
-                usage: dict | None = None) -> None:
-        """Record a proposal that is not run. `diff`: the change, when it is not in the worktree."""
+                usage: dict | None = None, agent: str | None = None) -> None:
+        """Record a proposal that is not run. `diff`: the change, when it is not in the worktree; `agent`: who
+        proposed it, if not the loop's agent."""
         diff = self.worktree.diff() if diff is None else diff
         self.worktree.discard_changes()
         fault_point("after-reject")
         self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=parent, diff=diff,
-                          description=description, agent=self.agent.name, seed=self.config.loop.seed, error=reason,
+                          description=description, agent=agent or self.agent.name, seed=self.config.loop.seed,
+                          error=reason,
                           metrics=self._agent_usage() if usage is None else usage)
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": reason})
@@ -559,7 +567,7 @@ class Loop:
     def _record_unrun(self, draft: Draft, reason: str) -> None:
         error = draft.error or f"not run: the loop stopped ({reason}) before its turn"
         self.store.record(status=Status.REJECTED, tag=self.tag, parent_commit=draft.base, diff=draft.diff,
-                          description=draft.description or "(no description)", agent=self.agent.name,
+                          description=draft.description or "(no description)", agent=draft.agent or self.agent.name,
                           seed=self.config.loop.seed, error=error, metrics=self._agent_usage(draft.usage))
         self.export()
         self.on_event({"event": "decided", "status": "rejected", "reason": error})

@@ -52,7 +52,9 @@ def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[s
 
 class Agent(Protocol):
     """What every agent does. An agent may also define `fix(workdir, context) -> str | None`: after a crash
-    the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines."""
+    the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines.
+    Agents taking turns (`rotation.Rotation`) also define `choose(context)`, which the loop calls before each
+    proposal: `name` then names the member whose turn it is, and the proposal is recorded under it."""
 
     name: str
     # Whether the loop drafts this agent's next proposal while an experiment trains, unless the user says
@@ -109,3 +111,16 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
                         editable=list(config.loop.editable), base_url=base_url)
     raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, claude, codex, "
                            "aider, cmd:<command>, openai:<model>, anthropic:<model> and replay:<patches.json>")
+
+
+def make_agents(specs: list[str], task_dir: Path | None = None, profile: str = "cpu", *,
+                base_url: str | None = None) -> Agent:
+    """The agent named by `specs`, or with several names, the agents taking turns (`rotation.Rotation`; an
+    agent named n times gets n times the turns of one named once)."""
+    if not specs:
+        raise AgentConfigError("no agent given: name one, e.g. --agent tune")
+    if len(set(specs)) == 1:
+        return make_agent(specs[0], task_dir, profile, base_url=base_url)
+    from autoresearch.agents.rotation import Rotation
+
+    return Rotation.of(specs, lambda spec: make_agent(spec, task_dir, profile, base_url=base_url))

@@ -7,7 +7,8 @@ The file is JSON: a list of proposals, each
      "edits": [{"file": "train.py", "search": "exact text", "replace": "new text"}, ...]}   (optional)
 
 An edit's search text must occur exactly once in its file. The n-th proposal is used for the n-th
-experiment after the baseline, so a resumed loop carries on where it stopped. A proposal marked
+experiment this agent proposes in the run (after the baseline; with other agents taking turns, its own
+only), so a resumed loop carries on where it stopped. A proposal marked
 `"fix": true` is a fix: it is used only when the loop asks for one after a crash (and then it edits the
 crashed change); an ordinary proposal is never used as a fix.
 """
@@ -39,14 +40,18 @@ class ReplayAgent:
             raise AgentConfigError(f"replay file {path} must hold a JSON list of proposals (objects)")
         return cls(proposals)
 
+    def _next(self, context: ProposalContext) -> int:
+        """The index of the next proposal: how many this agent has made in the run so far."""
+        return sum(1 for e in context.history if e.seq > 0 and e.agent == self.name)
+
     def propose(self, workdir: Path, context: ProposalContext) -> str:
-        index = sum(1 for e in context.history if e.seq > 0)
+        index = self._next(context)
         if index >= len(self.proposals):
             raise AgentExhausted(f"all {len(self.proposals)} replay proposals used")
         return self._apply(workdir, index)
 
     def fix(self, workdir: Path, context: ProposalContext) -> str | None:
-        index = sum(1 for e in context.history if e.seq > 0)
+        index = self._next(context)
         if index >= len(self.proposals) or not self.proposals[index].get("fix"):
             return None
         return self._apply(workdir, index)

@@ -54,10 +54,12 @@ class Contender:
     speed: float | None = None  # the machine's median speed over the tag's runs (GFLOP/s, `speed_data`)
     programs: tuple[str, ...] = ()  # the program.md texts its proposals were made under (ids), in order
     adopted: tuple[str, ...] = ()  # the runs whose best it took up and kept (`loop.adopt_from`), in order
+    lineup: str | None = None  # agents that took turns in it (`Rotation.lineup`, e.g. "claude+tune*2")
 
     @property
     def agent(self) -> str:
-        return self.agents[0] if self.agents else "-"
+        """Whom the run counts for: its agents taking turns, as one; else the agent that proposed most of it."""
+        return self.lineup or (self.agents[0] if self.agents else "-")
 
     @property
     def best(self) -> float | None:
@@ -65,7 +67,7 @@ class Contender:
 
     @property
     def label(self) -> str:
-        return f"{self.tag} ({', '.join(self.agents) or 'baseline only'})"
+        return f"{self.tag} ({self.lineup or ', '.join(self.agents) or 'baseline only'})"
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def _value(value: float | None) -> str:
 def compare_data(contenders: Sequence[Contender], metric: MetricConfig, *,
                  tolerance: float = speed.DEFAULT_TOLERANCE) -> dict:
     """JSON-ready: one entry per tag, best first, and the findings."""
-    runs = [{"tag": c.tag, "agents": list(c.agents), "experiments": c.summary.total, "kept": c.summary.kept,
+    runs = [{"tag": c.tag, "agent": c.agent, "agents": list(c.agents), "experiments": c.summary.total, "kept": c.summary.kept,
              "best": c.best, "best_runs": len(c.best_runs), "noise_sigma": c.sigma, "budget_seconds": c.budget,
              "machine_speed": c.speed, "hours": c.curve[-1][1] if c.curve else None,
              "baseline": c.summary.baseline.metric if c.summary.baseline else None, "adopted_from": list(c.adopted)}
@@ -248,7 +250,7 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
                      budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
-                     programs=programs, adopted=tuple(dict.fromkeys(
+                     programs=programs, lineup=store.get_state(f"lineup:{tag}"), adopted=tuple(dict.fromkeys(
                          a["source"] for a in adoptions(experiments) if a["status"] == Status.KEEP.value)))
 
 
@@ -291,7 +293,7 @@ def compare_markdown(contenders: Sequence[Contender], metric: MetricConfig, *, i
     lines += [f"| tag | agents | experiments | kept | best {metric.name} | runs of the best | noise sigma | "
               "budget | hours |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c in ranked(contenders, metric):
-        lines.append(f"| {c.tag} | {', '.join(c.agents) or '-'} | {c.summary.total} | {c.summary.kept} | "
+        lines.append(f"| {c.tag} | {c.lineup or ', '.join(c.agents) or '-'} | {c.summary.total} | {c.summary.kept} | "
                      f"{_value(c.best)} | {len(c.best_runs)} | {_value(c.sigma)} | "
                      f"{'-' if c.budget is None else f'{c.budget:.0f} s'} | "
                      f"{'-' if not c.curve else f'{c.curve[-1][1]:.2f}'} |")

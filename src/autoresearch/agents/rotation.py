@@ -1,0 +1,110 @@
+"""Several agents in one run, taking turns: `autoresearch run --agent claude --agent tune --agent tune`.
+
+A code-editing agent and a classical search find different things: the agent changes what the model is,
+the search tunes the constants of the model as it is now. In one run, each builds on the other's keeps.
+
+Turns. A member's share of the proposals is how often it is listed (`claude, tune, tune`: one in three for
+claude). Each proposal goes to the member furthest behind its share of the proposals made so far in the run
+(`next_turn`), the first listed on a tie: `claude, tune, tune, claude, tune, tune, ...`. The counts come from
+the run's history, where every experiment names the member that proposed it, so a resumed run carries on
+where it stopped.
+
+- A fix after a crash goes to the member that proposed the crash, if it can fix; otherwise none is made.
+- A member with nothing more to propose (`AgentExhausted`) leaves the rotation, and the others go on; the run
+  ends when all have left.
+- What a proposal cost (`usage`) is that of the member that made it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from autoresearch.agents import Agent, AgentConfigError, AgentExhausted, ProposalContext
+
+
+def next_turn(shares: Mapping[str, int], made: Mapping[str, int], left: frozenset[str] = frozenset()) -> str:
+    """The member whose turn it is: of `shares` (name -> how often it is listed, in listing order), not in
+    `left`, the one furthest behind its share of the `made` proposals (name -> count; others' are ignored),
+    the first listed on a tie."""
+    active = {name: share for name, share in shares.items() if name not in left}
+    if not active:
+        raise ValueError("no member is left to take a turn")
+    total, weight = sum(made.get(name, 0) for name in active), sum(active.values())
+    # how far behind: its share of the proposals made so far, minus its own (times `weight`, to stay in integers)
+    return max(active, key=lambda name: total * active[name] - weight * made.get(name, 0))
+
+
+class Rotation:
+    """Agents taking turns in one run (see the module docstring). `name` is that of the member proposing now:
+    the loop calls `choose(context)` before each proposal, and records the proposal under `name`."""
+
+    pipelines_by_default = False  # the drafting thread would pick turns apart from the loop's; `--pipeline` works
+
+    def __init__(self, agents: Sequence[Agent], shares: Sequence[int] | None = None) -> None:
+        if len(agents) < 2:
+            raise AgentConfigError("a rotation needs two agents or more: give --agent more than once")
+        names = [agent.name for agent in agents]
+        twice = sorted(name for name, count in Counter(names).items() if count > 1)
+        if twice:
+            raise AgentConfigError(f"two agents of the rotation are both named {twice[0]}: the run could not tell "
+                                   "their proposals apart; list an agent twice to give it more turns instead")
+        self.members: dict[str, Agent] = dict(zip(names, agents, strict=True))
+        self.shares: dict[str, int] = dict(zip(names, shares or [1] * len(agents), strict=True))
+        if any(share < 1 for share in self.shares.values()):
+            raise AgentConfigError("each agent of a rotation needs a share of 1 or more")
+        self.lineup = "+".join(name if share == 1 else f"{name}*{share}" for name, share in self.shares.items())
+        self.left: set[str] = set()  # members with nothing more to propose
+        self.name = names[0]
+
+    @classmethod
+    def of(cls, specs: Sequence[str], make) -> Rotation:
+        """A rotation of the agents named by `specs` (an agent listed n times gets n shares), each made once by
+        `make(spec)`."""
+        shares = Counter(specs)
+        return cls([make(spec) for spec in shares], list(shares.values()))
+
+    @property
+    def current(self) -> Agent:
+        return self.members[self.name]
+
+    @property
+    def usage(self) -> dict:
+        return dict(getattr(self.current, "usage", None) or {})
+
+    def choose(self, context: ProposalContext) -> str:
+        """Pick the member for the coming proposal (a fix: the member that proposed the crash); its name."""
+        if context.failure is not None and context.failure.agent in self.members:
+            self.name = context.failure.agent
+        elif len(self.left) < len(self.members):
+            made = Counter(e.agent for e in context.history if e.seq > 0)
+            self.name = next_turn(self.shares, made, frozenset(self.left))
+        return self.name
+
+    def propose(self, workdir: Path, context: ProposalContext) -> str:
+        while True:
+            self.choose(context)
+            try:
+                return self.current.propose(workdir, context)
+            except AgentExhausted as exhausted:
+                self.left.add(self.name)
+                if len(self.left) == len(self.members):
+                    raise AgentExhausted(f"every agent of the rotation is done: {exhausted}") from exhausted
+
+    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
+        fixer = getattr(self.members.get(context.failure.agent if context.failure else ""), "fix", None)
+        if fixer is None:
+            return None
+        self.name = context.failure.agent
+        return fixer(workdir, context)
+
+    def preflight(self) -> None:
+        for agent in self.members.values():
+            if hasattr(agent, "preflight"):
+                agent.preflight()
+
+    def cancel(self) -> None:
+        cancel = getattr(self.current, "cancel", None)
+        if cancel is not None:
+            cancel()

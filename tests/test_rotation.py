@@ -1,0 +1,194 @@
+"""Agents taking turns in one run (`--agent A --agent B`): whose turn it is, fixes by the proposer, members
+that run out, drafts written ahead, and the run credited to all of them in `compare`."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import cli, git
+
+from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext, make_agents
+from autoresearch.agents.rotation import Rotation, next_turn
+from autoresearch.agents.tune import TuneAgent
+from autoresearch.config import load_config
+from autoresearch.loop import Limits, Loop
+from autoresearch.store import Status, Store
+
+# A generic task: maximise a score that peaks at RATE = 0.3 and WIDTH = 6, with a moment of "training" so
+# that drafts are written while it runs. RATE and WIDTH sit apart, so that edits of each merge cleanly.
+SOLVE_PY = """\
+import time
+
+RATE = 0.1
+
+# (the width is set further down)
+#
+#
+
+WIDTH = 4
+
+time.sleep(SLEEP)
+score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
+print(f"score: {score:.6f}")
+"""
+
+
+def make_task(tmp_path: Path, sleep: float = 0.0) -> Path:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "solve.py").write_text(SOLVE_PY.replace("SLEEP", repr(sleep)))
+    cli("init", str(folder), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
+        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "--allow-empty", "-m", "task")
+    return folder
+
+
+@dataclass
+class Editor:
+    """Replaces text in solve.py, one (description, old, new) step per proposal; fixes from `fixes`."""
+
+    name: str
+    steps: list[tuple[str, ...]]  # (description, old, new, old, new, ...)
+    fixes: list[tuple[str, ...]] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+
+    def propose(self, workdir: Path, context: ProposalContext) -> str:
+        if not self.steps:
+            raise AgentExhausted(f"{self.name} has no more ideas")
+        self.usage = {"tokens_in": 100.0}
+        return self._edit(workdir, self.steps.pop(0))
+
+    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
+        return self._edit(workdir, self.fixes.pop(0)) if self.fixes else None
+
+    @staticmethod
+    def _edit(workdir: Path, step: tuple[str, ...]) -> str:
+        description, *replacements = step
+        path = workdir / "solve.py"
+        text = path.read_text()
+        for old, new in zip(replacements[::2], replacements[1::2], strict=True):
+            if old not in text:
+                raise AgentError(f"{old!r} is not in solve.py")
+            text = text.replace(old, new)
+        path.write_text(text)
+        return description
+
+
+# ---------------------------------------------------------------------------------------------- pure parts
+
+
+def test_each_turn_goes_to_the_member_furthest_behind_its_share():
+    shares = {"claude": 1, "tune": 2}
+    made: dict[str, int] = {}
+    order = []
+    for _ in range(9):
+        turn = next_turn(shares, made)
+        order.append(turn)
+        made[turn] = made.get(turn, 0) + 1
+    assert order == ["claude", "tune", "tune"] * 3
+    # counted from a run's history: a resumed run carries on; other proposers (adoptions) do not count
+    assert next_turn(shares, {"claude": 1, "tune": 1, "adopt:gpu1": 5}) == "tune"
+    assert next_turn(shares, {"claude": 1, "tune": 2}) == "claude"
+    assert next_turn({"a": 1, "b": 1, "c": 1}, {"a": 1}) == "b"
+    assert next_turn(shares, {"claude": 0, "tune": 7}, frozenset({"tune"})) == "claude"
+    with pytest.raises(ValueError, match="no member"):
+        next_turn(shares, {}, frozenset(shares))
+
+
+def test_a_rotation_is_of_distinct_agents_and_an_agent_listed_twice_gets_two_shares(tmp_path):
+    with pytest.raises(AgentConfigError, match="two agents or more"):
+        Rotation([Editor("a", [])])
+    with pytest.raises(AgentConfigError, match="both named cmd"):
+        Rotation([Editor("cmd", []), Editor("cmd", [])])
+    task = make_task(tmp_path)
+    made = make_agents(["tune", "tune:random", "tune"], task, "cpu")
+    assert isinstance(made, Rotation) and made.lineup == "tune*2+tune:random"
+    assert made.shares == {"tune": 2, "tune:random": 1} and made.members["tune"].sampler == "tpe"
+    assert isinstance(make_agents(["tune", "tune"], task, "cpu"), TuneAgent)  # one agent: no rotation
+    with pytest.raises(AgentConfigError, match="no agent given"):
+        make_agents([], task, "cpu")
+
+
+# ---------------------------------------------------------------------------------------------- in the loop
+
+
+def test_agents_take_turns_build_on_each_others_keeps_and_fix_their_own_crashes(tmp_path):
+    task = make_task(tmp_path)
+    editor = Editor("editor", [("WIDTH 4 -> 6", "WIDTH = 4", "WIDTH = 6"),
+                               ("forget to print", 'print(f"score', 'pass  # (f"score')],
+                    fixes=[("print again", 'pass  # (f"score', 'print(f"score', "RATE = ", "RATE = 0.01 + ")])
+    tune = TuneAgent(task, "cpu", tag="r", seed=3)
+    rotation = Rotation([editor, tune], [1, 2])
+    loop = Loop(task, load_config(task), None, rotation, tag="r", limits=Limits(max_experiments=8))
+    try:
+        assert loop.run() == "reached 8 experiments"
+        history = loop.store.experiments("r")
+        assert loop.store.get_state("lineup:r") == "editor+tune*2"
+    finally:
+        loop.close()
+    assert [e.agent for e in history] == ["-", "editor", "tune", "tune", "editor", "editor", "tune", "tune"]
+    assert history[1].status is Status.KEEP and history[1].metrics.get("agent_tokens_in") == 100.0
+    # tune moves from the editor's keep: its first trial's parent is that commit, with WIDTH = 6 in it
+    assert history[2].parent_commit == history[1].commit
+    assert "WIDTH" not in history[2].description or "WIDTH 6 ->" in history[2].description
+    assert "agent_tokens_in" not in history[2].metrics  # what a proposal cost is its own member's
+    # the editor's crash was fixed by the editor, as one change on the best
+    assert history[4].status is Status.CRASH
+    assert history[5].description == "forget to print; fix: print again" and history[5].agent == "editor"
+    assert history[5].status in (Status.KEEP, Status.DISCARD)
+    # tune's trials were told their results though other agents' experiments came between them
+    study = optuna.load_study(study_name="autoresearch-r", storage=tune.storage_url)
+    told = {t.user_attrs["experiment_seq"]: t for t in study.trials if "experiment_seq" in t.user_attrs}
+    assert told[2].value == pytest.approx(history[2].metric) and told[3].value == pytest.approx(history[3].metric)
+    tune.close()
+
+
+def test_a_member_with_nothing_more_to_propose_leaves_and_the_run_ends_with_the_last(tmp_path):
+    task = make_task(tmp_path)
+    first = Editor("first", [("RATE 0.1 -> 0.2", "RATE = 0.1", "RATE = 0.2")])
+    second = Editor("second", [("WIDTH 4 -> 5", "WIDTH = 4", "WIDTH = 5"), ("WIDTH 5 -> 6", "WIDTH = 5", "WIDTH = 6")])
+    loop = Loop(task, load_config(task), None, Rotation([first, second]), tag="x")
+    try:
+        reason = loop.run()
+        history = loop.store.experiments("x")
+    finally:
+        loop.close()
+    assert [e.agent for e in history] == ["-", "first", "second", "second"]
+    assert "every agent of the rotation is done" in reason and "second has no more ideas" in reason
+
+
+def test_drafts_written_ahead_are_recorded_under_the_member_that_wrote_them(tmp_path):
+    task = make_task(tmp_path, sleep=0.5)
+    a = Editor("a", [("RATE 0.1 -> 0.2", "RATE = 0.1", "RATE = 0.2"), ("RATE 0.2 -> 0.3", "RATE = 0.2", "RATE = 0.3")])
+    b = Editor("b", [("WIDTH 4 -> 5", "WIDTH = 4", "WIDTH = 5"), ("WIDTH 5 -> 6", "WIDTH = 5", "WIDTH = 6")])
+    loop = Loop(task, load_config(task), None, Rotation([a, b]), tag="d", pipeline=True,
+                limits=Limits(max_experiments=5))
+    try:
+        assert loop.run() == "reached 5 experiments"
+        history = loop.store.experiments("d")
+    finally:
+        loop.close()
+    assert [(e.agent, e.description) for e in history] == [
+        ("-", "baseline"), ("a", "RATE 0.1 -> 0.2"), ("b", "WIDTH 4 -> 5"), ("a", "RATE 0.2 -> 0.3"),
+        ("b", "WIDTH 5 -> 6")]
+    assert all(e.metrics.get("drafted_ahead") == 1 for e in history[1:])
+    assert all(e.status is Status.KEEP for e in history), [(e.status, e.error) for e in history]
+
+
+def test_the_cli_takes_several_agents_and_compare_credits_the_run_to_all_of_them(tmp_path):
+    task = make_task(tmp_path)
+    patches = task / "patches.json"
+    patches.write_text(json.dumps([
+        {"description": "WIDTH 4 -> 6", "edits": [{"file": "solve.py", "search": "WIDTH = 4", "replace": "WIDTH = 6"}]},
+    ]))
+    cli("run", "--agent", "tune", "--agent", f"replay:{patches}", "--tag", "m", "--max-experiments", "5", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("m")
+    # replay's first proposal is its own first, though tune's came before it; then replay has run out
+    assert [e.agent for e in history] == ["-", "tune", "replay", "tune", "tune"]
+    assert history[2].description == "WIDTH 4 -> 6"
+    compared = json.loads(cli("compare", "--json", cwd=task).stdout)
+    assert compared["runs"][0]["agent"] == "tune+replay" and set(compared["runs"][0]["agents"]) == {"replay", "tune"}
