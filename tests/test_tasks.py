@@ -2,6 +2,8 @@
 from a regex or a JSON file, either direction) and folders in the reference layout. Also fix attempts."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,6 +138,18 @@ def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
     assert status["best_metric"] == pytest.approx(0.99)
     cli("report", cwd=generic_task)
     assert "score" in (generic_task / "report.md").read_text()
+
+
+def test_the_loop_of_a_generic_task_does_not_load_torch(generic_task):
+    """A task of its own command needs no device of ours: the loop process stays light (about 160 MB, not 340)."""
+    code = ("import sys\nfrom autoresearch.cli import app\n"
+            "try:\n    app(['run', '--agent', 'tune', '--tag', 'light', '--max-experiments', '2'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch loaded:', 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=generic_task, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "reached 2 experiments" in result.stdout and "torch loaded: False" in result.stdout
 
 
 def test_a_generic_task_with_a_json_metric_and_the_tune_agent(tmp_path):

@@ -339,8 +339,8 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
     except ConfigError as e:
         _fail(str(e))
     profile = config.train.profile
-    if profile == "auto":
-        profile = "h100" if resolve_device(config.train.device) == "cuda" else "cpu"
+    if profile == "auto":  # a task of its own command runs no profile of the baseline: torch is not needed here
+        profile = "h100" if config.evaluated and resolve_device(config.train.device) == "cuda" else "cpu"
     dataset = _dataset(config)
     try:
         chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url)
