@@ -6,7 +6,7 @@ its measured runs, its budget, the task's protocol and the content of its editab
 the folder and may take a best up (`Loop._adopt`), to be run and judged there. A folder every machine can
 reach (NFS, or one that a sync tool mirrors) is all it needs: an entry is written to a temporary file and
 renamed into place, so a reader sees a whole entry or the one before it, and a file that does not parse, or
-that another task wrote (`protocol_id` differs), is passed over.
+that another task wrote (its `protocol.ident` differs), is passed over.
 
 Pure functions for the entry's content; `publish` and `read_offers` do the file I/O.
 """
@@ -14,8 +14,6 @@ Pure functions for the entry's content; `publish` and `read_offers` do the file 
 from __future__ import annotations
 
 import base64
-import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -23,8 +21,6 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from autoresearch.config import TaskConfig
 
 FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
@@ -58,20 +54,6 @@ def best_offer(offers: list[Offer], our_value: float, margin: float, *, maximize
         if gain > chosen_gain:
             chosen, chosen_gain = offer, gain
     return chosen
-
-
-def protocol_id(config: TaskConfig, budget: float, device: str) -> str:
-    """What makes two runs' metrics comparable, as a short hash: the data, the evaluation, the metric, how a
-    run is started, which files are editable, the training budget and the kind of device (cpu, cuda, mps).
-    Runs of another task, or of this task under other settings, have another id, and their bests are not
-    offered."""
-    train = {k: getattr(config.train, k) for k in ("script", "command", "prepare_command", "profile")}
-    evaluation = {k: getattr(config.eval, k) for k in ("seq_len", "tokens")}
-    text = json.dumps({"data": dataclasses.asdict(config.data), "eval": evaluation,
-                       "metric": dataclasses.asdict(config.metric), "train": train,
-                       "editable": list(config.loop.editable), "budget": float(budget),
-                       "device": device.split(":")[0]}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def entry_name(tag: str, host: str | None = None) -> str:

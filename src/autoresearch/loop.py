@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import codehash, diskguard, exchange, integrity, sandbox, speed
+from autoresearch import codehash, diskguard, exchange, integrity, protocol, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -159,6 +159,7 @@ class Loop:
                 raise LoopError(str(err)) from err
         self._reconcile()
         self.budget = budget = self._run_budget(resume, budget)
+        self._record_protocol(resume)
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
         if hasattr(agent, "lineup"):  # agents taking turns: `compare` credits the run to all of them
@@ -180,6 +181,19 @@ class Loop:
         if budget is None and not math.isclose(recorded, self.config.train.budget_seconds, rel_tol=1e-9):
             self.on_event({"event": "budget_kept", "budget": recorded, "configured": self.config.train.budget_seconds})
         return recorded
+
+    def _record_protocol(self, resume: bool) -> None:
+        """Record the settings this run measures under (`protocol.of`, for `compare`). A resumed run whose task
+        settings now measure differently from those it began with is refused: its best would not compare
+        with what it runs next."""
+        key = f"protocol:{self.tag}"
+        recorded = self.store.get_state(key) if resume else None
+        changed = protocol.changes(recorded, self._protocol, ignore=protocol.STEERING) if recorded else []
+        if changed:
+            raise LoopError(f"the task's settings changed since run {self.tag!r} began ({'; '.join(changed)}), and "
+                            "its best was measured under the old ones, so it would not compare with what runs next. "
+                            "Put the settings in autoresearch.toml back to resume, or start a new run with --tag NEW")
+        self.store.set_state(key, self._protocol)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -514,10 +528,14 @@ class Loop:
         return Path(os.path.expandvars(folder)).expanduser().resolve() if folder else None
 
     @functools.cached_property
-    def _protocol_id(self) -> str:
-        """`exchange.protocol_id` of this run: what its metric compares with (fixed for the run)."""
+    def _protocol(self) -> dict[str, object]:
+        """`protocol.of` this run: the settings its metric was measured under (fixed for the run)."""
         device = resolve_device(self.config.train.device) if self.config.evaluated else "-"
-        return exchange.protocol_id(self.config, self.budget or self.config.train.budget_seconds, device)
+        return protocol.of(self.config, self.budget or self.config.train.budget_seconds, device)
+
+    @functools.cached_property
+    def _protocol_id(self) -> str:
+        return protocol.ident(self._protocol)
 
     def _exchange_name(self) -> str:
         return exchange.entry_name(self.tag)

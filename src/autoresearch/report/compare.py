@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import speed
+from autoresearch import protocol, speed
 from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
     Summary,
@@ -55,6 +55,7 @@ class Contender:
     programs: tuple[str, ...] = ()  # the program.md texts its proposals were made under (ids), in order
     adopted: tuple[str, ...] = ()  # the runs whose best it took up and kept (`loop.adopt_from`), in order
     lineup: str | None = None  # agents that took turns in it (`Rotation.lineup`, e.g. "claude+tune*2")
+    protocol: dict | None = None  # the settings it measured under (`protocol.of`); None for a run before they were kept
 
     @property
     def agent(self) -> str:
@@ -195,6 +196,11 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     if len(budgets) > 1:
         lines.append("Not like for like: the runs trained for different budgets ("
                      + ", ".join(f"{c.tag} {c.budget:.0f} s" for c in contenders if c.budget is not None) + ").")
+    settings = protocol.differing([(c.tag, c.protocol) for c in contenders if c.protocol],
+                                  ignore=frozenset({"train.budget_seconds"}))  # the budgets have their own line
+    if settings:
+        lines.append("Not like for like: the runs were measured under different settings ("
+                     + "; ".join(settings) + ").")
     steered = [c for c in contenders if c.programs]
     if len(steered) >= 2 and len({c.programs for c in steered}) > 1:
         lines.append("Not like for like: the runs were steered by different program.md texts ("
@@ -250,7 +256,8 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
                      budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
-                     programs=programs, lineup=store.get_state(f"lineup:{tag}"), adopted=tuple(dict.fromkeys(
+                     programs=programs, lineup=store.get_state(f"lineup:{tag}"),
+                     protocol=store.get_state(f"protocol:{tag}"), adopted=tuple(dict.fromkeys(
                          a["source"] for a in adoptions(experiments) if a["status"] == Status.KEEP.value)))
 
 
