@@ -32,9 +32,9 @@ def test_two_runs_share_their_best_both_ways_and_never_go_back(tmp_path):
     assert a_gain.status is Status.KEEP
 
     # b starts later and takes up a's best before its agent's first proposal. The replay agent picks its
-    # proposal by the number of experiments so far, so its first entry is never used.
+    # proposal by the number it made so far in the run, so its first entry is its first.
     (tmp_path / "b").mkdir()
-    second = patches(tmp_path / "b", [("(not used)", "GAIN = 0.0"), ("a further gain", "GAIN = 0.16")])
+    second = patches(tmp_path / "b", [("a further gain", "GAIN = 0.16")])
     out = cli("run", "--agent", f"replay:{second}", "--tag", "b", "--adopt-from", "a", cwd=task).stdout
     b_base, adopted, further = history(task, "b")
     assert "a's best (#1, loss" in out and "beats this run's by more than the noise" in out
@@ -50,7 +50,7 @@ def test_two_runs_share_their_best_both_ways_and_never_go_back(tmp_path):
 
     # a, resumed, takes up b's better best; b's adoption of a's own code is nothing new to a
     (tmp_path / "a2").mkdir()
-    third = patches(tmp_path / "a2", [("(not used)", "GAIN = 0.0"), ("(not used)", "GAIN = 0.0"),
+    third = patches(tmp_path / "a2", [("(made before the resume)", "GAIN = 0.0"),
                                       ("nothing of substance", "GAIN = 0.16\nUNUSED = 1")])
     cli("run", "--agent", f"replay:{third}", "--tag", "a", "--resume", "--adopt-from", "*", cwd=task)
     *_, back, own = history(task, "a")
@@ -59,7 +59,7 @@ def test_two_runs_share_their_best_both_ways_and_never_go_back(tmp_path):
 
     # b, resumed: a's best is b's own code now, so b goes on with its agent
     (tmp_path / "b2").mkdir()
-    fourth = patches(tmp_path / "b2", [("(not used)", "GAIN = 0.0")] * 2 + [("b again", "GAIN = 0.16\nUNUSED = 2")])
+    fourth = patches(tmp_path / "b2", [("(made before the resume)", "GAIN = 0.0"), ("b again", "GAIN = 0.16\nUNUSED = 2")])
     out = cli("run", "--agent", f"replay:{fourth}", "--tag", "b", "--resume", "--adopt-from", "a", cwd=task).stdout
     *_, last = history(task, "b")
     assert last.agent == "replay" and last.description == "b again" and "beats this run's" not in out
@@ -189,7 +189,7 @@ def test_runs_in_two_folders_share_their_best_through_an_exchange_folder(tmp_pat
     assert entry.name.startswith("a@") and json.loads(entry.read_text())["seq"] == 1
 
     (tmp_path / "b").mkdir()
-    later = patches(tmp_path / "b", [("(not used)", "GAIN = 0.0"), ("nothing of substance", "GAIN = 0.08\nX = 1")])
+    later = patches(tmp_path / "b", [("nothing of substance", "GAIN = 0.08\nX = 1")])
     out = cli("run", "--agent", f"replay:{later}", "--tag", "b", "--exchange", str(shared), "--adopt-from", "a@*",
               cwd=there).stdout
     _, adopted, _ = history(there, "b")
