@@ -41,6 +41,8 @@ def test_two_runs_are_compared_against_the_noise_each_measured():
     assert "within the noise" in close.sentence(LOSS)
     unknown = run_gap(a, contender("d", "tune", (0.95,), sigma=None), LOSS)
     assert unknown.stderr is None and "cannot be told from luck" in unknown.sentence(LOSS)
+    exact = run_gap(contender("e", "tune", (0.90,), sigma=0.0), contender("f", "tune", (0.95,), sigma=0.0), LOSS)
+    assert exact.sentence(LOSS).endswith("by 0.050000 loss: the runs show no noise at all, so it is not luck")
     # the direction of the metric decides what is better
     accuracy = MetricConfig(name="acc", direction="maximize")
     assert [c.tag for c in ranked([a, b], accuracy)] == ["b", "a"] and run_gap(b, a, accuracy).value > 0

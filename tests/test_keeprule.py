@@ -157,7 +157,9 @@ def test_the_simulation_is_a_real_stream_of_draws():
 
 def test_a_metric_without_noise_is_decided_at_once():
     exact = Noise(sigma=0.0, dof=2)  # a deterministic task: every run gives the same number
-    assert judge([0.999], [1.0, 1.0, 1.0], exact).action == KEEP
-    assert judge([1.001], [1.0, 1.0, 1.0], exact).action == DISCARD
+    kept, dropped = judge([0.999], [1.0, 1.0, 1.0], exact), judge([1.001], [1.0, 1.0, 1.0], exact)
+    assert kept.action == KEEP and kept.reason == "better with no run-to-run noise at all: kept at once"
+    assert dropped.action == DISCARD and dropped.reason == "no run-to-run noise at all: not better"
+    assert "inf" not in kept.reason + dropped.reason
     assert judge([1.0], [1.0, 1.0, 1.0], exact).action == DISCARD
     assert judge([1.0], [1.0, 1.0, 1.0], exact, simpler=True).action == KEEP

@@ -25,6 +25,7 @@ from autoresearch.report import (
     write_report,
 )
 from autoresearch.report import plot as report_plot
+from autoresearch.report.experiment import experiment_data, experiment_lines
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import parse_event, remaining_seconds
 from autoresearch.report.summary import (
@@ -611,3 +612,28 @@ def test_the_best_is_the_branch_head_even_when_measured_again_worse(store: Store
     assert s.improvement == pytest.approx(1.0 - 2.9 / 3)
     md = _check_files(write_report(store, TAG, tmp_path), tmp_path)
     assert "(#2, rope base 50k" in md and "(#1, wider MLP" not in md
+
+
+def test_one_experiment_in_full(run: Store) -> None:
+    run.record(status=Status.DISCARD, tag=TAG, parent_commit="c" * 40, commit="d" * 40, diff="-A = 1\n+A = 2\n",
+               description="A 1 -> 2\nsecond line of the why", agent="claude", seed=0, metric=0.87,
+               training_seconds=300.0, total_seconds=330.0, peak_memory_bytes=3 * 1024**3,
+               metrics={"runs": [0.86, 0.88], "run_seeds": [0, 1], "verdict": "+0.5 standard errors: within the noise",
+                        "agent_tokens_in": 12000.0, "agent_cost_usd": 0.25, "mfu": 0.41, "test_bpb": 0.91})
+    history = run.measured(TAG)
+    data = experiment_data(history[-1], history)
+    assert data["seq"] == 8 and data["best_before"] == 0.85 and data["best_before_seq"] == 5
+    assert data["delta"] == pytest.approx(0.02) and not data["on_branch"]
+    assert data["agent_spend"] == {"tokens_in": 12000.0, "cost_usd": 0.25}
+    text = "\n".join(experiment_lines(data))
+    assert text.startswith("#8 of nov27: discard · proposed by claude")
+    assert "    A 1 -> 2\n    second line of the why" in text
+    assert "val_bpb 0.870000 (mean of 2 runs: 0.860000, 0.880000); +0.020000 against the best before it, #5 at " \
+           "0.850000" in text
+    assert "verdict: +0.5 standard errors: within the noise" in text and "test split: 0.910000" in text
+    assert "peak memory 3.00 GB" in text and "MFU 41.0%" in text and "agent: $0.2500, 12,000 tokens in" in text
+    assert "not on the branch" in text
+    crash = experiment_data(history[3], history)  # the crash: its error in full, no figures
+    crash_text = "\n".join(experiment_lines(crash))
+    assert crash["metric"] is None and "why:\n    Traceback (most recent call last):" in crash_text
+    assert "against the best" not in crash_text

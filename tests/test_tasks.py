@@ -133,6 +133,19 @@ def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
         assert crash.status is Status.CRASH and "no score" in crash.error and "matches" in crash.error
         assert store.incumbent("g").description == "WIDTH 4 -> 6"
 
+    # one experiment in full: a discarded change is still there to read, and a crash says why
+    shown = cli("show", "2", "--tag", "g", cwd=generic_task).stdout
+    assert "#2 of g: discard · proposed by replay" in shown and "RATE 0.2 -> 0.05" in shown
+    assert "-RATE = 0.2" in shown and "+RATE = 0.05" in shown and "not on the branch" in shown
+    assert "against the best before it, #1 at 0.950000" in shown
+    crashed = json.loads(cli("show", "3", "--tag", "g", "--json", "--log", "5", cwd=generic_task).stdout)
+    assert crashed["status"] == "crash" and "no score" in crashed["error"] and crashed["best_before_seq"] == 1
+    assert crashed["log_tail"] is not None and crashed["diff"].count("+RATE = 0.3") == 1
+    latest = cli("show", "--no-diff", cwd=generic_task).stdout
+    assert latest.startswith("#4 of g: keep") and "(on the branch)" in latest and "diff --git" not in latest
+    missing = cli("show", "9", cwd=generic_task, check=False)
+    assert missing.returncode != 0 and "has experiments #0 to #4: there is no #9" in missing.stderr
+
     status = json.loads(cli("status", "--json", cwd=generic_task).stdout)
     assert status["metric_name"] == "score" and status["direction"] == "maximize"
     assert status["best_metric"] == pytest.approx(0.99)

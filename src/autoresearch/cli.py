@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import re
@@ -490,6 +491,54 @@ def recalibrate(tag: str = typer.Option(None, help="Run tag (default: the latest
             else "before its next experiment, or when it is resumed")
     out.print(f"run {tag}: the best will be measured again, {config.keep.noise_seeds} more runs, {when}",
               highlight=False)
+
+
+@app.command()
+def show(seq: int = typer.Argument(None, help="The experiment's number in its run (default: the latest)."),
+         tag: str = typer.Option(None, help="Run tag (default: the latest)."),
+         as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+         diff: bool = typer.Option(True, "--diff/--no-diff", help="Show its change."),
+         log: int = typer.Option(0, help="Show the last N lines of its training log."),
+         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
+    """One experiment in full: its change, who proposed it, what it measured against the best of its time, why
+    it was kept or not, what it cost, and its log. Discarded changes are shown too: the store keeps them."""
+    from rich.syntax import Syntax
+
+    from autoresearch.report.experiment import experiment_data, experiment_lines
+
+    config = _task(task_dir)
+    with _store(task_dir) as store:
+        tag = _latest_tag(store, tag)
+        history = store.measured(tag)
+        if not history:
+            _fail(f"run {tag!r} has no experiments yet")
+        wanted = len(history) - 1 if seq is None else seq
+        if not 0 <= wanted < len(history):
+            _fail(f"run {tag!r} has experiments #0 to #{len(history) - 1}: there is no #{seq}")
+        data = experiment_data(history[wanted], history, metric=config.metric)
+    tail = _log_tail(data["log_path"], log) if log > 0 else None
+    if as_json:
+        print(json.dumps({**data, "log_tail": tail}))
+        return
+    for line in experiment_lines(data, metric=config.metric):
+        out.print(line, highlight=False, markup=False)
+    if diff and data["diff"]:
+        out.print()
+        out.print(Syntax(data["diff"], "diff", theme="ansi_dark", background_color="default", word_wrap=True))
+    if tail is not None:
+        out.print()
+        out.print(f"last {log} lines of {data['log_path']}:" if tail else f"no log at {data['log_path']}",
+                  highlight=False, markup=False)
+        out.print("\n".join(tail), highlight=False, markup=False)
+
+
+def _log_tail(path: str | None, lines: int) -> list[str]:
+    """The last `lines` lines of a log file; empty when it is gone (logs of old runs may have been cleared)."""
+    try:
+        with open(path or "", errors="replace") as handle:
+            return [line.rstrip("\n") for line in collections.deque(handle, maxlen=lines)]
+    except OSError:
+        return []
 
 
 @app.command()

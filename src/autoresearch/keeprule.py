@@ -108,19 +108,29 @@ def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, ma
     if z >= keep_at:
         how = f"after {len(candidate) - 1} confirmation run{'s' if len(candidate) > 2 else ''}" if confirmed else \
             "at once"
-        return Verdict(KEEP, f"better by {z:.1f} standard errors: kept {how}", improvement, stderr, z)
+        return Verdict(KEEP, f"better {_by(z)}: kept {how}", improvement, stderr, z)
     if simpler and z > -th.tie_z:
         return Verdict(KEEP, f"a simpler change, as good within the noise ({z:+.1f} standard errors): kept",
                        improvement, stderr, z)
     floor = th.futility_z if confirmed else th.gate_z if noise.dof >= th.learn_dof else 0.0
     if z <= floor:
-        return Verdict(DISCARD, f"{z:+.1f} standard errors: " + ("not better" if improvement <= 0 else
+        return Verdict(DISCARD, f"{_at(z)}: " + ("not better" if improvement <= 0 else
                        "within the noise"), improvement, stderr, z)
     if len(candidate) - 1 >= th.max_confirm:
         return Verdict(DISCARD, f"{z:+.1f} standard errors after {th.max_confirm} confirmation runs: not clearly "
                        "better", improvement, stderr, z)
-    return Verdict(CONFIRM, f"better by {z:.1f} standard errors, within the noise: run again with a fresh seed",
+    return Verdict(CONFIRM, f"better {_by(z)}, within the noise: run again with a fresh seed",
                    improvement, stderr, z)
+
+
+def _by(z: float) -> str:
+    """How much better, in words: `by 2.3 standard errors`; with a noise of exactly 0 (a deterministic
+    task), z is infinite and the words say so."""
+    return f"by {z:.1f} standard errors" if math.isfinite(z) else "with no run-to-run noise at all"
+
+
+def _at(z: float) -> str:
+    return f"{z:+.1f} standard errors" if math.isfinite(z) else "no run-to-run noise at all"
 
 
 def standard_error(noise: Noise, candidate_runs: int, best_runs: int, thresholds: Thresholds = Thresholds()) -> float:

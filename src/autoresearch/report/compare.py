@@ -87,6 +87,8 @@ class Gap:
 
     def sentence(self, metric: MetricConfig, what: str = "") -> str:
         head = f"{self.a} is better than {self.b}{what} by {self.value:.6f} {metric.name}"
+        if self.stderr == 0.0:  # measured, and exactly 0: a deterministic task
+            return f"{head}: the runs show no noise at all, so it is not luck"
         if self.z is None:
             return head + ": the noise is not measured, so it cannot be told from luck"
         verdict = "more than the noise" if self.z >= CLEAR_Z else "within the noise"
