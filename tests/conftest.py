@@ -78,3 +78,16 @@ def processes_with(marker: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def generic_task_folder(parent: Path, solve_py: str, name: str = "task") -> Path:
+    """A committed task folder of its own command, `python solve.py`, whose metric `score` (higher is better)
+    is read from the line `score: <value>` it prints; the agent may edit solve.py."""
+    folder = parent / name
+    folder.mkdir()
+    (folder / "solve.py").write_text(solve_py)
+    cli("init", str(folder), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
+        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=parent)
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "--allow-empty", "-m", "task")
+    return folder

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import cli, git
+from conftest import cli, generic_task_folder
 
 from autoresearch import protocol
 from autoresearch.config import TaskConfig, generic_config
@@ -40,14 +40,7 @@ def test_changes_and_differences_name_the_settings():
 
 @pytest.fixture
 def task(tmp_path: Path) -> Path:
-    folder = tmp_path / "task"
-    folder.mkdir()
-    (folder / "solve.py").write_text(SOLVE_PY)
-    cli("init", str(folder), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
-        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
-    git(folder, "add", "-A")
-    git(folder, "commit", "-q", "--allow-empty", "-m", "task")
-    return folder
+    return generic_task_folder(tmp_path, SOLVE_PY)
 
 
 def _set(task: Path, old: str, new: str) -> None:

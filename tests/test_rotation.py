@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import cli, git
+from conftest import cli, generic_task_folder
 
 from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext, make_agents
 from autoresearch.agents.rotation import Rotation, next_turn
@@ -36,14 +36,7 @@ print(f"score: {score:.6f}")
 
 
 def make_task(tmp_path: Path, sleep: float = 0.0) -> Path:
-    folder = tmp_path / "task"
-    folder.mkdir()
-    (folder / "solve.py").write_text(SOLVE_PY.replace("SLEEP", repr(sleep)))
-    cli("init", str(folder), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
-        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
-    git(folder, "add", "-A")
-    git(folder, "commit", "-q", "--allow-empty", "-m", "task")
-    return folder
+    return generic_task_folder(tmp_path, SOLVE_PY.replace("SLEEP", repr(sleep)))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoresearch.config import (
@@ -39,7 +40,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(2)
 
 
@@ -369,7 +370,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
         reason = "aborted; the interrupted experiment runs again with --resume"
     finally:
         loop.close()
-    out.print(f"loop stopped: {reason}. Results: {loop.results_path}")
+    out.print(f"loop stopped: {escape(reason)}. Results: {escape(str(loop.results_path))}")
 
 
 def _store(task_dir: Path):
@@ -584,66 +585,84 @@ def compare(tags: list[str] = typer.Argument(None, help="Run tags to compare (de
         out.print(str(path))
 
 
-def _loop_events():
+def _decided_line(event: dict) -> str:
+    detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
+              else escape(event.get("reason") or ""))
+    if event.get("metric") is not None and (event.get("runs") or 0) > 1:
+        detail += f" (mean of {event['runs']} runs)"
+    if event.get("metric") is not None and event.get("reason"):
+        detail += f": {escape(event['reason'])}"
+    return f"  -> {event['status']} {detail}"
+
+
+def _recalibrate_line(event: dict) -> str:
     from autoresearch.report.summary import noun
 
+    why = {"requested": "as asked", "settle": "as it was kept on fewer runs than keep.best_runs"}.get(
+        event.get("why", ""), "for the noise")
+    return f"  [dim]the best (#{event['seq']}) is measured again: {noun(event['runs'], 'more run')}, {why}[/]"
+
+
+def _speed_line(event: dict) -> str:
+    from autoresearch.report.summary import noun
+
+    return (f"  [yellow]the machine is {abs(event['shift']):.0%} {'faster' if event['shift'] > 0 else 'slower'} "
+            f"than when the best (#{event['best_seq']}) was measured ({event['then']:,.0f} -> "
+            f"{event['now']:,.0f} GFLOP/s): the best runs again ({noun(event['runs'], 'run')}), so "
+            "both are compared at this speed[/]")
+
+
+def _task_edited_lines(event: dict) -> str:
+    lines = []
+    for name in map(escape, event["files"]):
+        then = ("the next proposal follows it" if name == "program.md" else "this loop keeps the settings "
+                "it started with; yours apply at the next autoresearch run --resume")
+        if event["boxed"]:
+            lines.append(f"  [cyan]{name} was edited during the run, not by the run (the box keeps it out of "
+                         f"reach): {then}[/]")
+        else:
+            lines.append(f"  [yellow]{name} changed during the run: {then}. With no box the run could have "
+                         "written it too: check that it says what you wrote[/]")
+    return "\n".join(lines)
+
+
+# What the loop's events print (rich markup), by kind; kinds not listed print nothing.
+_LOOP_EVENT_LINES = {
+    "experiment": lambda e: f"[bold]experiment {e['seq']}[/]: {escape(e['description'])}",
+    "decided": _decided_line,
+    "confirm": lambda e: f"  [dim]{escape(e['reason'])} (run {e['run']})[/]",
+    "recalibrate": _recalibrate_line,
+    "speed": _speed_line,
+    "task_edited": _task_edited_lines,
+    "budget_kept": lambda e: (
+        f"[cyan]this run keeps its budget of {e['budget']:g} s per experiment (the task's settings now say "
+        f"{e['configured']:g} s): its best was measured so. Start a new run (--tag NEW) to use the new budget.[/]"),
+    "adopt": lambda e: (
+        f"[cyan]{escape(e['source'])}'s best (#{e['seq']}, {e['metric_name']} {e['metric']:.6f}) beats this run's by more "
+        "than the noise: it is run here, and judged like any change[/]"),
+    "adopt_refused": lambda e: f"  [yellow]{escape(e['source'])}'s best is not taken up: {escape(e['error'])}[/]",
+    "exchange_failed": lambda e: (
+        f"  [yellow]the exchange folder {escape(e['folder'])} cannot be written ({escape(e['error'])}): other machines do not see "
+        "this run's best; the loop goes on[/]"),
+    "cache_pruned": lambda e: (
+        f"  [dim]the compile cache reached sandbox.compile_cache_gb = {e['limit_gb']:g}: its {e['entries']} least "
+        f"recently written entries ({e['bytes'] / 2**30:.1f} GB) were removed[/]"),
+    "drafting": lambda e: f"  [dim]{escape(e['agent'])} drafts the next proposal while this one trains[/]",
+    "agent_retry": lambda e: (
+        f"  [yellow]the agent failed to propose {e['failures']} times in a row (the last: {escape(e['error'])}): asked "
+        f"again in {e['seconds']:.0f} s (Ctrl-C stops)[/]"),
+}
+
+
+def _loop_events():
     show = _live(False)
 
     def on_event(event: dict) -> None:
         kind = event.get("event")
-        if kind == "experiment":
-            out.print(f"[bold]experiment {event['seq']}[/]: {event['description']}")
-        elif kind == "decided":
-            detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
-                      else event.get("reason") or "")
-            if event.get("metric") is not None and (event.get("runs") or 0) > 1:
-                detail += f" (mean of {event['runs']} runs)"
-            if event.get("metric") is not None and event.get("reason"):
-                detail += f": {event['reason']}"
-            out.print(f"  -> {event['status']} {detail}", highlight=False)
-        elif kind == "confirm":
-            out.print(f"  [dim]{event['reason']} (run {event['run']})[/]", highlight=False)
-        elif kind == "recalibrate":
-            why = {"requested": "as asked", "settle": "as it was kept on fewer runs than keep.best_runs"}.get(
-                event.get("why", ""), "for the noise")
-            out.print(f"  [dim]the best (#{event['seq']}) is measured again: {noun(event['runs'], 'more run')}, {why}[/]",
-                      highlight=False)
-        elif kind == "speed":
-            out.print(f"  [yellow]the machine is {abs(event['shift']):.0%} {'faster' if event['shift'] > 0 else 'slower'} "
-                      f"than when the best (#{event['best_seq']}) was measured ({event['then']:,.0f} -> "
-                      f"{event['now']:,.0f} GFLOP/s): the best runs again ({noun(event['runs'], 'run')}), so "
-                      "both are compared at this speed[/]", highlight=False)
-        elif kind == "task_edited":
-            for name in event["files"]:
-                then = ("the next proposal follows it" if name == "program.md" else "this loop keeps the settings "
-                        "it started with; yours apply at the next autoresearch run --resume")
-                if event["boxed"]:
-                    out.print(f"  [cyan]{name} was edited during the run, not by the run (the box keeps it out of "
-                              f"reach): {then}[/]", highlight=False)
-                else:
-                    out.print(f"  [yellow]{name} changed during the run: {then}. With no box the run could have "
-                              "written it too: check that it says what you wrote[/]", highlight=False)
-        elif kind == "budget_kept":
-            out.print(f"[cyan]this run keeps its budget of {event['budget']:g} s per experiment (the task's "
-                      f"settings now say {event['configured']:g} s): its best was measured so. Start a new run "
-                      "(--tag NEW) to use the new budget.[/]", highlight=False)
-        elif kind == "adopt":
-            out.print(f"[cyan]{event['source']}'s best (#{event['seq']}, {event['metric_name']} {event['metric']:.6f}) "
-                      "beats this run's by more than the noise: it is run here, and judged like any change[/]",
-                      highlight=False)
-        elif kind == "adopt_refused":
-            out.print(f"  [yellow]{event['source']}'s best is not taken up: {event['error']}[/]", highlight=False)
-        elif kind == "exchange_failed":
-            out.print(f"  [yellow]the exchange folder {event['folder']} cannot be written ({event['error']}): other "
-                      "machines do not see this run's best; the loop goes on[/]", highlight=False)
-        elif kind == "cache_pruned":
-            out.print(f"  [dim]the compile cache reached sandbox.compile_cache_gb = {event['limit_gb']:g}: its "
-                      f"{event['entries']} least recently written entries ({event['bytes'] / 2**30:.1f} GB) were "
-                      "removed[/]", highlight=False)
-        elif kind == "drafting":
-            out.print(f"  [dim]{event['agent']} drafts the next proposal while this one trains[/]")
-        elif kind in ("start", "eval"):
+        if kind in ("start", "eval"):
             show(event)
+        elif kind in _LOOP_EVENT_LINES:
+            out.print(_LOOP_EVENT_LINES[kind](event), highlight=False)
     return on_event
 
 

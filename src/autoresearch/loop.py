@@ -41,7 +41,7 @@ from autoresearch.keeprule import (
     judge,
     standard_error,
 )
-from autoresearch.report.summary import agent_usage, latest_speed, measured_noise
+from autoresearch.report.summary import agent_usage, error_line, latest_speed, measured_noise
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.runner import (
     Outcome,
@@ -100,6 +100,27 @@ def decide(outcome: Outcome, best: float | None, metric: MetricConfig = MetricCo
     if best is None or metric.better(outcome.metric, best):
         return Status.KEEP
     return Status.DISCARD
+
+
+FAILED_PROPOSALS = ("agent failed", "empty proposal")  # how the errors of proposals the agent failed to make begin
+RETRY_CAP_SECONDS = 600.0
+
+
+def failures_in_a_row(history: list[Experiment]) -> int:
+    """How many of a run's latest experiments are proposals its agent failed to make (it raised, or changed
+    nothing), counted back from the latest to the first that was not."""
+    count = 0
+    for e in reversed(history):
+        if e.status is not Status.REJECTED or not (e.error or "").startswith(FAILED_PROPOSALS):
+            break
+        count += 1
+    return count
+
+
+def retry_wait(failures: int, base: float, cap: float = RETRY_CAP_SECONDS) -> float:
+    """Seconds to wait before asking the agent again after `failures` failures in a row: none after one, then
+    `base`, 2 `base`, 4 `base`, ..., at most `cap`."""
+    return 0.0 if failures < 2 else min(cap, base * 2.0 ** (failures - 2))
 
 
 def request_recalibration(store: Store, tag: str) -> int:
@@ -264,9 +285,31 @@ class Loop:
             except AgentExhausted as err:
                 reason = str(err)
                 break
+            if (reason := self._after_failures()) is not None:
+                break
         self._end_drafting(reason)
         self._publish()
         return reason
+
+    def _after_failures(self) -> str | None:
+        """After proposals the agent failed to make, in a row: wait before it is asked again (`retry_wait`),
+        or, at `loop.stop_after_agent_failures`, the reason to stop. None to go on."""
+        history = self.store.experiments(self.tag)
+        failures = failures_in_a_row(history)
+        if not failures:
+            return None
+        last = error_line(history[-1].error)
+        limit = self.config.loop.stop_after_agent_failures
+        if limit and failures >= limit:
+            return f"the agent failed to propose {failures} times in a row (the last: {last}); mend it, then " \
+                   "continue with --resume"
+        wait = retry_wait(failures, self.config.loop.agent_retry_seconds)
+        if wait > 0:
+            self.on_event({"event": "agent_retry", "failures": failures, "seconds": wait, "error": last})
+            until = time.monotonic() + wait
+            while not self.stop_requested and time.monotonic() < until:  # Ctrl-C ends the wait
+                time.sleep(min(0.5, max(0.0, until - time.monotonic())))
+        return None
 
     def _baseline(self) -> None:
         head = self.worktree.head()
