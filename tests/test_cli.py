@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, generic_task_folder
 from fakehub import FakeHub
 from test_sources import FILES
 
@@ -104,3 +104,14 @@ def test_the_installed_console_script_runs(tmp_path):
     script = Path(sys.executable).parent / "autoresearch"  # installed next to the interpreter by pip
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "prepare" in result.stdout
+
+
+def test_text_from_agents_is_printed_as_it_is_never_as_markup(tmp_path):
+    # rich reads [tags] in what it prints: a description with "[/2]" in it once crashed the loop's printer
+    task = generic_task_folder(tmp_path, "RATE = 0.1\nprint(f'score: {RATE:.6f}')\n")
+    patches = task / "patches.json"
+    described = "use RATE[/2] and [bold]louder[/bold]"
+    patches.write_text(json.dumps([{"description": described,
+                                    "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]}]))
+    done = cli("run", "--agent", f"replay:{patches}", "--tag", "m", cwd=task)
+    assert f"experiment 1: {described}" in done.stdout
