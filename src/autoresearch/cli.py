@@ -114,7 +114,8 @@ def init(directory: Path = typer.Argument(Path("."), help="Task folder to create
         Workspace.ensure(directory, nested=True)
     except GitError as e:
         _fail(str(e))
-    out.print(f"Created task in [bold]{directory}[/] ({kind}). Next: [bold]cd {directory} && autoresearch prepare[/]")
+    out.print(f"Created task in [bold]{escape(str(directory))}[/] ({kind}). Next: [bold]cd {escape(str(directory))} && "
+              "autoresearch prepare[/]")
 
 
 def _set_source(task_dir: Path, source: str) -> None:
@@ -151,8 +152,8 @@ def prepare_cmd(data: str = typer.Option(None, "--data", help="builtin | hf:<own
         _fail(str(e))
     dataset = result.dataset
     how = "reused verified cache" if result.cached else "built"
-    out.print(f"{how} in {result.seconds:.1f} s: {dataset.root}")
-    out.print(f"source: {dataset.manifest['description']}; vocabulary {dataset.vocab_size} ids "
+    out.print(f"{how} in {result.seconds:.1f} s: {dataset.root}", markup=False)
+    out.print(f"source: {escape(dataset.manifest['description'])}; vocabulary {dataset.vocab_size} ids "
               f"({dataset.manifest['vocab_size']} BPE + BOS)")
     table = Table("split", "documents", "MB", "tokens", "bytes/token", "unigram bpb", "floor bpb")
     for split in SPLITS:
@@ -169,7 +170,7 @@ def _prepare_command(task_dir: Path, config: TaskConfig) -> None:
     if not command:
         out.print("nothing to prepare: this task sets no train.prepare_command")
         return
-    out.print(f"running {command}")
+    out.print(f"running {command}", markup=False)
     from autoresearch.runner import split_command
 
     try:
@@ -202,9 +203,9 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
     ]
     out.print("---")
     for key, value in rows:
-        out.print(f"{key + ':':<18} {value}", highlight=False)
+        out.print(f"{key + ':':<18} {value}", highlight=False, markup=False)
     if outcome.error:
-        err.print(f"[bold red]{outcome.status}:[/] {outcome.error}")
+        err.print(f"[bold red]{outcome.status}:[/] {escape(outcome.error)}")
 
 
 def _metric_text(outcome: Outcome) -> str:
@@ -580,7 +581,7 @@ def compare(tags: list[str] = typer.Argument(None, help="Run tags to compare (de
         print(json.dumps(compare_data(found, config.metric, tolerance=tolerance)))
         return
     for line in findings(found, config.metric, tolerance=tolerance):
-        out.print(f"- {line}", highlight=False)
+        out.print(f"- {line}", highlight=False, markup=False)
     for path in write_compare(found, out_dir or task_dir, config.metric, tolerance=tolerance):
         out.print(str(path))
 
