@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import random
 
-from autoresearch.keeprule import CONFIRM, KEEP, judge, pooled_noise, simulate
+from autoresearch.keeprule import KEEP, simulate, simulated_candidate
 
 MIXTURES = {
     "80% no better, 20% 2-4 sigma better": lambda r: r.uniform(2, 4) if r.random() < 0.2 else min(0.0, r.gauss(-0.5, 0.5)),
@@ -40,11 +40,8 @@ def fixed_budget(gain_of, best_runs: int, *, streams: int, runs: int = 100, nois
         while used < runs:
             gain = gain_of(rng)
             true = best_true - gain
-            trial = [rng.gauss(true, 1.0)]
-            used += 1
-            while (action := judge(trial, best, pooled_noise([*groups, trial])).action) == CONFIRM:
-                trial.append(rng.gauss(true, 1.0))
-                used += 1
+            action, trial = simulated_candidate(rng, true, best, groups)
+            used += len(trial)
             groups.append(trial)
             if action == KEEP:
                 false_keeps += gain <= 0

@@ -231,14 +231,24 @@ class SimulatedRates:
     strict_keep_rate: float  # what `strict` would have kept of the same first runs, against the same best
 
 
+def simulated_candidate(rng, true: float, best: list[float], groups: list[list[float]], *,
+                        thresholds: Thresholds = Thresholds()) -> tuple[str, list[float]]:
+    """One candidate on a synthetic stream, judged as the loop judges it: runs drawn from normal(`true`, 1)
+    until the confirm rule decides against the best's runs `best`, with the noise pooled over `groups` (the
+    stream's groups of runs so far) and the candidate's own. The action (KEEP or DISCARD) and its runs."""
+    runs = [rng.gauss(true, 1.0)]
+    while (action := judge(runs, best, pooled_noise([*groups, runs]), thresholds=thresholds).action) == CONFIRM:
+        runs.append(rng.gauss(true, 1.0))
+    return action, runs
+
+
 def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, noise_seeds: int = 3, seed: int = 0,
              thresholds: Thresholds = Thresholds(), rule: str = "confirm", best_runs: int = 2) -> SimulatedRates:
     """The rule on synthetic metric streams (no training), as the loop applies it: `streams` runs of the loop,
     each a baseline run `noise_seeds` times, then `candidates` candidates. Each candidate is truly better
     than the best so far by `true_gain` noise sigmas (0: an A/A test, nothing of substance changed) and is
-    judged against the best's runs, with the noise pooled over the stream's groups of runs (the
-    baseline's seeds, every candidate's confirmations). A kept candidate becomes the best, and is run again
-    until it has `best_runs` runs (counted as extra runs). Metric to minimize, sigma 1. `rule="strict"`
+    judged against the best's runs (`simulated_candidate`). A kept candidate becomes the best, and is run
+    again until it has `best_runs` runs (counted as extra runs). Metric to minimize, sigma 1. `rule="strict"`
     runs the streams with the strict rule instead (one run each)."""
     import random
 
@@ -250,19 +260,15 @@ def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, nois
         groups: list[list[float]] = [best]
         for _ in range(candidates):
             true = best_true - true_gain
-            runs = [rng.gauss(true, 1.0)]
             total += 1
+            if rule == "strict":
+                runs = [rng.gauss(true, 1.0)]
+                action = strict(runs[0], _mean(best))
+            else:
+                action, runs = simulated_candidate(rng, true, best, groups, thresholds=thresholds)
+                extra += len(runs) - 1
             looked += runs[0] < _mean(best)
             strict_kept += strict(runs[0], _mean(best)) == KEEP
-            while True:
-                if rule == "strict":
-                    action = strict(runs[0], _mean(best))
-                    break
-                action = judge(runs, best, pooled_noise([*groups, runs]), thresholds=thresholds).action
-                if action != CONFIRM:
-                    break
-                runs.append(rng.gauss(true, 1.0))
-                extra += 1
             groups.append(runs)
             if action == KEEP:
                 kept += 1
