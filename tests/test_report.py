@@ -29,6 +29,7 @@ from autoresearch.report.experiment import experiment_data, experiment_lines
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import parse_event, remaining_seconds
 from autoresearch.report.summary import (
+    by_agent,
     error_line,
     experiment_deltas,
     first_line,
@@ -637,3 +638,25 @@ def test_one_experiment_in_full(run: Store) -> None:
     crash_text = "\n".join(experiment_lines(crash))
     assert crash["metric"] is None and "why:\n    Traceback (most recent call last):" in crash_text
     assert "against the best" not in crash_text
+
+
+def test_agents_taking_turns_are_shown_side_by_side(store: Store) -> None:
+    def add(agent, status, metric=None, **metrics):
+        store.record(status=status, tag=TAG, parent_commit="a" * 40, commit="b" * 40, diff="", description=agent,
+                     agent=agent, seed=0, metric=metric, metrics=metrics, error=None if metric else "boom")
+    add("-", Status.KEEP, 1.0)
+    add("claude", Status.KEEP, 0.9, agent_cost_usd=0.5)
+    add("tune", Status.DISCARD, 0.95)
+    add("tune", Status.KEEP, 0.85)
+    add("claude", Status.CRASH, agent_cost_usd=0.25)
+    add("adopt:gpu1", Status.KEEP, 0.8, adopted_from="gpu1")  # taken up, not proposed: not an agent's
+    rows = by_agent(store.experiments(TAG))
+    assert [(r["agent"], r["proposals"], r["kept"], r["failed"]) for r in rows] == [("claude", 2, 1, 1),
+                                                                                     ("tune", 2, 1, 0)]
+    assert rows[0]["gain"] == pytest.approx(0.1) and rows[1]["gain"] == pytest.approx(0.05)
+    assert rows[0]["spent"] == {"cost_usd": 0.75} and rows[1]["spent"] == {}
+    md = report_markdown(TAG, store.experiments(TAG), image=None)
+    assert "## By agent" in md and "| claude | 2 | 1 | 1 | 0.100000 | $0.75 |" in md
+    assert "| tune | 2 | 1 | 0 | 0.050000 | - |" in md
+    one = [e for e in store.experiments(TAG) if e.agent in ("-", "tune")]
+    assert "## By agent" not in report_markdown(TAG, one, image=None)  # one agent: nothing to set side by side

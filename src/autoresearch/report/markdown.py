@@ -10,6 +10,7 @@ from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
     adoptions,
     adoptions_text,
+    by_agent,
     carryover_warning,
     confirmations_text,
     error_line,
@@ -31,6 +32,24 @@ def _date(t: float | None) -> str:
 def _cell(text: str, width: int = 100) -> str:
     """Text safe inside a markdown table cell: one line, pipes escaped, cut to `width`."""
     return truncate(text, width).replace("|", "\\|")
+
+
+def _agents(experiments: Sequence[Experiment], metric: MetricConfig) -> list[str]:
+    """The agents side by side, where more than one proposed (agents taking turns, or a run resumed with
+    another agent)."""
+    rows = by_agent(experiments, metric=metric)
+    if len(rows) < 2:
+        return []
+    better = "higher" if metric.maximize else "lower"
+    lines = ["## By agent", "", f"| agent | proposals | kept | crashed | moved the best ({better} is better) | spent |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        spent = row["spent"]
+        cost = ", ".join(filter(None, [f"${spent['cost_usd']:.2f}" if "cost_usd" in spent else "",
+                                       f"{format_duration(spent['seconds'])}" if "seconds" in spent else ""]))
+        lines.append(f"| {_cell(row['agent'], 40)} | {row['proposals']} | {row['kept']} | {row['failed']} | "
+                     f"{row['gain']:.6f} | {cost or '-'} |")
+    return lines + [""]
 
 
 def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
@@ -113,6 +132,7 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     lines.append("")
 
     lines += _val_vs_test(kept)
+    lines += _agents(experiments, metric)
 
     failed = [e for e in experiments if e.status in (Status.CRASH, Status.TIMEOUT)]
     lines += ["## Crashes and timeouts", ""]

@@ -258,6 +258,29 @@ def adoptions_text(taken: Sequence[dict]) -> str | None:
             + ", ".join(f"#{a['seq']} ({a['source']} #{a['source_seq']}, {a['status']})" for a in taken))
 
 
+def by_agent(experiments: Sequence[Experiment], *, metric: MetricConfig = MetricConfig()) -> list[dict]:
+    """What each agent that proposed in a run did (the baseline and the bests taken up from other runs aside),
+    in the order each first proposed: `agent`, `proposals`, `kept`, `failed` (crashes and timeouts), `gain`
+    (how far its keeps moved the best, each against the best before it; positive = better) and `spent`
+    (`agent_usage` of its proposals)."""
+    moved = experiment_deltas(experiments, metric=metric)
+    sign = 1.0 if metric.maximize else -1.0
+    rows: dict[str, dict] = {}
+    for e, delta in zip(experiments, moved, strict=True):
+        if e.seq == 0 or e.agent == "-" or isinstance(e.metrics.get("adopted_from"), str):
+            continue
+        row = rows.setdefault(e.agent, {"agent": e.agent, "proposals": 0, "kept": 0, "failed": 0, "gain": 0.0,
+                                        "experiments": []})
+        row["proposals"] += 1
+        row["experiments"].append(e)
+        row["failed"] += e.status in (Status.CRASH, Status.TIMEOUT)
+        if e.status is Status.KEEP:
+            row["kept"] += 1
+            row["gain"] += sign * delta if delta is not None else 0.0
+    return [{**{k: v for k, v in row.items() if k != "experiments"}, "spent": agent_usage(row["experiments"])}
+            for row in rows.values()]
+
+
 def agent_usage(experiments: Sequence[Experiment]) -> dict[str, float]:
     """What the agent spent over `experiments`, summed from their `agent_*` metrics: `cost_usd`,
     `tokens_in`, `tokens_out`, `seconds` (each only if some experiment reported it)."""
