@@ -119,7 +119,7 @@ def test_agents_take_turns_build_on_each_others_keeps_and_fix_their_own_crashes(
     try:
         assert loop.run() == "reached 8 experiments"
         history = loop.store.experiments("r")
-        assert loop.store.get_state("lineup:r") == "editor+tune*2"
+        assert loop.store.get_state("lineup:r") == {"lineup": "editor+tune*2", "since": 0}
     finally:
         loop.close()
     assert [e.agent for e in history] == ["-", "editor", "tune", "tune", "editor", "editor", "tune", "tune"]
@@ -185,3 +185,26 @@ def test_the_cli_takes_several_agents_and_compare_credits_the_run_to_all_of_them
     assert history[2].description == "WIDTH 4 -> 6"
     compared = json.loads(cli("compare", "--json", cwd=task).stdout)
     assert compared["runs"][0]["agent"] == "tune+replay" and set(compared["runs"][0]["agents"]) == {"replay", "tune"}
+
+
+def test_a_lineup_that_joins_a_run_counts_its_turns_from_when_it_joined(tmp_path):
+    task = make_task(tmp_path)
+    alone = Editor("first", [("RATE 0.1 -> 0.2", "RATE = 0.1", "RATE = 0.2"), ("RATE 0.2 -> 0.25", "RATE = 0.2",
+                                                                             "RATE = 0.25")])
+    loop = Loop(task, load_config(task), None, alone, tag="j", limits=Limits(max_experiments=3))
+    try:
+        loop.run()
+    finally:
+        loop.close()
+    first = Editor("first", [("RATE 0.25 -> 0.3", "RATE = 0.25", "RATE = 0.3")])
+    second = Editor("second", [("WIDTH 4 -> 5", "WIDTH = 4", "WIDTH = 5"), ("WIDTH 5 -> 6", "WIDTH = 5", "WIDTH = 6")])
+    loop = Loop(task, load_config(task), None, Rotation([first, second]), tag="j", resume=True,
+                limits=Limits(max_experiments=6))
+    try:
+        loop.run()
+        history = loop.store.experiments("j")
+        assert loop.store.get_state("lineup:j") == {"lineup": "first+second", "since": 3}
+    finally:
+        loop.close()
+    # first's two proposals before the lineup joined do not count: the turns alternate from #3
+    assert [e.agent for e in history] == ["-", "first", "first", "first", "second", "second"]

@@ -183,8 +183,12 @@ class Loop:
         self._record_protocol(resume)
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
-        if hasattr(agent, "lineup"):  # agents taking turns: `compare` credits the run to all of them
-            self.store.set_state(f"lineup:{tag}", agent.lineup)
+        if hasattr(agent, "lineup"):  # agents taking turns: their turns count from when this lineup began
+            recorded = self.store.get_state(f"lineup:{tag}")
+            if not isinstance(recorded, dict) or recorded.get("lineup") != agent.lineup:
+                recorded = {"lineup": agent.lineup, "since": len(self.store.experiments(tag))}
+                self.store.set_state(f"lineup:{tag}", recorded)  # and `compare` credits the run to all of them
+            agent.since = recorded["since"]
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 

@@ -6,8 +6,9 @@ the search tunes the constants of the model as it is now. In one run, each build
 Turns. A member's share of the proposals is how often it is listed (`claude, tune, tune`: one in three for
 claude). Each proposal goes to the member furthest behind its share of the proposals made so far in the run
 (`next_turn`), the first listed on a tie: `claude, tune, tune, claude, tune, tune, ...`. The counts come from
-the run's history, where every experiment names the member that proposed it, so a resumed run carries on
-where it stopped.
+the run's history, where every experiment names the member that proposed it, from the experiment at which
+this lineup began (`since`; the loop records it), so a resumed run carries on where it stopped, and a run
+that another agent began does not hand all the turns to the newcomer until the counts even out.
 
 - A fix after a crash goes to the member that proposed the crash, if it can fix; otherwise none is made.
 - A member with nothing more to propose (`AgentExhausted`) leaves the rotation, and the others go on; the run
@@ -56,6 +57,7 @@ class Rotation:
             raise AgentConfigError("each agent of a rotation needs a share of 1 or more")
         self.lineup = "+".join(name if share == 1 else f"{name}*{share}" for name, share in self.shares.items())
         self.left: set[str] = set()  # members with nothing more to propose
+        self.since = 0  # the seq from which proposals count for the turns (`Loop` sets it: when this lineup began)
         self.name = names[0]
 
     @classmethod
@@ -78,7 +80,7 @@ class Rotation:
         if context.failure is not None and context.failure.agent in self.members:
             self.name = context.failure.agent
         elif len(self.left) < len(self.members):
-            made = Counter(e.agent for e in context.history if e.seq > 0)
+            made = Counter(e.agent for e in context.history if e.seq > 0 and e.seq >= self.since)
             self.name = next_turn(self.shares, made, frozenset(self.left))
         return self.name
 

@@ -258,7 +258,7 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
                      budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
-                     programs=programs, lineup=store.get_state(f"lineup:{tag}"),
+                     programs=programs, lineup=(store.get_state(f"lineup:{tag}") or {}).get("lineup"),
                      protocol=store.get_state(f"protocol:{tag}"), adopted=tuple(dict.fromkeys(
                          a["source"] for a in adoptions(experiments) if a["status"] == Status.KEEP.value)))
 
