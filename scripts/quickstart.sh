@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up, then run the main job on the built-in defaults: a task folder, the built-in
 # corpus, and the research loop with the built-in `tune` agent for a handful of short experiments,
-# then the report (results.tsv, progress.png, report.md). A few minutes on a laptop CPU.
+# then the report (results.tsv, progress.png, report.md, report.html). A few minutes on a laptop CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -76,6 +76,7 @@ def test_a_cmd_agent_cannot_reach_the_store_the_logs_or_the_data(task, tmp_path)
         "import os, sys\n"
         "task = sys.argv[1]\n"
         "seen = [p for p in (os.path.join(task, '.autoresearch', 'store.sqlite'), os.path.join(task, 'report.md'),\n"
+        "                    os.path.join(task, 'report.html'),\n"
         "                    os.environ['AUTORESEARCH_CACHE'], os.path.join(task, '.autoresearch', 'logs'))\n"
         "        if os.path.exists(p) and (os.path.isdir(p) and os.listdir(p) or os.path.isfile(p) and open(p, 'rb').read())]\n"
         "prompt = open(os.environ['AUTORESEARCH_PROMPT_FILE']).read()\n"
@@ -84,6 +85,7 @@ def test_a_cmd_agent_cannot_reach_the_store_the_logs_or_the_data(task, tmp_path)
         "print('Description: saw ' + (', '.join(os.path.basename(p) for p in seen) or 'nothing') +\n"
         "      ('; prompt read' if prompt else ''))\n")
     (task / "report.md").write_text("| 1 | test_bpb 0.5 |\n")
+    (task / "report.html").write_text("<td>test_bpb 0.5</td>\n")
     cache = Path(os.environ["AUTORESEARCH_CACHE"])
     (cache / "data").mkdir(parents=True, exist_ok=True)
     (cache / "data" / "test.npy").write_text("hidden split")
@@ -98,4 +100,4 @@ def test_a_cmd_agent_cannot_reach_the_store_the_logs_or_the_data(task, tmp_path)
     cli("run", "--agent", f"cmd:python3 {agent} {task}", "--tag", "u", "--max-experiments", "2", cwd=task)
     with Store.open(task) as store:
         unboxed = store.experiments("u")[1].description
-    assert "store.sqlite" in unboxed and "report.md" in unboxed  # the test really looks
+    assert "store.sqlite" in unboxed and "report.md" in unboxed and "report.html" in unboxed  # the test looks

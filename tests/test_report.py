@@ -308,7 +308,7 @@ def test_read_progress_file(tmp_path: Path) -> None:
 
 
 def _check_files(paths: list[Path], out: Path) -> str:
-    assert [p.name for p in paths] == ["results.tsv", "progress.png", "report.md"]
+    assert [p.name for p in paths] == ["results.tsv", "progress.png", "report.md", "report.html"]
     assert all(p.parent == out and p.is_file() for p in paths)
     png = (out / "progress.png").read_bytes()
     assert png[:8] == PNG_SIGNATURE
@@ -660,3 +660,19 @@ def test_agents_taking_turns_are_shown_side_by_side(store: Store) -> None:
     assert "| tune | 2 | 1 | 0 | 0.050000 | - |" in md
     one = [e for e in store.experiments(TAG) if e.agent in ("-", "tune")]
     assert "## By agent" not in report_markdown(TAG, one, image=None)  # one agent: nothing to set side by side
+
+
+def test_report_html_holds_every_experiment_with_its_change_and_the_plot(run: Store, tmp_path: Path) -> None:
+    run.record(status=Status.DISCARD, tag=TAG, parent_commit="c" * 40, commit="d" * 40,
+               diff="--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-LR = 1\n+LR = 2  # <b>bold?</b>\n",
+               description="LR 1 -> 2 <script>alert(1)</script>", agent="claude", seed=0, metric=0.95)
+    write_report(run, TAG, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script>" not in page  # text from agents stays text
+    assert "LR 1 -&gt; 2 &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert '<span class="add">+LR = 2  # &lt;b&gt;bold?&lt;/b&gt;</span>' in page
+    assert '<span class="del">-LR = 1</span>' in page and '<span class="hunk">@@ -1 +1 @@</span>' in page
+    assert page.count("<details>") == 9 and page.index("#8 ") < page.index("#0 ")  # the latest first
+    assert "<table>" in page and "Kept changes</h2>" in page  # report.md's tables, rendered
+    assert 'src="data:image/png;base64,' in page and 'src="progress.png"' not in page
+    assert "flash attn v9" in page and "OOM" in page  # a crash opens to why it failed

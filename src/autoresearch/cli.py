@@ -547,7 +547,7 @@ def _log_tail(path: str | None, lines: int) -> list[str]:
 def report(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
            out_dir: Path = typer.Option(None, "--out", help="Folder for the report (default: the task folder)."),
            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
-    """Write results.tsv, progress.png and report.md."""
+    """Write results.tsv, progress.png, report.md and report.html (every experiment with its change)."""
     from autoresearch.report import write_report
 
     config = _task(task_dir)

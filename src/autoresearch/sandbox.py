@@ -292,12 +292,15 @@ def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
 
 # -- the coding agent's box ----------------------------------------------------------------------
 
+REPORTS_WITH_TEST_FIGURES = ("report.md", "report.html")  # in the task folder; the agent's box covers them
+
+
 def agent_argv(workdir: Path, task_dir: Path, *, shown: Iterable[Path] = (), hidden: Iterable[Path] = ()) -> list[str]:
     """The bubblewrap command line (before the agent's own) that runs a coding agent (`cmd:`, claude, codex,
     aider). An agent is not candidate code: it keeps the machine as the user sees it (files, network,
     devices, its own configuration and keys). But it must not see the harness's records of the task, which
     hold the hidden test split's figures: the task's `.autoresearch/` (the store, the logs, the other
-    worktrees) and its report.md are covered, and so are the folders in `hidden` (the data cache, with the
+    worktrees) and its reports (`REPORTS_WITH_TEST_FIGURES`) are covered, and so are the folders in `hidden` (the data cache, with the
     validation and test splits). Its worktree `workdir` and the folders in `shown` (its prompt) are shown
     again. It gets a PID namespace of its own, so what it leaves running ends with it."""
     task_dir = task_dir.resolve()
@@ -305,7 +308,7 @@ def agent_argv(workdir: Path, task_dir: Path, *, shown: Iterable[Path] = (), hid
     harness = task_dir / ".autoresearch"
     if harness.is_dir():
         args += ["--tmpfs", str(harness)]
-    for name in ("report.md",):
+    for name in REPORTS_WITH_TEST_FIGURES:
         if (task_dir / name).is_file():
             args += ["--ro-bind", "/dev/null", str(task_dir / name)]
     for folder in hidden:

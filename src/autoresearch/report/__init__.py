@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.config import MetricConfig
+from autoresearch.report.html import report_html
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import (
     parse_events,
@@ -49,8 +50,8 @@ __all__ = [
 
 def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig = MetricConfig()) -> list[Path]:
     """Write `results.tsv` (`Store.export_results_tsv`, its metric column named after `metric`),
-    `progress.png` and `report.md` for `tag` into `out_dir` (created if missing) and return their paths in
-    that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
+    `progress.png`, `report.md` and `report.html` (the same, with every experiment's change, for a browser)
+    for `tag` into `out_dir` (created if missing) and return their paths in that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
     `out_dir`."""
     from autoresearch.report.plot import plot_progress  # matplotlib: only when a report is written
 
@@ -63,7 +64,10 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
     texts = store.programs(e.metrics["program"] for e in experiments if isinstance(e.metrics.get("program"), str))
     md = out_dir / "report.md"
-    md.write_text(report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise,
-                                  speed=speed_data(store, tag), steered=steering(experiments, texts)),
-                  encoding="utf-8")
-    return [tsv, png, md]
+    markdown = report_markdown(tag, experiments, image=png.name, metric=metric, noise=noise,
+                               speed=speed_data(store, tag), steered=steering(experiments, texts))
+    md.write_text(markdown, encoding="utf-8")
+    page = out_dir / "report.html"
+    page.write_text(report_html(markdown, experiments, metric=metric, image=png.name, png=png.read_bytes()),
+                    encoding="utf-8")
+    return [tsv, png, md, page]

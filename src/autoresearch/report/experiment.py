@@ -1,7 +1,7 @@
 """One experiment in full, for `autoresearch show`: what changed and who proposed it, what it measured
 against the best of its time, why it was kept or not, what it cost, and its diff and log.
 
-Pure: `experiment_data` takes the experiment and its run's history (as `Store.measured` gives it) and returns
+Pure: `experiment_data` (`experiments_data`: all of them) takes the experiment and its run's history (as `Store.measured` gives it) and returns
 JSON-ready figures; `experiment_lines` turns them into text. Reading the store and the log is the caller's.
 """
 
@@ -17,17 +17,29 @@ from autoresearch.store import Experiment, Status
 _AGENT_PREFIX = "agent_"
 
 
+def experiments_data(history: Sequence[Experiment], *, metric: MetricConfig = MetricConfig()) -> list[dict]:
+    """`experiment_data` of every experiment of `history` (one run's, in seq order), in one pass."""
+    deltas = experiment_deltas(history, metric=metric)
+    bests = running_best([(h.status, h.metric) for h in history], metric=metric)
+    out, best_seq = [], None
+    for i, (e, delta) in enumerate(zip(history, deltas, strict=True)):
+        best_value = bests[i - 1] if i > 0 else None
+        out.append(_data(e, delta, best_value, best_seq if best_value is not None else None))
+        if i == 0 or bests[i] != bests[i - 1]:
+            best_seq = e.seq if bests[i] is not None else None
+    return out
+
+
 def experiment_data(e: Experiment, history: Sequence[Experiment], *,
                     metric: MetricConfig = MetricConfig()) -> dict:
     """The figures of `e`, one experiment of `history` (its run's, in seq order): those of the status table,
     plus the best before it, its runs and seeds, the keep rule's verdict, the agent's spend, the full error,
     the diff and where its log is."""
     index = next(i for i, h in enumerate(history) if h.id == e.id)
-    delta = experiment_deltas(history, metric=metric)[index]
-    before = running_best([(h.status, h.metric) for h in history[:index]], metric=metric)
-    best_value = before[-1] if before else None
-    best_seq = next((h.seq for h in reversed(history[:index]) if h.status is Status.KEEP and h.metric == best_value),
-                    None) if best_value is not None else None
+    return experiments_data(history[: index + 1], metric=metric)[index]
+
+
+def _data(e: Experiment, delta: float | None, best_value: float | None, best_seq: int | None) -> dict:
     m = e.metrics
     return {**experiment_row(e, delta), "tag": e.tag, "agent": e.agent, "seed": e.seed,
             "parent_commit": e.parent_commit, "on_branch": e.status is Status.KEEP,
