@@ -183,12 +183,8 @@ class Loop:
         self._record_protocol(resume)
         self.store.set_state(f"budget:{tag}", budget or config.train.budget_seconds)  # for `status`'s progress bar
         self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
-        if hasattr(agent, "lineup"):  # agents taking turns: their turns count from when this lineup began
-            recorded = self.store.get_state(f"lineup:{tag}")
-            if not isinstance(recorded, dict) or recorded.get("lineup") != agent.lineup:
-                recorded = {"lineup": agent.lineup, "since": len(self.store.experiments(tag))}
-                self.store.set_state(f"lineup:{tag}", recorded)  # and `compare` credits the run to all of them
-            agent.since = recorded["since"]
+        if hasattr(agent, "lineup"):
+            self._record_lineup(agent)
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
@@ -219,6 +215,17 @@ class Loop:
                             "its best was measured under the old ones, so it would not compare with what runs next. "
                             "Put the settings in autoresearch.toml back to resume, or start a new run with --tag NEW")
         self.store.set_state(key, self._protocol)
+
+    def _record_lineup(self, agent: Agent) -> None:
+        """Agents taking turns (`Rotation`): record their lineup and the experiment at which it began, from
+        which their turns count (a run another agent began does not hand the newcomer every turn); `compare`
+        credits the run to all of them."""
+        key = f"lineup:{self.tag}"
+        recorded = self.store.get_state(key)
+        if not isinstance(recorded, dict) or recorded.get("lineup") != agent.lineup:
+            recorded = {"lineup": agent.lineup, "since": len(self.store.experiments(self.tag))}
+            self.store.set_state(key, recorded)
+        agent.since = recorded["since"]
 
     # -- state ----------------------------------------------------------------------------------
 
