@@ -649,9 +649,13 @@ _LOOP_EVENT_LINES = {
         f"  [dim]the compile cache reached sandbox.compile_cache_gb = {e['limit_gb']:g}: its {e['entries']} least "
         f"recently written entries ({e['bytes'] / 2**30:.1f} GB) were removed[/]"),
     "drafting": lambda e: f"  [dim]{escape(e['agent'])} drafts the next proposal while this one trains[/]",
+    "check_machine": lambda e: (
+        f"  [yellow]{e['crashes']} experiments in a row failed: the best (#{e['seq']}) runs once more, to tell a "
+        "broken machine from broken proposals[/]"),
+    "machine_ok": lambda e: f"  [dim]the best (#{e['seq']}) still runs: the failures are the proposals'[/]",
     "agent_retry": lambda e: (
-        f"  [yellow]the agent failed to propose {e['failures']} times in a row (the last: {escape(e['error'])}): asked "
-        f"again in {e['seconds']:.0f} s (Ctrl-C stops)[/]"),
+        f"  [yellow]{e['failures']} proposals in a row did not run (the last: {escape(e['error'])}): the agent is "
+        f"asked again in {e['seconds']:.0f} s (Ctrl-C stops)[/]"),
 }
 
 

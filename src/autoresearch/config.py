@@ -124,11 +124,16 @@ class LoopConfig:
     # A folder shared by machines (NFS, say) where each run writes its best and reads the others': their runs
     # are offered to adopt_from under `<tag>@<host>` (docs/loop.md, "Runs on several machines"). Empty: none.
     exchange: str = ""
-    # An agent that fails to propose (an API down, a key expired, a command that changes nothing) is asked
-    # again after a wait that doubles from this many seconds, up to 10 minutes, from its second failure in a
-    # row; after stop_after_agent_failures in a row (0: never) the run stops (docs/loop.md, "An agent that fails").
+    # After proposals that did not run (an API down, a key expired, a command that changes nothing, code
+    # already measured), the agent is asked again after a wait that doubles from this many seconds, up to 10
+    # minutes, from the second in a row; after stop_after_agent_failures in a row (0: never) the run stops
+    # (docs/loop.md, "An agent that fails").
     agent_retry_seconds: float = 10.0
     stop_after_agent_failures: int = 20
+    # After this many crashes or timeouts in a row (0: never), the best runs once more: when it fails too, the
+    # machine or its environment is broken, not the proposals, and the run stops (docs/loop.md, "A machine
+    # that breaks").
+    check_best_after_crashes: int = 5
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,9 @@ class TaskConfig:
         if self.loop.adopt_after < 0:
             raise ConfigError(f"loop.adopt_after = {self.loop.adopt_after}: give how many experiments without a keep "
                               "a run makes before it takes up another run's best, e.g. 5 (0: at once)")
+        if self.loop.check_best_after_crashes < 0:
+            raise ConfigError(f"loop.check_best_after_crashes = {self.loop.check_best_after_crashes}: give how many "
+                              "crashes in a row make the best run again, e.g. 5 (0: never)")
         if not self.loop.agent_retry_seconds >= 0 or self.loop.stop_after_agent_failures < 0:
             raise ConfigError("loop.agent_retry_seconds and loop.stop_after_agent_failures must be 0 or more, "
                               "e.g. 10 (seconds) and 20 (failures in a row; 0: never stop)")

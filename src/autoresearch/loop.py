@@ -102,19 +102,32 @@ def decide(outcome: Outcome, best: float | None, metric: MetricConfig = MetricCo
     return Status.DISCARD
 
 
-FAILED_PROPOSALS = ("agent failed", "empty proposal")  # how the errors of proposals the agent failed to make begin
 RETRY_CAP_SECONDS = 600.0
 
 
 def failures_in_a_row(history: list[Experiment]) -> int:
-    """How many of a run's latest experiments are proposals its agent failed to make (it raised, or changed
-    nothing), counted back from the latest to the first that was not."""
+    """How many of a run's latest experiments are proposals that did not run (rejected: the agent failed or
+    changed nothing, repeated code already measured, or edited files it may not), counted back from the
+    latest to the first that ran."""
     count = 0
     for e in reversed(history):
-        if e.status is not Status.REJECTED or not (e.error or "").startswith(FAILED_PROPOSALS):
+        if e.status is not Status.REJECTED:
             break
         count += 1
     return count
+
+
+def crashes_in_a_row(history: list[Experiment]) -> list[Experiment]:
+    """A run's latest crashes and timeouts in a row, latest first, counted back to the first experiment that
+    ran to a result (proposals that never ran, the rejected, are passed over)."""
+    found = []
+    for e in reversed(history):
+        if e.status is Status.REJECTED:
+            continue
+        if e.status not in (Status.CRASH, Status.TIMEOUT):
+            break
+        found.append(e)
+    return found
 
 
 def retry_wait(failures: int, base: float, cap: float = RETRY_CAP_SECONDS) -> float:
@@ -296,15 +309,15 @@ class Loop:
             except AgentExhausted as err:
                 reason = str(err)
                 break
-            if (reason := self._after_failures()) is not None:
+            if (reason := self._after_failures() or self._check_machine()) is not None:
                 break
         self._end_drafting(reason)
         self._publish()
         return reason
 
     def _after_failures(self) -> str | None:
-        """After proposals the agent failed to make, in a row: wait before it is asked again (`retry_wait`),
-        or, at `loop.stop_after_agent_failures`, the reason to stop. None to go on."""
+        """After proposals that did not run, in a row (`failures_in_a_row`): wait before the agent is asked
+        again (`retry_wait`), or, at `loop.stop_after_agent_failures`, the reason to stop. None to go on."""
         history = self.store.experiments(self.tag)
         failures = failures_in_a_row(history)
         if not failures:
@@ -312,7 +325,7 @@ class Loop:
         last = error_line(history[-1].error)
         limit = self.config.loop.stop_after_agent_failures
         if limit and failures >= limit:
-            return f"the agent failed to propose {failures} times in a row (the last: {last}); mend it, then " \
+            return f"{failures} proposals in a row did not run (the last: {last}); mend the agent, then " \
                    "continue with --resume"
         wait = retry_wait(failures, self.config.loop.agent_retry_seconds)
         if wait > 0:
@@ -321,6 +334,29 @@ class Loop:
             while not self.stop_requested and time.monotonic() < until:  # Ctrl-C ends the wait
                 time.sleep(min(0.5, max(0.0, until - time.monotonic())))
         return None
+
+    def _check_machine(self) -> str | None:
+        """After `loop.check_best_after_crashes` crashes or timeouts in a row (and after each as many more),
+        the best runs once more, as a measurement of it like any other. If it fails too, the machine or its
+        environment is broken (a GPU fallen off the bus, a full disk, a broken driver), not the proposals: the
+        reason to stop, rather than spend the night, and the agent's fixes, on it. None to go on."""
+        every = self.config.loop.check_best_after_crashes
+        crashes = crashes_in_a_row(self.store.experiments(self.tag))
+        best = self.incumbent()
+        if (not every or not crashes or len(crashes) % every or best is None or self.worktree.head() != best.commit
+                or self.store.get_state(f"checked-after:{self.tag}") == crashes[0].id):
+            return None
+        self.store.set_state(f"checked-after:{self.tag}", crashes[0].id)
+        self.on_event({"event": "check_machine", "crashes": len(crashes), "seq": best.seq})
+        before = len(self.store.remeasured_runs(best))
+        self._remeasure(best, 1)
+        self.export()
+        if len(self.store.remeasured_runs(best)) > before:
+            self.on_event({"event": "machine_ok", "seq": best.seq})
+            return None
+        return (f"{len(crashes)} experiments in a row failed, and the best (#{best.seq}) failed too when it ran "
+                f"again: the machine or its environment is broken, not the proposals (the last error: "
+                f"{error_line(crashes[0].error)}); mend it, then continue with --resume")
 
     def _baseline(self) -> None:
         head = self.worktree.head()
