@@ -25,6 +25,9 @@ tokenizer_sample_mb = 1.0
 budget_seconds = 5.0
 startup_allowance_seconds = 120.0
 
+[loop]
+agent_retry_seconds = 0.2  # the tests' agents answer at once; real ones that fail are waited for longer
+
 [keep]
 rule = "strict"  # one run per experiment keeps the tests fast; the confirm rule has tests of its own
 speed_tolerance = 0  # runs as the tests expect them, however loaded the machine; test_speed.py turns it on

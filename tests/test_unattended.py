@@ -21,8 +21,8 @@ from autoresearch.store import Status, Store
 SOLVE_PY = "RATE = 0.1\nprint(f'score: {1.0 - (RATE - 0.3) ** 2:.6f}')\n"
 
 
-def test_the_wait_doubles_from_the_second_failure_up_to_a_cap():
-    assert [retry_wait(n, 10.0) for n in range(0, 9)] == [0, 0, 10, 20, 40, 80, 160, 320, 600]
+def test_the_wait_doubles_from_the_third_failure_up_to_a_cap():
+    assert [retry_wait(n, 10.0) for n in range(0, 10)] == [0, 0, 0, 10, 20, 40, 80, 160, 320, 600]
     assert retry_wait(30, 10.0) == 600 and retry_wait(5, 0.0) == 0
 
 
@@ -81,7 +81,7 @@ def test_a_failing_agent_is_waited_for_and_the_run_goes_on_when_it_recovers(tmp_
         loop.close()
     assert [e.status for e in history] == [Status.KEEP] + [Status.REJECTED] * 3 + [Status.KEEP]
     waits = [e for e in events if e["event"] == "agent_retry"]
-    assert [(w["failures"], w["seconds"]) for w in waits] == [(2, 0.05), (3, 0.1)]
+    assert [(w["failures"], w["seconds"]) for w in waits] == [(3, 0.05)]
     assert "503 Service Unavailable" in waits[0]["error"]
 
 

@@ -126,7 +126,7 @@ class LoopConfig:
     exchange: str = ""
     # After proposals that did not run (an API down, a key expired, a command that changes nothing, code
     # already measured), the agent is asked again after a wait that doubles from this many seconds, up to 10
-    # minutes, from the second in a row; after stop_after_agent_failures in a row (0: never) the run stops
+    # minutes, from the third in a row; after stop_after_agent_failures in a row (0: never) the run stops
     # (docs/loop.md, "An agent that fails").
     agent_retry_seconds: float = 10.0
     stop_after_agent_failures: int = 20

@@ -131,9 +131,9 @@ def crashes_in_a_row(history: list[Experiment]) -> list[Experiment]:
 
 
 def retry_wait(failures: int, base: float, cap: float = RETRY_CAP_SECONDS) -> float:
-    """Seconds to wait before asking the agent again after `failures` failures in a row: none after one, then
-    `base`, 2 `base`, 4 `base`, ..., at most `cap`."""
-    return 0.0 if failures < 2 else min(cap, base * 2.0 ** (failures - 2))
+    """Seconds to wait before asking the agent again after `failures` proposals in a row that did not run:
+    none after one or two (bad luck), then `base`, 2 `base`, 4 `base`, ..., at most `cap`."""
+    return 0.0 if failures < 3 else min(cap, base * 2.0 ** (failures - 3))
 
 
 def request_recalibration(store: Store, tag: str) -> int:
