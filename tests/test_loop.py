@@ -13,10 +13,6 @@ from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Limits, Loop, LoopError
 from autoresearch.store import Status, Store
 
-LOOP_TOML_EXTRA = """
-[loop]
-editable = ["train.py"]
-"""
 
 NAN_EDIT = {"file": "train.py", "search": "accum_steps, autocast)  # a GPU", "replace": "accum_steps, autocast) * float('nan')  # a GPU"}
 REAL_EDIT = {"file": "train.py", "search": "WARMDOWN_FRAC = 0.4", "replace": "WARMDOWN_FRAC = 0.5"}
@@ -37,7 +33,7 @@ def loop_task(tiny_task: Path) -> Path:
     toml = (tiny_task / "autoresearch.toml").read_text()
     toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
     toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
-    (tiny_task / "autoresearch.toml").write_text(toml + LOOP_TOML_EXTRA)
+    (tiny_task / "autoresearch.toml").write_text(toml.replace("[loop]\n", '[loop]\neditable = ["train.py"]\n'))
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
     cli("prepare", cwd=tiny_task)
     return tiny_task
