@@ -94,3 +94,19 @@ def generic_task_folder(parent: Path, solve_py: str, name: str = "task") -> Path
     git(folder, "add", "-A")
     git(folder, "commit", "-q", "--allow-empty", "-m", "task")
     return folder
+
+
+def edit_solve(workdir: Path, step: tuple[str, ...]) -> str:
+    """A scripted agent's edit of solve.py: `step` is (description, old, new, old, new, ...), each old text
+    replaced by its new one; the description is returned. An old text not in the file fails the proposal."""
+    from autoresearch.agents import AgentError
+
+    description, *replacements = step
+    path = workdir / "solve.py"
+    text = path.read_text()
+    for old, new in zip(replacements[::2], replacements[1::2], strict=True):
+        if old not in text:
+            raise AgentError(f"{old!r} is not in solve.py")
+        text = text.replace(old, new)
+    path.write_text(text)
+    return description

@@ -13,7 +13,6 @@ from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Limits, Loop, LoopError
 from autoresearch.store import Status, Store
 
-
 NAN_EDIT = {"file": "train.py", "search": "accum_steps, autocast)  # a GPU", "replace": "accum_steps, autocast) * float('nan')  # a GPU"}
 REAL_EDIT = {"file": "train.py", "search": "WARMDOWN_FRAC = 0.4", "replace": "WARMDOWN_FRAC = 0.5"}
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import cli, git, processes_with
+from conftest import cli, edit_solve, git, processes_with
 
-from autoresearch.agents import AgentError, ProposalContext
+from autoresearch.agents import ProposalContext
 from autoresearch.agents.api import ApiAgent, is_local
 from autoresearch.agents.command import CommandAgent
 from autoresearch.agents.prompt import build_prompt
@@ -68,23 +68,12 @@ class ScriptedAgent:
 
     def propose(self, workdir: Path, context: ProposalContext) -> str:
         self.calls.append(Call("propose", time.time(), context))
-        return self._edit(workdir, self.steps.pop(0))
+        return edit_solve(workdir, self.steps.pop(0))
 
     def fix(self, workdir: Path, context: ProposalContext) -> str | None:
         self.calls.append(Call("fix", time.time(), context))
-        return self._edit(workdir, self.fixes.pop(0)) if self.fixes else None
+        return edit_solve(workdir, self.fixes.pop(0)) if self.fixes else None
 
-    @staticmethod
-    def _edit(workdir: Path, step: tuple[str, ...]) -> str:
-        description, *replacements = step
-        path = workdir / "solve.py"
-        text = path.read_text()
-        for old, new in zip(replacements[::2], replacements[1::2], strict=True):
-            if old not in text:
-                raise AgentError(f"{old!r} is not in solve.py")
-            text = text.replace(old, new)
-        path.write_text(text)
-        return description
 
 
 def make_loop(task: Path, agent, **kw) -> Loop:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import cli, generic_task_folder
+from conftest import cli, edit_solve, generic_task_folder
 
-from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext, make_agents
+from autoresearch.agents import AgentConfigError, AgentExhausted, ProposalContext, make_agents
 from autoresearch.agents.rotation import Rotation, next_turn
 from autoresearch.agents.tune import TuneAgent
 from autoresearch.config import load_config
@@ -52,22 +52,11 @@ class Editor:
         if not self.steps:
             raise AgentExhausted(f"{self.name} has no more ideas")
         self.usage = {"tokens_in": 100.0}
-        return self._edit(workdir, self.steps.pop(0))
+        return edit_solve(workdir, self.steps.pop(0))
 
     def fix(self, workdir: Path, context: ProposalContext) -> str | None:
-        return self._edit(workdir, self.fixes.pop(0)) if self.fixes else None
+        return edit_solve(workdir, self.fixes.pop(0)) if self.fixes else None
 
-    @staticmethod
-    def _edit(workdir: Path, step: tuple[str, ...]) -> str:
-        description, *replacements = step
-        path = workdir / "solve.py"
-        text = path.read_text()
-        for old, new in zip(replacements[::2], replacements[1::2], strict=True):
-            if old not in text:
-                raise AgentError(f"{old!r} is not in solve.py")
-            text = text.replace(old, new)
-        path.write_text(text)
-        return description
 
 
 # ---------------------------------------------------------------------------------------------- pure parts

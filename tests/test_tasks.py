@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli, git
+from conftest import cli, generic_task_folder, git
 
 from autoresearch.config import ConfigError, MetricConfig, TaskConfig, generic_config, load_config
 from autoresearch.reported import MetricNotFound, from_json, from_output
@@ -38,14 +38,7 @@ def results(task: Path) -> list[list[str]]:
 
 @pytest.fixture
 def generic_task(tmp_path: Path) -> Path:
-    task = tmp_path / "generic"
-    task.mkdir()
-    (task / "solve.py").write_text(SOLVE_PY)
-    cli("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
-        "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=tmp_path)
-    git(task, "add", "-A")
-    git(task, "commit", "-q", "--allow-empty", "-m", "generic task")
-    return task
+    return generic_task_folder(tmp_path, SOLVE_PY, name="generic")
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
@@ -127,7 +120,7 @@ def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
     assert rows[0] == ["commit", "score", "memory_gb", "status", "description"]
     assert [r[3] for r in rows[1:]] == ["keep", "keep", "discard", "crash", "keep"]
     assert float(rows[5][1]) == pytest.approx(1.0 - 0.01)  # RATE 0.2, WIDTH 6: the higher score was kept
-    assert branch_subjects(generic_task, "g")[:3] == ["WIDTH 4 -> 6", "RATE 0.1 -> 0.2", "generic task"]
+    assert branch_subjects(generic_task, "g")[:3] == ["WIDTH 4 -> 6", "RATE 0.1 -> 0.2", "task"]
     with Store.open(generic_task) as store:
         crash = store.experiments("g")[3]
         assert crash.status is Status.CRASH and "no score" in crash.error and "matches" in crash.error
@@ -251,7 +244,7 @@ def test_a_crash_gets_bounded_fix_attempts(generic_task):
     assert fixed.parent_commit == history[0].commit  # one change on the incumbent: typo and fix squashed
     assert "WIDTH = 6" in fixed.diff and "scor:" not in fixed.diff and "scre:" not in fixed.diff
     assert branch_subjects(generic_task, "f")[:3] == ["not a fix", "WIDTH 4 -> 6 (with a typo); fix: typo fixed",
-                                                      "generic task"]
+                                                      "task"]
 
 
 def test_init_for_a_generic_task_refuses_incomplete_input(tmp_path):
