@@ -29,12 +29,12 @@ from autoresearch.report.experiment import experiment_data, experiment_lines
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import parse_event, remaining_seconds
 from autoresearch.report.summary import (
-    by_agent,
     error_line,
     experiment_deltas,
     first_line,
     format_duration,
     noise_line,
+    proposers,
     summarize,
     truncate,
 )
@@ -650,7 +650,7 @@ def test_agents_taking_turns_are_shown_side_by_side(store: Store) -> None:
     add("tune", Status.KEEP, 0.85)
     add("claude", Status.CRASH, agent_cost_usd=0.25)
     add("adopt:gpu1", Status.KEEP, 0.8, adopted_from="gpu1")  # taken up, not proposed: not an agent's
-    rows = by_agent(store.experiments(TAG))
+    rows = proposers(store.experiments(TAG))
     assert [(r["agent"], r["proposals"], r["kept"], r["failed"]) for r in rows] == [("claude", 2, 1, 1),
                                                                                      ("tune", 2, 1, 0)]
     assert rows[0]["gain"] == pytest.approx(0.1) and rows[1]["gain"] == pytest.approx(0.05)

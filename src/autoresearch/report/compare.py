@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from autoresearch.report.summary import (
     format_duration,
     latest_speed,
     measured_noise,
+    proposers,
     running_best,
     speed_data,
     summarize,
@@ -249,13 +249,12 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
                   for i, (e, b) in enumerate(zip(finished, best_so_far, strict=True)) if b is not None)
     # the best's runs, from its record as stored (`measured` shows its metric as their mean already)
     runs = tuple(store.current_runs(store.get(summary.best.id))) if summary.best is not None else ()
-    counts = Counter(e.agent for e in experiments if e.seq > 0 and e.agent != "-"
-                     and not isinstance(e.metrics.get("adopted_from"), str))  # taken up, not proposed
+    made = sorted(proposers(experiments, metric=metric), key=lambda row: -row["proposals"])  # most first
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
     budget = store.get_state(f"budget:{tag}")
     programs = tuple(dict.fromkeys(e.metrics["program"] for e in experiments
                                    if isinstance(e.metrics.get("program"), str)))
-    return Contender(tag=tag, agents=tuple(a for a, _ in counts.most_common()), summary=summary, curve=curve,
+    return Contender(tag=tag, agents=tuple(row["agent"] for row in made), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
                      budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
                      programs=programs, lineup=(store.get_state(f"lineup:{tag}") or {}).get("lineup"),

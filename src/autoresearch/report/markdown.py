@@ -10,13 +10,13 @@ from autoresearch.config import MetricConfig
 from autoresearch.report.summary import (
     adoptions,
     adoptions_text,
-    by_agent,
     carryover_warning,
     confirmations_text,
     error_line,
     experiment_deltas,
     format_duration,
     noun,
+    proposers,
     speed_text,
     steering_text,
     summarize,
@@ -37,7 +37,7 @@ def _cell(text: str, width: int = 100) -> str:
 def _agents(experiments: Sequence[Experiment], metric: MetricConfig) -> list[str]:
     """The agents side by side, where more than one proposed (agents taking turns, or a run resumed with
     another agent)."""
-    rows = by_agent(experiments, metric=metric)
+    rows = proposers(experiments, metric=metric)
     if len(rows) < 2:
         return []
     better = "higher" if metric.maximize else "lower"

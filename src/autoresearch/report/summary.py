@@ -258,7 +258,7 @@ def adoptions_text(taken: Sequence[dict]) -> str | None:
             + ", ".join(f"#{a['seq']} ({a['source']} #{a['source_seq']}, {a['status']})" for a in taken))
 
 
-def by_agent(experiments: Sequence[Experiment], *, metric: MetricConfig = MetricConfig()) -> list[dict]:
+def proposers(experiments: Sequence[Experiment], *, metric: MetricConfig = MetricConfig()) -> list[dict]:
     """What each agent that proposed in a run did (the baseline and the bests taken up from other runs aside),
     in the order each first proposed: `agent`, `proposals`, `kept`, `failed` (crashes and timeouts), `gain`
     (how far its keeps moved the best, each against the best before it; positive = better) and `spent`
