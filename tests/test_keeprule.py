@@ -35,6 +35,8 @@ def test_the_noise_is_the_pooled_within_group_deviation():
     noise = pooled_noise(groups)
     assert noise.dof == 3 and noise.sigma == pytest.approx(expected)
     assert not pooled_noise([[1.0], [2.0]]).known
+    # runs that agree to the last bit measured no noise at all, though their float mean is 0.10000000000000002
+    assert pooled_noise([[0.1, 0.1, 0.1], [0.7, 0.7]]) == Noise(0.0, 3)
 
 
 def test_a_clear_gain_is_kept_at_once_and_a_loss_discarded():

@@ -70,8 +70,9 @@ def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
         values = [float(v) for v in group if v is not None and math.isfinite(v)]
         if len(values) < 2:
             continue
-        mean = sum(values) / len(values)
-        squares += sum((v - mean) ** 2 for v in values)
+        if min(values) < max(values):  # equal runs add exactly nothing (their float mean may be off by 1e-17)
+            mean = math.fsum(values) / len(values)
+            squares += math.fsum((v - mean) ** 2 for v in values)
         dof += len(values) - 1
     return Noise(math.sqrt(squares / dof) if dof else 0.0, dof)
 
