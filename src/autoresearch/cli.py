@@ -323,6 +323,10 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
                                                    "without a keep (default: loop.adopt_after, 0: at once)."),
         exchange: str = typer.Option(None, help="A folder shared by machines where this run writes its best and "
                                                 "reads the others' (default: loop.exchange)."),
+        parallel: str = typer.Option(None, help="Run this many loops at once, each its own run <tag>-0, <tag>-1, "
+                                                "...: one per GPU ('all': one per visible GPU), or on a machine "
+                                                "without one, each on its share of the cores. They take up each "
+                                                "other's bests unless --adopt-from says otherwise."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import signal
@@ -341,6 +345,20 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
             config.loop, **{k: v for k, v in given.items() if v is not None})).validate()
     except ConfigError as e:
         _fail(str(e))
+    if parallel is not None:
+        base_tag = tag or time.strftime("%b%d").lower()
+        options = [word for name in agent for word in ("--agent", name)]
+        for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-hours", max_hours),
+                            ("--max-cost", max_cost), ("--base-url", base_url), ("--adopt-from", adopt_from),
+                            ("--adopt-after", adopt_after), ("--exchange", exchange)):
+            if value is not None:
+                options += [flag, str(value)]
+        options += ["--resume"] * resume + ["--recalibrate"] * recalibrate
+        if pipeline is not None:
+            options.append("--pipeline" if pipeline else "--no-pipeline")
+        _run_parallel(parallel, base_tag, options + ["--dir", str(task_dir.resolve())], config,
+                      share=adopt_from is None and not config.loop.adopt_from, task_dir=task_dir)
+        return
     profile = config.train.profile
     if profile == "auto":  # a task of its own command runs no profile of the baseline: torch is not needed here
         profile = "h100" if config.evaluated and resolve_device(config.train.device) == "cuda" else "cpu"
@@ -372,6 +390,54 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
     finally:
         loop.close()
     out.print(f"loop stopped: {escape(reason)}. Results: {escape(str(loop.results_path))}")
+
+
+def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskConfig, *, share: bool,
+                  task_dir: Path) -> None:
+    """`run --parallel`: a loop per GPU or share of the cores (parallel.py), their lines shown with their tags,
+    then a line per run. `share`: the loops take up each other's bests (no adopt_from was given)."""
+    from rich.text import Text
+
+    from autoresearch import parallel as par
+    from autoresearch.report.summary import runs_table, summarize
+
+    gpus = [] if config.train.device == "cpu" else par.visible_gpus()
+    try:
+        places = par.plan(count, base_tag, gpus, par.usable_cpus())
+    except par.ParallelError as e:
+        _fail(str(e))
+    if share:
+        options = options + ["--adopt-from", ",".join(p.tag for p in places)]
+    width = max(len(p.tag) for p in places) + 3
+    columns = str(max(80, shutil.get_terminal_size().columns - width))
+    colours = ("cyan", "magenta", "green", "yellow", "blue", "red")
+    style = {p.tag: colours[i % len(colours)] for i, p in enumerate(places)}
+    log_dir = task_dir / ".autoresearch" / "logs" / "parallel"
+    for place in places:
+        out.print(f"{place.tag}: {place.where}, output in {par.log_file(log_dir, place.tag)}", style=style[place.tag],
+                  highlight=False)
+
+    def on_line(tag: str, line: str) -> None:
+        text = Text(f"[{tag}]".ljust(width), style=style[tag])
+        text.append(line)
+        out.print(text, highlight=False, soft_wrap=True)
+
+    def on_stopping(presses: int) -> None:
+        err.print("stopping every loop after its experiment (Ctrl-C again to abort them)" if presses == 1 else
+                  "aborting the running experiments; --resume runs them again")
+
+    codes = par.run_all(places, lambda place: par.loop_argv(place, options), log_dir, on_line, on_stopping,
+                        env={"COLUMNS": columns})
+    with _store(task_dir) as store:
+        tags = [p.tag for p in places if p.tag in store.tags()]
+        if tags:
+            alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
+            out.print(runs_table([summarize(tag, store.measured(tag), metric=config.metric) for tag in tags], alive,
+                                 metric=config.metric))
+    failed = {tag: code for tag, code in codes.items() if code != 0}
+    if failed:
+        _fail("; ".join(f"the loop {tag} ended with exit status {code} (its lines above say why)"
+                        for tag, code in failed.items()))
 
 
 def _store(task_dir: Path):

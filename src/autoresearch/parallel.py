@@ -1,0 +1,226 @@
+"""Several loops of one task at once, one per GPU or per share of the CPU cores (`autoresearch run --parallel`).
+
+`plan` (pure) gives each loop its place: a tag of its own (`<tag>-0`, `<tag>-1`, ...) and one GPU, or on a
+machine without one, its own cores. `Supervisor` starts one `autoresearch run` process per place, follows
+the output each writes to its log file, passes Ctrl-C on to all of them, and waits for them. Each loop is an ordinary
+run of the folder (its branch, worktree, noise estimate, store rows and lock), so `status --all`, `report
+--tag`, `compare` and `--resume` work on them as on any run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+
+class ParallelError(Exception):
+    """The loops cannot be placed; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one of the loops runs."""
+
+    tag: str
+    env: dict[str, str] = field(default_factory=dict)  # what its process gets on top of the harness's environment
+    cpus: tuple[int, ...] | None = None  # the cores it is pinned to (None: not pinned)
+
+    @property
+    def where(self) -> str:
+        if "CUDA_VISIBLE_DEVICES" in self.env:
+            return f"GPU {self.env['CUDA_VISIBLE_DEVICES']}"
+        return f"cores {_ranges(self.cpus or ())}"
+
+
+def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) -> list[Place]:
+    """One place per loop. `count`: a number, or `all` (one loop per GPU). `gpus`: the ids of the visible GPUs
+    (what `CUDA_VISIBLE_DEVICES` names, or 0..n-1); `cpus`: the cores this process may use. With GPUs, loop
+    i gets GPU i; without, the cores are cut into `count` runs of neighbours, as even as they go, and each
+    loop's maths libraries get as many threads as it has cores."""
+    if count.strip().lower() == "all":
+        if not gpus:
+            raise ParallelError("--parallel all means one loop per GPU, and no GPU is visible here: give how many "
+                                "loops to run on the CPU instead, e.g. --parallel 2 (each gets its share of the cores)")
+        n = len(gpus)
+    else:
+        try:
+            n = int(count)
+        except ValueError:
+            raise ParallelError(f"--parallel {count}: give how many loops to run at once (a whole number), or "
+                                "`all` for one per GPU") from None
+        if n < 1:
+            raise ParallelError(f"--parallel {count}: give at least 1 loop")
+    tags = [f"{base_tag}-{i}" for i in range(n)]
+    if gpus:
+        if n > len(gpus):
+            raise ParallelError(f"--parallel {n}: only {len(gpus)} GPU(s) are visible ({', '.join(gpus)}), and each "
+                                "loop needs one of its own: give at most that many, or --parallel all")
+        return [Place(tag, env={"CUDA_VISIBLE_DEVICES": gpu}) for tag, gpu in zip(tags, gpus, strict=False)]
+    cores = sorted(cpus)
+    if n > len(cores):
+        raise ParallelError(f"--parallel {n}: this machine lets the loops use {len(cores)} core(s), and each loop "
+                            f"needs at least one: give at most {len(cores)}")
+    places, start = [], 0
+    for i, tag in enumerate(tags):
+        size = len(cores) // n + (1 if i < len(cores) % n else 0)
+        mine = tuple(cores[start:start + size])
+        start += size
+        threads = str(len(mine))
+        places.append(Place(tag, env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}, cpus=mine))
+    return places
+
+
+def _ranges(cores: Sequence[int]) -> str:
+    """`0-3,6` for cores 0, 1, 2, 3 and 6."""
+    parts: list[str] = []
+    for core in sorted(cores):
+        if parts and core == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{core}"
+        else:
+            parts.append(str(core))
+    return ",".join(parts) or "-"
+
+
+def log_file(log_dir: Path, tag: str) -> Path:
+    """Where the loop of `tag` writes its output."""
+    return log_dir / f"{tag.replace('/', '_')}.log"
+
+
+def visible_gpus() -> list[str]:
+    """The ids of the CUDA devices this process may use: those `CUDA_VISIBLE_DEVICES` names where it is set,
+    else every device torch sees."""
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if named is not None:
+        return [gpu.strip() for gpu in named.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def usable_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+class Supervisor:
+    """The processes of the loops: started, their lines passed on as they come, signals passed on.
+
+    Each loop writes its output to a file of its own (`<log_dir>/<tag>.log`, appended to), and the supervisor
+    reads the files: the loops do not depend on it, so a supervisor killed outright leaves them running and
+    logging, as if started by hand."""
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, places: Sequence[Place], argv: Callable[[Place], list[str]], log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.places = list(places)
+        self.argv = argv
+        self.log_dir = log_dir
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # lines reach the file as printed
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: dict[str, BinaryIO] = {}
+        self._partial: dict[str, bytes] = {}
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for place in self.places:
+            path = log_file(self.log_dir, place.tag)
+            with open(path, "ab") as log:
+                reader = open(path, "rb")
+                reader.seek(0, os.SEEK_END)  # what an earlier invocation wrote is not shown again
+                self._logs[place.tag], self._partial[place.tag] = reader, b""
+                self.procs[place.tag] = self._spawn(place, log)
+
+    def _spawn(self, place: Place, log: BinaryIO) -> subprocess.Popen:
+        pinned = place.cpus is not None and hasattr(os, "sched_setaffinity")
+        mine = os.sched_getaffinity(0) if pinned else None
+        if pinned:  # a child takes the mask of the thread that starts it; this thread gets its own back
+            os.sched_setaffinity(0, place.cpus)
+        try:
+            # A session of its own: Ctrl-C at the terminal reaches only the supervisor, which passes it on once
+            # per press (a loop reads the first as "stop after this experiment", the second as "now").
+            return subprocess.Popen(self.argv(place), env={**self.env, **place.env}, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if pinned:
+                os.sched_setaffinity(0, mine)
+
+    def lines(self, *, final: bool = False) -> list[tuple[str, str]]:
+        """The lines the loops wrote since the last call, as (tag, line); `final`: with any unended last line."""
+        found = []
+        for tag, reader in self._logs.items():
+            data = self._partial[tag] + reader.read()
+            *complete, self._partial[tag] = data.split(b"\n")
+            if final and self._partial[tag]:
+                complete.append(self._partial[tag])
+                self._partial[tag] = b""
+            found += [(tag, raw.decode("utf-8", "replace")) for raw in complete]
+        return found
+
+    def signal(self, signum: int) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signum)
+                except ProcessLookupError:
+                    pass
+
+    def follow(self, on_line: Callable[[str, str], None]) -> dict[str, int]:
+        """Pass the loops' lines to `on_line(tag, line)` until all have ended; their exit statuses."""
+        while any(proc.poll() is None for proc in self.procs.values()):
+            for tag, line in self.lines():
+                on_line(tag, line)
+            time.sleep(self.POLL_SECONDS)
+        for tag, line in self.lines(final=True):
+            on_line(tag, line)
+        for reader in self._logs.values():
+            reader.close()
+        return {tag: proc.wait() for tag, proc in self.procs.items()}
+
+
+def run_all(places: Sequence[Place], argv: Callable[[Place], list[str]], log_dir: Path,
+            on_line: Callable[[str, str], None], on_stopping: Callable[[int], None] = lambda _: None,
+            env: dict[str, str] | None = None) -> dict[str, int]:
+    """Start a loop per place and follow them until all have ended. Ctrl-C is passed on to each (`on_stopping`
+    is told how many so far); SIGTERM and SIGHUP (the terminal closed) reach them as SIGTERM, unless they are
+    ignored here. `env`: added to each loop's environment. Returns each tag's exit status."""
+    supervisor = Supervisor(places, argv, log_dir, env)
+    presses = 0
+
+    def on_interrupt(signum, frame):
+        nonlocal presses
+        presses += 1
+        on_stopping(presses)
+        supervisor.signal(signal.SIGINT)
+
+    def on_terminate(signum, frame):
+        supervisor.signal(signal.SIGTERM)
+
+    handled = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+    previous = {signum: signal.getsignal(signum) for signum in handled}
+    # what the shell had ignored stays ignored (under `nohup`, a closed terminal must not stop the loops)
+    previous = {signum: handler for signum, handler in previous.items()
+                if signum == signal.SIGINT or handler is not signal.SIG_IGN}
+    for signum in previous:
+        signal.signal(signum, on_interrupt if signum == signal.SIGINT else on_terminate)
+    try:
+        supervisor.start()
+        return supervisor.follow(on_line)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def loop_argv(place: Place, options: list[str]) -> list[str]:
+    """The command of one loop: this Python's `autoresearch run`, the options given, and the place's tag."""
+    return [sys.executable, "-m", "autoresearch", "run", *options, "--tag", place.tag]
