@@ -3,6 +3,7 @@ fast noisy task."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -11,7 +12,7 @@ from conftest import cli, git
 from test_keep_loop import make_task
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.compare import Contender, best_at, by_agent, findings, ranked, run_gap
+from autoresearch.report.compare import Contender, best_at, by_agent, findings, ranked, run_gap, searches
 from autoresearch.report.summary import summarize
 
 LOSS = MetricConfig(name="loss")
@@ -80,6 +81,28 @@ def test_agents_with_several_runs_are_compared_over_their_runs():
     # Welch: the spread over each agent's runs, not the noise of single runs
     assert "claude is better than tune (mean best over its runs) by 0.050000 loss ± 0.014142 (3.5 standard " \
            "errors): more than the noise" in text
+
+
+def test_runs_that_share_their_bests_count_as_one_search_of_their_agent():
+    def shared(tag, agent, best, adopted=()):
+        return dataclasses.replace(contender(tag, agent, (best,)), adopted=adopted)
+
+    # two fleets of claude (run --parallel: each loop takes up the others' bests) and one of tune, beside a
+    # tune run of its own; a run taken up from outside the runs compared joins nothing
+    runs = [shared("p-0", "claude", 0.90, ("p-1",)), shared("p-1", "claude", 0.905, ("p-0",)),
+            shared("q-0", "claude", 0.93), shared("q-1", "claude", 0.92, ("q-0",)), shared("q-2", "claude", 0.94, ("q-1",)),
+            shared("t-0", "tune", 0.95, ("elsewhere",)), shared("t-1", "tune", 0.97)]
+    assert [[c.tag for c in s] for s in searches(runs)] == [["p-0", "p-1"], ["q-0", "q-1", "q-2"], ["t-0"], ["t-1"]]
+    claude, tune = by_agent(runs, LOSS)
+    # each search gives the best any of its loops reached, once: not 5 draws of claude, but 2
+    assert claude.tags == ("p-0+p-1", "q-0+q-1+q-2") and claude.bests == (0.90, 0.92) and claude.unit == "searches"
+    assert tune.tags == ("t-0", "t-1") and tune.unit == "runs"
+    text = "\n".join(findings(runs, LOSS))
+    assert "Agent claude over 2 searches (p-0+p-1, q-0+q-1+q-2): mean best 0.910000 ± 0.014142" in text
+    assert "p-0+p-1, q-0+q-1+q-2 count as one search each among the agents" in text
+    # a search of runs of different agents counts for both together
+    mixed = by_agent([shared("a", "claude", 0.9), shared("b", "tune", 0.95, ("a",))], LOSS)
+    assert [(r.agent, r.tags, r.bests) for r in mixed] == [("claude & tune", ("a+b",), (0.9,))]
 
 
 TUNABLE_PY = """import os, random

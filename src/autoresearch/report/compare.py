@@ -127,8 +127,14 @@ class AgentResult:
     """An agent's bests over its tags."""
 
     agent: str
-    tags: tuple[str, ...]
+    tags: tuple[str, ...]  # one entry per search: its runs' tags, joined by + (`searches`)
     bests: tuple[float, ...]
+    sizes: tuple[int, ...] = ()  # how many runs each search had
+
+    @property
+    def unit(self) -> str:
+        """What each best is of: `runs`, or `searches` where some searches had several runs."""
+        return "searches" if any(size > 1 for size in self.sizes) else "runs"
 
     @property
     def mean(self) -> float:
@@ -139,15 +145,43 @@ class AgentResult:
         return statistics.stdev(self.bests) if len(self.bests) >= 2 else None
 
 
-def by_agent(contenders: Sequence[Contender], metric: MetricConfig) -> list[AgentResult]:
-    """One result per agent (a tag counts for the agent that proposed most of it), best mean first."""
+def searches(contenders: Sequence[Contender]) -> list[tuple[Contender, ...]]:
+    """The runs as separate searches: runs that took up one another's bests (`adopted`, either way and through
+    others among `contenders`, e.g. the loops of `run --parallel`) share code and are one search; any other
+    run is a search of its own. Searches in the order their first run comes in `contenders`; runs by tag."""
+    names = {c.tag for c in contenders}
+    root = {c.tag: c.tag for c in contenders}
+
+    def find(tag: str) -> str:
+        while root[tag] != tag:
+            root[tag] = root[root[tag]]
+            tag = root[tag]
+        return tag
+
+    for c in contenders:
+        for source in c.adopted:
+            if source in names:
+                root[find(source)] = find(c.tag)
     groups: dict[str, list[Contender]] = {}
     for c in contenders:
-        if c.best is not None and c.agents:  # a run with only its baseline has no agent to credit
-            groups.setdefault(c.agent, []).append(c)
-    results = [AgentResult(agent, tuple(c.tag for c in cs), tuple(c.best for c in cs if c.best is not None))
-               for agent, cs in groups.items()]
+        groups.setdefault(find(c.tag), []).append(c)
+    return [tuple(sorted(group, key=lambda c: c.tag)) for group in groups.values()]
+
+
+def by_agent(contenders: Sequence[Contender], metric: MetricConfig) -> list[AgentResult]:
+    """One result per agent, over its separate searches (`searches`): a search counts for the agent its runs
+    count for (several: all of them, `claude & tune`), with the best any of its runs reached. Best mean
+    first."""
     sign = -1.0 if metric.maximize else 1.0
+    groups: dict[str, list[tuple[str, float, int]]] = {}  # agent -> (its runs' tags, best, runs) per search
+    for search in searches(contenders):
+        scored = [c for c in search if c.best is not None and c.agents]  # a run with only its baseline credits none
+        if scored:
+            best = min(scored, key=lambda c: sign * c.best)
+            agent = " & ".join(sorted({c.agent for c in scored}))
+            groups.setdefault(agent, []).append(("+".join(c.tag for c in search), best.best, len(search)))
+    results = [AgentResult(agent, tuple(tag for tag, _, _ in found), tuple(value for _, value, _ in found),
+                           tuple(size for _, _, size in found)) for agent, found in groups.items()]
     return sorted(results, key=lambda r: (sign * r.mean, r.agent))
 
 
@@ -185,14 +219,15 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     agents = by_agent(scored, metric)
     repeated = [a for a in agents if len(a.bests) >= 2]
     for a in repeated:
-        lines.append(f"Agent {a.agent} over {len(a.bests)} runs ({', '.join(a.tags)}): mean best {a.mean:.6f}"
-                     f" ± {a.sd:.6f} (standard deviation over the runs).")
+        lines.append(f"Agent {a.agent} over {len(a.bests)} {a.unit} ({', '.join(a.tags)}): mean best {a.mean:.6f} "
+                     f"± {a.sd:.6f} (standard deviation over the {a.unit}).")
     if len(repeated) >= 2:
         lines.append(agent_gap(repeated[0], repeated[1], metric).sentence(metric, " (mean best over its runs)")
                      + ".")
     elif len(agents) >= 2:
-        lines.append("Each agent has one run here, and a search's best is partly the luck of its path: to compare "
-                     "agents rather than runs, give each two or more runs, each under its own tag (autoresearch run "
+        one = "search" if any(a.unit == "searches" for a in agents) else "run"
+        lines.append(f"Each agent has one {one} here, and a search's best is partly the luck of its path: to compare "
+                     f"agents rather than {one}s, give each two or more, each under its own tag (autoresearch run "
                      "--agent tune --tag tune-2).")
     budgets = {c.budget for c in contenders if c.budget is not None}
     if len(budgets) > 1:
@@ -210,9 +245,11 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     names = {c.tag for c in contenders}
     shared = [c for c in contenders if any(t in names for t in c.adopted)]
     if shared:
+        joined = [s for s in searches(contenders) if len(s) > 1]
         lines.append("Not independent: " + "; ".join(
             f"{c.tag} kept the best of {', '.join(t for t in c.adopted if t in names)}" for c in shared)
-            + " (loop.adopt_from), so their results share code and are not separate draws of a search.")
+            + " (loop.adopt_from), so their results share code and are not separate draws of a search: "
+            + ", ".join("+".join(c.tag for c in s) for s in joined) + " count as one search each among the agents.")
     speeds = [c for c in contenders if c.speed is not None]
     if len(speeds) >= 2 and not speed.alike(min(c.speed for c in speeds), max(c.speed for c in speeds), tolerance):
         lines.append("Not like for like: the machines ran at different speeds ("
