@@ -178,7 +178,19 @@ def test_the_loops_outlive_their_supervisor_killed_outright(tmp_path):
         assert "loop stopped: stopped on request" in path.read_text()
 
 
-def test_parallel_refuses_what_it_cannot_place(tmp_path):
+def test_parallel_refuses_what_it_cannot_place_and_resumes_the_loops_that_have_runs(tmp_path):
     task = parallel_task(tmp_path)
     result = cli("run", "--parallel", "64", cwd=task, check=False)
     assert result.returncode == 2 and "--parallel 64" in result.stderr and "give at most" in result.stderr
+    result = cli("run", "--parallel", "2", "--tag", "r", "--resume", cwd=task, check=False)
+    assert result.returncode == 2 and "nothing to resume: none of r-0, r-1 has a run" in result.stderr
+    cli("run", "--tag", "r-0", "--max-experiments", "2", "--agent", "tune:random", cwd=task)
+    result = cli("run", "--parallel", "2", "--tag", "r", cwd=task, check=False)
+    assert result.returncode == 2 and "r-0 already has a run: continue with --resume" in result.stderr
+    with Store.open(task) as store:
+        assert store.tags() == ["r-0"]  # refused before any loop started
+    grown = cli("run", "--parallel", "2", "--tag", "r", "--resume", "--max-experiments", "3", "--agent", "tune:random",
+                cwd=task)
+    assert grown.stdout.count("loop stopped: reached 3 experiments") == 2, grown.stdout
+    with Store.open(task) as store:
+        assert [len(store.experiments(tag)) for tag in ("r-0", "r-1")] == [3, 3]

@@ -353,10 +353,10 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
                             ("--adopt-after", adopt_after), ("--exchange", exchange)):
             if value is not None:
                 options += [flag, str(value)]
-        options += ["--resume"] * resume + ["--recalibrate"] * recalibrate
+        options += ["--recalibrate"] * recalibrate
         if pipeline is not None:
             options.append("--pipeline" if pipeline else "--no-pipeline")
-        _run_parallel(parallel, base_tag, options + ["--dir", str(task_dir.resolve())], config,
+        _run_parallel(parallel, base_tag, options + ["--dir", str(task_dir.resolve())], config, resume=resume,
                       share=adopt_from is None and not config.loop.adopt_from, task_dir=task_dir)
         return
     profile = config.train.profile
@@ -392,20 +392,30 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
     out.print(f"loop stopped: {escape(reason)}. Results: {escape(str(loop.results_path))}")
 
 
-def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskConfig, *, share: bool,
+def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskConfig, *, resume: bool, share: bool,
                   task_dir: Path) -> None:
     """`run --parallel`: a loop per GPU or share of the cores (parallel.py), their lines shown with their tags,
-    then a line per run. `share`: the loops take up each other's bests (no adopt_from was given)."""
+    then a line per run. `resume`: continue the loops that have runs, and start the others (at least one must
+    have a run). `share`: the loops take up each other's bests (no adopt_from was given)."""
     from rich.text import Text
 
     from autoresearch import parallel as par
+    from autoresearch.loop import branch_name
     from autoresearch.report.summary import runs_table, summarize
 
     gpus = [] if config.train.device == "cpu" else par.visible_gpus()
     try:
         places = par.plan(count, base_tag, gpus, par.usable_cpus())
-    except par.ParallelError as e:
+        workspace = Workspace(task_dir)
+        existing = {p.tag for p in places if workspace.branch_exists(branch_name(p.tag))}
+    except (par.ParallelError, GitError) as e:
         _fail(str(e))
+    tags = ", ".join(p.tag for p in places if p.tag in existing)
+    if existing and not resume:
+        _fail(f"{tags} already {'have runs' if len(existing) > 1 else 'has a run'}: continue with --resume (loops "
+              f"without a run are then started), or start new ones with --tag NEW")
+    if resume and not existing:
+        _fail(f"nothing to resume: none of {', '.join(p.tag for p in places)} has a run; start them without --resume")
     if share:
         options = options + ["--adopt-from", ",".join(p.tag for p in places)]
     width = max(len(p.tag) for p in places) + 3
@@ -426,8 +436,8 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
         err.print("stopping every loop after its experiment (Ctrl-C again to abort them)" if presses == 1 else
                   "aborting the running experiments; --resume runs them again")
 
-    codes = par.run_all(places, lambda place: par.loop_argv(place, options), log_dir, on_line, on_stopping,
-                        env={"COLUMNS": columns})
+    codes = par.run_all(places, lambda place: par.loop_argv(place, options + ["--resume"] * (place.tag in existing)),
+                        log_dir, on_line, on_stopping, env={"COLUMNS": columns})
     with _store(task_dir) as store:
         tags = [p.tag for p in places if p.tag in store.tags()]
         if tags:
