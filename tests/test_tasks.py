@@ -134,6 +134,11 @@ def test_a_generic_task_runs_the_loop_and_maximises_its_metric(generic_task):
     crashed = json.loads(cli("show", "3", "--tag", "g", "--json", "--log", "5", cwd=generic_task).stdout)
     assert crashed["status"] == "crash" and "no score" in crashed["error"] and crashed["best_before_seq"] == 1
     assert crashed["log_tail"] is not None and crashed["diff"].count("+RATE = 0.3") == 1
+    baseline = json.loads(cli("show", "0", "--tag", "g", "--json", "--log", "3", cwd=generic_task).stdout)
+    assert len(baseline["runs"]) == 3 and len(baseline["run_logs"]) == 3  # every seed's log, in the order run
+    assert [Path(r["path"]).parent.name for r in baseline["run_logs"]] == ["0000", "run-2", "run-3"]
+    assert all(any(line.startswith("score:") for line in r["tail"]) for r in baseline["run_logs"])
+    assert "run 3 of 3, last 3 lines of" in cli("show", "0", "--tag", "g", "--log", "3", cwd=generic_task).stdout
     latest = cli("show", "--no-diff", cwd=generic_task).stdout
     assert latest.startswith("#4 of g: keep") and "(on the branch)" in latest and "diff --git" not in latest
     missing = cli("show", "9", cwd=generic_task, check=False)

@@ -576,7 +576,7 @@ def show(seq: int = typer.Argument(None, help="The experiment's number in its ru
          tag: str = typer.Option(None, help="Run tag (default: the latest)."),
          as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
          diff: bool = typer.Option(True, "--diff/--no-diff", help="Show its change."),
-         log: int = typer.Option(0, help="Show the last N lines of its training log."),
+         log: int = typer.Option(0, help="Show the last N lines of its training log (of each of its runs)."),
          task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """One experiment in full: its change, who proposed it, what it measured against the best of its time, why
     it was kept or not, what it cost, and its log. Discarded changes are shown too: the store keeps them."""
@@ -594,20 +594,32 @@ def show(seq: int = typer.Argument(None, help="The experiment's number in its ru
         if not 0 <= wanted < len(history):
             _fail(f"run {tag!r} has experiments #0 to #{len(history) - 1}: there is no #{seq}")
         data = experiment_data(history[wanted], history, metric=config.metric)
-    tail = _log_tail(data["log_path"], log) if log > 0 else None
+    logs = [(path, _log_tail(path, log)) for path in _run_logs(data["log_path"])] if log > 0 else []
+    tail = logs[0][1] if logs else None
     if as_json:
-        print(json.dumps({**data, "log_tail": tail}))
+        print(json.dumps({**data, "log_tail": tail, "run_logs": [{"path": p, "tail": t} for p, t in logs]}))
         return
     for line in experiment_lines(data, metric=config.metric):
         out.print(line, highlight=False, markup=False)
     if diff and data["diff"]:
         out.print()
         out.print(Syntax(data["diff"], "diff", theme="ansi_dark", background_color="default", word_wrap=True))
-    if tail is not None:
+    for number, (path, lines) in enumerate(logs, start=1):
+        run = f"run {number} of {len(logs)}, " if len(logs) > 1 else ""
         out.print()
-        out.print(f"last {log} lines of {data['log_path']}:" if tail else f"no log at {data['log_path']}",
-                  highlight=False, markup=False)
-        out.print("\n".join(tail), highlight=False, markup=False)
+        out.print(f"{run}last {log} lines of {path}:" if lines else f"{run}no log at {path}", highlight=False,
+                  markup=False)
+        out.print("\n".join(lines), highlight=False, markup=False)
+
+
+def _run_logs(first: str | None) -> list[str]:
+    """The logs of an experiment's runs: the first run's, then those of its further runs (seeds, confirmations,
+    re-measurements), which the loop writes beside it as run-2/train.log, run-3/train.log, ..."""
+    if not first:
+        return []
+    folder = Path(first).parent
+    more = [p for p in folder.glob("run-*/train.log") if p.parent.name.removeprefix("run-").isdigit()]
+    return [first] + [str(p) for p in sorted(more, key=lambda p: int(p.parent.name.removeprefix("run-")))]
 
 
 def _log_tail(path: str | None, lines: int) -> list[str]:
