@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, generic_task_folder, git
 
-from autoresearch.parallel import ParallelError, Place, _ranges, plan
+from autoresearch.parallel import QUICK_DEATHS, ParallelError, Place, _ranges, plan, restart
 from autoresearch.store import Status, Store
 
 # Prints the cores it may use and its maths threads (what --parallel set), then its score.
@@ -61,6 +61,54 @@ def test_what_cannot_be_placed_says_what_to_give(count, gpus, cpus, says):
     with pytest.raises(ParallelError, match="--parallel") as caught:
         plan(count, "t", gpus, cpus)
     assert says in str(caught.value)
+
+
+def test_a_loop_that_died_is_started_again_unless_it_was_stopped_or_keeps_dying():
+    assert restart(1, 600.0, 0, stopping=False) == (True, 0)  # an unforeseen error
+    assert restart(-signal.SIGKILL, 600.0, 2, stopping=False) == (True, 0)  # killed (out of memory) after a while
+    for code in (0, 2, -signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP):  # stopped, refused, or asked to stop
+        assert restart(code, 600.0, 0, stopping=False)[0] is False, code
+    assert restart(1, 600.0, 0, stopping=True)[0] is False  # the supervisor was asked to stop
+    quick = [restart(-signal.SIGKILL, 5.0, n, stopping=False) for n in range(QUICK_DEATHS)]
+    assert quick == [(True, 1), (True, 2), (False, 3)][:QUICK_DEATHS]  # dying at once, again and again: left dead
+
+
+def loop_pid(task, tag: str) -> int | None:
+    shown = cli("status", "--tag", tag, "--json", cwd=task, check=False)
+    return json.loads(shown.stdout)["loop"].get("pid") if shown.returncode == 0 else None
+
+
+def test_a_loop_killed_outright_is_started_again_and_resumes(tmp_path):
+    task = parallel_task(tmp_path, SOLVE_PY.replace("PAUSE = 0.0", "PAUSE = 1.0"))
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--parallel", "2", "--tag", "x",
+                             "--agent", "tune:random"], cwd=task, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        def wait_for(found, seconds=120):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and proc.poll() is None:
+                if (value := found()) is not None:
+                    return value
+                time.sleep(0.5)
+            raise AssertionError("waited in vain")
+
+        first = wait_for(lambda: loop_pid(task, "x-1"))
+        wait_for(lambda: loop_pid(task, "x-0"))
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(lambda: (pid := loop_pid(task, "x-1")) and pid != first and pid or None)
+        proc.send_signal(signal.SIGINT)
+        out, errors = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert second != first and proc.returncode == 0, out + errors
+    assert "was killed by signal 9" in errors and "starts again with --resume in 10 s" in errors
+    assert out.count("loop stopped: stopped on request") == 2, out
+    with Store.open(task) as store:
+        for tag in ("x-0", "x-1"):
+            history = store.experiments(tag)
+            assert [e.seq for e in history] == list(range(len(history))), tag
+            assert history and all(e.finished for e in history), tag
 
 
 def parallel_task(tmp_path, solve_py: str = SOLVE_PY):

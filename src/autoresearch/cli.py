@@ -401,7 +401,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
 
     from autoresearch import parallel as par
     from autoresearch.loop import branch_name
-    from autoresearch.report.summary import runs_table, summarize
+    from autoresearch.report.summary import format_duration, runs_table, summarize
 
     gpus = [] if config.train.device == "cpu" else par.visible_gpus()
     try:
@@ -436,8 +436,17 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
         err.print("stopping every loop after its experiment (Ctrl-C again to abort them)" if presses == 1 else
                   "aborting the running experiments; --resume runs them again")
 
-    codes = par.run_all(places, lambda place: par.loop_argv(place, options + ["--resume"] * (place.tag in existing)),
-                        log_dir, on_line, on_stopping, env={"COLUMNS": columns})
+    def on_restart(tag: str, code: int, ran: float, wait: float) -> None:
+        how = f"was killed by signal {-code}" if code < 0 else f"ended with exit status {code}"
+        err.print(Text(f"[{tag}]".ljust(width), style=style[tag]) + Text(
+            f"the loop {how} after {format_duration(ran)}: it starts again with --resume in {wait:.0f} s"),
+                  highlight=False, soft_wrap=True)
+
+    def argv(place, again: bool) -> list[str]:
+        resume = place.tag in existing or (again and workspace.branch_exists(branch_name(place.tag)))
+        return par.loop_argv(place, options + ["--resume"] * resume)
+
+    codes = par.run_all(places, argv, log_dir, on_line, on_stopping, on_restart, env={"COLUMNS": columns})
     with _store(task_dir) as store:
         tags = [p.tag for p in places if p.tag in store.tags()]
         if tags:

@@ -88,6 +88,23 @@ def _ranges(cores: Sequence[int]) -> str:
     return ",".join(parts) or "-"
 
 
+RESTART_WAIT_SECONDS = 10.0  # before a loop that died is started again
+QUICK_DEATH_SECONDS = 120.0  # a loop that dies sooner after its start died quickly...
+QUICK_DEATHS = 3  # ...and after this many quick deaths in a row it is not started again
+
+
+def restart(code: int, ran_seconds: float, quick_before: int, *, stopping: bool) -> tuple[bool, int]:
+    """Whether a loop that ended with exit status `code` after `ran_seconds` is started again (with --resume),
+    and how many quick deaths in a row it has had, this one counted. A loop that stopped as asked (status 0),
+    refused to start or was refused (2: the command's clear errors), or was stopped by a signal meant to stop it
+    (SIGINT, SIGTERM, SIGHUP) stays stopped, as does every loop once the supervisor is `stopping`; one that
+    crashed (1: an unforeseen error) or was killed (SIGKILL: the kernel out of memory, say) is started again,
+    unless it keeps dying within `QUICK_DEATH_SECONDS` of its start."""
+    quick = quick_before + 1 if ran_seconds < QUICK_DEATH_SECONDS else 0
+    meant = {0, 2} | {-int(getattr(signal, name)) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+    return (not stopping and code not in meant and quick < QUICK_DEATHS), quick
+
+
 def log_file(log_dir: Path, tag: str) -> Path:
     """Where the loop of `tag` writes its output."""
     return log_dir / f"{tag.replace('/', '_')}.log"
@@ -121,27 +138,38 @@ class Supervisor:
 
     POLL_SECONDS = 0.2
 
-    def __init__(self, places: Sequence[Place], argv: Callable[[Place], list[str]], log_dir: Path,
-                 env: dict[str, str] | None = None) -> None:
-        self.places = list(places)
+    def __init__(self, places: Sequence[Place], argv: Callable[[Place, bool], list[str]], log_dir: Path,
+                 env: dict[str, str] | None = None, restart_wait: float = RESTART_WAIT_SECONDS) -> None:
+        """`argv(place, again)`: the command of a place's loop; `again` when it is started again after dying."""
+        self.places = {place.tag: place for place in places}
         self.argv = argv
         self.log_dir = log_dir
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}  # lines reach the file as printed
+        self.restart_wait = restart_wait
+        self.stopping = False  # set once the loops were asked to stop: none is started again
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
         self._logs: dict[str, BinaryIO] = {}
         self._partial: dict[str, bytes] = {}
+        self._started: dict[str, float] = {}
+        self._quick: dict[str, int] = {}
+        self._due: dict[str, float] = {}  # tag -> when its loop, dead, is started again
+        self._ended: set[str] = set()
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for place in self.places:
-            path = log_file(self.log_dir, place.tag)
-            with open(path, "ab") as log:
-                reader = open(path, "rb")
-                reader.seek(0, os.SEEK_END)  # what an earlier invocation wrote is not shown again
-                self._logs[place.tag], self._partial[place.tag] = reader, b""
-                self.procs[place.tag] = self._spawn(place, log)
+        for tag in self.places:
+            reader = open(log_file(self.log_dir, tag), "ab+")
+            reader.seek(0, os.SEEK_END)  # what an earlier invocation wrote is not shown again
+            self._logs[tag], self._partial[tag] = reader, b""
+            self._launch(tag, again=False)
 
-    def _spawn(self, place: Place, log: BinaryIO) -> subprocess.Popen:
+    def _launch(self, tag: str, *, again: bool) -> None:
+        with open(log_file(self.log_dir, tag), "ab") as log:
+            self.procs[tag] = self._spawn(self.places[tag], log, again)
+        self._started[tag] = time.monotonic()
+
+    def _spawn(self, place: Place, log: BinaryIO, again: bool) -> subprocess.Popen:
         pinned = place.cpus is not None and hasattr(os, "sched_setaffinity")
         mine = os.sched_getaffinity(0) if pinned else None
         if pinned:  # a child takes the mask of the thread that starts it; this thread gets its own back
@@ -149,16 +177,19 @@ class Supervisor:
         try:
             # A session of its own: Ctrl-C at the terminal reaches only the supervisor, which passes it on once
             # per press (a loop reads the first as "stop after this experiment", the second as "now").
-            return subprocess.Popen(self.argv(place), env={**self.env, **place.env}, stdout=log,
+            return subprocess.Popen(self.argv(place, again), env={**self.env, **place.env}, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             if pinned:
                 os.sched_setaffinity(0, mine)
 
-    def lines(self, *, final: bool = False) -> list[tuple[str, str]]:
-        """The lines the loops wrote since the last call, as (tag, line); `final`: with any unended last line."""
+    def lines(self, *, final: bool = False, of: str | None = None) -> list[tuple[str, str]]:
+        """The lines the loops (or the loop `of`) wrote since the last call, as (tag, line); `final`: with any
+        unended last line."""
         found = []
         for tag, reader in self._logs.items():
+            if of is not None and tag != of:
+                continue
             data = self._partial[tag] + reader.read()
             *complete, self._partial[tag] = data.split(b"\n")
             if final and self._partial[tag]:
@@ -168,6 +199,8 @@ class Supervisor:
         return found
 
     def signal(self, signum: int) -> None:
+        """Pass `signum` on to every loop that runs; from then on, none is started again."""
+        self.stopping = True
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
@@ -175,11 +208,36 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
 
-    def follow(self, on_line: Callable[[str, str], None]) -> dict[str, int]:
-        """Pass the loops' lines to `on_line(tag, line)` until all have ended; their exit statuses."""
-        while any(proc.poll() is None for proc in self.procs.values()):
+    def follow(self, on_line: Callable[[str, str], None],
+               on_restart: Callable[[str, int, float, float], None] = lambda *_: None) -> dict[str, int]:
+        """Pass the loops' lines to `on_line(tag, line)` until all have ended, starting again those that died
+        (`restart`; `on_restart(tag, exit status, seconds it ran, seconds until it starts again)` is told);
+        their last exit statuses."""
+        while len(self._ended) < len(self.places):
             for tag, line in self.lines():
                 on_line(tag, line)
+            now = time.monotonic()
+            for tag, proc in self.procs.items():
+                code = proc.poll()
+                if code is None or tag in self._ended or tag in self._due:
+                    continue
+                for _, line in self.lines(final=True, of=tag):  # its last words come before the news of its end
+                    on_line(tag, line)
+                again, self._quick[tag] = restart(code, now - self._started[tag], self._quick.get(tag, 0),
+                                                  stopping=self.stopping)
+                if again:
+                    self._due[tag] = now + self.restart_wait
+                    on_restart(tag, code, now - self._started[tag], self.restart_wait)
+                else:
+                    self._ended.add(tag)
+            for tag, due in list(self._due.items()):
+                if self.stopping:  # asked to stop while it waited: it stays stopped
+                    del self._due[tag]
+                    self._ended.add(tag)
+                elif now >= due:
+                    del self._due[tag]
+                    self.restarts[tag] = self.restarts.get(tag, 0) + 1
+                    self._launch(tag, again=True)
             time.sleep(self.POLL_SECONDS)
         for tag, line in self.lines(final=True):
             on_line(tag, line)
@@ -188,13 +246,15 @@ class Supervisor:
         return {tag: proc.wait() for tag, proc in self.procs.items()}
 
 
-def run_all(places: Sequence[Place], argv: Callable[[Place], list[str]], log_dir: Path,
+def run_all(places: Sequence[Place], argv: Callable[[Place, bool], list[str]], log_dir: Path,
             on_line: Callable[[str, str], None], on_stopping: Callable[[int], None] = lambda _: None,
-            env: dict[str, str] | None = None) -> dict[str, int]:
-    """Start a loop per place and follow them until all have ended. Ctrl-C is passed on to each (`on_stopping`
-    is told how many so far); SIGTERM and SIGHUP (the terminal closed) reach them as SIGTERM, unless they are
-    ignored here. `env`: added to each loop's environment. Returns each tag's exit status."""
-    supervisor = Supervisor(places, argv, log_dir, env)
+            on_restart: Callable[[str, int, float, float], None] = lambda *_: None,
+            env: dict[str, str] | None = None, restart_wait: float = RESTART_WAIT_SECONDS) -> dict[str, int]:
+    """Start a loop per place and follow them until all have ended, starting again a loop that died
+    (`Supervisor.follow`). Ctrl-C is passed on to each (`on_stopping` is told how many so far); SIGTERM and
+    SIGHUP (the terminal closed) reach them as SIGTERM, unless they are ignored here. `env`: added to each
+    loop's environment. Returns each tag's last exit status."""
+    supervisor = Supervisor(places, argv, log_dir, env, restart_wait)
     presses = 0
 
     def on_interrupt(signum, frame):
@@ -215,7 +275,7 @@ def run_all(places: Sequence[Place], argv: Callable[[Place], list[str]], log_dir
         signal.signal(signum, on_interrupt if signum == signal.SIGINT else on_terminate)
     try:
         supervisor.start()
-        return supervisor.follow(on_line)
+        return supervisor.follow(on_line, on_restart)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
