@@ -12,6 +12,7 @@ import pytest
 from conftest import cli, git
 from test_keep_loop import make_task, patches
 
+from autoresearch.agents.prompt import build_prompt
 from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import ConfigError, config_from_dict, load_config
 from autoresearch.loop import Loop
@@ -237,3 +238,38 @@ def test_files_from_an_exchange_entry_stay_within_the_editable_files(tmp_path):
     tree.put_files({"train.py": b"a = 2\r\n"}, ["*.py"])  # extra.py is covered and not in the entry: removed
     assert (tree.path / "train.py").read_bytes() == b"a = 2\r\n" and not (tree.path / "extra.py").exists()
     assert tree.files_at("HEAD", ["*.py"]) == {"extra.py": b"b = 1\n", "train.py": b"a = 1\n"}
+
+
+def test_the_agent_is_told_what_the_runs_it_shares_with_tried_lately(tmp_path):
+    task = make_task(tmp_path)
+    loop = make_loop(task, "me", ["gpu*"])
+    try:
+        store = loop.store
+
+        def add(tag, description, status, agent="replay", metric=1.0):
+            e = store.begin(tag=tag, parent_commit="x", commit=None, diff="", description=description, agent=agent,
+                            seed=0)
+            store.finish(e.id, status=status, metric=None if status is Status.CRASH else metric)
+
+        add("gpu1", "baseline", Status.KEEP)
+        add("other", "not shared with", Status.DISCARD)
+        add("gpu1", "wider MLP", Status.DISCARD, metric=1.2)
+        add("me", "my own idea", Status.DISCARD)
+        add("gpu2", "adopt the best of gpu1 (#0: baseline)", Status.KEEP, agent="adopt:gpu1")
+        add("gpu2", "deeper", Status.CRASH)
+        others = loop._context().others
+        assert [(e.tag, e.description) for e in others] == [  # this run's and unnamed runs' left out, in order
+            ("gpu1", "baseline"), ("gpu1", "wider MLP"), ("gpu2", "adopt the best of gpu1 (#0: baseline)"),
+            ("gpu2", "deeper")]
+        prompt = build_prompt(loop._context())
+        assert "# Tried lately in the runs that share their bests with this one" in prompt
+        assert "| gpu1 | 1 | discard | 1.200000 | wider MLP |" in prompt and "| gpu2 | 1 | crash | - | deeper |" in prompt
+        assert "baseline |" not in prompt.split("# Tried lately")[1] and "adopt the best" not in prompt  # not proposals
+        assert "not shared with" not in prompt
+        alone = make_loop(task, "solo", [])
+        try:
+            assert alone._context().others == () and "# Tried lately" not in build_prompt(alone._context())
+        finally:
+            alone.close()
+    finally:
+        loop.close()

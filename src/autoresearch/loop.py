@@ -28,6 +28,7 @@ from pathlib import Path
 
 from autoresearch import codehash, diskguard, exchange, integrity, protocol, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
+from autoresearch.agents.prompt import OTHERS
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.drafts import Draft, Drafter
@@ -389,7 +390,17 @@ class Loop:
         return ProposalContext(program=self._program(), editable=list(self.config.loop.editable),
                                history=self.store.measured(self.tag), best=best, failure=failure,
                                budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
-                               noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured)
+                               noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured,
+                               others=self._others_tried())
+
+    def _others_tried(self, count: int = 2 * OTHERS) -> tuple[Experiment, ...]:
+        """The latest `count` finished experiments of this folder's other runs that `loop.adopt_from` names, by
+        when they ended: what the agents beside this one tried (`prompt._others` shows their proposals)."""
+        wanted = self.config.loop.adopt_from
+        if not wanted:
+            return ()
+        tags = [tag for tag in self.store.tags() if tag != self.tag and _named(tag, wanted)]
+        return tuple(self.store.latest_finished(tags, count))
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the

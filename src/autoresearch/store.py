@@ -30,7 +30,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -427,6 +427,15 @@ class Store:
         on (each keep beat the best before it); None if nothing was kept."""
         found = self._select("tag = ? AND status = 'keep' ORDER BY id DESC LIMIT 1", (tag,))
         return found[0] if found else None
+
+    def latest_finished(self, tags: Sequence[str], count: int) -> list[Experiment]:
+        """The `count` experiments of `tags` that ended last, oldest first."""
+        if not tags or count <= 0:
+            return []
+        marks = ", ".join("?" for _ in tags)
+        found = self._select(f"tag IN ({marks}) AND status <> 'running' ORDER BY ended_at DESC, id DESC LIMIT ?",
+                             (*tags, count))
+        return found[::-1]
 
     def tags(self) -> list[str]:
         """The run tags that have experiments, in the order they were first used."""

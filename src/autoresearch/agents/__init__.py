@@ -39,6 +39,8 @@ class ProposalContext:
     pending: Experiment | None = None  # set when drafting ahead: the experiment still training, its result
     #                                    not known; the proposal is applied on top of it if it is kept
     best_measured: tuple[float, ...] = ()  # every run of the best's code: its own and its re-measurements
+    others: tuple[Experiment, ...] = ()  # the latest experiments of the runs this one shares with (adopt_from),
+    #                                      oldest first: what the agents beside this one tried
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:

@@ -2,8 +2,8 @@
 
 It holds the human's program.md, the rules of the step, the results so far (baseline, best, counts,
 the measured noise, a stall of PLATEAU experiments without a keep), the recent experiments with their
-deltas, the near misses, the recent crashes with their causes, a summary of everything older, and for
-a fix, the crash to repair.
+deltas, the near misses, the recent crashes with their causes, what the runs sharing bests with this one
+tried lately, a summary of everything older, and for a fix, the crash to repair.
 
 It stays within `max_chars` (about 4 characters per token). The program, the rules, the results and
 a fix request always go in. The rest is cut from the oldest end, and whatever is cut is summarised
@@ -25,6 +25,7 @@ TAIL_LINES = 40  # lines of a crash's log tail in a fix request
 DIFF_CHARS = 6000  # characters of a crashed diff in a fix request
 MAX_CHARS = 24_000  # the default size limit of the whole prompt (about 6K tokens)
 PLATEAU = 10  # experiments without a keep after which the agent is told the search has stalled
+OTHERS = 20  # latest experiments of the runs that share bests with this one (loop.adopt_from)
 
 
 def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maximize: bool = False,
@@ -42,7 +43,7 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     room = max_chars - sum(len(part) for part in fixed)
     recent = history[-RECENT:]
     optional = [_recent(recent, changes[-len(recent):] if recent else [], metric),
-                _near_misses(history, changes, recent, metric), _crashes(history)]
+                _near_misses(history, changes, recent, metric), _crashes(history), _others(context.others, metric)]
     kept_parts = []
     for part in optional:
         if part and len(part) <= room:
@@ -147,6 +148,21 @@ def _crashes(history: list[Experiment]) -> str:
     rows = ["# Recent crashes and their causes", ""]
     rows += [f"- #{e.seq} {e.status.value}: {_cell(e.description)}: {_cell(error_line(e.error), 160) or '?'}"
              for e in failed]
+    return "\n".join(rows + [""])
+
+
+def _others(others: tuple[Experiment, ...], metric: MetricConfig) -> str:
+    """What the runs sharing bests with this one tried lately: their own proposals (not their baselines, nor
+    the bests they took up), so that one agent does not spend a run on what another has just measured."""
+    own = [e for e in others if e.seq > 0 and not e.agent.startswith("adopt:")]
+    if not own:
+        return ""
+    rows = ["# Tried lately in the runs that share their bests with this one", "",
+            "Their bests come to this run when they beat its own; a change they discarded need not be tried again.",
+            "", f"| run | # | status | {metric.name} | description |", "|---|---:|---|---:|---|"]
+    for e in own[-OTHERS:]:
+        value = "-" if e.metric is None else f"{e.metric:.6f}"
+        rows.append(f"| {_cell(e.tag, 40)} | {e.seq} | {e.status.value} | {value} | {_cell(e.description)} |")
     return "\n".join(rows + [""])
 
 
