@@ -40,6 +40,7 @@ def test_one_loop_per_gpu_in_the_order_they_are_visible():
         ("nov28-2", {"CUDA_VISIBLE_DEVICES": "3"}, None)]
     assert [p.where for p in places] == ["GPU 0", "GPU 1", "GPU 3"]
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plan("2", "t", ["0", "1", "3"], [0])] == ["0", "1"]
+    assert [(p.tag, p.where) for p in plan("all", "t", ["5"], [0])] == [("t", "GPU 5")]  # one loop keeps the tag
 
 
 def test_without_a_gpu_the_cores_are_cut_into_neighbouring_shares():
@@ -78,7 +79,7 @@ def loop_pid(task, tag: str) -> int | None:
     return json.loads(shown.stdout)["loop"].get("pid") if shown.returncode == 0 else None
 
 
-def test_a_loop_killed_outright_is_started_again_and_resumes(tmp_path):
+def test_a_loop_killed_outright_is_started_again_and_one_ctrl_c_stops_every_loop(tmp_path):
     task = parallel_task(tmp_path, SOLVE_PY.replace("PAUSE = 0.0", "PAUSE = 1.0"))
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--parallel", "2", "--tag", "x",
                              "--agent", "tune:random"], cwd=task, stdout=subprocess.PIPE,
@@ -103,6 +104,8 @@ def test_a_loop_killed_outright_is_started_again_and_resumes(tmp_path):
             proc.kill()
     assert second != first and proc.returncode == 0, out + errors
     assert "was killed by signal 9" in errors and "starts again with --resume in 10 s" in errors
+    # one Ctrl-C: every loop stops after its running experiment, with nothing left running or cut short
+    assert "stopping every loop after its experiment" in errors
     assert out.count("loop stopped: stopped on request") == 2, out
     with Store.open(task) as store:
         for tag in ("x-0", "x-1"):
@@ -152,35 +155,6 @@ def test_two_loops_run_on_their_own_cores_and_take_up_each_others_best(tmp_path)
     # the closing table lists both runs
     assert any(line.split()[:2] == ["p-0", "stopped"] for line in shown.splitlines()), shown
     assert any(line.split()[:2] == ["p-1", "stopped"] for line in shown.splitlines()), shown
-
-
-def test_one_ctrl_c_stops_every_loop_after_its_experiment(tmp_path):
-    task = parallel_task(tmp_path, SOLVE_PY.replace("PAUSE = 0.0", "PAUSE = 1.5"))
-    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--parallel", "2", "--tag", "s",
-                             "--agent", "tune:random"], cwd=task, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:  # until both loops have finished one
-            with Store.open(task) as store:
-                if all(any(e.finished for e in store.experiments(tag)) for tag in ("s-0", "s-1")):
-                    break
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, errors = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out + errors
-    assert "stopping every loop after its experiment" in errors
-    assert out.count("loop stopped: stopped on request") == 2, out
-    with Store.open(task) as store:
-        for tag in ("s-0", "s-1"):
-            history = store.experiments(tag)
-            assert history and all(e.finished for e in history), tag  # nothing left running or cut short
-    again = cli("run", "--parallel", "2", "--tag", "s", "--resume", "--max-experiments", "4", "--agent",
-                "tune:random", cwd=task)
-    assert again.stdout.count("loop stopped") == 2
 
 
 def alive(pid: int) -> bool:

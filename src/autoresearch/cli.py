@@ -416,7 +416,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
               f"without a run are then started), or start new ones with --tag NEW")
     if resume and not existing:
         _fail(f"nothing to resume: none of {', '.join(p.tag for p in places)} has a run; start them without --resume")
-    if share:
+    if share and len(places) > 1:
         options = options + ["--adopt-from", ",".join(p.tag for p in places)]
     width = max(len(p.tag) for p in places) + 3
     columns = str(max(80, shutil.get_terminal_size().columns - width))

@@ -2,9 +2,10 @@
 
 `plan` (pure) gives each loop its place: a tag of its own (`<tag>-0`, `<tag>-1`, ...) and one GPU, or on a
 machine without one, its own cores. `Supervisor` starts one `autoresearch run` process per place, follows
-the output each writes to its log file, passes Ctrl-C on to all of them, and waits for them. Each loop is an ordinary
-run of the folder (its branch, worktree, noise estimate, store rows and lock), so `status --all`, `report
---tag`, `compare` and `--resume` work on them as on any run.
+the output each writes to its log file, passes Ctrl-C on to all of them, starts again one that died
+(`restart`, pure), and waits for them. Each loop is an ordinary run of the folder (its branch, worktree,
+noise estimate, store rows and lock), so `status --all`, `report --tag`, `compare` and `--resume` work on
+them as on any run. `--parallel 1` is one run watched over this way, under its own tag.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Place:
 
 
 def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) -> list[Place]:
-    """One place per loop. `count`: a number, or `all` (one loop per GPU). `gpus`: the ids of the visible GPUs
+    """One place per loop, tagged `<base_tag>-<i>` (a single loop: `base_tag` itself). `count`: a number, or
+    `all` (one loop per GPU). `gpus`: the ids of the visible GPUs
     (what `CUDA_VISIBLE_DEVICES` names, or 0..n-1); `cpus`: the cores this process may use. With GPUs, loop
     i gets GPU i; without, the cores are cut into `count` runs of neighbours, as even as they go, and each
     loop's maths libraries get as many threads as it has cores."""
@@ -57,7 +59,7 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
                                 "`all` for one per GPU") from None
         if n < 1:
             raise ParallelError(f"--parallel {count}: give at least 1 loop")
-    tags = [f"{base_tag}-{i}" for i in range(n)]
+    tags = [f"{base_tag}-{i}" for i in range(n)] if n > 1 else [base_tag]  # one loop: a run watched over
     if gpus:
         if n > len(gpus):
             raise ParallelError(f"--parallel {n}: only {len(gpus)} GPU(s) are visible ({', '.join(gpus)}), and each "
