@@ -410,9 +410,9 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
         existing = {p.tag for p in places if workspace.branch_exists(branch_name(p.tag))}
     except (par.ParallelError, GitError) as e:
         _fail(str(e))
-    tags = ", ".join(p.tag for p in places if p.tag in existing)
     if existing and not resume:
-        _fail(f"{tags} already {'have runs' if len(existing) > 1 else 'has a run'}: continue with --resume (loops "
+        named = ", ".join(p.tag for p in places if p.tag in existing)
+        _fail(f"{named} already {'have runs' if len(existing) > 1 else 'has a run'}: continue with --resume (loops "
               f"without a run are then started), or start new ones with --tag NEW")
     if resume and not existing:
         _fail(f"nothing to resume: none of {', '.join(p.tag for p in places)} has a run; start them without --resume")
@@ -442,9 +442,9 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
             f"the loop {how} after {format_duration(ran)}: it starts again with --resume in {wait:.0f} s"),
                   highlight=False, soft_wrap=True)
 
-    def argv(place, again: bool) -> list[str]:
-        resume = place.tag in existing or (again and workspace.branch_exists(branch_name(place.tag)))
-        return par.loop_argv(place, options + ["--resume"] * resume)
+    def argv(place, again: bool) -> list[str]:  # a loop started again resumes once it has made its branch
+        resumes = place.tag in existing or (again and workspace.branch_exists(branch_name(place.tag)))
+        return par.loop_argv(place, options + ["--resume"] * resumes)
 
     codes = par.run_all(places, argv, log_dir, on_line, on_stopping, on_restart, env={"COLUMNS": columns})
     with _store(task_dir) as store:

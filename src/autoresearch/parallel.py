@@ -42,10 +42,10 @@ class Place:
 
 def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) -> list[Place]:
     """One place per loop, tagged `<base_tag>-<i>` (a single loop: `base_tag` itself). `count`: a number, or
-    `all` (one loop per GPU). `gpus`: the ids of the visible GPUs
-    (what `CUDA_VISIBLE_DEVICES` names, or 0..n-1); `cpus`: the cores this process may use. With GPUs, loop
-    i gets GPU i; without, the cores are cut into `count` runs of neighbours, as even as they go, and each
-    loop's maths libraries get as many threads as it has cores."""
+    `all` (one loop per GPU). `gpus`: the ids of the visible GPUs (what `CUDA_VISIBLE_DEVICES` names, or
+    0..n-1); `cpus`: the cores this process may use. With GPUs, loop i gets GPU i; without, the cores are cut
+    into `count` runs of neighbours, as even as they go, and each loop's maths libraries get as many threads
+    as it has cores."""
     if count.strip().lower() == "all":
         if not gpus:
             raise ParallelError("--parallel all means one loop per GPU, and no GPU is visible here: give how many "
@@ -150,7 +150,6 @@ class Supervisor:
         self.restart_wait = restart_wait
         self.stopping = False  # set once the loops were asked to stop: none is started again
         self.procs: dict[str, subprocess.Popen] = {}
-        self.restarts: dict[str, int] = {}
         self._logs: dict[str, BinaryIO] = {}
         self._partial: dict[str, bytes] = {}
         self._started: dict[str, float] = {}
@@ -238,7 +237,6 @@ class Supervisor:
                     self._ended.add(tag)
                 elif now >= due:
                     del self._due[tag]
-                    self.restarts[tag] = self.restarts.get(tag, 0) + 1
                     self._launch(tag, again=True)
             time.sleep(self.POLL_SECONDS)
         for tag, line in self.lines(final=True):
