@@ -184,6 +184,19 @@ def test_the_loops_outlive_their_supervisor_killed_outright(tmp_path):
         time.sleep(4)  # the loops go on, and so do their logs
         assert all(os.kill(pid, 0) is None for pid in pids.values())
         assert all(path.stat().st_size > sizes[tag] for tag, path in logs.items()), sizes
+        # the dashboard of a night: the runs side by side, refreshed, with what each loop is doing
+        watch = subprocess.Popen([sys.executable, "-m", "autoresearch", "status", "--all", "--watch"], cwd=task,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "COLUMNS": "200"})
+        time.sleep(4)
+        watch.send_signal(signal.SIGINT)
+        shown = watch.communicate(timeout=30)[0]
+        rows = [line.split() for line in shown.splitlines()]
+        assert any(row[-1:] == ["now"] for row in rows), shown
+        mine = [row for row in rows if row[:2] in ([tag, "running"] for tag in pids)]
+        assert len(mine) == 2, shown  # each loop training (#seq, its description, its progress) or between two
+        assert all(any(cell.startswith("#") for cell in row) or row[-2:] == ["between", "experiments"]
+                   for row in mine), shown
     finally:
         for pid in pids.values():
             try:

@@ -480,7 +480,7 @@ def _latest_tag(store, tag: str | None) -> str:
 @app.command()
 def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
            as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
-           watch: bool = typer.Option(False, help="Refresh every 2 s until Ctrl-C."),
+           watch: bool = typer.Option(False, help="Refresh every 2 s until Ctrl-C (with --all too)."),
            all_runs: bool = typer.Option(False, "--all", help="One line per run of the task folder instead."),
            task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """The experiments of a run, the best so far, and live progress of the running one."""
@@ -495,8 +495,17 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
 
     config = _task(task_dir)
     with _store(task_dir) as store:
-        if all_runs:
+        if all_runs and (as_json or not watch):
             _print_runs(store, task_dir, config, as_json)
+            return
+        if all_runs:  # --watch: the runs side by side, with what each live loop is doing
+            with Live(_runs_view(store, task_dir, config), console=out, refresh_per_second=1) as live:
+                try:
+                    while True:
+                        time.sleep(2)
+                        live.update(_runs_view(store, task_dir, config))
+                except KeyboardInterrupt:
+                    pass
             return
         tag = _latest_tag(store, tag)
         if as_json:
@@ -532,18 +541,44 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                 pass
 
 
-def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> None:
-    from autoresearch.report.summary import runs_table, summarize, summary_data
+def _runs(store, task_dir: Path, config: TaskConfig) -> tuple[list, dict]:
+    """The summary of every run of the folder, and whether its loop is alive."""
+    from autoresearch.report.summary import summarize
 
     tags = store.tags()
     if not tags:
         _fail("no experiments yet: start a run with `autoresearch run`")
-    summaries = [summarize(tag, store.measured(tag), metric=config.metric) for tag in tags]
     alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
+    return [summarize(tag, store.measured(tag), metric=config.metric) for tag in tags], alive
+
+
+def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> None:
+    from autoresearch.report.summary import runs_table, summary_data
+
+    summaries, alive = _runs(store, task_dir, config)
     if as_json:
         print(json.dumps([{**summary_data(s), "loop_alive": alive[s.tag]} for s in summaries]))
     else:
         out.print(runs_table(summaries, alive, metric=config.metric))
+
+
+def _runs_view(store, task_dir: Path, config: TaskConfig):
+    """`status --all --watch`: the runs table with a column of what each live loop is doing (its running
+    experiment and how far its training has come)."""
+    from autoresearch.report import read_progress
+    from autoresearch.report.progress import progress_text
+    from autoresearch.report.summary import runs_table
+
+    summaries, alive = _runs(store, task_dir, config)
+    doing = {}
+    for summary in summaries:
+        running = store.running(summary.tag)
+        doing[summary.tag] = "between experiments"  # the agent proposing, or the loop at git and the store
+        if running:
+            budget = store.get_state(f"budget:{summary.tag}", config.train.budget_seconds)
+            doing[summary.tag] = (f"#{running[-1].seq} {running[-1].description[:40]}: "
+                                  f"{progress_text(read_progress(running[-1].log_path), budget)}")
+    return runs_table(summaries, alive, metric=config.metric, doing=doing)
 
 
 def _loop_state(task_dir: Path, tag: str) -> dict:

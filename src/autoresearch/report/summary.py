@@ -539,16 +539,17 @@ def running_line(store: Store, tag: str, now: float | None = None) -> str | None
 
 
 def runs_table(summaries: Sequence[Summary], alive: dict[str, bool | None], *, now: float | None = None,
-               metric: MetricConfig = MetricConfig()) -> Table:
+               metric: MetricConfig = MetricConfig(), doing: dict[str, str] | None = None) -> Table:
     """All the runs of a task folder, one row each (`status --all`): tag, whether its loop lives (`alive`:
     tag -> True, False, or None where unknown), experiments, keeps, crashes, baseline and best under
-    `metric`'s direction, the best's change, and how long ago the run last finished an experiment."""
+    `metric`'s direction, the best's change, and how long ago the run last finished an experiment; with
+    `doing` (tag -> a short text), a last column of what each live loop is doing now."""
     now = time.time() if now is None else now
     table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   collapse_padding=True)
     for name, justify in (("tag", "left"), ("loop", "left"), ("experiments", "right"), ("kept", "right"),
                           ("crashes", "right"), ("baseline", "right"), ("best", "right"), ("change", "right"),
-                          ("last", "right")):
+                          ("last", "right"), *((("now", "left"),) if doing is not None else ())):
         table.add_column(name, justify=justify, no_wrap=True)
     for summary in summaries:
         live = alive.get(summary.tag)
@@ -560,7 +561,8 @@ def runs_table(summaries: Sequence[Summary], alive: dict[str, bool | None], *, n
         crashes = summary.counts["crash"] + summary.counts["timeout"]
         table.add_row(summary.tag, loop, str(summary.total), str(summary.kept), str(crashes),
                       _fmt(summary.baseline.metric if summary.baseline else None, "{:.6f}"),
-                      _fmt(summary.best.metric if summary.best else None, "{:.6f}"), change, last)
+                      _fmt(summary.best.metric if summary.best else None, "{:.6f}"), change, last,
+                      *((doing.get(summary.tag, "") if live else "",) if doing is not None else ()))
     return table
 
 
