@@ -401,7 +401,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
 
     from autoresearch import parallel as par
     from autoresearch.loop import branch_name
-    from autoresearch.report.summary import format_duration, runs_table, summarize
+    from autoresearch.report.summary import format_duration, runs_table
 
     gpus = [] if config.train.device == "cpu" else par.visible_gpus()
     try:
@@ -450,9 +450,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
     with _store(task_dir) as store:
         tags = [p.tag for p in places if p.tag in store.tags()]
         if tags:
-            alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
-            out.print(runs_table([summarize(tag, store.measured(tag), metric=config.metric) for tag in tags], alive,
-                                 metric=config.metric))
+            out.print(runs_table(*_runs(store, task_dir, config, tags), metric=config.metric))
     failed = {tag: code for tag, code in codes.items() if code != 0}
     if failed:
         _fail("; ".join(f"the loop {tag} ended with exit status {code} (its lines above say why)"
@@ -498,21 +496,14 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
         if all_runs and (as_json or not watch):
             _print_runs(store, task_dir, config, as_json)
             return
-        if all_runs:  # --watch: the runs side by side, with what each live loop is doing
-            with Live(_runs_view(store, task_dir, config), console=out, refresh_per_second=1) as live:
-                try:
-                    while True:
-                        time.sleep(2)
-                        live.update(_runs_view(store, task_dir, config))
-                except KeyboardInterrupt:
-                    pass
-            return
-        tag = _latest_tag(store, tag)
+        tag = None if all_runs else _latest_tag(store, tag)
         if as_json:
             print(json.dumps({**status_data(store, tag, metric=config.metric), "loop": _loop_state(task_dir, tag)}))
             return
 
         def view():
+            if all_runs:  # --watch: the runs side by side, with what each live loop is doing
+                return _runs_view(store, task_dir, config)
             running = store.running(tag)
             loop = _loop_state(task_dir, tag)
             line = Text(loop_line(tag, loop["alive"], running[-1].seq if running else None, loop.get("holder"),
@@ -541,11 +532,11 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                 pass
 
 
-def _runs(store, task_dir: Path, config: TaskConfig) -> tuple[list, dict]:
-    """The summary of every run of the folder, and whether its loop is alive."""
+def _runs(store, task_dir: Path, config: TaskConfig, tags: list[str] | None = None) -> tuple[list, dict]:
+    """The summary of every run of the folder (or of `tags`), and whether its loop is alive."""
     from autoresearch.report.summary import summarize
 
-    tags = store.tags()
+    tags = store.tags() if tags is None else tags
     if not tags:
         _fail("no experiments yet: start a run with `autoresearch run`")
     alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
