@@ -261,6 +261,11 @@ def test_the_agent_is_told_what_the_runs_it_shares_with_tried_lately(tmp_path):
         assert [(e.tag, e.description) for e in others] == [  # this run's and unnamed runs' left out, in order
             ("gpu1", "baseline"), ("gpu1", "wider MLP"), ("gpu2", "adopt the best of gpu1 (#0: baseline)"),
             ("gpu2", "deeper")]
+        # of those, the runs whose metrics compare with this run's: trained for its budget (tune learns their trials)
+        store.set_state("budget:gpu1", 60.0)
+        store.set_state("budget:gpu2", 300.0)
+        store.set_state("budget:other", 60.0)
+        assert loop._context().shared_runs == ("gpu1",)
         prompt = build_prompt(loop._context())
         assert "# Tried lately in the runs that share their bests with this one" in prompt
         assert "| gpu1 | 1 | discard | 1.200000 | wider MLP |" in prompt and "| gpu2 | 1 | crash | - | deeper |" in prompt

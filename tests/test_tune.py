@@ -305,3 +305,62 @@ def test_each_run_searches_its_own_path_and_repeats_it(tmp_path: Path) -> None:
     one, two = first_move(tmp_path / "a", "tune-1"), first_move(tmp_path / "a", "tune-2")
     assert one != two  # two runs on one task: two samples of the search, not one path twice
     assert first_move(tmp_path / "b", "tune-1") == one  # the same run again: the same path
+
+
+def test_a_run_learns_the_trials_of_the_runs_it_shares_with_once_and_passes_none_on(tmp_path: Path) -> None:
+    """Runs that share (`adopt_from`, same budget) form one search: each study takes in the others' completed
+    trials, with their values, so TPE models the whole fleet's points."""
+    (tmp_path / "train.py").write_text(TEMPLATE.read_text())
+    trees = {}
+    for tag in ("p-0", "p-1"):
+        trees[tag] = tmp_path / ".autoresearch" / "worktrees" / tag
+        trees[tag].mkdir(parents=True)
+        (trees[tag] / "train.py").write_text(TEMPLATE.read_text())
+
+    def ran(store: Store, tag: str, description: str, agent: str, status: Status, metric: float | None) -> Experiment:
+        e = store.begin(tag=tag, parent_commit="0" * 40, commit="1" * 40, diff="", description=description,
+                        agent=agent, seed=0)
+        return store.finish(e.id, status=status, metric=metric)
+
+    def in_context(history: list[Experiment], shared: tuple[str, ...]) -> ProposalContext:
+        return ProposalContext(program="", editable=["train.py"], history=history, best=history[0],
+                               shared_runs=shared)
+
+    with Store.open(tmp_path) as store:
+        first = {tag: [ran(store, tag, "baseline", "-", Status.KEEP, 1.5)] for tag in ("p-0", "p-1")}
+    p0 = TuneAgent(tmp_path, "cpu", tag="p-0")
+    for status, metric in ((Status.DISCARD, 1.61), (Status.CRASH, None), (Status.DISCARD, 1.52)):
+        description = p0.propose(trees["p-0"], in_context(first["p-0"], ()))
+        with Store.open(tmp_path) as store:
+            first["p-0"].append(ran(store, "p-0", description, "tune", status, metric))
+        (trees["p-0"] / "train.py").write_text(TEMPLATE.read_text())
+    p0.propose(trees["p-0"], in_context(first["p-0"], ()))  # tells the last result; one trial left running
+    theirs = [t for t in p0.study("p-0").trials if t.state == TrialState.COMPLETE]
+    assert {t.value for t in theirs} >= {1.61, 1.52}
+
+    p1 = TuneAgent(tmp_path, "cpu", tag="p-1")
+    moved = p1.propose(trees["p-1"], in_context(first["p-1"], ("p-0", "absent")))
+    copies = [t for t in p1.study("p-1").trials if "from_run" in t.user_attrs]
+    assert [(t.user_attrs["from_trial"], t.params, t.value) for t in copies] == \
+        [(t.number, t.params, t.value) for t in theirs]  # every completed trial, no failed or running one
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["from_run"] == "p-0" for t in copies)
+    assert p1.learn_from(p1.study("p-1"), ("p-0",)) == 0  # taken in once
+    with Store.open(tmp_path) as store:
+        first["p-1"].append(ran(store, "p-1", moved, "tune", Status.DISCARD, 1.7))
+    (trees["p-1"] / "train.py").write_text(TEMPLATE.read_text())
+    p1.propose(trees["p-1"], in_context(first["p-1"], ("p-0",)))  # tells its own trial 1.7
+    # p-0 learns p-1's own trials but not the copies of its own
+    (trees["p-0"] / "train.py").write_text(TEMPLATE.read_text())
+    p0.propose(trees["p-0"], in_context(first["p-0"], ("p-1",)))
+    own_of_p1 = [t for t in p1.study("p-1").trials if t.state == TrialState.COMPLETE and "from_run" not in t.user_attrs]
+    back = [t for t in p0.study("p-0").trials if t.user_attrs.get("from_run") == "p-1"]
+    assert [t.user_attrs["from_trial"] for t in back] == [t.number for t in own_of_p1]
+    assert 1.7 in [t.value for t in back] and len(back) < len(p1.study("p-1").trials)
+    # without shared runs nothing is taken in
+    alone = TuneAgent(tmp_path, "cpu", tag="solo")
+    (tmp_path / ".autoresearch" / "worktrees" / "solo").mkdir()
+    (tmp_path / ".autoresearch" / "worktrees" / "solo" / "train.py").write_text(TEMPLATE.read_text())
+    alone.propose(tmp_path / ".autoresearch" / "worktrees" / "solo", in_context(first["p-1"][:1], ()))
+    assert not [t for t in alone.study("solo").trials if "from_run" in t.user_attrs]
+    for agent in (p0, p1, alone):
+        agent.close()

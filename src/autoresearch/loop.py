@@ -391,16 +391,25 @@ class Loop:
                                history=self.store.measured(self.tag), best=best, failure=failure,
                                budget_seconds=self.budget or self.config.train.budget_seconds, pending=pending,
                                noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured,
-                               others=self._others_tried())
+                               others=self._others_tried(),
+                               shared_runs=tuple(tag for tag in self._named_runs() if self._same_budget(tag)))
+
+    def _named_runs(self) -> list[str]:
+        """This folder's other runs that `loop.adopt_from` names (run tags or their patterns)."""
+        wanted = self.config.loop.adopt_from
+        return [tag for tag in self.store.tags() if tag != self.tag and _named(tag, wanted)] if wanted else []
+
+    def _same_budget(self, tag: str) -> bool:
+        """Whether run `tag` trains for this run's budget, so that its metrics compare with this run's."""
+        theirs = self.store.get_state(f"budget:{tag}")
+        return theirs is not None and math.isclose(float(theirs), self.budget or self.config.train.budget_seconds,
+                                                   rel_tol=1e-9)
 
     def _others_tried(self, count: int = 2 * OTHERS) -> tuple[Experiment, ...]:
-        """The latest `count` finished experiments of this folder's other runs that `loop.adopt_from` names, by
-        when they ended: what the agents beside this one tried (`prompt._others` shows their proposals)."""
-        wanted = self.config.loop.adopt_from
-        if not wanted:
-            return ()
-        tags = [tag for tag in self.store.tags() if tag != self.tag and _named(tag, wanted)]
-        return tuple(self.store.latest_finished(tags, count))
+        """The latest `count` finished experiments of the runs that `loop.adopt_from` names, by when they ended:
+        what the agents beside this one tried (`prompt._others` shows their proposals)."""
+        tags = self._named_runs()
+        return tuple(self.store.latest_finished(tags, count)) if tags else ()
 
     def _propose(self, context: ProposalContext, failure: Experiment | None = None) -> Experiment | None:
         """Ask the agent, check and commit the change, run it. The finished experiment, or None if the
@@ -599,12 +608,9 @@ class Loop:
         folder's runs trained for the same budget, and with `loop.exchange`, of the runs whose entries are in
         the exchange folder with this task's protocol."""
         wanted = self.config.loop.adopt_from
-        budget = self.budget or self.config.train.budget_seconds
         offers = []
-        for tag in self.store.tags():
-            their_budget = self.store.get_state(f"budget:{tag}")
-            if tag == self.tag or not _named(tag, wanted) or their_budget is None or \
-                    not math.isclose(float(their_budget), budget, rel_tol=1e-9):
+        for tag in self._named_runs():
+            if not self._same_budget(tag):
                 continue
             kept = [e for e in self.store.experiments(tag) if e.status == Status.KEEP and e.commit]
             runs = self.store.current_runs(kept[-1]) if kept else []

@@ -41,6 +41,8 @@ class ProposalContext:
     best_measured: tuple[float, ...] = ()  # every run of the best's code: its own and its re-measurements
     others: tuple[Experiment, ...] = ()  # the latest experiments of the runs this one shares with (adopt_from),
     #                                      oldest first: what the agents beside this one tried
+    shared_runs: tuple[str, ...] = ()  # the tags of those runs that trained for this run's budget: their
+    #                                    metrics compare with this run's (`tune` learns from their trials)
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:

@@ -42,6 +42,12 @@ asking, each trial still RUNNING is told from the experiment with that seq in `c
 the metric for keep/discard, FAIL for crash/timeout/rejected/tampered (but a trial the loop rejected because
 its code was measured already gets that earlier metric); a trial whose experiment does not exist
 (the loop died between proposing and recording) or is not this agent's proposal is told FAIL.
+
+Runs that share (`loop.adopt_from`, as `run --parallel` sets it) search as one: before asking, the study
+takes in the completed trials of the studies of `context.shared_runs` (the runs named there that train for
+the same budget, so their metrics compare) that it has not taken in yet (`learn_from`), marked ``from_run``
+and ``from_trial``. Copies are never passed on, so no trial counts twice. TPE then models every point the
+fleet measured, and leaves its first random trials behind after 5 of them, not 5 per run.
 """
 
 from __future__ import annotations
@@ -478,6 +484,36 @@ class TuneAgent:
                     continue
             study.tell(trial.number, state=TrialState.FAIL)
 
+    def learn_from(self, study: optuna.Study, tags: tuple[str, ...]) -> int:
+        """Copy into `study` the completed trials of the studies of runs `tags` (the runs this one shares with,
+        trained for the same budget) that it has not copied yet; returns how many it copied. Copies are marked
+        (``from_run``, ``from_trial``) and never copied on, so that runs learning from each other do not count a
+        trial twice. A trial whose parameters do not fit this study (another kind of value under one name) is
+        left out."""
+        if not tags:
+            return 0
+        names = set(optuna.study.get_all_study_names(self._storage))
+        copied = {(t.user_attrs.get("from_run"), t.user_attrs.get("from_trial"))
+                  for t in study.get_trials(deepcopy=False) if "from_run" in t.user_attrs}
+        count = 0
+        for tag in tags:
+            if f"autoresearch-{tag}" not in names:
+                continue
+            theirs = optuna.load_study(study_name=f"autoresearch-{tag}", storage=self._storage,
+                                       sampler=optuna.samplers.RandomSampler())
+            for trial in theirs.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if "from_run" in trial.user_attrs or (tag, trial.number) in copied:
+                    continue
+                try:
+                    study.add_trial(optuna.trial.create_trial(
+                        params=trial.params, distributions=trial.distributions, value=trial.value,
+                        user_attrs={"from_run": tag, "from_trial": trial.number,
+                                    "description": trial.user_attrs.get("description", "")}))
+                except ValueError:  # a parameter of another kind here (an int there, a float here)
+                    continue
+                count += 1
+        return count
+
     # -- propose --------------------------------------------------------------------------------
 
     def _space(self, source: str) -> list[tuple[Constant, Range]]:
@@ -497,6 +533,7 @@ class TuneAgent:
         `AgentError` if `max_reasks` trials in a row change nothing."""
         study = self.study(self._tag(workdir, context))
         self.tell_finished(study, context.history)
+        self.learn_from(study, context.shared_runs)
         path = Path(workdir) / self.script
         try:
             source = path.read_text()

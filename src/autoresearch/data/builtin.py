@@ -14,9 +14,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.data.choice import Sampler
-from autoresearch.data.stories import tell_story
-
 BLOCK = 500  # documents per unit of parallel work
 
 
@@ -28,11 +25,9 @@ class Document:
 
 def generator_fingerprint() -> str:
     """A digest of the grammar's source: any change to the generator makes a new dataset, not a stale cache."""
-    from autoresearch.data import choice, lexicon, stories
-
     digest = hashlib.sha256()
-    for module in (choice, lexicon, stories):
-        digest.update(Path(module.__file__).read_bytes())
+    for module in ("choice", "lexicon", "stories"):  # read, not imported (see `tell`)
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -43,6 +38,10 @@ def document_seed(corpus_seed: int, split: str, index: int) -> int:
 
 
 def tell(seed: int) -> Document:
+    # The grammar's tables take a noticeable part of a second to build: only processes that tell stories pay it.
+    from autoresearch.data.choice import Sampler
+    from autoresearch.data.stories import tell_story
+
     sampler = Sampler(seed)
     tell_story(sampler)
     return Document(sampler.text, sampler.logp)

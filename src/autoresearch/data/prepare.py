@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from autoresearch.config import DataConfig, cache_root
 from autoresearch.data import builtin
@@ -189,6 +187,9 @@ def _documents(spec: DataSpec, cfg: DataConfig, workers: int | None) -> tuple[di
 
 
 def _write_docs(path: Path, docs: Iterable[tuple[str, float | None]]) -> None:
+    import pyarrow as pa  # here, not at the top: only building a dataset needs it
+    import pyarrow.parquet as pq
+
     writer = None
     try:
         for chunk in _chunks(docs, 4096):
@@ -206,6 +207,8 @@ def _write_docs(path: Path, docs: Iterable[tuple[str, float | None]]) -> None:
 
 
 def _read_docs(path: Path) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
     for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=4096):
         yield from batch.column(0).to_pylist()
 
