@@ -1,10 +1,12 @@
 """Do runs that share their best (`--adopt-from`) get further than runs that search alone?
 
-Usage: python bench/islands.py [--runs 2] [--experiments 40] [--repeats 3] [--adopt-after 0]
+Usage: python bench/islands.py [--runs 2] [--experiments 40] [--repeats 3] [--adopt-after 0] [--modes alone,sharing]
 
 Each repeat starts `--runs` loops at once in one task folder (the fast task of `bench/night.py`: a loss that
 is a smooth function of four constants plus seeded noise), each with the `tune` agent and its own tag, for
-`--experiments` experiments each: once alone, once with `--adopt-from '*'` (and `--adopt-after`). Repeats differ in `loop.seed`.
+`--experiments` experiments each: once alone, once with `--adopt-from '*'` (and `--adopt-after`), or only the
+`--modes` named. Runs that share take up each other's bests, and `tune` takes in each other's trials. Repeats
+differ in `loop.seed`.
 It prints, for each repeat and mode, the true (noise-free) loss of the best code the runs ended with, the
 best over the runs and their mean, and how many bests were taken up. The true loss is computed from the
 constants in each run's kept code, so the comparison is free of the measurement noise.
@@ -65,11 +67,13 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--adopt-after", type=int, default=0, help="experiments without a keep before taking up")
+    parser.add_argument("--modes", default="alone,sharing", help="which of alone and sharing to run")
     args = parser.parse_args()
+    modes = [mode for mode in ("alone", "sharing") if mode in args.modes.split(",")]
     root = Path(tempfile.mkdtemp(prefix="autoresearch-islands-"))
-    summary: dict[str, list[float]] = {"alone": [], "sharing": []}
+    summary: dict[str, list[float]] = {mode: [] for mode in modes}
     for seed in range(args.repeats):
-        for mode in ("alone", "sharing"):
+        for mode in modes:
             losses, taken = one(root / f"{mode}-{seed}", args.runs, args.experiments, seed,
                                 args.adopt_after if mode == "sharing" else None)
             summary[mode].append(min(losses))

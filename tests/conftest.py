@@ -32,6 +32,9 @@ agent_retry_seconds = 0.2  # the tests' agents answer at once; real ones that fa
 rule = "strict"  # one run per experiment keeps the tests fast; the confirm rule has tests of its own
 speed_tolerance = 0  # runs as the tests expect them, however loaded the machine; test_speed.py turns it on
 
+[prune]
+enabled = false  # runs end as the tests expect them, at the tests' tiny budgets; test_loop.py turns it on
+
 [eval]
 seq_len = 128
 tokens = 16384

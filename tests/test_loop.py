@@ -206,3 +206,37 @@ def test_a_resumed_run_keeps_its_budget(loop_task):
     same = make_loop(loop_task, [], resume=True, budget=1.5)
     assert same.budget == 1.5
     same.close()
+
+
+def test_a_hopeless_run_is_stopped_early_recorded_as_pruned_and_not_run_again(tiny_task):
+    toml = (tiny_task / "autoresearch.toml").read_text().replace("budget_seconds = 5.0", "budget_seconds = 20.0")
+    (tiny_task / "autoresearch.toml").write_text(toml.replace("enabled = false", "enabled = true"))
+    subprocess.run(["git", "commit", "-qam", "pruning on"], cwd=tiny_task, check=True)
+    cli("prepare", cwd=tiny_task)
+    frozen = {"file": "train.py", "search": "    if progress < WARMUP_FRAC:",
+              "replace": "    if progress >= 0:  # the weights never move\n        return 0.0\n    if progress < WARMUP_FRAC:"}
+    patches = tiny_task.parent / "patches.json"
+    patches.write_text(json.dumps([{"description": "learn nothing", "edits": [frozen]},
+                                   {"description": "learn nothing again", "edits": [frozen]},
+                                   {"description": "longer warmdown", "edits": [REAL_EDIT]}]))
+    out = cli("run", "--agent", f"replay:{patches}", "--tag", "p", cwd=tiny_task).stdout
+    assert "-> pruned stopped early at" in out
+    with Store.open(tiny_task) as store:
+        baseline, hopeless, again, fine = store.experiments("p")
+    assert (baseline.status, hopeless.status, again.status) == (Status.KEEP, Status.PRUNED, Status.REJECTED)
+    assert fine.status in (Status.KEEP, Status.DISCARD) and fine.metric is not None
+    assert hopeless.metric is None and hopeless.error.startswith("stopped early at ")
+    assert "for the best at" in hopeless.error and "above their final" in hopeless.error
+    assert again.metrics["same_code_as"] == hopeless.seq  # stopped as hopeless is measured: not run again
+    log = Path(hopeless.log_path).read_text()
+    steps = [json.loads(line.split(" ", 1)[1]) for line in log.splitlines() if line.startswith("@autoresearch ")]
+    elapsed = [e["elapsed"] for e in steps if e["event"] == "step"]
+    assert 7 <= elapsed[-1] <= 15 and not [e for e in steps if e["event"] == "done"]  # cut at 35-75% of 20 s
+    assert "[autoresearch: stopped early at" in log
+    tsv = (tiny_task / "results.tsv").read_text()
+    assert "\tpruned\t" in tsv and "learn nothing" in tsv
+    shown = cli("show", str(hopeless.seq), cwd=tiny_task).stdout
+    assert "pruned" in shown and "stopped early" in shown
+    cli("report", "--tag", "p", cwd=tiny_task)
+    report = (tiny_task / "report.md").read_text()
+    assert "1 pruned" in report and "## Stopped early as hopeless" in report

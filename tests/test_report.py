@@ -157,7 +157,7 @@ def test_summary_figures(run: Store) -> None:
     s = summarize(TAG, run.experiments(TAG))
     assert s.total == 8 and s.kept == 3
     assert s.counts == {"running": 0, "keep": 3, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
-                        "tampered": 0}
+                        "tampered": 0, "pruned": 0}
     assert s.baseline.seq == 0 and s.best.seq == 5 and s.best.metric == run.incumbent(TAG).metric == 0.85
     assert s.improvement == pytest.approx(0.15) and s.improvement_pct == pytest.approx(15.0)
     assert s.experiment_seconds == pytest.approx(8 * 330.0)

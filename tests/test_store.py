@@ -442,7 +442,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
         with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
                     "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
@@ -455,7 +455,46 @@ def test_a_version_2_store_is_upgraded_and_its_experiments_have_no_code_hash(tmp
         assert (old.metric, old.code_hash) == (0.9979, None)
         store.finish(store.begin(**proposal(tag="old"), code_hash="h1").id, status="discard", metric=1.0)
         assert store.same_code("old", "h1").seq == 1
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_its_guards(tmp_path):
+    path = old_store(tmp_path, 3)
+    raw = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):  # what version 3 refuses
+        raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
+                    "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'pruned', 1.0, 2.0)")
+    raw.close()
+    with Store.open(tmp_path) as store:
+        (old,) = store.experiments("old")
+        assert (old.id, old.seq, old.metric, old.status) == (1, 0, 0.9979, Status.KEEP)
+        hopeless = store.finish(store.begin(**proposal(tag="old"), code_hash="h").id, status="pruned",
+                                error="stopped early")
+        assert hopeless.status is Status.PRUNED and hopeless.id == 2 and store.same_code("old", "h").seq == 1
+        with pytest.raises(ValueError, match="needs its metric"):
+            store.record(status="keep", **proposal())
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert {row[0] for row in raw.execute("SELECT name FROM sqlite_master")} >= {
+        "experiments", "experiments_by_code", "experiments_finished_are_final", "experiments_are_never_deleted"}
+    assert "experiments_v4" not in {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+    for forbidden in ("DELETE FROM experiments", "UPDATE experiments SET metric = 0.5 WHERE id = 1"):
+        with pytest.raises(sqlite3.IntegrityError, match="autoresearch"):
+            raw.execute(forbidden)
+
+
+def test_the_schema_allows_every_status_and_nothing_else(tmp_path):
+    from autoresearch.store import _STATUS_SQL
+
+    assert _STATUS_SQL == ", ".join(f"'{s.value}'" for s in Status)
+    with Store.open(tmp_path) as store:
+        for status in Status:
+            if status is not Status.RUNNING:
+                store.record(status=status, metric=1.0, **proposal())
+    with pytest.raises(sqlite3.IntegrityError):
+        sqlite3.connect(tmp_path / ".autoresearch" / "store.sqlite").execute(
+            "INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, started_at, "
+            "ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'lost', 1.0, 2.0)")
 
 
 def test_same_code_finds_the_latest_measurement_of_that_code_in_the_tag(store):

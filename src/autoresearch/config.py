@@ -13,6 +13,7 @@ from typing import Any
 
 from autoresearch import speed
 from autoresearch.keeprule import Thresholds
+from autoresearch.prune import Settings as PruneSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -171,6 +172,7 @@ class TaskConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     keep: KeepConfig = field(default_factory=KeepConfig)
+    prune: PruneSettings = field(default_factory=PruneSettings)  # stopping hopeless runs early (prune.py)
 
     @property
     def evaluated(self) -> bool:
@@ -252,6 +254,11 @@ class TaskConfig:
         if not 0 <= k.learn_dof <= 100:
             raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
                               "default")
+        p = self.prune
+        if not (0 <= p.after < p.until <= 1 and 0 < p.window <= 1 and p.catch_up >= 1 and p.margin >= 0
+                and p.hold >= 0):
+            raise ConfigError("prune needs 0 <= after < until <= 1, 0 < window <= 1, catch_up >= 1, margin >= 0 and "
+                              "hold >= 0 (defaults 0.25, 0.75, 0.1, 2, 0.02 and 0.1); enabled = false turns it off")
         return self
 
     def _validate_metric(self) -> None:
@@ -299,7 +306,8 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
-             "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig, "keep": KeepConfig}
+             "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig, "keep": KeepConfig,
+             "prune": PruneSettings}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:

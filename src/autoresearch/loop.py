@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import codehash, diskguard, exchange, integrity, protocol, sandbox, speed
+from autoresearch import codehash, diskguard, exchange, integrity, protocol, prune, sandbox, speed
 from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
 from autoresearch.agents.prompt import OTHERS
 from autoresearch.config import MetricConfig, TaskConfig
@@ -48,6 +48,7 @@ from autoresearch.runner import (
     Outcome,
     can_prestart,
     candidate_box,
+    logged_progress,
     remove_models,
     resolve_device,
     run_experiment,
@@ -94,6 +95,8 @@ def decide(outcome: Outcome, best: float | None, metric: MetricConfig = MetricCo
     is better than `best` (the best's measured value; None: there is none yet), else DISCARD."""
     if outcome.status == "timeout":
         return Status.TIMEOUT
+    if outcome.status == "pruned":
+        return Status.PRUNED
     if outcome.status == "void":
         return Status.TAMPERED
     if outcome.status != "ok" or outcome.metric is None:
@@ -715,11 +718,13 @@ class Loop:
         shifted: list[float] = []  # the machine-speed shift found against the best, if any
 
         def run_next() -> tuple[Status, str | None] | None:
-            """One more run with the next seed; its failure (status and error), or None if it ran fine."""
+            """One more run with the next seed; its failure (status and error), or None if it ran fine. The
+            first run of a proposal may be stopped early as hopeless (`prune.py`)."""
             seed = experiment.seed + len(values)
-            outcome, status = self._run_once(experiment, seed, len(values), best)
+            pruner = self._pruner(experiment, incumbent) if not values else None
+            outcome, status = self._run_once(experiment, seed, len(values), best, pruner=pruner)
             outcomes.append(outcome)
-            if status not in (Status.KEEP, Status.DISCARD):  # crashed, timed out, tampered: final
+            if status not in (Status.KEEP, Status.DISCARD):  # crashed, timed out, tampered, pruned: final
                 return status, outcome.error if not values else f"run {len(values) + 1} (seed {seed}): {outcome.error}"
             values.append(outcome.metric)
             seeds.append(seed)
@@ -801,11 +806,26 @@ class Loop:
         self._drop_models(incumbent)
         self.worktree.discard_changes()
 
+    def _pruner(self, experiment: Experiment, incumbent: Experiment | None) -> prune.Pruner | None:
+        """What stops a proposal's first run early if its training curve shows it cannot beat the best's runs
+        (`[prune]`, prune.py); None for what is never stopped early: the baseline, a best taken up from
+        another run, the best's own re-runs, tasks without train.py's progress lines."""
+        settings = self.config.prune
+        if not settings.enabled or not self.config.evaluated or incumbent is None or not incumbent.log_path \
+                or experiment.agent == "-" or experiment.agent.startswith("adopt:"):
+            return None
+        folder = Path(incumbent.log_path).parent
+        runs = len(self.store.measured_runs(incumbent))
+        curves = [prune.curve_of(logged_progress(folder / (f"run-{i + 1}" if i else "") / "train.log"))
+                  for i in range(runs)]
+        return prune.Pruner(curves, self.budget or self.config.train.budget_seconds, settings,
+                            speeds=self.store.measured_speeds(incumbent), tolerance=self.config.keep.speed_tolerance)
+
     def _run_once(self, experiment: Experiment, seed: int, index: int, best: list[float], *,
-                  code: str | None = None) -> tuple[Outcome, Status]:
+                  code: str | None = None, pruner: prune.Pruner | None = None) -> tuple[Outcome, Status]:
         """One run of the worktree's code (or of the files of commit `code`) with `seed`; its outcome and its
         status by itself (KEEP or DISCARD for a run that finished fine, by the strict comparison; else what
-        went wrong)."""
+        went wrong, or PRUNED if `pruner` stopped it)."""
         run_dir = Path(experiment.log_path).parent
         if index:
             run_dir = run_dir / f"run-{index + 1}"
@@ -833,7 +853,8 @@ class Loop:
             self._spares = spare_workers(self.worktree.path, self.config)
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget, seed=seed,
                                  run_dir=run_dir, on_event=on_event, prestarted=prestarted,
-                                 probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares)
+                                 probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares,
+                                 stop_when=pruner.observe if pruner is not None else None)
         self._prestart()  # when the one started above was used up (a crash before it began)
         status = decide(outcome, best_mean, self.config.metric)
         tampering = self._tampering(before, code or "HEAD", outcome.isolation)
@@ -884,7 +905,8 @@ class Loop:
         self.export()
         self.on_event({"event": "decided", "status": status.value, "metric": metric,
                        "metric_name": self.config.metric.name, "seq": experiment.seq,
-                       "runs": len(values), "reason": verdict.reason if verdict is not None else None})
+                       "runs": len(values), "reason": verdict.reason if verdict is not None else
+                       error if status is Status.PRUNED else None})
         return finished
 
     def _drop_models(self, experiment: Experiment) -> None:

@@ -64,9 +64,18 @@ def parse_progress(line: str) -> dict | None:
     return clean
 
 
+def logged_progress(log_path: Path) -> list[dict]:
+    """The progress events in a run's log file (`parse_progress`); none if the file is missing."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            return [event for line in log if (event := parse_progress(line.rstrip("\n"))) is not None]
+    except OSError:
+        return []
+
+
 @dataclass
 class Outcome:
-    status: str  # ok | crash | timeout | void (the evaluation's checks failed: evaluate.EvaluationVoid)
+    status: str  # ok | crash | timeout | pruned (stopped early: `stop_when`) | void (evaluate.EvaluationVoid)
     metric: float | None = None  # the task's metric (val_bpb with the built-in evaluation)
     metric_name: str = "val_bpb"
     val_bpb: float | None = None
@@ -185,7 +194,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                    seed: int = 0, evaluate_model: bool = True, run_dir: Path | None = None,
                    on_event: Callable[[dict], None] = lambda _: None,
                    prestarted: sandbox.CandidateProcess | None = None,
-                   probe: Callable[[float], bool] | None = None, spares: SpareWorkers | None = None) -> Outcome:
+                   probe: Callable[[float], bool] | None = None, spares: SpareWorkers | None = None,
+                   stop_when: Callable[[dict], str | None] | None = None) -> Outcome:
     """Run one experiment in `task_dir` and measure it. Never raises for candidate failures; raises
     diskguard.DiskSpaceError, before anything runs, when the disk has too little free space.
 
@@ -195,7 +205,9 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     `prestarted`, if given and still waiting, is an interpreter from `sandbox.prestart_python` (started in
     `task_dir` with `static_env`) that runs train.py instead of a fresh one; it is used up either way.
     `spares`: evaluation workers for `task_dir` (`spare_workers`), filled while train.py starts and drawn
-    from to evaluate; without it, the run starts and ends its own."""
+    from to evaluate; without it, the run starts and ends its own. `stop_when` is given each progress event
+    (the harness's machine-speed reading too); a reason it returns stops the run there, unevaluated, as
+    `pruned` (prune.py)."""
     started = time.perf_counter()
     limits = config.sandbox
     try:
@@ -268,6 +280,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                                min_free_gb=limits.min_free_gb)
     disk.start()
     tail: list[str] = []
+    pruned: str | None = None  # why `stop_when` stopped the run
     evaluating = evaluate_model and config.evaluated
     own_spares = spares is None and evaluating
     if own_spares:
@@ -290,6 +303,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                     if evaluating:
                         spares.fill()
                     on_event({"event": "machine_speed", "gflops": outcome.machine_speed})
+                    if stop_when is not None:
+                        stop_when({"event": "machine_speed", "gflops": outcome.machine_speed})
                 if logged < LOG_LIMIT_BYTES:  # a flood of output is drained, not kept
                     logged += len(raw)
                     log.write(line if logged < LOG_LIMIT_BYTES else
@@ -303,7 +318,12 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                     outcome.events.append(event)
                     _absorb(outcome, event)
                     on_event(event)
+                    if stop_when is not None and pruned is None and (pruned := stop_when(event)) is not None:
+                        proc.kill()  # its remaining output is read to the end, then the loop ends
         code = proc.wait()
+        if pruned is not None:
+            with open(log_path, "a") as log:
+                log.write(f"\n[autoresearch: {pruned}]\n")
     except BaseException:
         if own_spares:
             spares.close()
@@ -327,6 +347,9 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         outcome.status = "crash"
         outcome.error = (f"{what} was stopped: {disk.reason}. The {freed / diskguard.GB:.2f} GB it wrote were "
                          "deleted (docs/security.md)")
+        evaluating = False
+    elif pruned is not None:
+        outcome.status, outcome.error = "pruned", pruned
         evaluating = False
     elif timed_out.is_set():
         outcome.status = "timeout"

@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - Windows: schema set-up is not serialis
 
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 3  # PRAGMA user_version of the schema this module writes
+SCHEMA_VERSION = 4  # PRAGMA user_version of the schema this module writes
 APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
 BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
 RESULTS_COLUMNS = ("commit", "{metric}", "memory_gb", "status", "description")  # the reference's, for val_bpb
@@ -74,6 +74,7 @@ class Status(str, Enum):
     TIMEOUT = "timeout"  # ran past budget + start-up allowance and was killed
     REJECTED = "rejected"  # the proposal was refused before it ran (e.g. did not apply, broke the rules)
     TAMPERED = "tampered"  # the candidate touched what the harness owns (data, evaluator, clock)
+    PRUNED = "pruned"  # stopped early: its training curve showed it could not beat the best (prune.py)
 
     @property
     def finished(self) -> bool:
@@ -115,8 +116,10 @@ class Experiment:
         return self.status.finished
 
 
-# The statuses as SQL, for the CHECK constraint; kept in step with `Status` by construction.
-_STATUS_SQL = ", ".join(f"'{s.value}'" for s in Status)
+# The statuses of each schema version, as SQL for its CHECK constraint. A schema is a record of what was
+# written, so these are spelled out; a test checks that the latest is `Status`.
+_STATUS_SQL_V1 = "'running', 'keep', 'discard', 'crash', 'timeout', 'rejected', 'tampered'"
+_STATUS_SQL = _STATUS_SQL_V1 + ", 'pruned'"  # from version 4
 
 # Version 1. Column `commit_sha` is `Experiment.commit` (COMMIT is an SQL keyword). Plain INTEGER PRIMARY
 # KEY ids: nothing is ever deleted, so ids are 1, 2, 3, ... with no gaps (a rolled-back insert uses none).
@@ -131,7 +134,7 @@ CREATE TABLE experiments (
     description       TEXT    NOT NULL,
     agent             TEXT    NOT NULL,
     seed              INTEGER NOT NULL,
-    status            TEXT    NOT NULL CHECK (status IN ({_STATUS_SQL})),
+    status            TEXT    NOT NULL CHECK (status IN ({_STATUS_SQL_V1})),
     val_bpb           REAL,
     metrics           TEXT    NOT NULL DEFAULT '{{}}',
     training_seconds  REAL,
@@ -178,13 +181,65 @@ ALTER TABLE experiments ADD COLUMN code_hash TEXT;
 CREATE INDEX experiments_by_code ON experiments (tag, code_hash);
 """
 
-# Migrations from version N-1 to N.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# Version 4: status `pruned`. SQLite cannot change a CHECK constraint, so the table is built anew and the
+# rows copied (inside the migration's one transaction: all or nothing); its index and triggers go with the
+# old table and are made again.
+_SCHEMA_V4 = f"""
+CREATE TABLE experiments_v4 (
+    id                INTEGER PRIMARY KEY,
+    tag               TEXT    NOT NULL CHECK (length(tag) > 0),
+    seq               INTEGER NOT NULL CHECK (seq >= 0),
+    parent_commit     TEXT    NOT NULL,
+    commit_sha        TEXT,
+    diff              TEXT    NOT NULL,
+    description       TEXT    NOT NULL,
+    agent             TEXT    NOT NULL,
+    seed              INTEGER NOT NULL,
+    status            TEXT    NOT NULL CHECK (status IN ({_STATUS_SQL})),
+    metric            REAL,
+    metrics           TEXT    NOT NULL DEFAULT '{{}}',
+    training_seconds  REAL,
+    total_seconds     REAL,
+    peak_memory_bytes INTEGER,
+    tokens            INTEGER,
+    steps             INTEGER,
+    log_path          TEXT,
+    started_at        REAL    NOT NULL,
+    ended_at          REAL,
+    error             TEXT,
+    code_hash         TEXT,
+    UNIQUE (tag, seq),
+    CHECK ((status = 'running') = (ended_at IS NULL)),
+    CHECK (status <> 'keep' OR metric IS NOT NULL)
+);
+
+INSERT INTO experiments_v4 ({{columns}}) SELECT {{columns}} FROM experiments;
+
+DROP TABLE experiments;
+
+ALTER TABLE experiments_v4 RENAME TO experiments;
+
+CREATE INDEX experiments_by_code ON experiments (tag, code_hash);
+
+CREATE TRIGGER experiments_finished_are_final BEFORE UPDATE ON experiments
+WHEN OLD.status <> 'running'
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: a finished experiment cannot be changed');
+END;
+
+CREATE TRIGGER experiments_are_never_deleted BEFORE DELETE ON experiments
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: experiments are never deleted');
+END;
+"""
 
 _COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, metric, metrics, "
             "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
             "error, code_hash")
 
+# Migrations from version N-1 to N.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
+                               4: _SCHEMA_V4.replace("{columns}", _COLUMNS)}
 
 @contextmanager
 def setup_lock(task_dir: Path) -> Iterator[None]:
@@ -411,10 +466,10 @@ class Store:
         return out
 
     def same_code(self, tag: str, code_hash: str) -> Experiment | None:
-        """The latest experiment of `tag` that measured the code `code_hash`: one that ran to a result (kept or
-        discarded) or was caught tampering. Crashes and timeouts do not count: the machine may have caused
+        """The latest experiment of `tag` that measured the code `code_hash`: one that ran to a result (kept,
+        discarded, or stopped early as hopeless) or was caught tampering. Crashes and timeouts do not count: the machine may have caused
         them. None if there is none."""
-        found = self._select("tag = ? AND code_hash = ? AND status IN ('keep', 'discard', 'tampered') "
+        found = self._select("tag = ? AND code_hash = ? AND status IN ('keep', 'discard', 'tampered', 'pruned') "
                              "ORDER BY id DESC LIMIT 1", (tag, code_hash))
         return found[0] if found else None
 

@@ -120,8 +120,8 @@ def _recent(recent: list[Experiment], changes: list[float | None], metric: Metri
     for e, delta in zip(recent, changes, strict=True):
         value = "-" if e.metric is None else f"{e.metric:.6f}"
         change = "-" if delta is None else f"{delta:+.6f}"
-        why = f" ({_cell(error_line(e.error), 80)})" if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED) \
-            and e.error else ""
+        why = f" ({_cell(error_line(e.error), 80)})" if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED,
+                                                                  Status.PRUNED) and e.error else ""
         rows.append(f"| {e.seq} | {e.status.value} | {value} | {change} | {_cell(e.description)}{why} |")
     return "\n".join(rows + [""])
 

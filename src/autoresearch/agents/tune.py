@@ -39,7 +39,8 @@ The study lives in the experiment store's own SQLite file (``<task>/.autoresearc
 exists, so a resumed loop continues it. Experiment <-> trial link: each asked trial records the ``seq`` the
 loop will give its experiment (``experiment_seq`` user attr) and its description. At every `propose`, before
 asking, each trial still RUNNING is told from the experiment with that seq in `context.history`: COMPLETE with
-the metric for keep/discard, FAIL for crash/timeout/rejected/tampered (but a trial the loop rejected because
+the metric for keep/discard, PRUNED for a run the loop stopped early as hopeless, FAIL for
+crash/timeout/rejected/tampered (but a trial the loop rejected because
 its code was measured already gets that earlier metric); a trial whose experiment does not exist
 (the loop died between proposing and recording) or is not this agent's proposal is told FAIL.
 
@@ -376,6 +377,12 @@ def suggest(trial: optuna.Trial, constant: Constant, rng: Range) -> int | float:
     return float(f"{value:.4g}")
 
 
+def outcome_state(experiment: Experiment | None) -> TrialState:
+    """How a trial whose experiment has no metric to tell ended: PRUNED if the loop stopped it early as hopeless
+    (TPE ranks such trials below every completed one), else FAIL."""
+    return TrialState.PRUNED if experiment is not None and experiment.status is Status.PRUNED else TrialState.FAIL
+
+
 # ---------------------------------------------------------------------------------------------- the agent
 
 
@@ -482,7 +489,7 @@ class TuneAgent:
                 if experiment.status in (Status.KEEP, Status.DISCARD) and experiment.metric is not None:
                     study.tell(trial.number, experiment.metric)
                     continue
-            study.tell(trial.number, state=TrialState.FAIL)
+            study.tell(trial.number, state=outcome_state(experiment if ours else None))
 
     def learn_from(self, study: optuna.Study, tags: tuple[str, ...]) -> int:
         """Copy into `study` the completed trials of the studies of runs `tags` (the runs this one shares with,
@@ -571,7 +578,7 @@ class TuneAgent:
                 if earlier.metric is not None and earlier.status in (Status.KEEP, Status.DISCARD):
                     study.tell(trial, earlier.metric)
                 else:
-                    study.tell(trial, state=TrialState.FAIL)
+                    study.tell(trial, state=outcome_state(earlier))
                 continue
             trial.set_user_attr("experiment_seq", next_seq)
             trial.set_user_attr("description", description)

@@ -30,7 +30,7 @@ summary { cursor: pointer; font-family: ui-monospace, monospace; font-size: 13px
           overflow: hidden; text-overflow: ellipsis; }
 pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
 .keep { color: #1a7f37; font-weight: bold; } .discard { color: #777; } .rejected { color: #9a6700; }
-.crash, .timeout, .tampered { color: #cf222e; font-weight: bold; } .running { color: #0969da; }
+.crash, .timeout, .tampered { color: #cf222e; font-weight: bold; } .running, .pruned { color: #0969da; }
 .add { color: #1a7f37; } .del { color: #cf222e; } .hunk { color: #8250df; }
 """
 

@@ -144,6 +144,14 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     else:
         lines.append("None.")
     lines.append("")
+    pruned = [e for e in experiments if e.status is Status.PRUNED]
+    if pruned:
+        lines += ["## Stopped early as hopeless", "",
+                  f"{len(pruned)} runs were stopped partway: their training curves showed they could not beat the "
+                  "best (`[prune]`, docs/keep.md). Stopping can only ever discard.", "",
+                  "| # | description | why |", "|---:|---|---|"]
+        lines += [f"| {e.seq} | {_cell(e.description, 60)} | {_cell(e.error or '', 240)} |" for e in pruned]
+        lines.append("")
     if image:
         lines += ["## Progress", "", f"![{name} per experiment]({image})", ""]
     return "\n".join(lines)

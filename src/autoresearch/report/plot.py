@@ -30,6 +30,8 @@ def _title(tag: str, experiments: Sequence[Experiment], metric: MetricConfig) ->
              f"{c['crash']} crashes, {c['timeout']} timeouts")
     if c["rejected"]:
         title += f", {c['rejected']} rejected"
+    if c["pruned"]:
+        title += f", {c['pruned']} stopped early"
     if s.best is not None and s.baseline is not None and s.improvement_pct is not None:
         sign = "+" if metric.maximize else "-"
         title += (f"\nbest {metric.name} {s.best.metric:.6f} vs baseline {s.baseline.metric:.6f} "
@@ -55,8 +57,8 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
 
     x = experiment number (seq), y = the metric (labelled with its name and direction). Finished
     experiments with a metric are dots (discarded grey, kept green and labelled with their shortened
-    description); the running best KEEP under the metric's direction is a step line; crashes (red x) and
-    timeouts (orange x) sit on the lower edge; discarded outliers far on the worse side are triangles on
+    description); the running best KEEP under the metric's direction is a step line; crashes (red x),
+    timeouts (orange x) and runs stopped early as hopeless (blue x) sit on the lower edge; discarded outliers far on the worse side are triangles on
     that edge. With no metric at all, the chart says so instead. Works for any number of experiments,
     including none.
     """
@@ -123,7 +125,8 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
             ax.fill_between(xs, [y - noise for y in ys], [y + noise for y in ys], step="post", color="#2ca02c",
                             alpha=0.12, linewidth=0, label=f"best ± noise (sigma {noise:.4g})", zorder=2)
     bottom = blended_transform_factory(ax.transData, ax.transAxes)
-    for status, color, label in ((Status.CRASH, "#d62728", "crash"), (Status.TIMEOUT, "#ff7f0e", "timeout")):
+    for status, color, label in ((Status.CRASH, "#d62728", "crash"), (Status.TIMEOUT, "#ff7f0e", "timeout"),
+                                 (Status.PRUNED, "#1f77b4", "stopped early")):
         seqs = [e.seq for e in finished if e.status is status]
         if seqs:
             ax.scatter(seqs, [0.03] * len(seqs), marker="x", s=36, color=color, transform=bottom,

@@ -51,6 +51,7 @@ STATUS_STYLES: dict[Status, str] = {
     Status.TIMEOUT: "dark_orange",
     Status.REJECTED: "yellow",
     Status.TAMPERED: "bold magenta",
+    Status.PRUNED: "blue",
 }
 DESCRIPTION_WIDTH = 60  # characters of a description shown in the table
 
@@ -304,6 +305,8 @@ def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
     parts = [f"{summary.total} experiments", f"{summary.kept} kept", f"{c['discard']} discarded",
              f"{c['crash']} crashes", f"{c['timeout']} timeouts",
              f"{c['rejected']} rejected" + (f" ({summary.repeats} already measured)" if summary.repeats else "")]
+    if c["pruned"]:
+        parts.append(f"{c['pruned']} stopped early")
     if c["tampered"]:
         parts.append(f"{c['tampered']} tampered")
     if c["running"]:
@@ -507,7 +510,7 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
             colour = "" if delta == 0 else ("green" if is_better_delta(delta, metric) else "red")
             delta_text = Text(f"{delta:+.6f}", style=colour)
         description = e.description
-        if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED, Status.TAMPERED) and e.error:
+        if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED, Status.TAMPERED, Status.PRUNED) and e.error:
             description = f"{description} — {error_line(e.error)}"
         table.add_row(str(e.seq), Text(e.status.value, style=style), _fmt(e.metric, "{:.6f}"), delta_text,
                       _fmt(e.training_seconds, "{:.1f}"), _fmt(e.total_seconds, "{:.1f}"),
