@@ -197,15 +197,19 @@ def make_config(hp, vocab_size, eval_seq_len):
 class Muon(torch.optim.Optimizer):
     """Muon: Nesterov momentum, then each matrix's update orthogonalised by a Newton-Schulz iteration (the
     same rule as torch.optim.Muon). Matrices of one shape are stacked and orthogonalised together, so a
-    step is a few large kernels instead of dozens of small ones per matrix."""
+    step is a few large kernels instead of dozens of small ones per matrix. The iteration runs in bf16 on a
+    GPU, as torch.optim.Muon's does, and in fp32 elsewhere (`ns_dtype` overrides): a CPU without bf16
+    matrix instructions (AVX2 only, as in most laptops) runs it 30-100x slower in bf16."""
 
-    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
+    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5, ns_dtype=None):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps,
+                                      ns_dtype=ns_dtype))
 
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            dtype = group["ns_dtype"]
             by_shape = {}
             for p in group["params"]:
                 if p.grad is not None:
@@ -214,18 +218,21 @@ class Muon(torch.optim.Optimizer):
                 grads = [p.grad for p in params]
                 bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
                 torch._foreach_lerp_(bufs, grads, 1 - momentum)
-                updates = orthogonalize(torch.stack(torch._foreach_lerp(grads, bufs, momentum)), group["ns_steps"])
+                if dtype is None:
+                    dtype = torch.bfloat16 if params[0].is_cuda else torch.float32
+                updates = orthogonalize(torch.stack(torch._foreach_lerp(grads, bufs, momentum)), group["ns_steps"],
+                                        dtype)
                 if decay:
                     torch._foreach_mul_(params, 1 - lr * decay)
                 torch._foreach_add_(params, list(updates.to(params[0].dtype).unbind(0)),
                                     alpha=-lr * max(1.0, rows / cols) ** 0.5)
 
 
-def orthogonalize(g, steps, eps=1e-7):
-    """Newton-Schulz iteration towards the nearest orthogonal matrix of each matrix in the stack `g`, in bf16,
-    with the quintic coefficients that torch.optim.Muon uses."""
+def orthogonalize(g, steps, dtype=torch.bfloat16, eps=1e-7):
+    """Newton-Schulz iteration towards the nearest orthogonal matrix of each matrix in the stack `g`, in
+    `dtype`, with the quintic coefficients that torch.optim.Muon uses."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.bfloat16()
+    x = g.to(dtype)
     tall = g.size(-2) > g.size(-1)
     if tall:
         x = x.mT
