@@ -541,3 +541,28 @@ def test_git_process_started_after_the_lock_does_not_keep_it(wt, monkeypatch):
         assert wt.commit("a newer git process cannot hold an older lock") == wt.head() and not lock.exists()
     finally:
         later.communicate(timeout=10)
+
+
+def _open_in_another_process(args: tuple[str, int]) -> str | None:
+    root, i = args
+    try:
+        Workspace(Path(root)).open_worktree(Path(root) / ".autoresearch" / "worktrees" / f"run{i}", f"b{i}")
+        return None
+    except GitError as err:
+        return str(err)
+
+
+def test_loops_started_at_once_open_their_worktrees_without_tripping_over_each_other(tmp_path: Path) -> None:
+    """Unlocked, about 1 round in 75 failed here (git's `worktree add` read another's half-written entry, or a
+    `worktree prune` removed the folder another `add` was filling): `run --parallel` starts its loops at once."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        for round_ in range(100):
+            (tmp_path / str(round_)).mkdir()
+            ws = Workspace.ensure(make_task(tmp_path / str(round_)))
+            for i in range(4):
+                ws.create_branch(f"b{i}")
+            failures = [e for e in pool.map(_open_in_another_process, [(str(ws.root), i) for i in range(4)]) if e]
+            assert not failures, failures[0]
+            assert len({e.path for e in ws._registered()}) == 5  # the checkout and the 4 worktrees

@@ -20,6 +20,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,22 @@ except ImportError:  # Windows
 
 LOCKS = Path(".autoresearch") / "locks"
 RETRY_SECONDS = 2.0  # a status probe holds the lock for microseconds: a starting loop waits that out
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """An exclusive `flock` on the file `path` (created if missing) for the `with` block: processes that set
+    up the same shared thing take turns. The kernel drops it with the process, so it never goes stale.
+    Without `fcntl` (Windows), nothing is locked."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file drops the lock
 
 
 class RunLockHeld(Exception):

@@ -38,11 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch import speed
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: schema set-up is not serialised between processes
-    fcntl = None  # type: ignore[assignment]
+from autoresearch.runlock import exclusive
 
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
@@ -249,15 +245,8 @@ def setup_lock(task_dir: Path) -> Iterator[None]:
     An exclusive `flock` on `.autoresearch/store.lock`, which the kernel drops with the process."""
     folder = Path(task_dir) / STORE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    with exclusive(folder / "store.lock"):
         yield
-        return
-    fd = os.open(folder / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the file drops the lock
 
 
 class Store:

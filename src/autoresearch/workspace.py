@@ -28,7 +28,8 @@ Crash safety (the loop may be killed with `kill -9` at any moment and resumed):
 - `Workspace.open_worktree` reuses a worktree still registered at the path (uncommitted files are
   kept: the caller decides, from its own records, whether to `discard_changes`), recreates one whose
   folder was deleted or whose `git worktree add` was interrupted, and repairs links broken by moving
-  the task folder.
+  the task folder. Processes take turns at it (an `flock` in the git folder): git does not serialise
+  adding, pruning and removing worktrees between processes, and `run --parallel` opens them all at once.
 - Listing changes runs `git status --no-optional-locks`, so it takes no lock at all; `diff` stages
   into a temporary index, so it never leaves anything staged in the real one.
 - `reset_hard` can simply be repeated. A `commit` killed before git finished leaves at most staged
@@ -56,6 +57,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from autoresearch.runlock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -704,6 +707,17 @@ class Workspace(_Repo):
             raise GitError(f"there is no branch {branch!r} in {self.root}",
                            hint="create it first with Workspace.create_branch")
         self._exclude_harness_dir()
+        with self._worktrees_lock():
+            return self._open_worktree(path, branch)
+
+    def _worktrees_lock(self):
+        """Held while this repository's worktrees are added, pruned or removed: git does not serialise these
+        between processes (one's `worktree prune` can remove the `worktrees` folder another's `worktree add`
+        is filling, or an `add` can read another's half-written entry), and loops started at once in one
+        folder (`run --parallel`) all open their worktrees at the same moment."""
+        return exclusive(self.git_dir / "autoresearch-worktrees.lock")
+
+    def _open_worktree(self, path: Path, branch: str) -> Worktree:
         if (path / ".git").is_file() and not self._valid_worktree(path):
             self._git("worktree", "repair", str(path), ok=(0, 1, 128, 129))  # 129: git < 2.29
         self._git("worktree", "prune")
@@ -740,10 +754,11 @@ class Workspace(_Repo):
         Nothing happens if no worktree is registered there."""
         path = Path(path).resolve()
         self._check_worktree_path(path)
-        self._git("worktree", "prune")
-        if any(e.path == path for e in self._registered()):
-            self._git("worktree", "unlock", str(path), ok=(0, 1, 128))
-            self._git("worktree", "remove", "--force", "--force", str(path))
+        with self._worktrees_lock():
+            self._git("worktree", "prune")
+            if any(e.path == path for e in self._registered()):
+                self._git("worktree", "unlock", str(path), ok=(0, 1, 128))
+                self._git("worktree", "remove", "--force", "--force", str(path))
 
     def dirty_files(self) -> list[str]:
         """Paths (relative to the task folder, sorted) with uncommitted changes in the main checkout:
