@@ -117,6 +117,21 @@ class Experiment:
 _STATUS_SQL_V1 = "'running', 'keep', 'discard', 'crash', 'timeout', 'rejected', 'tampered'"
 _STATUS_SQL = _STATUS_SQL_V1 + ", 'pruned'"  # from version 4
 
+# A finished experiment is a fact: the database refuses to change it, and refuses to delete any. (Made with the
+# table in version 1, and made again with the table that version 4 builds.)
+_GUARDS = """
+CREATE TRIGGER experiments_finished_are_final BEFORE UPDATE ON experiments
+WHEN OLD.status <> 'running'
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: a finished experiment cannot be changed');
+END;
+
+CREATE TRIGGER experiments_are_never_deleted BEFORE DELETE ON experiments
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: experiments are never deleted');
+END;
+"""
+
 # Version 1. Column `commit_sha` is `Experiment.commit` (COMMIT is an SQL keyword). Plain INTEGER PRIMARY
 # KEY ids: nothing is ever deleted, so ids are 1, 2, 3, ... with no gaps (a rolled-back insert uses none).
 _SCHEMA_V1 = f"""
@@ -147,18 +162,7 @@ CREATE TABLE experiments (
     CHECK (status <> 'keep' OR val_bpb IS NOT NULL)
 );
 
--- A finished experiment is a fact: the database refuses to change it, and refuses to delete any.
-CREATE TRIGGER experiments_finished_are_final BEFORE UPDATE ON experiments
-WHEN OLD.status <> 'running'
-BEGIN
-    SELECT RAISE(ABORT, 'autoresearch: a finished experiment cannot be changed');
-END;
-
-CREATE TRIGGER experiments_are_never_deleted BEFORE DELETE ON experiments
-BEGIN
-    SELECT RAISE(ABORT, 'autoresearch: experiments are never deleted');
-END;
-
+{_GUARDS}
 -- Small JSON values of the loop's own state (best commit, agent state, ...).
 CREATE TABLE state (
     key        TEXT PRIMARY KEY,
@@ -217,17 +221,7 @@ ALTER TABLE experiments_v4 RENAME TO experiments;
 
 CREATE INDEX experiments_by_code ON experiments (tag, code_hash);
 
-CREATE TRIGGER experiments_finished_are_final BEFORE UPDATE ON experiments
-WHEN OLD.status <> 'running'
-BEGIN
-    SELECT RAISE(ABORT, 'autoresearch: a finished experiment cannot be changed');
-END;
-
-CREATE TRIGGER experiments_are_never_deleted BEFORE DELETE ON experiments
-BEGIN
-    SELECT RAISE(ABORT, 'autoresearch: experiments are never deleted');
-END;
-"""
+{_GUARDS}"""
 
 _COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, seed, status, metric, metrics, "
             "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
