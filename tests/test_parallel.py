@@ -185,12 +185,18 @@ def test_the_loops_outlive_their_supervisor_killed_outright(tmp_path):
         assert all(os.kill(pid, 0) is None for pid in pids.values())
         assert all(path.stat().st_size > sizes[tag] for tag, path in logs.items()), sizes
         # the dashboard of a night: the runs side by side, refreshed, with what each loop is doing
+        # Ctrl-C as at a terminal: a test run started in the background (`pytest &`) ignores SIGINT, and Python
+        # started with SIGINT ignored keeps ignoring it, so the watch gets it back first
         watch = subprocess.Popen([sys.executable, "-m", "autoresearch", "status", "--all", "--watch"], cwd=task,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, "COLUMNS": "200"})
+                                 env={**os.environ, "COLUMNS": "200"},
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(4)
         watch.send_signal(signal.SIGINT)
-        shown = watch.communicate(timeout=30)[0]
+        try:
+            shown = watch.communicate(timeout=30)[0]
+        finally:
+            watch.kill()
         rows = [line.split() for line in shown.splitlines()]
         assert any(row[-1:] == ["now"] for row in rows), shown
         mine = [row for row in rows if row[:2] in ([tag, "running"] for tag in pids)]
