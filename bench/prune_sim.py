@@ -18,13 +18,12 @@ from pathlib import Path
 
 from autoresearch.config import load_config
 from autoresearch.prune import Pruner, Settings, curve_of
-from autoresearch.runner import logged_progress
+from autoresearch.runner import logged_progress, run_folder
 from autoresearch.store import Status, Store
 
 
 def run_logs(experiment, runs: int) -> list[Path]:
-    folder = Path(experiment.log_path).parent
-    return [folder / (f"run-{i + 1}" if i else "") / "train.log" for i in range(runs)]
+    return [run_folder(Path(experiment.log_path).parent, i) / "train.log" for i in range(runs)]
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ from autoresearch.runner import (
     remove_models,
     resolve_device,
     run_experiment,
+    run_folder,
     spare_workers,
     static_env,
 )
@@ -816,7 +817,7 @@ class Loop:
             return None
         folder = Path(incumbent.log_path).parent
         runs = len(self.store.measured_runs(incumbent))
-        curves = [prune.curve_of(logged_progress(folder / (f"run-{i + 1}" if i else "") / "train.log"))
+        curves = [prune.curve_of(logged_progress(run_folder(folder, i) / "train.log"))
                   for i in range(runs)]
         return prune.Pruner(curves, self.budget or self.config.train.budget_seconds, settings,
                             speeds=self.store.measured_speeds(incumbent), tolerance=self.config.keep.speed_tolerance)
@@ -826,9 +827,8 @@ class Loop:
         """One run of the worktree's code (or of the files of commit `code`) with `seed`; its outcome and its
         status by itself (KEEP or DISCARD for a run that finished fine, by the strict comparison; else what
         went wrong, or PRUNED if `pruner` stopped it)."""
-        run_dir = Path(experiment.log_path).parent
+        run_dir = run_folder(Path(experiment.log_path).parent, index)
         if index:
-            run_dir = run_dir / f"run-{index + 1}"
             self.worktree.discard_changes()  # each run starts from the committed files
         if code is not None:
             self.worktree.restore_files(code)

@@ -64,6 +64,12 @@ def parse_progress(line: str) -> dict | None:
     return clean
 
 
+def run_folder(experiment_dir: Path, index: int) -> Path:
+    """Where run `index` (0 first) of an experiment writes its train.log: the experiment's log folder for the
+    first, `run-<index + 1>/` in it for the confirmation runs and the later runs of a best."""
+    return experiment_dir / f"run-{index + 1}" if index else experiment_dir
+
+
 def logged_progress(log_path: Path) -> list[dict]:
     """The progress events in a run's log file (`parse_progress`); none if the file is missing."""
     try:
