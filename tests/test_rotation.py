@@ -10,9 +10,9 @@ import pytest
 from conftest import cli, edit_solve, generic_task_folder
 
 from autoresearch.agents import AgentConfigError, AgentExhausted, ProposalContext, make_agents
-from autoresearch.agents.rotation import Rotation, next_turn
+from autoresearch.agents.rotation import Rotation, adaptive_turn, next_turn
 from autoresearch.agents.tune import TuneAgent
-from autoresearch.config import load_config
+from autoresearch.config import ConfigError, load_config
 from autoresearch.loop import Limits, Loop
 from autoresearch.store import Status, Store
 
@@ -94,6 +94,60 @@ def test_a_rotation_is_of_distinct_agents_and_an_agent_listed_twice_gets_two_sha
         make_agents([], task, "cpu")
 
 
+def play(shares: dict[str, int], kept_when, turns: int) -> list[tuple[str, bool]]:
+    """`turns` adaptive turns, each proposal kept as `kept_when(member, its own count so far)` says."""
+    record: list[tuple[str, bool]] = []
+    for _ in range(turns):
+        name = adaptive_turn(shares, record)
+        record.append((name, kept_when(name, sum(1 for n, _ in record if n == name))))
+    return record
+
+
+def test_adaptive_turns_go_to_the_member_whose_proposals_get_kept_and_every_member_keeps_some():
+    shares = {"good": 1, "poor": 1}
+    record = play(shares, lambda name, own: name == "good", 100)
+    made = {name: sum(1 for n, _ in record if n == name) for name in shares}
+    assert [n for n, _ in record[:2]] == ["good", "poor"]  # each member proposes once before any adapting
+    assert made["good"] >= 80
+    assert made["poor"] >= 12  # the floor: a quarter of its listed half of the turns
+    # listed twice, the poor member's floor doubles
+    twice = play({"good": 1, "poor": 2}, lambda name, own: name == "good", 100)
+    assert sum(1 for n, _ in twice if n == "poor") >= 16
+
+
+def test_adaptive_turns_leave_a_member_whose_ideas_ran_out():
+    # "early" has its first 20 proposals kept and none after; "steady" gets every fifth kept
+    record = play({"early": 1, "steady": 1}, lambda name, own: own < 20 if name == "early" else own % 5 == 4, 150)
+    first, last = record[:40], record[-50:]
+    assert sum(n == "early" for n, _ in first) > 25  # it led while its proposals were kept
+    # its old keeps faded as it went on proposing without one (counted at full weight, it would still get half)
+    assert sum(n == "steady" for n, _ in last) > 40
+
+
+def test_adaptive_turns_are_a_function_of_the_record():
+    shares = {"a": 1, "b": 1, "c": 1}
+    record = [("a", True), ("b", False), ("c", False), ("a", True), ("adopt:gpu1", True), ("b", None)]
+    assert len({adaptive_turn(shares, record) for _ in range(5)}) == 1  # a resumed run chooses alike
+    assert adaptive_turn(shares, record[:1]) == "b"  # members yet to propose go first, in listing order
+    assert adaptive_turn(shares, record, frozenset({"a", "b"})) == "c"
+    # proposals still running count as turns (for the floor), not as results; other proposers do not count
+    # (a has 1 of 12: under its floor of 1.5; 20 adoptions more would not lift the floor)
+    assert adaptive_turn({"a": 1, "b": 1}, [("a", None)] + [("b", None)] * 11 + [("adopt:gpu1", True)] * 20) == "a"
+    with pytest.raises(ValueError, match="no member"):
+        adaptive_turn(shares, record, frozenset(shares))
+
+
+def test_turns_must_be_fixed_or_adaptive(tmp_path):
+    with pytest.raises(AgentConfigError, match="use fixed .* or adaptive"):
+        Rotation([Editor("a", []), Editor("b", [])], turns="often")
+    assert Rotation([Editor("a", []), Editor("b", [])], [1, 2], turns="adaptive").lineup == "a+b*2, adaptive"
+    task = make_task(tmp_path)
+    toml = task / "autoresearch.toml"
+    toml.write_text(toml.read_text().replace('turns = "fixed"', 'turns = "often"'))
+    with pytest.raises(ConfigError, match="loop.turns = 'often'"):
+        load_config(task)
+
+
 # ---------------------------------------------------------------------------------------------- in the loop
 
 
@@ -160,6 +214,27 @@ def test_drafts_written_ahead_are_recorded_under_the_member_that_wrote_them(tmp_
     assert all(e.status is Status.KEEP for e in history), [(e.status, e.error) for e in history]
 
 
+def test_adaptive_turns_in_the_loop_follow_the_keeps(tmp_path):
+    task = make_task(tmp_path)
+    rates = [str(round(0.1 + 0.01 * i, 2)) for i in range(21)]
+    good = Editor("good", [(f"RATE {a} -> {b}", f"RATE = {a}", f"RATE = {b}") for a, b in zip(rates[:-1], rates[1:],
+                                                                                               strict=True)])
+    poor = Editor("poor", [(f"WIDTH 4 -> {w}", "WIDTH = 4", f"WIDTH = {w}") for w in (2, 1, 0, 3, 9, 10, 11, 12, 13)])
+    loop = Loop(task, load_config(task), None, Rotation([good, poor], turns="adaptive"), tag="a",
+                limits=Limits(max_experiments=13))
+    try:
+        loop.run()
+        history = loop.store.experiments("a")
+        assert loop.store.get_state("lineup:a") == {"lineup": "good+poor, adaptive", "since": 0}
+    finally:
+        loop.close()
+    agents = [e.agent for e in history[1:]]
+    assert len(agents) == 12 and agents[:2] == ["good", "poor"]
+    assert agents.count("good") >= 8 and agents.count("poor") >= 2, [(e.agent, e.status, e.seq) for e in history]
+    assert all(e.status is Status.KEEP for e in history[1:] if e.agent == "good")
+    assert all(e.status is not Status.KEEP for e in history[1:] if e.agent == "poor")
+
+
 def test_the_cli_takes_several_agents_and_compare_credits_the_run_to_all_of_them(tmp_path):
     task = make_task(tmp_path)
     patches = task / "patches.json"
@@ -174,6 +249,25 @@ def test_the_cli_takes_several_agents_and_compare_credits_the_run_to_all_of_them
     assert history[2].description == "WIDTH 4 -> 6"
     compared = json.loads(cli("compare", "--json", cwd=task).stdout)
     assert compared["runs"][0]["agent"] == "tune+replay" and set(compared["runs"][0]["agents"]) == {"replay", "tune"}
+
+
+def test_the_cli_gives_adaptive_turns_and_refuses_unknown_ones(tmp_path):
+    task = make_task(tmp_path)
+    refused = cli("run", "--agent", "tune", "--agent", "tune:random", "--turns", "often", cwd=task, check=False)
+    assert refused.returncode != 0 and "loop.turns = 'often'" in refused.stderr + refused.stdout
+    patches = task / "patches.json"
+    patches.write_text(json.dumps([{"description": f"RATE {old} -> {new}", "edits": [
+        {"file": "solve.py", "search": f"RATE = {old}", "replace": f"RATE = {new}"}]} for old, new in ((0.1, 0.2),
+                                                                                                      (0.2, 0.3))]))
+    cli("run", "--agent", f"replay:{patches}", "--agent", "tune", "--turns", "adaptive", "--tag", "d",
+        "--max-experiments", "4", cwd=task)
+    with Store.open(task) as store:
+        history = store.experiments("d")
+        assert store.get_state("lineup:d")["lineup"] == "replay+tune, adaptive"
+    assert [e.agent for e in history[:3]] == ["-", "replay", "tune"]  # each proposes once before any adapting
+    assert history[1].status is Status.KEEP
+    compared = json.loads(cli("compare", "--json", cwd=task).stdout)
+    assert compared["runs"][0]["agent"] == "replay+tune, adaptive"
 
 
 def test_a_lineup_that_joins_a_run_counts_its_turns_from_when_it_joined(tmp_path):

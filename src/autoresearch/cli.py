@@ -316,6 +316,9 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
         pipeline: bool = typer.Option(None, "--pipeline/--no-pipeline",
                                       help="Let the agent draft the next proposal while an experiment trains "
                                            "(default: loop.pipeline, auto: on for API agents on another machine)."),
+        turns: str = typer.Option(None, help="With several agents: fixed (each as often as it is listed) or "
+                                             "adaptive (more turns to those whose proposals get kept) "
+                                             "(default: loop.turns)."),
         adopt_from: str = typer.Option(None, help="Take up the best of these other runs of the folder (tags, "
                                                   "comma-separated; '*': all) when it beats this run's by more "
                                                   "than the noise (default: loop.adopt_from)."),
@@ -339,7 +342,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
 
     config = _task(task_dir)
     given = {"adopt_from": None if adopt_from is None else [t.strip() for t in adopt_from.split(",") if t.strip()],
-             "adopt_after": adopt_after, "exchange": exchange}  # options that stand for [loop] settings
+             "adopt_after": adopt_after, "exchange": exchange, "turns": turns}  # options for [loop] settings
     try:
         config = dataclasses.replace(config, loop=dataclasses.replace(
             config.loop, **{k: v for k, v in given.items() if v is not None})).validate()
@@ -350,7 +353,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
         options = [word for name in agent for word in ("--agent", name)]
         for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-hours", max_hours),
                             ("--max-cost", max_cost), ("--base-url", base_url), ("--adopt-from", adopt_from),
-                            ("--adopt-after", adopt_after), ("--exchange", exchange)):
+                            ("--adopt-after", adopt_after), ("--exchange", exchange), ("--turns", turns)):
             if value is not None:
                 options += [flag, str(value)]
         options += ["--recalibrate"] * recalibrate
@@ -364,7 +367,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
         profile = "h100" if config.evaluated and resolve_device(config.train.device) == "cuda" else "cpu"
     dataset = _dataset(config)
     try:
-        chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url)
+        chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url, turns=config.loop.turns)
         if hasattr(chosen, "preflight"):
             chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,

@@ -106,12 +106,18 @@ class SandboxConfig:
     compile_cache_gb: float = 20.0
 
 
+TURNS = ("fixed", "adaptive")  # how agents taking turns share them: as listed, or by whose proposals get kept
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     editable: list = field(default_factory=lambda: ["train.py"])  # paths or globs the agent may change
     seed: int = 0  # seed passed to every run
     fix_attempts: int = 2  # after a crash, how many fixes an agent that can fix may try
     pipeline: str = "auto"  # draft the next proposal while an experiment trains: auto (API agents), on, off
+    # Agents taking turns (several --agent): fixed (each as often as it is listed), or adaptive (more turns to
+    # those whose proposals get kept; docs/agents/README.md, "Adaptive turns").
+    turns: str = "fixed"
     # Which trained models stay in the logs once an experiment is decided (docs/loop.md, "Disk"): kept (those
     # of kept experiments, one each, and of void ones, as evidence), all, or none.
     keep_models: str = "kept"
@@ -224,6 +230,9 @@ class TaskConfig:
                               "experiments), all or none")
         if self.loop.pipeline not in ("auto", "on", "off"):
             raise ConfigError(f"loop.pipeline = {self.loop.pipeline!r}: use auto (on for API agents), on or off")
+        if self.loop.turns not in TURNS:
+            raise ConfigError(f"loop.turns = {self.loop.turns!r}: use fixed (each agent as often as it is listed) "
+                              "or adaptive (more turns to the agents whose proposals get kept)")
         for name in ("read", "write", "env"):
             if not all(isinstance(item, str) and item for item in getattr(self.sandbox, name)):
                 raise ConfigError(f"sandbox.{name} must be a list of non-empty strings, e.g. "

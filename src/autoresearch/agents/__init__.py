@@ -118,13 +118,14 @@ def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
 
 
 def make_agents(specs: list[str], task_dir: Path | None = None, profile: str = "cpu", *,
-                base_url: str | None = None) -> Agent:
+                base_url: str | None = None, turns: str = "fixed") -> Agent:
     """The agent named by `specs`, or with several names, the agents taking turns (`rotation.Rotation`; an
-    agent named n times gets n times the turns of one named once)."""
+    agent named n times gets n times the turns of one named once; `turns`: "fixed", or "adaptive": more turns
+    to those whose proposals get kept)."""
     if not specs:
         raise AgentConfigError("no agent given: name one, e.g. --agent tune")
     if len(set(specs)) == 1:
         return make_agent(specs[0], task_dir, profile, base_url=base_url)
     from autoresearch.agents.rotation import Rotation
 
-    return Rotation.of(specs, lambda spec: make_agent(spec, task_dir, profile, base_url=base_url))
+    return Rotation.of(specs, lambda spec: make_agent(spec, task_dir, profile, base_url=base_url), turns)
