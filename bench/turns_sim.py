@@ -7,8 +7,9 @@ Each scenario gives every agent a chance that a proposal of its is kept, which m
 has made (an agent whose ideas run out) or with how far the run has got (one whose kind of change pays only
 later). A run of `--proposals` proposals picks whose turn it is with `rotation.next_turn` (fixed turns, each
 agent listed once) or `rotation.adaptive_turn` (adaptive turns), draws each proposal's outcome, and counts
-the keeps. It prints, per scenario, the mean keeps of each way over `--repeats` runs, the keeps of the best
-single agent had it made every proposal, and each agent's mean share of the turns under adaptive turns.
+the keeps. It prints, per scenario, the mean keeps of each way over `--repeats` runs (with its standard
+error), the keeps of the best single agent had it made every proposal, and each agent's mean share of the
+turns under adaptive turns.
 
 A model, not a search: a keep here does not change what the agents find next, as it does in a real run.
 """
@@ -66,6 +67,11 @@ def alone(chance: Chance, proposals: int, seed: int) -> int:
     return sum(outcomes.random() < chance(run, run) for run in range(proposals))
 
 
+def mean(values: list[int]) -> str:
+    """The mean with its standard error."""
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) / len(values) ** 0.5:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proposals", type=int, default=100)
@@ -77,7 +83,7 @@ def main() -> None:
     knobs = {"floor": args.floor, "half_life": args.half_life, "prior": args.prior}
     print(f"{args.proposals} proposals a run, {args.repeats} runs each; floor {args.floor}, half-life "
           f"{args.half_life}, prior {args.prior}")
-    print(f"{'scenario':<48} {'fixed':>6} {'adaptive':>8} {'best alone':>10}  adaptive turns")
+    print(f"{'scenario':<48} {'fixed':>12} {'adaptive':>12} {'best alone':>10}  adaptive turns")
     for title, chances in SCENARIOS.items():
         fixed = [simulate(chances, args.proposals, seed, False)[0] for seed in range(args.repeats)]
         adaptive, turns = [], Counter()
@@ -88,7 +94,7 @@ def main() -> None:
         best = max(statistics.mean(alone(chance, args.proposals, seed) for seed in range(args.repeats))
                    for chance in chances.values())
         split = ", ".join(f"{name} {turns[name] / (args.repeats * args.proposals):.0%}" for name in chances)
-        print(f"{title:<48} {statistics.mean(fixed):>6.2f} {statistics.mean(adaptive):>8.2f} {best:>10.2f}  {split}")
+        print(f"{title:<48} {mean(fixed):>12} {mean(adaptive):>12} {best:>10.2f}  {split}")
 
 
 if __name__ == "__main__":
