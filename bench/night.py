@@ -1,10 +1,11 @@
 """A night of experiments in minutes: the real loop, unattended, for many experiments, killed now and then.
 
 Usage: python bench/night.py [--experiments 150] [--kills 5] [--task DIR] [--seed 0]
+                              [--agent tune [--agent tune:random ...]] [--turns fixed|adaptive]
 
 The task is a fast one of its own (a script whose loss is a smooth function of four constants plus seeded
 noise, so each run takes a fraction of a second): what is measured is the loop, not training. The `tune`
-agent proposes; the confirm rule decides. A supervisor runs `autoresearch run` and, `--kills` times at random
+agent proposes (or the agents given, taking `--turns`); the confirm rule decides. A supervisor runs `autoresearch run` and, `--kills` times at random
 moments, kills its whole process group with SIGKILL and starts it again with `--resume`, as a cluster's
 scheduler or a power cut would.
 
@@ -15,7 +16,9 @@ It prints:
   agent, git, store, the tables) over the first and the last experiments, so a loop that slows down as its
   history grows shows;
 - the loop process's memory (peak resident set) and open files, sampled, first and last incarnation;
-- what stays on disk: the store, the git objects, the logs, per experiment.
+- what stays on disk: the store, the git objects, the logs, per experiment;
+- with several agents, each one's proposals and keeps; with adaptive turns, whether every turn, replayed
+  from the store, went where the rule says it should have (kills and resumes included).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from autoresearch.agents.rotation import adaptive_turn
+from autoresearch.config import TURNS
 from autoresearch.store import Status, Store
 
 LOSS_PY = '''import os, random
@@ -109,6 +114,17 @@ def check(task: Path, tag: str, want: int) -> list[str]:
     return problems
 
 
+def turns_astray(history: list, shares: dict[str, int]) -> list[str]:
+    """Under adaptive turns: the proposals whose agent is not the one `adaptive_turn` gives for the record
+    before them (a resume that chose otherwise than the uninterrupted run would have)."""
+    record, astray = [], []
+    for e in history[1:]:
+        if adaptive_turn(shares, record) != e.agent:
+            astray.append(e.seq)
+        record.append((e.agent, e.status is Status.KEEP))
+    return [f"turns that went elsewhere than the rule says: {astray}"] if astray else []
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
@@ -119,12 +135,15 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--task", type=Path, help="Folder to work in (default: a temporary one).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agent", action="append", help="An agent (again for agents taking turns; default: tune).")
+    parser.add_argument("--turns", default="fixed", choices=TURNS)
     args = parser.parse_args()
+    agents = args.agent or ["tune"]
     root = args.task or Path(tempfile.mkdtemp(prefix="autoresearch-night-"))
     task = make_task(root)
     tag, rng = "night", random.Random(args.seed)
-    base = [sys.executable, "-m", "autoresearch", "run", "--agent", "tune", "--tag", tag,
-            "--max-experiments", str(args.experiments)]
+    base = [sys.executable, "-m", "autoresearch", "run", *[w for a in agents for w in ("--agent", a)], "--turns",
+            args.turns, "--tag", tag, "--max-experiments", str(args.experiments)]
     started, kills, incarnations = time.time(), 0, []
     while True:
         resume = (task / ".autoresearch" / "store.sqlite").exists() and git(task, "branch", "--list", f"autoresearch/{tag}")
@@ -149,6 +168,9 @@ def main() -> None:
     with Store.open(task) as store:
         history = store.experiments(tag)
     problems = check(task, tag, args.experiments)
+    shares = {name: agents.count(name) for name in dict.fromkeys(agents)}
+    if args.turns == "adaptive" and len(shares) > 1:
+        problems += turns_astray(history, shares)
     ends = [(e.started_at, e.ended_at) for e in history if e.ended_at is not None]
     gaps = [b[0] - a[1] for a, b in zip(ends, ends[1:], strict=False) if b[0] >= a[1]]  # the loop's time between experiments
     head, tail = gaps[:20], gaps[-20:]
@@ -167,6 +189,10 @@ def main() -> None:
     n = max(1, len(history))
     print(f"on disk: store {store_b / 1e6:.1f} MB, git {git_b / 1e6:.1f} MB, logs {logs_b / 1e6:.1f} MB "
           f"({(store_b + git_b + logs_b) / n / 1e3:.0f} kB per experiment)")
+    if len(shares) > 1:
+        print("by agent: " + ", ".join(f"{name} {sum(e.agent == name for e in history)} proposals, "
+                                       f"{sum(e.agent == name and e.status is Status.KEEP for e in history)} kept"
+                                       for name in shares))
     print(f"task folder: {task}")
     if problems:
         sys.exit(1)

@@ -500,6 +500,23 @@ def test_stale_ref_lock_and_main_checkout_lock_are_removed(wt, caplog):
     assert ws.log(1)[0][1] == "autoresearch: ignore .autoresearch/" and not main_lock.exists()
 
 
+def test_every_stale_lock_a_killed_git_left_is_removed(wt, caplog):
+    """A `git reset --hard` killed midway left both the worktree's HEAD.lock and its branch's ref lock (seen in
+    bench/night.py): each is cleared in turn, and the reset goes through."""
+    first = wt.head()
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    wt.commit("to be reset")
+    locks = [lock_path(wt.path, "HEAD.lock"), wt.workspace.git_dir / "refs" / "heads" / (BRANCH + ".lock")]
+    for lock in locks:
+        lock.write_text("")
+        age(lock, 60)
+    with caplog.at_level(logging.WARNING, logger="autoresearch.workspace"):
+        wt.reset_hard(first)
+    assert wt.head() == first and wt.workspace.branch_head(BRANCH) == first
+    assert not any(lock.exists() for lock in locks)
+    assert all(str(lock) in caplog.text for lock in locks)
+
+
 def test_young_lock_without_a_git_process_is_removed_after_the_grace_period(wt, monkeypatch):
     monkeypatch.setattr(workspace, "STALE_LOCK_SECONDS", 0.3)
     lock = lock_path(wt.path, "index.lock")

@@ -20,7 +20,8 @@ Every failure raises `GitError`, which names the command, quotes git's message a
 Crash safety (the loop may be killed with `kill -9` at any moment and resumed):
 
 - A `*.lock` file left by a killed git process (`index.lock`, a ref lock, ...) is removed, with a
-  warning in the log, and the command is retried once, when the lock is at least
+  warning in the log, and the command is retried (once per lock file: one killed git may leave a
+  worktree's `HEAD.lock` and its branch's ref lock both), when the lock is at least
   `STALE_LOCK_SECONDS` old (a younger one is waited for) and no git process that could hold it is
   running: one working in the repository's folders and started before the lock was written
   (checked in `/proc` where it exists; elsewhere only the age counts). While such a process runs
@@ -69,6 +70,8 @@ FALLBACK_NAME = "autoresearch"
 FALLBACK_EMAIL = "autoresearch@localhost"
 MIN_GIT_VERSION = (2, 20)
 
+#: At most this many stale lock files are cleared for one command (each one once).
+MAX_STALE_LOCKS = 8
 #: A lock file at least this old, with no git process running in the repository, is stale.
 STALE_LOCK_SECONDS = 5.0
 #: How long to wait for a live git process in the repository to release its lock.
@@ -308,13 +311,15 @@ def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str
          errors: str = "surrogateescape", scope: _Repo | None = None) -> subprocess.CompletedProcess[str]:
     """Run `git -c <_CONFIG and config> <args>` in `cwd`; raise GitError unless its exit status is in `ok`.
 
-    With `scope` (the repository), a failure caused by a stale lock file is repaired once.
+    With `scope` (the repository), a failure caused by a stale lock file is repaired, once per lock file: a
+    killed git may leave several (a worktree's HEAD.lock and its branch's ref lock).
     """
     _check_git()
     command = ["git", *(a for c in (*_CONFIG, *config) for a in ("-c", c)), *args]
     shown = ["git", *args]
     held = ""
-    for attempt in (0, 1):
+    cleared: set[str] = set()
+    while True:
         try:
             result = subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=True,
                                     encoding="utf-8", errors=errors, env=_environment(env),
@@ -333,9 +338,10 @@ def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str
         if result.returncode in ok:
             return result
         lock = _LOCK_ERROR.search(result.stderr)
-        if attempt == 0 and lock and scope is not None:
+        if lock and scope is not None and lock.group(1) not in cleared and len(cleared) < MAX_STALE_LOCKS:
             why = scope._clear_lock(Path(lock.group(1)), shown)
             if why is None:
+                cleared.add(lock.group(1))
                 continue
             held = why
         break
