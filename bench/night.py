@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from autoresearch.agents.rotation import adaptive_turn
+from autoresearch.agents.rotation import adaptive_turn, turn_record
 from autoresearch.config import TURNS
 from autoresearch.store import Status, Store
 
@@ -117,11 +117,8 @@ def check(task: Path, tag: str, want: int) -> list[str]:
 def turns_astray(history: list, shares: dict[str, int]) -> list[str]:
     """Under adaptive turns: the proposals whose agent is not the one `adaptive_turn` gives for the record
     before them (a resume that chose otherwise than the uninterrupted run would have)."""
-    record, astray = [], []
-    for e in history[1:]:
-        if adaptive_turn(shares, record) != e.agent:
-            astray.append(e.seq)
-        record.append((e.agent, e.status is Status.KEEP))
+    record = turn_record(history[1:])
+    astray = [e.seq for i, e in enumerate(history[1:]) if adaptive_turn(shares, record[:i]) != e.agent]
     return [f"turns that went elsewhere than the rule says: {astray}"] if astray else []
 
 

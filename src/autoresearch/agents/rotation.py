@@ -33,7 +33,7 @@ from pathlib import Path
 
 from autoresearch.agents import Agent, AgentConfigError, AgentExhausted, ProposalContext
 from autoresearch.config import TURNS
-from autoresearch.store import Status
+from autoresearch.store import Experiment, Status
 
 FLOOR = 0.25  # adaptive turns: each member proposes at least this fraction of its listed share of the turns
 HALF_LIFE = 6.0  # adaptive turns: a result counts half as much after this many more proposals of its member
@@ -84,6 +84,12 @@ def adaptive_turn(shares: Mapping[str, int], record: Sequence[tuple[str, bool | 
     draw = random.Random(len(record))
     return max(active, key=lambda name: draw.betavariate(prior * rate + kept[name],
                                                          prior * (1.0 - rate) + tried[name] - kept[name]))
+
+
+def turn_record(proposals: Sequence[Experiment]) -> list[tuple[str, bool | None]]:
+    """What `adaptive_turn` reads of `proposals` (experiments in order): who proposed each, and whether it was
+    kept (None while it runs)."""
+    return [(e.agent, e.status is Status.KEEP if e.status.finished else None) for e in proposals]
 
 
 class Rotation:
@@ -137,8 +143,7 @@ class Rotation:
         elif len(self.left) < len(self.members):
             proposals = [e for e in context.history if e.seq > 0 and e.seq >= self.since]
             if self.turns == "adaptive":
-                record = [(e.agent, e.status is Status.KEEP if e.status.finished else None) for e in proposals]
-                self.name = adaptive_turn(self.shares, record, frozenset(self.left))
+                self.name = adaptive_turn(self.shares, turn_record(proposals), frozenset(self.left))
             else:
                 self.name = next_turn(self.shares, Counter(e.agent for e in proposals), frozenset(self.left))
         return self.name
