@@ -3,6 +3,7 @@
 # (cold compile), then one full `autoresearch train` (warm compile cache). Logs go to $OUT.
 # With SWEEP set ("default", or variants as bench/gpu_sweep.sh takes them), the profile's variants are
 # benchmarked afterwards, as many as end before START + LIMIT seconds (default 570).
+# BENCH_BUDGET=0 skips the bench (the train's own start-up is then the cold one).
 # Usage: OUT=/tmp/out TRAIN_MB=500 [SWEEP=default] bash bench/gpu_report.sh     (run from the repository root)
 set -euo pipefail
 START=$(date +%s)
@@ -24,7 +25,7 @@ cd "$TASK"
 [ -z "${TRAIN_MB:-}" ] || sed -i "s/^train_mb = .*/train_mb = $TRAIN_MB/" autoresearch.toml
 cp autoresearch.toml "$OUT/"
 /usr/bin/time -f "prepare wall %e s" python -m autoresearch prepare 2>&1 | tee "$OUT/prepare.txt"
-ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
+[ "${BENCH_BUDGET:-30}" = 0 ] || ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
 ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
 # what one version of the code leaves in the compile cache (sandbox.compile_cache_gb caps it across a night)
 du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache.txt" || true
