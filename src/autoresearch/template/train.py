@@ -26,10 +26,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 # Hyperparameters. A profile is picked from the hardware (AUTORESEARCH_PROFILE overrides it).
 
 PROFILES = {
-    # One H100, 5-minute budget: ~50M parameters, 2^19 tokens per optimizer step.
+    # One H100, 5-minute budget: ~34M parameters, 2^19 tokens per optimizer step.
     "h100": dict(
         DEPTH=8,  # transformer blocks: the one size dial, widths follow from it
-        ASPECT_RATIO=80,  # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
+        ASPECT_RATIO=64,  # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
         HEAD_DIM=128,  # width of one attention head
         SEQ_LEN=2048,  # training context length
         DEVICE_BATCH=64,  # sequences per forward/backward pass
