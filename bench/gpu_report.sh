@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures in one go: prepare the built-in corpus at the CUDA defaults, `autoresearch bench`
-# (cold compile), then one full `autoresearch train` (warm compile cache). Logs go to $OUT.
+# (cold compile), then one full `autoresearch train` (warm compile cache), then bench/step_profile.py.
+# Logs go to $OUT.
 # With SWEEP set ("default", or variants as bench/gpu_sweep.sh takes them), the profile's variants are
 # benchmarked afterwards, as many as end before START + LIMIT seconds (default 570).
 # BENCH_BUDGET=0 skips the bench (the train's own start-up is then the cold one).
@@ -29,6 +30,8 @@ cp autoresearch.toml "$OUT/"
 ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
 # what one version of the code leaves in the compile cache (sandbox.compile_cache_gb caps it across a night)
 du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache.txt" || true
+# where a step's time goes, kernel by kind (PROFILE=0 skips it)
+[ "${PROFILE:-1}" = 0 ] || python "$REPO/bench/step_profile.py" --task "$TASK" --trace "$OUT/trace.json" 2>&1 | tee "$OUT/profile.txt" || true
 if [ -n "${SWEEP:-}" ]; then
   cd "$REPO"
   [ "$SWEEP" = default ] && SWEEP=""

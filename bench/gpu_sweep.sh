@@ -2,7 +2,8 @@
 # Throughput of variants of the baseline's `h100` profile, for choosing its shape: one short
 # `autoresearch bench` per variant (cold compile each, as the shapes differ), then a table of tokens/s,
 # MFU, start-up and peak memory. Runs in the task that bench/gpu_report.sh prepared (same data cache).
-# A variant is a space-free list of NAME=VALUE edits of the profile's constants, joined by commas;
+# A variant is a space-free list of NAME=VALUE edits of the profile's constants (or of train.py's shared
+# ones, such as WARMDOWN_FRAC), joined by commas;
 # "base" is the profile unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped.
 # Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
 set -euo pipefail
@@ -25,9 +26,15 @@ for variant in "$@"; do
   if [ "$variant" != base ]; then
     for edit in ${variant//,/ }; do
       name=${edit%%=*}
-      # the first NAME=... in train.py is the h100 profile's (it comes before the cpu profile)
-      grep -q "^        $name=" "$dir/train.py" || { echo "no constant $name in the h100 profile" >&2; exit 1; }
-      sed -i "0,/^        $name=[^,]*,/s//        $edit,/" "$dir/train.py"
+      value=${edit#*=}
+      if grep -q "^        $name=" "$dir/train.py"; then
+        # the first NAME=... in train.py is the h100 profile's (it comes before the cpu profile)
+        sed -i "0,/^        $name=[^,]*,/s//        $edit,/" "$dir/train.py"
+      elif grep -q "^$name = " "$dir/train.py"; then  # a constant shared by the profiles
+        sed -i "0,/^$name = [^ ]*/s//$name = $value/" "$dir/train.py"
+      else
+        echo "no constant $name in train.py" >&2; exit 1
+      fi
     done
   fi
   (cd "$dir" && git init -q && git add -A && git -c user.name=sweep -c user.email=sweep@localhost commit -qm sweep)

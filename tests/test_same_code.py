@@ -82,8 +82,8 @@ def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):  # noqa:
         {"description": "warmdown 0.50, say it again",
          "files": {"train.py": warmdown.replace("WARMDOWN_FRAC = 0.5", "WARMDOWN_FRAC=0.50  # again")}},
         {"description": "back to the start", "files": {"train.py": "# the baseline\n" + baseline}},
-        {"description": "no softcap", "edits": [{"file": "train.py", "search": "LOGIT_SOFTCAP = 15.0",
-                                                  "replace": "LOGIT_SOFTCAP = 0.0"}]},
+        {"description": "less momentum", "edits": [{"file": "train.py", "search": "MUON_MOMENTUM = 0.95",
+                                                     "replace": "MUON_MOMENTUM = 0.9"}]},
     ]
     loop = make_loop(loop_task, proposals)
     assert loop.run().startswith("all 5 replay proposals used")

@@ -159,6 +159,27 @@ def static_env(task_dir: Path, config: TaskConfig) -> dict[str, str]:
     return env
 
 
+def experiment_env(task_dir: Path, config: TaskConfig, dataset: Dataset | None, budget: float,
+                   seed: int) -> dict[str, str]:
+    """The variables an experiment's run is given, beyond the allow-listed environment (docs/contract.md)."""
+    env = {
+        "AUTORESEARCH_TIME_BUDGET": repr(float(budget)),
+        "AUTORESEARCH_SEED": str(seed),
+    }
+    if config.evaluated:
+        assert dataset is not None, "the built-in contract needs the prepared dataset"
+        env.update({
+            "AUTORESEARCH_TRAIN_TOKENS": str(dataset.tokens_path("train")),
+            "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
+            "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
+            "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
+        })
+        if config.train.profile != "auto":
+            env["AUTORESEARCH_PROFILE"] = config.train.profile
+    env.update(static_env(task_dir, config))
+    return env
+
+
 def model_dir(task_dir: Path) -> Path:
     """Where train.py saves its model: a fixed folder of the working folder, emptied before each run and
     moved into the run's log folder after it (fixed, so a prestarted interpreter's box can show it)."""
@@ -244,22 +265,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         if json_path.is_file():
             json_path.unlink()  # a stale file from an earlier run must not count
 
-    env = {
-        "AUTORESEARCH_TIME_BUDGET": repr(float(budget)),
-        "AUTORESEARCH_SEED": str(seed),
-    }
-    if config.evaluated:
-        assert dataset is not None, "the built-in contract needs the prepared dataset"
-        env.update({
-            "AUTORESEARCH_TRAIN_TOKENS": str(dataset.tokens_path("train")),
-            "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
-            "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
-            "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
-        })
-        if config.train.profile != "auto":
-            env["AUTORESEARCH_PROFILE"] = config.train.profile
-    env.update(static_env(task_dir, config))
-
+    env = experiment_env(task_dir, config, dataset, budget, seed)
     deadline = budget + config.train.startup_allowance_seconds
     files_before, since = diskguard.files_in(task_dir, sandbox.HIDDEN_IN_WORKDIR), time.time()
     speed_probe = device if device in ("cpu", "cuda", "mps") or device.startswith("cuda:") else None
