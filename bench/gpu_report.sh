@@ -32,7 +32,7 @@ ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
 du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache.txt" || true
 # where a step's time goes, kernel by kind (PROFILE=0 skips it)
 [ "${PROFILE:-1}" = 0 ] || { python "$REPO/bench/step_profile.py" --task "$TASK" --trace "$OUT/trace.json" 2>&1 |
-  tee "$OUT/profile.txt"; gzip -f "$OUT/trace.json"; } || true  # compressed: a trace of a few steps runs to tens of MB
+  tee "$OUT/profile.txt"; gzip -f "$OUT/trace.json"; } || true  # compressed: a trace of a few steps is megabytes of JSON
 if [ -n "${SWEEP:-}" ]; then
   cd "$REPO"
   [ "$SWEEP" = default ] && SWEEP=""
