@@ -1,11 +1,13 @@
-"""Helpers shared by the benchmarks: a task folder with default settings, and the real CLI."""
+"""Helpers shared by the benchmarks: a task folder with default settings, the real CLI, a train.py as a module."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
 def autoresearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -23,3 +25,11 @@ def default_task(folder: Path) -> Path:
         autoresearch("init", str(folder), cwd=folder.parent if folder.parent.exists() else Path.cwd())
     autoresearch("prepare", cwd=folder)
     return folder
+
+
+def load_train_py(path: Path, name: str = "train") -> ModuleType:
+    """A train.py imported as a module (importing it does not train), under `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures in one go: prepare the built-in corpus at the CUDA defaults, `autoresearch bench`
-# (cold compile), then one full `autoresearch train` (warm compile cache), then bench/step_profile.py.
+# (cold compile), then one full `autoresearch train` (warm compile cache), then bench/step_profile.py and
+# bench/traffic.py.
 # Logs go to $OUT.
 # With SWEEP set ("default", or variants as bench/gpu_sweep.sh takes them), the profile's variants are
 # benchmarked afterwards, as many as end before START + LIMIT seconds (default 570).
@@ -33,6 +34,8 @@ du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache
 # where a step's time goes, kernel by kind (PROFILE=0 skips it)
 [ "${PROFILE:-1}" = 0 ] || { python "$REPO/bench/step_profile.py" --task "$TASK" --trace "$OUT/trace.json" 2>&1 |
   tee "$OUT/profile.txt"; gzip -f "$OUT/trace.json"; } || true  # compressed: a trace of a few steps is megabytes of JSON
+# the bytes each compiled kernel moves per token (TRAFFIC=0 skips it)
+[ "${TRAFFIC:-1}" = 0 ] || python "$REPO/bench/traffic.py" --train-py "$TASK/train.py" 2>&1 | tee "$OUT/traffic.txt" || true
 if [ -n "${SWEEP:-}" ]; then
   cd "$REPO"
   [ "$SWEEP" = default ] && SWEEP=""

@@ -2,11 +2,12 @@
 # Throughput of variants of the baseline's `h100` profile, for choosing its shape: one short
 # `autoresearch bench` per variant (cold compile each, as the shapes differ), then a table of tokens/s,
 # MFU, start-up and peak memory. Runs in the task that bench/gpu_report.sh prepared (same data cache).
-# A variant is a space-free list of NAME=VALUE edits of the profile's constants (or of train.py's shared
-# ones, such as WARMDOWN_FRAC), joined by commas;
-# "base" is the profile unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped.
+# A variant is a space-free list of edits joined by commas: NAME=VALUE sets one of the profile's constants
+# (or one of train.py's shared ones, such as WARMDOWN_FRAC); +NAME applies bench/variants/NAME.patch, a
+# change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped.
 # Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
 set -euo pipefail
+REPO=$PWD
 OUT=${OUT:-/tmp/autoresearch-gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -27,7 +28,10 @@ for variant in "$@"; do
     for edit in ${variant//,/ }; do
       name=${edit%%=*}
       value=${edit#*=}
-      if grep -q "^        $name=" "$dir/train.py"; then
+      if [ "${edit#+}" != "$edit" ]; then
+        (cd "$dir" && git apply "$REPO/bench/variants/${edit#+}.patch") ||
+          { echo "bench/variants/${edit#+}.patch does not apply to train.py" >&2; exit 1; }
+      elif grep -q "^        $name=" "$dir/train.py"; then
         # the first NAME=... in train.py is the h100 profile's (it comes before the cpu profile)
         sed -i "0,/^        $name=[^,]*,/s//        $edit,/" "$dir/train.py"
       elif grep -q "^$name = " "$dir/train.py"; then  # a constant shared by the profiles

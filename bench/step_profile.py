@@ -14,7 +14,6 @@ time the device was busy, and the costliest kernels. On a CPU the same table cou
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -70,11 +69,10 @@ def device_timings(trace_path: Path) -> list[tuple[str, float, int]]:
 def child(train_py: Path, skip: int, steps: int, result: Path, trace: Path | None) -> None:
     """Runs in the child: train.py's main(), with its train_step wrapped to profile steps skip..skip+steps-1."""
     import torch
+    from common import load_train_py
     from torch.profiler import ProfilerActivity, profile
 
-    spec = importlib.util.spec_from_file_location("train", train_py)
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_train_py(train_py)
     device = os.environ.get("AUTORESEARCH_DEVICE", "auto")
     on_gpu = torch.cuda.is_available() and (device == "auto" or device.startswith("cuda"))
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
