@@ -32,11 +32,21 @@ def template_path() -> Path:
 TRAIN_PY = template_path()
 
 
-def load_template():
-    spec = importlib.util.spec_from_file_location("train_template_under_test", TRAIN_PY)
+def load_template(path: Path = TRAIN_PY, name: str = "train_template_under_test"):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+VARIANTS = sorted((Path(__file__).parents[1] / "bench" / "variants").glob("*.patch"))  # for bench/gpu_sweep.sh
+
+
+def patched_template(folder: Path, patch: Path):
+    (folder / "train.py").write_text(TRAIN_PY.read_text())
+    applied = subprocess.run(["git", "apply", str(patch)], cwd=folder, capture_output=True, text=True)
+    assert applied.returncode == 0, f"{patch.name} no longer applies to the template: {applied.stderr}"
+    return load_template(folder / "train.py", f"train_variant_{patch.stem}")
 
 
 def base_env(tmp: Path, tokens: Path) -> dict[str, str]:
@@ -234,3 +244,38 @@ def test_muon_orthogonalises_in_fp32_off_a_gpu_with_the_same_steps():
         assert torch.equal(auto, fp32)  # fp32 is what a CPU gets
         assert not torch.equal(fp32, bf16)
         torch.testing.assert_close(fp32, bf16, rtol=0.05, atol=2e-4)  # the same steps, to bf16's precision
+
+
+def small_h100_model(train, seed=0):
+    torch.manual_seed(seed)
+    hp = {**train.PROFILES["h100"], "DEPTH": 2, "SEQ_LEN": 64}
+    model = train.build_model(train.make_config(hp, VOCAB, 64))
+    for block in model.blocks:  # the zero-initialised projections would hide what comes before them
+        torch.nn.init.normal_(block.attn.proj.weight, std=0.02)
+        torch.nn.init.normal_(block.mlp.proj.weight, std=0.02)
+    return model
+
+
+@pytest.mark.parametrize("patch", VARIANTS, ids=lambda path: path.stem)
+def test_each_code_variant_of_the_gpu_sweep_applies_and_trains(tmp_path, patch):
+    """A variant that stopped applying would be found only on a GPU, whose time is scarce."""
+    variant = patched_template(tmp_path, patch)
+    model = small_h100_model(variant)
+    x = torch.randint(0, VOCAB, (2, 64))
+    loss = model(x, x)
+    loss.backward()
+    assert math.isfinite(loss.item()) and all(p.grad is not None for p in model.blocks.parameters())
+
+
+@pytest.mark.skipif(not any(p.stem == "fused_qkv" for p in VARIANTS), reason="no fused_qkv variant")
+def test_the_fused_qkv_variant_computes_what_the_template_does(tmp_path):
+    template, fused = small_h100_model(load_template()), small_h100_model(
+        patched_template(tmp_path, next(p for p in VARIANTS if p.stem == "fused_qkv")))
+    fused.load_state_dict(template.state_dict())
+    x = torch.randint(0, VOCAB, (2, 64))
+    a, b = template(x, x), fused(x, x)
+    a.backward()
+    b.backward()
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(template.named_parameters(), fused.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name
