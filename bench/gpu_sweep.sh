@@ -4,7 +4,8 @@
 # MFU, start-up and peak memory. Runs in the task that bench/gpu_report.sh prepared (same data cache).
 # A variant is a space-free list of edits joined by commas: NAME=VALUE sets one of the profile's constants
 # (or one of train.py's shared ones, such as WARMDOWN_FRAC); +NAME applies bench/variants/NAME.patch, a
-# change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped.
+# change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile unchanged. Variants that
+# would end after DEADLINE (epoch seconds) are skipped.
 # Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
 set -euo pipefail
 REPO=$PWD

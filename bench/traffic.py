@@ -7,7 +7,8 @@ activations. This tool compiles the task's train.py the way train.py itself does
 asks Inductor how many bytes each kernel of each compiled graph reads and writes. It prints, per graph
 (block forward and backward, head forward and backward) and per token: the bytes of the matrix products'
 and attention's inputs and outputs, and the bytes of Inductor's own fused kernels (the elementwise and
-reduction work); then the totals of a whole step and the kernels that move the most.
+reduction work); then the totals of a whole step and the kernels that move the most. (Under a
+max-autotune compile, matrix products Inductor writes itself count as its own kernels, not as matmul.)
 
 On a GPU the figures are those of the CUDA kernels. On a CPU, Inductor compiles for the CPU under bf16
 autocast: its fusion choices are close to CUDA's but not the same, so compare variants with each other
