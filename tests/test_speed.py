@@ -128,7 +128,9 @@ def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_
     def on_event(event: dict) -> None:
         events.append(event)
         if event.get("event") == "decided" and event["seq"] == 0:
-            load.write_text("0.3")  # from now on the machine does a third of the work it did for the baseline
+            # from now on the machine does a tenth of the work it did for the baseline: far below the dips a busy
+            # test machine shows by itself (one of the baseline's own runs once measured 0.36 of the other)
+            load.write_text("0.1")
 
     config = load_config(speed_task)
     loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent(proposals), tag="s", on_event=on_event)
@@ -144,7 +146,7 @@ def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_
     # the baseline's own two runs at full speed, then two more when the slow machine was found
     assert len(base.metrics["run_speeds"]) == 2 and len(base_runs) == len(base_speeds) == 4
     full, slow = base_speeds[:2], base_speeds[2:]
-    assert max(slow) < 0.75 * min(full)  # scaled to 0.3: a margin for the quiet machine's dips
+    assert max(slow) < 0.75 * min(full)  # scaled to 0.1: a margin for the quiet machine's dips
     (found,) = [e for e in events if e.get("event") == "speed"]  # once: the second candidate finds runs at its speed
     assert found["seq"] == 1 and found["best_seq"] == 0 and found["runs"] == 2 and found["shift"] < -0.4
     assert loaded.metrics["speed_shift"] == pytest.approx(found["shift"]) and "speed_shift" not in again.metrics
