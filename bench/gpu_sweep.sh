@@ -18,7 +18,8 @@ BUDGET=${SWEEP_BUDGET:-15}
 DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
 [ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
 # by default, the changes that cut the memory traffic of the default shape (docs/baseline.md), best bets first
-[ $# -gt 0 ] || set -- base +bf16_residual,LOGIT_SOFTCAP=0 +bf16_residual LOGIT_SOFTCAP=0 +max_autotune +fused_qkv
+# (max-autotune last: its compile is the longest)
+[ $# -gt 0 ] || set -- base +bf16_residual,LOGIT_SOFTCAP=0 +bf16_residual LOGIT_SOFTCAP=0 +fused_qkv +max_autotune
 printf '%-34s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
 for variant in "$@"; do
   if [ $(( $(date +%s) + BUDGET + 60 )) -gt "$DEADLINE" ]; then echo "$variant: skipped (deadline)" | tee -a "$OUT/sweep.txt"; continue; fi
