@@ -143,20 +143,25 @@ def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_
         base_runs, base_speeds = store.measured_runs(base), store.measured_speeds(base)
     assert Status.TAMPERED not in (loaded.status, again.status) and Status.CRASH not in (loaded.status, again.status)
 
-    # the baseline's own two runs at full speed, then two more when the slow machine was found
-    assert len(base.metrics["run_speeds"]) == 2 and len(base_runs) == len(base_speeds) == 4
-    full, slow = base_speeds[:2], base_speeds[2:]
+    # the baseline's own two runs at full speed, then two more when the slow machine was found. The second
+    # candidate usually finds runs at its speed; a test machine whose own speed then moves by more than the
+    # tolerance makes the best run again once more, announced like the first.
+    shifts = [e for e in events if e.get("event") == "speed"]
+    assert len(base.metrics["run_speeds"]) == 2 and len(base_runs) == len(base_speeds) == 2 + 2 * len(shifts)
+    full, slow = base_speeds[:2], base_speeds[2:4]
     assert max(slow) < 0.75 * min(full)  # scaled to 0.1: a margin for the quiet machine's dips
-    (found,) = [e for e in events if e.get("event") == "speed"]  # once: the second candidate finds runs at its speed
+    found = shifts[0]
     assert found["seq"] == 1 and found["best_seq"] == 0 and found["runs"] == 2 and found["shift"] < -0.4
-    assert loaded.metrics["speed_shift"] == pytest.approx(found["shift"]) and "speed_shift" not in again.metrics
+    assert loaded.metrics["speed_shift"] == pytest.approx(found["shift"])
+    assert len(shifts) == 1 or len(shifts) == 2 and shifts[1]["seq"] == 2 and shifts[1]["best_seq"] == 0
+    assert ("speed_shift" in again.metrics) == (len(shifts) == 2)
     # the harness's own figure, not the candidate's claim
     assert all(s < 1e6 for s in loaded.metrics["run_speeds"])
     assert max(loaded.metrics["run_speeds"]) < 0.75 * min(full)
 
     # the extra runs ran the best's code, in the best's log folder; the candidates ran theirs
     base_dir = Path(base.log_path).parent
-    for folder in ("run-3", "run-4"):
+    for folder in [f"run-{n}" for n in range(3, len(base_runs) + 1)]:
         log = (base_dir / folder / "train.log").read_text()
         assert "candidate code runs" not in log and '"event": "done"' in log
     assert "candidate code runs" in Path(loaded.log_path).read_text()
@@ -164,7 +169,8 @@ def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_
 
     # shown: status (text and JSON) and the report
     shown = json.loads(cli("status", "--json", "--tag", "s", cwd=speed_task).stdout)["machine_speed"]
-    assert shown["shifts"] == [{"seq": 1, "shift": pytest.approx(found["shift"])}] and shown["runs"] >= 6
+    assert shown["shifts"][0] == {"seq": 1, "shift": pytest.approx(found["shift"])} and shown["runs"] >= 6
+    assert [shift["seq"] for shift in shown["shifts"]] == [e["seq"] for e in shifts]
     assert shown["low"] < 0.6 * shown["high"] and shown["latest"] == again.metrics["run_speeds"][-1]
     assert "the best ran again at a new speed before #1 (" in cli("status", "--tag", "s", cwd=speed_task).stdout
     cli("report", "--tag", "s", cwd=speed_task)
