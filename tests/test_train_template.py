@@ -39,7 +39,8 @@ def load_template(path: Path = TRAIN_PY, name: str = "train_template_under_test"
     return module
 
 
-VARIANTS = sorted((Path(__file__).parents[1] / "bench" / "variants").glob("*.patch"))  # for bench/gpu_sweep.sh
+VARIANTS_DIR = Path(__file__).parents[1] / "bench" / "variants"  # code changes for bench/gpu_sweep.sh
+VARIANTS = sorted(VARIANTS_DIR.glob("*.patch"))
 
 
 def patched_template(folder: Path, patch: Path):
@@ -267,10 +268,9 @@ def test_each_code_variant_of_the_gpu_sweep_applies_and_trains(tmp_path, patch):
     assert math.isfinite(loss.item()) and all(p.grad is not None for p in model.blocks.parameters())
 
 
-@pytest.mark.skipif(not any(p.stem == "fused_qkv" for p in VARIANTS), reason="no fused_qkv variant")
 def test_the_fused_qkv_variant_computes_what_the_template_does(tmp_path):
-    template, fused = small_h100_model(load_template()), small_h100_model(
-        patched_template(tmp_path, next(p for p in VARIANTS if p.stem == "fused_qkv")))
+    template = small_h100_model(load_template())
+    fused = small_h100_model(patched_template(tmp_path, VARIANTS_DIR / "fused_qkv.patch"))
     fused.load_state_dict(template.state_dict())
     x = torch.randint(0, VOCAB, (2, 64))
     a, b = template(x, x), fused(x, x)
