@@ -5,7 +5,7 @@
 # Logs go to $OUT.
 # With SWEEP set ("default", or variants as bench/gpu_sweep.sh takes them), the profile's variants are
 # benchmarked afterwards, as many as end before START + LIMIT seconds (default 570).
-# BENCH_BUDGET=0 skips the bench (the train's own start-up is then the cold one).
+# BENCH_BUDGET=0 skips the bench (the train's own start-up is then the cold one); TRAIN_BUDGET=0 the train.
 # Usage: OUT=/tmp/out TRAIN_MB=500 [SWEEP=default] bash bench/gpu_report.sh     (run from the repository root)
 set -euo pipefail
 START=$(date +%s)
@@ -28,7 +28,7 @@ cd "$TASK"
 cp autoresearch.toml "$OUT/"
 /usr/bin/time -f "prepare wall %e s" python -m autoresearch prepare 2>&1 | tee "$OUT/prepare.txt"
 [ "${BENCH_BUDGET:-30}" = 0 ] || ar bench --budget "${BENCH_BUDGET:-30}" --json 2>&1 | tee "$OUT/bench.txt"
-ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
+[ "${TRAIN_BUDGET:-300}" = 0 ] || ar train --budget "${TRAIN_BUDGET:-300}" --json 2>&1 | tee "$OUT/train.txt"
 # what one version of the code leaves in the compile cache (sandbox.compile_cache_gb caps it across a night)
 du -s --block-size=1M .autoresearch/compile-cache 2>&1 | tee "$OUT/compile-cache.txt" || true
 # where a step's time goes, kernel by kind (PROFILE=0 skips it)

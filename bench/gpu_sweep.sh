@@ -5,7 +5,7 @@
 # A variant is a space-free list of edits joined by commas: NAME=VALUE sets one of the profile's constants
 # (or one of train.py's shared ones, such as WARMDOWN_FRAC); +NAME applies bench/variants/NAME.patch, a
 # change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile unchanged. Variants that
-# would end after DEADLINE (epoch seconds) are skipped.
+# would end after DEADLINE (epoch seconds) are skipped. DRY_RUN=1 only writes each variant's folder.
 # Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
 set -euo pipefail
 REPO=$PWD
@@ -17,9 +17,10 @@ TASK=${TASK:-/tmp/autoresearch-gpu-task}
 BUDGET=${SWEEP_BUDGET:-15}
 DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
 [ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
-# by default, the changes that cut the memory traffic of the default shape (docs/baseline.md), best bets first
-# (max-autotune last: its compile is the longest)
-[ $# -gt 0 ] || set -- base +bf16_residual,LOGIT_SOFTCAP=0 +bf16_residual LOGIT_SOFTCAP=0 +fused_qkv +max_autotune
+# by default, the changes that cut the memory traffic of the default shape (docs/baseline.md): first those
+# that leave the arithmetic as it is, then the bf16 residual stream, max-autotune last (its compile is the longest)
+[ $# -gt 0 ] || set -- base +fused_head +fused_head,+fused_qkv +fused_head,+bf16_residual \
+  +fused_head,+bf16_residual,+fused_qkv +max_autotune +fused_head,+fused_qkv,+max_autotune
 printf '%-34s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
 for variant in "$@"; do
   if [ $(( $(date +%s) + BUDGET + 60 )) -gt "$DEADLINE" ]; then echo "$variant: skipped (deadline)" | tee -a "$OUT/sweep.txt"; continue; fi
@@ -45,6 +46,7 @@ for variant in "$@"; do
     done
   fi
   (cd "$dir" && git init -q && git add -A && git -c user.name=sweep -c user.email=sweep@localhost commit -qm sweep)
+  if [ -n "${DRY_RUN:-}" ]; then echo "$variant: written to $dir" | tee -a "$OUT/sweep.txt"; continue; fi
   python -m autoresearch bench --dir "$dir" --budget "$BUDGET" --json > "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.json" 2> "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.log" || true
   python - "$variant" "$OUT/sweep-${variant//[^A-Za-z0-9]/_}.json" <<'PY' | tee -a "$OUT/sweep.txt"
 import json, sys

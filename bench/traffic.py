@@ -11,13 +11,16 @@ reduction work); then the totals of a whole step and the kernels that move the m
 max-autotune compile, matrix products Inductor writes itself count as its own kernels, not as matmul.)
 
 On a GPU the figures are those of the CUDA kernels. On a CPU, Inductor compiles for the CPU under bf16
-autocast: its fusion choices are close to CUDA's but not the same, so compare variants with each other
-rather than read the figures as a GPU's (one known difference: CPU autocast keeps rms_norm in bf16, CUDA's
-runs it in fp32). A CPU run takes about six minutes on 2 cores (a C++ compiler builds the kernels, and the
-step runs in bf16, which CPUs without bf16 matrix instructions do slowly).
+autocast. Its rules for which intermediate values to keep in memory differ there: a value made with exp,
+log or tanh that two kernels read is stored on a CPU and recomputed on a GPU, and the size limits that
+make it store a value differ. So on a CPU this tool applies the GPU's rules (`--cpu-rules` keeps the CPU's).
+The kernels themselves still differ (the C++ backend fuses differently from Triton, and CPU autocast keeps
+rms_norm in bf16 where CUDA's runs it in fp32): compare variants with each other rather than read the
+figures as a GPU's. A CPU run takes about six minutes on 2 cores (a C++ compiler builds the kernels, and
+the step runs in bf16, which CPUs without bf16 matrix instructions do slowly).
 
     python bench/traffic.py [--train-py PATH] [--profile h100] [--batch 4] [--set NAME=VALUE ...]
-                             [--bandwidth 3] [--top 8]
+                             [--bandwidth 3] [--top 8] [--cpu-rules]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -84,6 +87,40 @@ class ByteCounter:
         self._lowering.compile_to_module = self._original
 
 
+@contextmanager
+def gpu_realization_rules():
+    """Inductor's GPU rules for storing an intermediate value rather than recomputing it where it is read,
+    applied while compiling for a CPU: the GPU's size limits, and no storing of every reused exp or tanh."""
+    import torch._inductor.config as inductor_config
+    import torch._inductor.ir as ir
+
+    limits = {name: getattr(inductor_config, f"_{name}_default")
+              for name in ("realize_opcount_threshold", "realize_acc_reads_threshold")
+              if getattr(inductor_config, f"_{name}_default", None) is not None}
+    saved = {name: getattr(inductor_config, name) for name in limits}
+    original = getattr(ir.StorageBox, "should_realize_on_reuse", None)
+
+    def should_realize_on_reuse(self, *args, **kwargs):
+        on_cpu = ir.is_cpu
+        ir.is_cpu = lambda _: False  # the rule's CPU branch is what differs
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            ir.is_cpu = on_cpu
+
+    for name, value in limits.items():
+        setattr(inductor_config, name, value)
+    if original is not None:
+        ir.StorageBox.should_realize_on_reuse = should_realize_on_reuse
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(inductor_config, name, value)
+        if original is not None:
+            ir.StorageBox.should_realize_on_reuse = original
+
+
 class RandomBatches:
     def __init__(self, batch, seq_len, device):
         self.batch, self.seq_len, self.device = batch, seq_len, device
@@ -103,6 +140,8 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=3.0,
                         help="TB/s the fused kernels reach, to turn bytes into time (default 3: an H100; an H200 ~4)")
     parser.add_argument("--top", type=int, default=8, help="how many of the heaviest fused kernels to list")
+    parser.add_argument("--cpu-rules", action="store_true",
+                        help="on a CPU, keep Inductor's CPU rules for storing intermediate values")
     args = parser.parse_args()
 
     import torch._functorch.config as functorch_config
@@ -126,12 +165,16 @@ def main() -> None:
     tokens = args.batch * hp["SEQ_LEN"]
     counter = ByteCounter()
     started = time.time()
+    gpu_rules = device.type == "cpu" and not args.cpu_rules
     try:
         with train.attention_backends() if device.type == "cuda" else nullcontext():  # as train.py's main()
-            train.compile_and_warm_up(model, optimizers, RandomBatches(args.batch, hp["SEQ_LEN"], device), autocast)
+            with gpu_realization_rules() if gpu_rules else nullcontext():
+                train.compile_and_warm_up(model, optimizers, RandomBatches(args.batch, hp["SEQ_LEN"], device),
+                                          autocast)
     finally:
         counter.close()
-    print(f"{args.train_py} ({args.profile}{', ' + ', '.join(args.set) if args.set else ''}) on {device.type}: "
+    rules = " (Inductor's GPU rules for stored values)" if gpu_rules else ""
+    print(f"{args.train_py} ({args.profile}{', ' + ', '.join(args.set) if args.set else ''}) on {device.type}{rules}: "
           f"width {config['model_dim']}, {n_layer} blocks, {args.batch} x {hp['SEQ_LEN']} tokens per micro-batch; "
           f"compiled in {time.time() - started:.0f} s")
     print(f"{'graph':<16} {'kernels':>7} {'matmul':>8} {'attention':>9} {'fused':>8} {'total':>8}   KB per token")

@@ -254,6 +254,7 @@ def small_h100_model(train, seed=0):
     for block in model.blocks:  # the zero-initialised projections would hide what comes before them
         torch.nn.init.normal_(block.attn.proj.weight, std=0.02)
         torch.nn.init.normal_(block.mlp.proj.weight, std=0.02)
+    torch.nn.init.normal_(model.lm_head.weight, std=1.0)  # logits of about 10: the soft-cap bends them
     return model
 
 
@@ -268,14 +269,46 @@ def test_each_code_variant_of_the_gpu_sweep_applies_and_trains(tmp_path, patch):
     assert math.isfinite(loss.item()) and all(p.grad is not None for p in model.blocks.parameters())
 
 
-def test_the_fused_qkv_variant_computes_what_the_template_does(tmp_path):
+def test_every_default_variant_of_the_gpu_sweep_is_written_and_trains(tmp_path):
+    """The sweep combines patches and constant edits; a combination that stopped applying, or that no longer
+    runs, would otherwise be found only on a GPU."""
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "train.py").write_text(TRAIN_PY.read_text())
+    (task / "autoresearch.toml").write_text("")
+    env = {**os.environ, "TASK": str(task), "OUT": str(tmp_path / "out"), "DRY_RUN": "1"}
+    sweep = subprocess.run(["bash", "bench/gpu_sweep.sh"], cwd=VARIANTS_DIR.parents[1], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stderr
+    written = dict(line.split(": written to ") for line in sweep.stdout.splitlines() if ": written to " in line)
+    assert "base" in written and len(written) >= 4, sweep.stdout
+    for number, (variant, folder) in enumerate(written.items()):
+        code = (Path(folder) / "train.py").read_text()
+        assert (code == TRAIN_PY.read_text()) == (variant == "base"), variant
+        for edit in variant.split(",") if variant != "base" else []:
+            if edit.startswith("+"):
+                patch = (VARIANTS_DIR / f"{edit[1:]}.patch").read_text().splitlines()
+                added = [line[1:] for line in patch if line.startswith("+") and not line.startswith("+++")]
+                assert all(line in code.splitlines() for line in added), (variant, edit)
+            else:
+                assert f"{edit}," in code or edit.replace("=", " = ") in code, (variant, edit)
+        model = small_h100_model(load_template(Path(folder) / "train.py", f"train_sweep_{number}"))
+        x = torch.randint(0, VOCAB, (2, 64))
+        model(x, x).backward()
+        assert all(p.grad is not None for p in model.parameters()), variant
+
+
+@pytest.mark.parametrize("patch", ["fused_qkv", "fused_head"])
+def test_a_fused_variant_computes_what_the_template_does(tmp_path, patch):
+    """These variants only reorganise the work (one matrix product for q, k and v; the logits' gradient
+    computed with the loss): the loss and every gradient must stay the template's."""
     template = small_h100_model(load_template())
-    fused = small_h100_model(patched_template(tmp_path, VARIANTS_DIR / "fused_qkv.patch"))
+    fused = small_h100_model(patched_template(tmp_path, VARIANTS_DIR / f"{patch}.patch"))
     fused.load_state_dict(template.state_dict())
     x = torch.randint(0, VOCAB, (2, 64))
     a, b = template(x, x), fused(x, x)
-    a.backward()
-    b.backward()
+    (a / 3).backward()  # as train_step scales the loss of a micro-batch
+    (b / 3).backward()
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(template.named_parameters(), fused.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name
