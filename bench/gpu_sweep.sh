@@ -17,10 +17,11 @@ TASK=${TASK:-/tmp/autoresearch-gpu-task}
 BUDGET=${SWEEP_BUDGET:-15}
 DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
 [ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
-# by default, the changes that cut the memory traffic of the default shape (docs/baseline.md): first those
-# that leave the arithmetic as it is, then the bf16 residual stream, max-autotune last (its compile is the longest)
-[ $# -gt 0 ] || set -- base +fused_head +fused_head,+fused_qkv +fused_head,+bf16_residual \
-  +fused_head,+bf16_residual,+fused_qkv +max_autotune +fused_head,+fused_qkv,+max_autotune
+# by default, the changes that cut the memory traffic of the default shape (docs/baseline.md): the two that
+# leave the arithmetic as it is together, the bf16 residual stream alone and with them, then each alone;
+# max-autotune last (its compile is the longest)
+[ $# -gt 0 ] || set -- base +fused_head,+fused_qkv +bf16_residual +fused_head,+fused_qkv,+bf16_residual \
+  +fused_head +fused_qkv +max_autotune +fused_head,+fused_qkv,+bf16_residual,+max_autotune
 printf '%-34s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
 for variant in "$@"; do
   if [ $(( $(date +%s) + BUDGET + 60 )) -gt "$DEADLINE" ]; then echo "$variant: skipped (deadline)" | tee -a "$OUT/sweep.txt"; continue; fi
