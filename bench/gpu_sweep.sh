@@ -17,12 +17,14 @@ TASK=${TASK:-/tmp/autoresearch-gpu-task}
 BUDGET=${SWEEP_BUDGET:-15}
 DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
 [ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
-# by default, the changes that cut the memory traffic of the default shape (docs/baseline.md): the two that
-# leave the arithmetic as it is together, the bf16 residual stream alone and with them, then each alone;
-# max-autotune last (its compile is the longest)
-[ $# -gt 0 ] || set -- base +fused_head,+fused_qkv +bf16_residual +fused_head,+fused_qkv,+bf16_residual \
-  +fused_head +fused_qkv +max_autotune +fused_head,+fused_qkv,+bf16_residual,+max_autotune
-printf '%-34s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
+# by default, the changes that cut the memory traffic or the kernels' time at the default shape
+# (docs/baseline.md), most telling first, as a GPU's time may end before the list: the two that leave the
+# arithmetic as it is together, then the bf16 residual stream with them, then with each compiler setting as
+# well (max-autotune's compile is the longest), then each change alone
+[ $# -gt 0 ] || set -- base +fused_head,+fused_qkv +fused_head,+fused_qkv,+bf16_residual \
+  +fused_head,+fused_qkv,+bf16_residual,+coordinate_descent +bf16_residual \
+  +fused_head,+fused_qkv,+bf16_residual,+max_autotune +coordinate_descent +fused_head +fused_qkv +max_autotune
+printf '%-58s %10s %6s %9s %8s %8s\n' variant tokens/s MFU start-up peakGB params | tee "$OUT/sweep.txt"
 for variant in "$@"; do
   if [ $(( $(date +%s) + BUDGET + 60 )) -gt "$DEADLINE" ]; then echo "$variant: skipped (deadline)" | tee -a "$OUT/sweep.txt"; continue; fi
   dir="$TASK-sweep-${variant//[^A-Za-z0-9]/_}"
@@ -55,12 +57,12 @@ variant, path = sys.argv[1], sys.argv[2]
 try:
     d = json.loads(open(path).read().strip().splitlines()[-1])
 except (OSError, ValueError, IndexError):
-    print(f"{variant:<34} failed: see the .log next to {path}")
+    print(f"{variant:<58} failed: see the .log next to {path}")
     sys.exit()
 if d.get("status") != "ok":
-    print(f"{variant:<34} {d.get('status')}: {(d.get('error') or '')[:80]}")
+    print(f"{variant:<58} {d.get('status')}: {(d.get('error') or '')[:80]}")
 else:
-    print(f"{variant:<34} {d['tokens_per_s']:>10,.0f} {100 * (d.get('mfu') or 0):>5.1f}% {d['startup_seconds']:>8.1f}s "
+    print(f"{variant:<58} {d['tokens_per_s']:>10,.0f} {100 * (d.get('mfu') or 0):>5.1f}% {d['startup_seconds']:>8.1f}s "
           f"{d['peak_memory_bytes'] / 1e9:>8.1f} {d['params'] / 1e6:>7.1f}M")
 PY
 done
