@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common import autoresearch, default_task
 
+from autoresearch.clock import tolerance_for
 from autoresearch.store import Store
 
 
@@ -51,9 +52,33 @@ def main() -> None:
     if tvs:
         print(f"causality probe: largest total variation {max(tvs):.2e} (threshold 1e-2), "
               f"{statistics.mean(probes):.2f} s per probe")
+    clock = [(e.training_seconds, e.metrics["reported_training_seconds"]) for e in history
+             if e.training_seconds is not None and e.metrics.get("reported_training_seconds") is not None]
+    if clock:
+        print(f"harness clock: training {min(t for t, _ in clock):.2f}-{max(t for t, _ in clock):.2f} s for a "
+              f"{args.budget:g} s budget; train.py's own figure differs by at most "
+              f"{max(abs(t - r) for t, r in clock):.3f} s (tolerance {tolerance_for(args.budget):.2f} s)")
+    phases = [(e.metrics.get("startup_seconds"), e.metrics.get("finish_seconds")) for e in history]
+    starts, finishes = [p for p, _ in phases if p is not None], [f for _, f in phases if f is not None]
+    if starts and finishes:
+        print(f"start-up {min(starts):.2f}-{max(starts):.2f} s, finish {min(finishes):.2f}-{max(finishes):.2f} s")
+    floor = _val_floor(task)
+    scores = [e.metric for e in history if e.metric is not None]
+    if floor is not None and scores:
+        print(f"val_bpb {min(scores):.4f}-{max(scores):.4f}, the evaluated documents' entropy floor {floor:.4f}")
     for e in history:
         if e.status.value == "tampered":
             print(f"  #{e.seq}: {e.error}")
+
+
+def _val_floor(task: Path) -> float | None:
+    from autoresearch import floor
+    from autoresearch.config import load_config
+    from autoresearch.data.prepare import open_dataset
+
+    config = load_config(task)
+    found = floor.evaluated_floor(open_dataset(config.data), "val", config.eval.seq_len, config.eval.tokens)
+    return found.bpb if found is not None else None
 
 
 if __name__ == "__main__":

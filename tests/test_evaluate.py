@@ -227,3 +227,32 @@ def test_a_worker_reads_only_the_model_folder_it_was_started_for(tmp_path):
             worker.assign(tmp_path / "train.py", tmp_path / "elsewhere" / "model.pt", 5)
     finally:
         worker.close()
+
+
+# A model that prints the windows it is asked to score, then crashes: what it wrote must stay out of the error.
+LEAKING_SCRIPT = BIGRAM_SCRIPT.replace('print("forward prints too")', '''import sys
+        print("WINDOW", idx.tolist(), file=sys.stderr)
+        if idx[0].tolist()[:6] == [7, 1, 2, 3, 4, 5]:  # the evaluation's first window, never random tokens
+            raise RuntimeError("crashed on the evaluation data")''')
+
+
+def test_what_the_worker_writes_never_reaches_the_error(tmp_path):
+    tokens = np.array([7, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2], dtype=np.uint16)
+    script, model = save_bigram(tmp_path, np.zeros((8, 8)), script=LEAKING_SCRIPT)
+    with pytest.raises(EvaluationError) as caught:
+        evaluate(script, model, tokens, np.ones(8, dtype=int), seq_len=8, n_tokens=16, batch_size=2, device="cpu",
+                 cwd=tmp_path, timeout=120)
+    message = str(caught.value)
+    assert "[7, 1, 2, 3" in caught.value.worker_output  # the person's log has it
+    assert "7, 1, 2, 3" not in message and "crashed on the evaluation data" not in message
+    assert "fails only on the evaluation data" in message  # the diagnostic run on random tokens went through
+
+
+def test_a_model_that_fails_anywhere_is_diagnosed_on_random_tokens(tmp_path):
+    script = BIGRAM_SCRIPT.replace('print("forward prints too")', 'raise ValueError("broken forward")')
+    script_path, model = save_bigram(tmp_path, np.zeros((3, 3)), script=script)
+    with pytest.raises(EvaluationError) as caught:
+        evaluate(script_path, model, np.arange(9) % 3, np.ones(3, dtype=int), seq_len=4, n_tokens=8,
+                 batch_size=2, device="cpu", cwd=tmp_path, timeout=120)
+    assert "on random tokens" in str(caught.value) and "broken forward" in str(caught.value)
+    assert len(str(caught.value)) < 5000

@@ -64,7 +64,8 @@ def test_a_run_that_changes_committed_files_is_void_and_never_kept(task):
     assert "solve.py" in history[2].error and history[1].metric == pytest.approx(1.0)  # measured, and void
     assert git(task, "log", "-1", "--format=%s", "autoresearch/t").strip() == "the best score, and a new file of its own"
     cli("report", "--tag", "t", cwd=task)
-    assert "**TAMPERED: 2 experiments void** (#1, #2)" in (task / "report.md").read_text()
+    assert "**TAMPERED: 2 experiments void, never kept** (#1 changed committed files; #2 changed committed files)" \
+        in (task / "report.md").read_text()
 
 
 def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(tiny_task):
@@ -188,3 +189,30 @@ def test_the_report_shows_when_you_steered(task):
     assert marks[0] is None and marks[1] != marks[2] == marks[3]  # the baseline is not a proposal
     assert texts[marks[2]].endswith("Try larger rates first.\n") and not texts[marks[1]].endswith("first.\n")
     assert "- **Steering:** program.md changed 1 time: before #2 (+2/-0 lines)" in (task / "report.md").read_text()
+
+
+def test_start_up_code_planted_in_python_folders_is_seen_and_put_back(tmp_path, monkeypatch):
+    import site
+    import sys as _sys
+
+    from autoresearch import integrity
+
+    site_dir, path_dir = tmp_path / "site-packages", tmp_path / "on-path"
+    site_dir.mkdir()
+    path_dir.mkdir()
+    (site_dir / "editable.pth").write_text("/some/where\n")
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(site_dir)])
+    monkeypatch.setattr(site, "getusersitepackages", lambda: str(tmp_path / "no-user-site"))
+    monkeypatch.setattr(_sys, "path", [str(path_dir), str(site_dir)])
+    before = integrity.snapshot(tmp_path, None)
+    (site_dir / "zz_planted.pth").write_text("import os\n")
+    (site_dir / "editable.pth").write_text("import evil\n")
+    (path_dir / "sitecustomize.py").write_text("print('planted')\n")
+    changed = integrity.snapshot(tmp_path, None).changed_since(before)
+    assert {str(site_dir / "zz_planted.pth"), str(site_dir / "editable.pth"), str(path_dir / "sitecustomize.py")} \
+        <= set(changed)
+    mended = integrity.restore_startup_code(before)
+    assert len(mended) == 3
+    assert not (site_dir / "zz_planted.pth").exists() and not (path_dir / "sitecustomize.py").exists()
+    assert (site_dir / "editable.pth").read_text() == "/some/where\n"
+    assert integrity.snapshot(tmp_path, None).changed_since(before) == []

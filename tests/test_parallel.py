@@ -36,17 +36,20 @@ path.write_text(re.sub(r"RATE = \\S+", "RATE = " + rate, path.read_text()))
 def test_one_loop_per_gpu_in_the_order_they_are_visible():
     places = plan("all", "nov28", ["0", "1", "3"], list(range(16)))
     assert [(p.tag, p.env, p.cpus) for p in places] == [
-        ("nov28-0", {"CUDA_VISIBLE_DEVICES": "0"}, None), ("nov28-1", {"CUDA_VISIBLE_DEVICES": "1"}, None),
-        ("nov28-2", {"CUDA_VISIBLE_DEVICES": "3"}, None)]
+        (f"nov28-{i}", {"CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                        "AUTORESEARCH_MEMORY_SHARE": "0.25"}, None)  # each a third of the 75% one run may take
+        for i, gpu in enumerate(["0", "1", "3"])]
     assert [p.where for p in places] == ["GPU 0", "GPU 1", "GPU 3"]
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plan("2", "t", ["0", "1", "3"], [0])] == ["0", "1"]
     assert [(p.tag, p.where) for p in plan("all", "t", ["5"], [0])] == [("t", "GPU 5")]  # one loop keeps the tag
+    assert plan("all", "t", ["5"], [0])[0].env == {"CUDA_VISIBLE_DEVICES": "5", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 def test_without_a_gpu_the_cores_are_cut_into_neighbouring_shares():
     places = plan("3", "t", [], [7, 6, 5, 4, 3, 2, 1, 0])
     assert [p.cpus for p in places] == [(0, 1, 2), (3, 4, 5), (6, 7)]
-    assert [p.env for p in places] == [{"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n} for n in ("3", "3", "2")]
+    assert [p.env for p in places] == [{"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "AUTORESEARCH_MEMORY_SHARE": "0.25"}
+                                       for n in ("3", "3", "2")]
     assert [p.where for p in places] == ["cores 0-2", "cores 3-5", "cores 6-7"]
     assert _ranges([8, 7, 0, 1, 2, 5]) == "0-2,5,7-8" and Place("t", cpus=(4,)).where == "cores 4"
 

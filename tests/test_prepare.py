@@ -2,6 +2,9 @@
 
 import io
 import json
+import logging
+import os
+import stat
 from dataclasses import replace
 
 import numpy as np
@@ -10,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from autoresearch.config import ConfigError, DataConfig, config_from_dict
+from autoresearch.data import splitkey
 from autoresearch.data.prepare import open_dataset, prepare, sha256_file
 from autoresearch.data.sources import DataError
 
@@ -45,13 +49,82 @@ def test_second_prepare_reuses_the_verified_cache():
     assert second.seconds < first.seconds / 5
 
 
-def test_the_whole_pipeline_is_deterministic(tmp_path, monkeypatch):
+def test_the_whole_pipeline_is_deterministic_given_the_split_key(tmp_path, monkeypatch):
     a = prepare(TINY).dataset
-    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "other"))
+    key_a = splitkey.key_path().read_bytes()
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "other"))  # another cache makes its own key
     b = prepare(TINY).dataset
-    assert a.root != b.root
-    for name in ("train.npy", "val.npy", "test.npy", "token_bytes.npy"):
-        assert a.manifest["files"][name]["sha256"] == b.manifest["files"][name]["sha256"]
+    assert a.root != b.root and a.manifest["split_key"] != b.manifest["split_key"]
+    files = {name: (a.manifest["files"][name]["sha256"], b.manifest["files"][name]["sha256"])
+             for name in a.manifest["files"] if name != "manifest.json"}
+    for name in ("train.npy", "docs-train.parquet", "tokenizer.json", "token_bytes.npy"):  # the seed alone
+        assert files[name][0] == files[name][1], name
+    for name in ("val.npy", "test.npy", "docs-val.parquet", "docs-test.parquet"):  # the key as well
+        assert files[name][0] != files[name][1], name
+    # the same key gives the same dataset, to the byte: a key copied to another cache gives its splits
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "copy"))
+    splitkey.key_path().parent.mkdir(parents=True)
+    splitkey.key_path().write_bytes(key_a)
+    c = prepare(TINY, workers=2).dataset
+    assert c.root.name == a.root.name and c.manifest["split_key"] == a.manifest["split_key"]
+    assert c.manifest["files"] == a.manifest["files"]
+
+
+def test_the_split_key_is_private_and_named_only_by_its_id():
+    ds = prepare(TINY).dataset
+    path = splitkey.key_path()
+    assert path.parent == ds.root.parent.parent  # in the cache, beside `datasets/`, not in a dataset
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = splitkey.read()
+    assert len(key) == 32 and path.read_text() == key.hex() + "\n"
+    assert ds.manifest["split_key"] == splitkey.key_id(key) and len(ds.manifest["split_key"]) == 16
+    assert ds.root.name.endswith("-k" + splitkey.key_id(key)[:8])
+    assert splitkey.key_id(key) in ds.manifest["description"]
+    for leak in (key.hex(), key.hex().upper()):
+        for name in os.listdir(ds.root):  # not in the manifest, nor in any file of the dataset
+            assert leak.encode() not in (ds.root / name).read_bytes(), name
+    assert key not in (ds.root / "manifest.json").read_bytes()
+    assert key.hex() not in ds.root.name
+
+
+def test_a_lost_key_means_a_new_dataset(caplog):
+    first = prepare(TINY).dataset
+    splitkey.key_path().unlink()
+    with pytest.raises(DataError, match=r"no split key.*run `autoresearch prepare`.*new val and test splits"):
+        open_dataset(TINY)
+    with caplog.at_level(logging.WARNING, logger="autoresearch.data.splitkey"):
+        second = prepare(TINY)
+    assert not second.cached and second.dataset.root != first.root
+    assert "was missing" in caplog.text and first.root.name in caplog.text
+    assert second.dataset.manifest["files"]["train.npy"] == first.manifest["files"]["train.npy"]
+    assert second.dataset.manifest["files"]["val.npy"] != first.manifest["files"]["val.npy"]
+    assert open_dataset(TINY).root == second.dataset.root  # the dataset of the key present
+
+
+def test_a_key_written_by_hand_is_used_and_made_private(tmp_path):
+    path = splitkey.key_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("ab" * 32 + "\n")
+    path.chmod(0o644)
+    ds = prepare(TINY).dataset
+    assert ds.manifest["split_key"] == splitkey.key_id(bytes.fromhex("ab" * 32))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("not a key\n")
+    with pytest.raises(DataError, match=r"not 64 hexadecimal digits.*openssl rand -hex 32"):
+        prepare(TINY)
+
+
+def test_processes_making_the_key_at_once_agree_on_one():
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        keys = list(pool.map(_make_key, range(8)))
+    assert len(set(keys)) == 1 and keys[0] == splitkey.read()
+    assert [p.name for p in splitkey.key_path().parent.iterdir()] == ["split-key"]  # no scratch file left
+
+
+def _make_key(_: int) -> bytes:
+    return splitkey.ensure()
 
 
 def test_different_settings_get_different_folders():
@@ -98,6 +171,7 @@ def test_local_jsonl_and_parquet_sources(tmp_path):
     docs = {s: ds.split_stats(s).docs for s in ("train", "val", "test")}
     assert sum(docs.values()) == 1000 and min(docs.values()) >= 1
     assert ds.split_stats("val").floor_bpb is None
+    assert ds.manifest["split_key"] is None and not splitkey.key_path().exists()  # real data needs no key
 
 
 def test_unknown_data_form_is_refused():
@@ -111,6 +185,8 @@ def test_a_changed_generator_gets_a_new_dataset(monkeypatch):
     from autoresearch.data.sources import parse_data_spec
 
     spec = parse_data_spec("builtin")
-    before = prep.dataset_key(spec, TINY)
+    key = bytes(32)
+    before = prep.dataset_key(spec, TINY, key)
     monkeypatch.setattr(builtin, "generator_fingerprint", lambda: "something-else")
-    assert prep.dataset_key(spec, TINY) != before
+    assert prep.dataset_key(spec, TINY, key) != before
+    assert prep.dataset_key(spec, TINY, key) != prep.dataset_key(spec, TINY, bytes(31) + b"\1")

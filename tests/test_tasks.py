@@ -201,10 +201,12 @@ def test_a_reference_layout_folder_is_run_as_it_is(tmp_path, monkeypatch):
     assert (task / "program.md").read_text() == "# my program\n"  # the folder's own files are kept
     config = load_config(task)
     assert config.train.command == "python train.py" and config.metric.source == "regex"
-    assert config.sandbox.read == ["~/.cache/autoresearch"]  # where the reference's prepare.py keeps its data
+    # where the reference's prepare.py keeps its data, and only that: the split key next to it stays hidden
+    assert config.sandbox.read == ["~/.cache/autoresearch/data", "~/.cache/autoresearch/tokenizer"]
     # this prepare.py keeps it elsewhere: the box is told, as a user would tell it
     toml = (task / "autoresearch.toml").read_text()
-    toml = toml.replace('read = ["~/.cache/autoresearch"]', f'read = ["{tmp_path / "data.txt"}"]')
+    toml = toml.replace('read = ["~/.cache/autoresearch/data", "~/.cache/autoresearch/tokenizer"]',
+                        f'read = ["{tmp_path / "data.txt"}"]')
     (task / "autoresearch.toml").write_text(toml.replace("env = []", 'env = ["REFERENCE_DATA"]'))
     cli("prepare", cwd=task)  # runs prepare.py
     assert (tmp_path / "data.txt").read_text() == "ok"

@@ -312,3 +312,29 @@ def test_a_fused_variant_computes_what_the_template_does(tmp_path, patch):
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     for (name, p), q in zip(template.named_parameters(), fused.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name
+
+
+def test_the_harness_stop_line_ends_training_early_and_the_model_is_saved(tmp_path, tokens):
+    env = {**base_env(tmp_path, tokens), "AUTORESEARCH_TIME_BUDGET": "600"}
+    proc = subprocess.Popen([sys.executable, str(TRAIN_PY)], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('@autoresearch {"event": "step"'):
+                break
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    done = [e for e in events(rest) if e["event"] == "done"]
+    assert proc.returncode == 0 and len(done) == 1 and done[0]["training_seconds"] < 60
+    assert (tmp_path / "out" / "model.pt").exists()
+
+
+def test_an_input_that_ends_at_once_does_not_stop_training(tmp_path, tokens):
+    env = {**base_env(tmp_path, tokens), "AUTORESEARCH_TIME_BUDGET": "1.5"}
+    result = subprocess.run([sys.executable, str(TRAIN_PY)], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=120)
+    done = [e for e in events(result.stdout) if e["event"] == "done"]
+    assert result.returncode == 0 and done[0]["training_seconds"] >= 1.5

@@ -583,3 +583,187 @@ def test_loops_started_at_once_open_their_worktrees_without_tripping_over_each_o
             failures = [e for e in pool.map(_open_in_another_process, [(str(ws.root), i) for i in range(4)]) if e]
             assert not failures, failures[0]
             assert len({e.path for e in ws._registered()}) == 5  # the checkout and the 4 worktrees
+
+
+# -- git runs nothing that candidate code or an agent wrote ------------------------------------------------
+
+def payload(marker: Path) -> str:
+    """A shell command that leaves `marker` behind: what must never run."""
+    return f"touch {marker}; cat"
+
+
+def hostile_config(marker: Path) -> str:
+    """Git configuration that runs the payload from every place a git command could start a program."""
+    run = payload(marker)
+    return (f'[filter "evil"]\n\tclean = "{run}"\n\tsmudge = "{run}"\n\trequired = true\n'
+            f'[diff "evil"]\n\ttextconv = "{run}"\n\tcommand = "{run}"\n[merge "evil"]\n\tdriver = "{run}"\n'
+            f'[core]\n\tfsmonitor = "{run}"\n\tsshCommand = "{run}"\n\tpager = "{run}"\n'
+            f'[diff]\n\texternal = "{run}"\n')
+
+
+def hostile_gitdir(source: Path, folder: Path, marker: Path, checkout: Path | None = None) -> Path:
+    """A copy of the git folder `source` (so that it agrees with the files git will look at), with
+    `hostile_config` and hooks of its own that run the payload. `checkout`: the entry of a linked worktree
+    of `source`, whose HEAD and index the copy takes."""
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("worktrees"))
+    for name in ("HEAD", "index") if checkout is not None else ():
+        shutil.copy(checkout / name, folder / name)
+    hooks = folder / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for name in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "reference-transaction",
+                 "post-index-change", "pre-auto-gc", "post-rewrite"):
+        (hooks / name).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (hooks / name).chmod(0o755)
+    with open(folder / "config", "a") as f:
+        f.write(hostile_config(marker) + f"[core]\n\thooksPath = {hooks}\n")
+    return folder
+
+
+def plain_git(cwd: Path, *args: str) -> str:
+    """git as a careful user runs it in the worktree: no global configuration (the tests' own is hostile)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    result = subprocess.run(["git", "-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false", *args],
+                            cwd=cwd, capture_output=True, text=True,
+                            env={**env, "LC_ALL": "C", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"})
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def test_a_rewritten_git_file_and_hostile_configuration_run_nothing(wt, tmp_path):
+    """Candidate code made the worktree's `.git` file point at a repository of its own whose configuration runs a
+    program from a filter, an fsmonitor and hooks, and wrote `.gitattributes` naming that filter; the user's
+    global configuration names one too. Every method still works on the real repository and runs nothing."""
+    ws, marker = wt.workspace, tmp_path / "PAYLOAD-RAN"
+    base, original = wt.head(), (wt.path / ".git").read_text()
+    (wt.path / "train.py").write_text("lr = 0.2\n")  # the attacker's repository records this state as clean
+    evil = hostile_gitdir(ws.git_dir, tmp_path / "evil.git", marker, checkout=wt.admin_dir)
+    plain_git(wt.path, f"--git-dir={evil}", "add", "train.py")
+    plain_git(wt.path, f"--git-dir={evil}", "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "theirs")
+    home = Path(os.environ["HOME"])
+    (home / ".gitconfig").write_text("[user]\n\tname = Ada\n\temail = ada@example.com\n" + hostile_config(marker)
+                                     + f"[core]\n\thooksPath = {evil / 'hooks'}\n")
+    (home / ".config" / "git").mkdir(parents=True)
+    (home / ".config" / "git" / "attributes").write_text("* filter=evil diff=evil merge=evil\n")
+    (wt.path / ".git").write_text(f"gitdir: {evil}\n")
+    (wt.path / ".gitattributes").write_text("* filter=evil diff=evil merge=evil\n")
+    time.sleep(0.01)
+    (wt.path / "train.py").write_text("lr = 0.3\n")  # a change git must hash (through the filter, if it ran one)
+    workspace._user_cache.clear()
+    fresh = Workspace(ws.root).open_worktree(wt.path, BRANCH)  # reads the user's identity from that file
+    assert not fresh.restore_link()  # opening it put the .git file back already
+    (wt.path / ".git").write_text(f"gitdir: {evil}\n")
+
+    assert fresh.changed_files() == [".gitattributes", "train.py"]
+    assert fresh.changed_tracked_files() == ["train.py"]
+    assert fresh.out_of_scope(["train.py"]) == [".gitattributes"]
+    diff = fresh.diff()
+    assert "-lr = 0.1\n+lr = 0.3" in diff and "b/.gitattributes" in diff
+    assert fresh.editable_files(["*.py"]) == {"train.py": b"lr = 0.3\n"}
+    sha = fresh.commit("through a rewritten .git file")
+    assert ws.branch_head(BRANCH) == sha and fresh.log(1) == [(sha, "through a rewritten .git file")]
+    assert git(ws.root, "log", "-1", "--format=%an", sha).strip() == "Ada"  # the user's identity, nothing else
+    assert fresh.files_at(sha, ["train.py", ".gitattributes"]) == {
+        "train.py": b"lr = 0.3\n", ".gitattributes": b"* filter=evil diff=evil merge=evil\n"}
+    assert fresh.changed_tracked_files(base) == [".gitattributes", "train.py"]
+    fresh.reset_hard(base)
+    assert (wt.path / ".git").read_text() == original  # put back
+    assert (wt.path / "train.py").read_text() == "lr = 0.1\n" and not (wt.path / ".gitattributes").exists()
+
+    (wt.path / ".git").write_text(f"gitdir: {evil}\n")
+    assert fresh.apply_change(sha) == [] and fresh.changed_files() == [".gitattributes", "train.py"]
+    (wt.path / ".git").unlink()
+    (wt.path / ".git").mkdir()  # a folder now
+    (wt.path / ".git" / "config").write_text(hostile_config(marker))
+    fresh.discard_changes()
+    assert (wt.path / ".git").read_text() == original and fresh.changed_files() == []
+    assert plain_git(wt.path, "status", "--porcelain") == ""  # the user's own git works there again
+    assert not marker.exists()
+    assert plain_git(tmp_path, f"--git-dir={evil}", "log", "--format=%s") == "theirs\n" + \
+        plain_git(tmp_path, f"--git-dir={evil}", "log", "--format=%s", "--skip=1")  # nothing was committed there
+
+
+def test_status_never_enters_a_submodule(wt, tmp_path):
+    """A registered submodule whose `.git` file points at a hostile git folder: git would run a status in it, with
+    that folder's configuration, were it allowed to look into submodules."""
+    marker = tmp_path / "PAYLOAD-RAN"
+    sub = wt.path / "sub"
+    sub.mkdir()
+    git(sub, "init", "-q")
+    (sub / "a.txt").write_text("a\n")
+    git(sub, "add", "-A")
+    git(sub, "commit", "-qm", "sub")
+    (wt.path / ".gitmodules").write_text('[submodule "sub"]\n\tpath = sub\n\turl = ./sub\n')
+    wt.commit("a submodule")
+    git(wt.path, "submodule", "init")
+    assert "160000" in git(wt.path, "ls-files", "-s", "sub")
+    evil = hostile_gitdir(sub / ".git", tmp_path / "sub.git", marker)
+    shutil.rmtree(sub / ".git")
+    (sub / ".git").write_text(f"gitdir: {evil}\n")
+    (sub / ".gitattributes").write_text("* filter=evil\n")
+    time.sleep(0.01)
+    (sub / "a.txt").write_text("b\n")  # as long as before: only its content (through the filter) tells
+    (wt.path / "train.py").write_text("lr = 0.2\n")
+    assert wt.changed_files() == ["train.py"] and wt.changed_tracked_files() == ["train.py"]
+    assert "+lr = 0.2" in wt.diff()
+    sha = wt.commit("beside a submodule")  # staging passes over the submodule
+    assert git(wt.path, "show", "--format=", "--name-only", sha).split() == ["train.py"]
+    (wt.path / "train.py").write_text("lr = 0.3\n")
+    wt.discard_changes()
+    assert not marker.exists()
+
+
+def test_a_changed_git_configuration_is_found_and_put_back(wt):
+    ws = wt.workspace
+    before = ws.config_snapshot()
+    config = ws.git_dir / "config"
+    text = config.read_text()
+    config.write_text(text + '[filter "evil"]\n\tclean = touch x\n[include]\n\tpath = /tmp/theirs\n')
+    (ws.git_dir / "info" / "attributes").write_text("* filter=evil\n")
+    hook = ws.git_dir / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\ntouch x\n")
+    sample = next((ws.git_dir / "hooks").glob("*.sample"))
+    mode = sample.stat().st_mode & 0o777
+    sample.chmod(mode ^ 0o111)  # made executable, or not
+    (wt.admin_dir / "config.worktree").write_text("[core]\n\tfsmonitor = touch x\n")
+    (wt.path / ".git").write_text("gitdir: /elsewhere\n")
+    assert workspace.config_changes(before, ws.config_snapshot())  # found by comparing
+    changed = ws.restore_config(before)
+    name = wt.admin_dir.name
+    assert sorted(changed) == sorted([".git/config", ".git/info/attributes", ".git/hooks/pre-commit",
+                                      f".git/hooks/{sample.name}", f".git/worktrees/{name}/config.worktree",
+                                      ".autoresearch/worktree/.git"])
+    assert config.read_text() == text and not hook.exists() and not (wt.admin_dir / "config.worktree").exists()
+    assert not (ws.git_dir / "info" / "attributes").exists() and sample.stat().st_mode & 0o777 == mode
+    assert wt.changed_files() == [] and (wt.path / ".git").read_text() == f"gitdir: {wt.admin_dir}\n"
+    assert ws.restore_config(before) == [] and ws.config_snapshot() == before
+    config.unlink()  # a removed file is written again
+    assert ws.restore_config(before) == [".git/config"] and config.read_text() == text
+
+
+def test_config_changes_compares_snapshots():
+    a = workspace.ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o644), "/r/.git/hooks": ("folder", b"", 0o755)})
+    assert workspace.config_changes(a, a) == []
+    b = workspace.ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o755), "/r/.git/hooks/h": ("file", b"", 0o755)})
+    assert workspace.config_changes(a, b) == ["/r/.git/config", "/r/.git/hooks", "/r/.git/hooks/h"]
+
+
+def test_remove_ignored_deletes_what_the_ignore_rules_hide_and_nothing_else(tmp_path):
+    from autoresearch.workspace import Workspace
+
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / ".gitignore").write_text("__pycache__/\n*.bin\n.venv/\n")
+    (task / "train.py").write_text("x = 1\n")
+    ws = Workspace.ensure(task)
+    ws.create_branch("b")
+    wt = ws.open_worktree(task / ".autoresearch" / "worktrees" / "b", "b")
+    for rel in ("__pycache__/train.cpython-311.pyc", "weights.bin", "sub/__pycache__/m.pyc", ".venv/lib/x.py",
+                ".autoresearch/model/model.pt", ".autoresearch/scratch/1/tmp", "untracked.py"):
+        (wt.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wt.path / rel).write_text("left by a run")
+    wt.remove_ignored(keep=(".venv/",))
+    left = sorted(str(p.relative_to(wt.path)) for p in wt.path.rglob("*") if p.is_file() and ".git" != p.name)
+    assert left == [".autoresearch/model/model.pt", ".autoresearch/scratch/1/tmp", ".gitignore", ".venv/lib/x.py",
+                    "train.py", "untracked.py"]
+    wt.remove_ignored()
+    assert not (wt.path / ".venv").exists() and (wt.path / ".autoresearch" / "model" / "model.pt").exists()

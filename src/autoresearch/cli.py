@@ -30,17 +30,18 @@ from autoresearch.config import (
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
 from autoresearch.diskguard import DiskSpaceError
+from autoresearch.report.safe_text import for_markup, for_terminal
 from autoresearch.runner import Outcome, run_experiment
 from autoresearch.workspace import GitError, Workspace
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Autonomous ML research: the harness owns the loop, the clock and the metric.")
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # an agent's `:warning:` shows as written, like its markup (report/safe_text.py)
+err = Console(stderr=True, emoji=False)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {for_markup(message)}")
     raise typer.Exit(2)
 
 
@@ -203,9 +204,9 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
     ]
     out.print("---")
     for key, value in rows:
-        out.print(f"{key + ':':<18} {value}", highlight=False, markup=False)
+        out.print(f"{key + ':':<18} {for_terminal(value)}", highlight=False, markup=False)
     if outcome.error:
-        err.print(f"[bold red]{outcome.status}:[/] {escape(outcome.error)}")
+        err.print(f"[bold red]{outcome.status}:[/] {for_markup(outcome.error)}")
 
 
 def _metric_text(outcome: Outcome) -> str:
@@ -226,10 +227,11 @@ def _live(as_json: bool):
     def show(event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            console.print(f"started: {event.get('params', 0):,} params on {event.get('device')} "
-                          f"({event.get('profile')}), start-up {event.get('startup_seconds', 0):.1f} s", highlight=False)
+            console.print(f"started: {event.get('params', 0):,} params on {for_markup(event.get('device'))} "
+                          f"({for_markup(event.get('profile'))}), start-up {event.get('startup_seconds', 0):.1f} s",
+                          highlight=False)
         elif kind == "step":
-            console.print(f"step {event.get('step'):>6} | {event.get('elapsed', 0):7.1f} s | "
+            console.print(f"step {event.get('step', '?'):>6} | {event.get('elapsed', 0):7.1f} s | "
                           f"loss {event.get('train_loss', float('nan')):.4f} | "
                           f"{event.get('tokens_per_s', 0):,.0f} tok/s", highlight=False)
         elif kind == "eval":
@@ -290,8 +292,8 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
     else:
         for key, value in figures.items():
             if value is not None:
-                out.print(f"{key + ':':<20} {value:,.4g}" if isinstance(value, float) else f"{key + ':':<20} {value}",
-                          highlight=False)
+                out.print(f"{key + ':':<20} {value:,.4g}" if isinstance(value, float)
+                          else f"{key + ':':<20} {for_terminal(value)}", highlight=False, markup=False)
     if outcome.status != "ok":
         raise typer.Exit(1)
 
@@ -392,7 +394,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
         reason = "aborted; the interrupted experiment runs again with --resume"
     finally:
         loop.close()
-    out.print(f"loop stopped: {escape(reason)}. Results: {escape(str(loop.results_path))}")
+    out.print(f"loop stopped: {for_markup(reason)}. Results: {escape(str(loop.results_path))}")
 
 
 def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskConfig, *, resume: bool, share: bool,
@@ -432,7 +434,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
 
     def on_line(tag: str, line: str) -> None:
         text = Text(f"[{tag}]".ljust(width), style=style[tag])
-        text.append(line)
+        text.append(for_terminal(line))
         out.print(text, highlight=False, soft_wrap=True)
 
     def on_stopping(presses: int) -> None:
@@ -638,16 +640,21 @@ def show(seq: int = typer.Argument(None, help="The experiment's number in its ru
         print(json.dumps({**data, "log_tail": tail, "run_logs": [{"path": p, "tail": t} for p, t in logs]}))
         return
     for line in experiment_lines(data, metric=config.metric):
-        out.print(line, highlight=False, markup=False)
+        out.print(for_terminal(line), highlight=False, markup=False)
     if diff and data["diff"]:
         out.print()
-        out.print(Syntax(data["diff"], "diff", theme="ansi_dark", background_color="default", word_wrap=True))
-    for number, (path, lines) in enumerate(logs, start=1):
-        run = f"run {number} of {len(logs)}, " if len(logs) > 1 else ""
+        out.print(Syntax(for_terminal(data["diff"]), "diff", theme="ansi_dark", background_color="default", word_wrap=True))
+    runs = sum(1 for path, _ in logs if path.endswith("train.log"))
+    number = 0
+    for path, lines in logs:
+        number += path.endswith("train.log")
+        run = f"run {number} of {runs}, " if runs > 1 else ""
+        if path.endswith("eval.log"):
+            run += "its evaluation worker's output (kept out of the agent's prompt), "
         out.print()
         out.print(f"{run}last {log} lines of {path}:" if lines else f"{run}no log at {path}", highlight=False,
                   markup=False)
-        out.print("\n".join(lines), highlight=False, markup=False)
+        out.print(for_terminal("\n".join(lines)), highlight=False, markup=False)
 
 
 def _run_logs(first: str | None) -> list[str]:
@@ -657,7 +664,9 @@ def _run_logs(first: str | None) -> list[str]:
         return []
     folder = Path(first).parent
     more = [p for p in folder.glob("run-*/train.log") if p.parent.name.removeprefix("run-").isdigit()]
-    return [first] + [str(p) for p in sorted(more, key=lambda p: int(p.parent.name.removeprefix("run-")))]
+    runs = [Path(first)] + sorted(more, key=lambda p: int(p.parent.name.removeprefix("run-")))
+    # what an evaluation worker wrote when it failed: for you only, never in the agent's prompt (docs/security.md)
+    return [str(p) for run in runs for p in (run, run.parent / "eval.log") if p == run or p.is_file()]
 
 
 def _log_tail(path: str | None, lines: int) -> list[str]:
@@ -707,18 +716,18 @@ def compare(tags: list[str] = typer.Argument(None, help="Run tags to compare (de
         print(json.dumps(compare_data(found, config.metric, tolerance=tolerance)))
         return
     for line in findings(found, config.metric, tolerance=tolerance):
-        out.print(f"- {line}", highlight=False, markup=False)
+        out.print(f"- {for_terminal(line)}", highlight=False, markup=False)
     for path in write_compare(found, out_dir or task_dir, config.metric, tolerance=tolerance):
         out.print(str(path))
 
 
 def _decided_line(event: dict) -> str:
     detail = (f"{event['metric_name']} {event['metric']:.6f}" if event.get("metric") is not None
-              else escape(event.get("reason") or ""))
+              else for_markup(event.get("reason") or ""))
     if event.get("metric") is not None and (event.get("runs") or 0) > 1:
         detail += f" (mean of {event['runs']} runs)"
     if event.get("metric") is not None and event.get("reason"):
-        detail += f": {escape(event['reason'])}"
+        detail += f": {for_markup(event['reason'])}"
     return f"  -> {event['status']} {detail}"
 
 
@@ -741,7 +750,7 @@ def _speed_line(event: dict) -> str:
 
 def _task_edited_lines(event: dict) -> str:
     lines = []
-    for name in map(escape, event["files"]):
+    for name in map(for_markup, event["files"]):
         then = ("the next proposal follows it" if name == "program.md" else "this loop keeps the settings "
                 "it started with; yours apply at the next autoresearch run --resume")
         if event["boxed"]:
@@ -755,9 +764,9 @@ def _task_edited_lines(event: dict) -> str:
 
 # What the loop's events print (rich markup), by kind; kinds not listed print nothing.
 _LOOP_EVENT_LINES = {
-    "experiment": lambda e: f"[bold]experiment {e['seq']}[/]: {escape(e['description'])}",
+    "experiment": lambda e: f"[bold]experiment {e['seq']}[/]: {for_markup(e['description'])}",
     "decided": _decided_line,
-    "confirm": lambda e: f"  [dim]{escape(e['reason'])} (run {e['run']})[/]",
+    "confirm": lambda e: f"  [dim]{for_markup(e['reason'])} (run {e['run']})[/]",
     "recalibrate": _recalibrate_line,
     "speed": _speed_line,
     "task_edited": _task_edited_lines,
@@ -765,22 +774,27 @@ _LOOP_EVENT_LINES = {
         f"[cyan]this run keeps its budget of {e['budget']:g} s per experiment (the task's settings now say "
         f"{e['configured']:g} s): its best was measured so. Start a new run (--tag NEW) to use the new budget.[/]"),
     "adopt": lambda e: (
-        f"[cyan]{escape(e['source'])}'s best (#{e['seq']}, {e['metric_name']} {e['metric']:.6f}) beats this run's by more "
+        f"[cyan]{for_markup(e['source'])}'s best (#{e['seq']}, {e['metric_name']} {e['metric']:.6f}) beats this run's by more "
         "than the noise: it is run here, and judged like any change[/]"),
-    "adopt_refused": lambda e: f"  [yellow]{escape(e['source'])}'s best is not taken up: {escape(e['error'])}[/]",
+    "adopt_refused": lambda e: f"  [yellow]{for_markup(e['source'])}'s best is not taken up: {for_markup(e['error'])}[/]",
     "exchange_failed": lambda e: (
-        f"  [yellow]the exchange folder {escape(e['folder'])} cannot be written ({escape(e['error'])}): other machines do not see "
+        f"  [yellow]the exchange folder {for_markup(e['folder'])} cannot be written ({for_markup(e['error'])}): other machines do not see "
         "this run's best; the loop goes on[/]"),
-    "cache_pruned": lambda e: (
-        f"  [dim]the compile cache reached sandbox.compile_cache_gb = {e['limit_gb']:g}: its {e['entries']} least "
-        f"recently written entries ({e['bytes'] / 2**30:.1f} GB) were removed[/]"),
-    "drafting": lambda e: f"  [dim]{escape(e['agent'])} drafts the next proposal while this one trains[/]",
+    "cache_frozen": lambda e: (
+        f"  [dim]the baseline's compile cache ({e['bytes'] / 2**20:.0f} MB) is frozen: each run starts from a copy of it[/]"),
+    "cache_not_frozen": lambda e: (
+        f"  [yellow]the baseline's compile cache is over sandbox.compile_cache_gb = {e['limit_gb']:g}: it is not kept, "
+        "and every run compiles from scratch[/]"),
+    "startup_code_restored": lambda e: (
+        f"  [yellow]the run planted start-up code in Python's folders; put back as it was: "
+        f"{for_markup(', '.join(e['files']))}[/]"),
+    "drafting": lambda e: f"  [dim]{for_markup(e['agent'])} drafts the next proposal while this one trains[/]",
     "check_machine": lambda e: (
         f"  [yellow]{e['crashes']} experiments in a row failed: the best (#{e['seq']}) runs once more, to tell a "
         "broken machine from broken proposals[/]"),
     "machine_ok": lambda e: f"  [dim]the best (#{e['seq']}) still runs: the failures are the proposals'[/]",
     "agent_retry": lambda e: (
-        f"  [yellow]{e['failures']} proposals in a row did not run (the last: {escape(e['error'])}): the agent is "
+        f"  [yellow]{e['failures']} proposals in a row did not run (the last: {for_markup(e['error'])}): the agent is "
         f"asked again in {e['seconds']:.0f} s (Ctrl-C stops)[/]"),
 }
 

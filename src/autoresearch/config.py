@@ -48,7 +48,13 @@ class TrainConfig:
     budget_seconds: float = 60.0
     profile: str = "auto"  # auto | cpu | h100
     device: str = "auto"  # auto | cpu | cuda | mps
-    startup_allowance_seconds: float = 180.0  # killed at budget + this
+    # The harness times each run itself (docs/contract.md, "The clock"). Start-up (to train.py's `start` line) and
+    # finish (from its `done` line to its exit) may take at most these long for the baseline; later runs get
+    # allowance_factor x the baseline's own + allowance_margin_seconds, never more than these.
+    startup_allowance_seconds: float = 180.0
+    finish_allowance_seconds: float = 60.0
+    allowance_factor: float = 2.0
+    allowance_margin_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,11 @@ class SandboxConfig:
     network: bool = False  # let runs reach the network (only for commands that must download)
     min_free_gb: float = 4.0  # a run starts only with this much free disk; it is stopped under a quarter of it
     max_write_gb: float = 32.0  # a run is stopped once it has taken this much of its disk (what it wrote is deleted)
-    # torch.compile's cache (.autoresearch/compile-cache), shared by the runs so that unchanged code starts fast,
-    # is kept under this size: its least recently written entries go first (docs/loop.md, "Disk"). 0: no cap.
+    # The most memory (GB) a run's processes may use together, files in its RAM-backed /tmp and /dev/shm included;
+    # past it the run is stopped and recorded as a crash (docs/security.md). 0: 75% of the machine's memory.
+    max_memory_gb: float = 0.0
+    # torch.compile's cache: what the baseline's first run compiled is frozen, and each run starts from a copy of
+    # it that is thrown away afterwards (docs/security.md). A baseline cache larger than this is not frozen. 0: no cap.
     compile_cache_gb: float = 20.0
 
 
@@ -197,6 +206,11 @@ class TaskConfig:
                 raise ConfigError(f"data.{name} must be positive")
         if t.budget_seconds <= 0:
             raise ConfigError("train.budget_seconds must be positive, e.g. 60 on CPU or 300 on a GPU")
+        if min(self.train.startup_allowance_seconds, self.train.finish_allowance_seconds) <= 0 \
+                or self.train.allowance_factor < 1 or self.train.allowance_margin_seconds < 0:
+            raise ConfigError("train.startup_allowance_seconds and train.finish_allowance_seconds must be positive, "
+                              "train.allowance_factor at least 1 and train.allowance_margin_seconds 0 or more, "
+                              "e.g. 180, 60, 2 and 5")
         if t.profile not in ("auto", *PROFILES):
             raise ConfigError(f"train.profile = {t.profile!r}: use auto, cpu or h100")
         if t.device not in ("auto", "cpu", "cuda", "mps"):
@@ -240,6 +254,9 @@ class TaskConfig:
         if not self.sandbox.min_free_gb > 0 or not self.sandbox.max_write_gb > 0:
             raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
                               "e.g. 4 and 32")
+        if not self.sandbox.max_memory_gb >= 0:
+            raise ConfigError(f"sandbox.max_memory_gb = {self.sandbox.max_memory_gb!r}: give the most GB of memory a "
+                              "run may use, e.g. 16 (0: 75% of the machine's)")
         if not self.sandbox.compile_cache_gb >= 0:
             raise ConfigError(f"sandbox.compile_cache_gb = {self.sandbox.compile_cache_gb!r}: give the most GB the "
                               "compile cache may hold, e.g. 20 (0: no cap)")
@@ -379,12 +396,17 @@ def is_reference_layout(folder: Path) -> bool:
     return all((folder / name).is_file() for name in REFERENCE_FILES) and not (folder / CONFIG_NAME).exists()
 
 
+REFERENCE_DATA_FOLDERS = ("data", "tokenizer")  # what the reference layout's prepare.py writes in its cache
+
+
 def reference_config(uv: bool) -> TaskConfig:
     """Settings for a reference-layout folder: train.py runs as it is (it keeps its own 5-minute budget and
     prints `val_bpb:`), the harness reads that line, and kills a run at 10 minutes as the reference does."""
     runner = "uv run" if uv else "python"
-    # train.py reads the data prepare.py keeps in ~/.cache/autoresearch; `uv run` needs its cache and may sync
-    sandbox = SandboxConfig(read=["~/.cache/autoresearch"], write=["~/.cache/uv"] if uv else [],
+    # train.py reads the data prepare.py keeps in ~/.cache/autoresearch/{data,tokenizer} (only those: the same
+    # folder is our own cache by default, with the built-in corpus's split key); `uv run` needs its cache
+    sandbox = SandboxConfig(read=[f"~/.cache/autoresearch/{name}" for name in REFERENCE_DATA_FOLDERS],
+                            write=["~/.cache/uv"] if uv else [],
                             env=["UV_CACHE_DIR", "UV_PYTHON_INSTALL_DIR"] if uv else [], network=uv)
     return TaskConfig(
         train=TrainConfig(command=f"{runner} train.py", prepare_command=f"{runner} prepare.py",

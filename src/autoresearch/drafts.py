@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext
+from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, guard_git_config
 from autoresearch.workspace import Workspace, Worktree
 
 DRAFT_BRANCH_PREFIX = "autoresearch-drafts/"
@@ -120,7 +120,8 @@ class Drafter:
             choose = getattr(self.agent, "choose", None)
             if choose is not None:
                 draft.agent = choose(context)
-            draft.description = self.agent.propose(self.worktree.path, context)
+            draft.description = guard_git_config(self.worktree.workspace,
+                                                 lambda: self.agent.propose(self.worktree.path, context))
             draft.agent = self.agent.name  # a member that had nothing more to propose passed the turn on
             draft.usage = _usage(self.agent)
             draft.diff = self.worktree.diff()

@@ -18,10 +18,10 @@ Frames on both pipes: a little-endian int64 header (ndim, dtype code, *shape) th
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import struct
 import sys
+import types
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,10 +61,13 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
 def load_candidate(script: Path, model_path: Path):
     import torch
 
-    spec = importlib.util.spec_from_file_location("candidate_train", script)
-    module = importlib.util.module_from_spec(spec)
+    # From the source itself, never from a bytecode cache: a `__pycache__` file left by an earlier run (or planted
+    # next to the script) must not stand in for the code that was committed.
+    sys.dont_write_bytecode = True
+    module = types.ModuleType("candidate_train")
+    module.__file__ = str(script)
     sys.modules["candidate_train"] = module
-    spec.loader.exec_module(module)
+    exec(compile(script.read_bytes(), str(script), "exec", dont_inherit=True), module.__dict__)  # noqa: S102
     if not hasattr(module, "build_model"):
         raise SystemExit(f"{script.name} defines no build_model(config): the harness rebuilds the model with it")
     if not model_path.exists():

@@ -44,8 +44,19 @@ ROW_TOLERANCE = 0.01  # nats: how far a full row may be from the compact answers
 CAUSAL_TOLERANCE = 0.01  # total variation between a row and the same row with later tokens changed
 
 
+DIAGNOSIS_CHARS = 4000  # of a diagnostic worker's output, at most, in an error message
+DIAGNOSIS_TOKENS = 64  # sequence length of the diagnostic run's random inputs (at most the evaluation's)
+
+
 class EvaluationError(Exception):
-    """The candidate's model could not be evaluated; the message carries the worker's last words."""
+    """The candidate's model could not be evaluated. The message is the harness's own words, and at most the
+    output of a diagnostic run on random tokens (`diagnose`): what the evaluation worker itself wrote may carry
+    the validation or test windows it was sent, so it is kept in `worker_output`, for the person's log only,
+    and never put in the message (which reaches the agent)."""
+
+    def __init__(self, message: str, worker_output: str = "") -> None:
+        super().__init__(message)
+        self.worker_output = worker_output
 
 
 class EvaluationVoid(EvaluationError):
@@ -247,15 +258,56 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
         raise
     except (BrokenPipeError, EOFError, EvaluationError, OSError) as err:
         worker.close()
-        detail = "".join(worker.stderr_lines[-20:]).strip() or str(err) or type(err).__name__
+        output = "".join(worker.stderr_lines)
         if expired.is_set():
-            detail = f"evaluation took longer than {timeout:.0f} s and was stopped\n{detail}"
-        raise EvaluationError(detail) from err
+            raise EvaluationError(f"evaluation took longer than {timeout:.0f} s and was stopped",
+                                  worker_output=output) from err
+        why = str(err) if isinstance(err, EvaluationError) and not isinstance(err, EvaluationVoid) else \
+            "the evaluation worker stopped without answering"
+        raise EvaluationError(_with_diagnosis(why, script, model_path, len(token_bytes), seq_len, device, cwd,
+                                              env, timeout), worker_output=output) from err
     finally:
         timer.cancel()
         worker.close()
     return _result(answers, targets, token_bytes, batch_size, time.perf_counter() - start,
                    audit if audited else None)
+
+
+def diagnose(script: Path, model_path: Path, vocab: int, *, seq_len: int, device: str, cwd: Path,
+             env: dict[str, str] | None = None, timeout: float = 60.0) -> str | None:
+    """Run the model once on random tokens in a fresh worker, which never sees any evaluation data, and return
+    what it wrote if that failed too (its last lines, at most DIAGNOSIS_CHARS characters); None if it ran fine.
+    This is the only output of candidate code at evaluation time that may reach the agent: it cannot hold the
+    validation or test windows, because the process that wrote it never had them."""
+    rng = np.random.default_rng()
+    length = max(1, min(seq_len, DIAGNOSIS_TOKENS))
+    inputs = rng.integers(0, vocab, size=(2, length))
+    worker = EvalWorker(script, model_path, vocab, device=device, cwd=cwd, env=env)
+    timer = threading.Timer(timeout, worker.proc.kill)
+    timer.start()
+    try:
+        _score(worker.proc, inputs, rng.integers(0, vocab, size=inputs.shape), np.ones(vocab, dtype=np.int64), 2)
+        return None
+    except (BrokenPipeError, EOFError, EvaluationError, OSError):
+        worker.close()
+        text = "".join(worker.stderr_lines).strip()
+        return text[-DIAGNOSIS_CHARS:] if text else "(it wrote nothing)"
+    finally:
+        timer.cancel()
+        worker.close()
+
+
+def _with_diagnosis(why: str, script: Path, model_path: Path, vocab: int, seq_len: int, device: str, cwd: Path,
+                    env: dict[str, str] | None, timeout: float) -> str:
+    try:
+        found = diagnose(script, model_path, vocab, seq_len=seq_len, device=device, cwd=cwd, env=env,
+                         timeout=min(timeout, 60.0))
+    except OSError as err:
+        found = f"(the diagnostic run could not start: {err})"
+    if found is None:
+        return (f"{why}. Run on random tokens instead, the model answered: it fails only on the evaluation data, "
+                "and what it wrote then is kept out of this message, because it could hold that data")
+    return f"{why}. The same model run on random tokens (no evaluation data) wrote:\n{found}"
 
 
 def _score(proc: sandbox.CandidateProcess, inputs: np.ndarray, targets: np.ndarray, token_bytes: np.ndarray,
@@ -374,8 +426,10 @@ def verify(script: Path, model_path: Path, audit: Audit, token_bytes: np.ndarray
     except EvaluationVoid:
         raise
     except (BrokenPipeError, EOFError, EvaluationError, OSError) as err:
-        detail = "".join(worker.stderr_lines[-20:]).strip() or str(err) or type(err).__name__
-        raise EvaluationError(f"the causality probe or the test evaluation failed: {detail}") from err
+        worker.close()
+        why = "the causality probe or the test evaluation failed: the evaluation worker stopped without answering"
+        raise EvaluationError(_with_diagnosis(why, script, model_path, vocab, seq_len or DIAGNOSIS_TOKENS, device,
+                                              cwd, env, timeout), worker_output="".join(worker.stderr_lines)) from err
     finally:
         timer.cancel()
         worker.close()

@@ -10,15 +10,21 @@ holds where the box is missing, and the evidence where it fails. Fingerprinted:
   change time, which every write moves and no call can set back (hashing gigabytes each run would
   cost seconds; the content is checked against the manifest's SHA-256 when the loop starts);
 - the committed files of the run's worktree: the candidate may add files there, but a change to a
-  committed file means what ran is not what was committed (`Worktree.changed_tracked_files`).
+  committed file means what ran is not what was committed (`Worktree.changed_tracked_files`);
+- Python's start-up code: every `.pth` file in the interpreter's site folders and every `sitecustomize.py` and
+  `usercustomize.py` on its path, by content. Python runs them in every later interpreter, the harness's and
+  the next candidate's, so one planted there would outlive the run; the loop puts them back as they were
+  (`restore_startup_code`) as well as voiding the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import site
+import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import autoresearch
@@ -30,6 +36,7 @@ TASK_FILES = ("autoresearch.toml", "program.md")
 @dataclass(frozen=True)
 class Snapshot:
     fingerprints: dict[str, str]  # path -> fingerprint ("missing" for an absent file)
+    startup_code: dict[str, bytes] = field(default_factory=dict)  # Python's start-up files: path -> content
 
     def changed_since(self, before: Snapshot) -> list[str]:
         """The paths whose fingerprint differs from `before` (appeared, changed or gone), sorted."""
@@ -47,7 +54,63 @@ def snapshot(task_dir: Path, dataset: Dataset | None) -> Snapshot:
     if dataset is not None:
         for path in data_files(dataset):
             prints[str(path)] = _stat_print(path)
-    return Snapshot(prints)
+    code = startup_code()
+    for path, content in code.items():
+        prints[path] = hashlib.sha256(content).hexdigest()
+    return Snapshot(prints, code)
+
+
+STARTUP_MODULES = ("sitecustomize.py", "usercustomize.py")
+
+
+def startup_folders() -> tuple[list[str], list[str]]:
+    """(the site folders, whose `.pth` files Python runs at start-up; every folder on its path, where it looks
+    for `sitecustomize` and `usercustomize`)."""
+    sites = [*site.getsitepackages(), site.getusersitepackages()] if hasattr(site, "getsitepackages") else []
+    folders = [p for p in sys.path if p and os.path.isdir(p)]
+    return [p for p in dict.fromkeys(sites) if os.path.isdir(p)], list(dict.fromkeys([*folders, *sites]))
+
+
+def startup_code() -> dict[str, bytes]:
+    """Python's start-up files as they are now: path -> content."""
+    sites, folders = startup_folders()
+    found: dict[str, bytes] = {}
+    candidates = [os.path.join(d, name) for d in sites for name in _listing(d) if name.endswith(".pth")]
+    candidates += [os.path.join(d, name) for d in folders for name in STARTUP_MODULES]
+    for path in candidates:
+        try:
+            found[path] = Path(path).read_bytes()
+        except OSError:
+            continue
+    return found
+
+
+def restore_startup_code(before: Snapshot) -> list[str]:
+    """Put Python's start-up files back as they were in `before`: new ones removed, changed ones rewritten.
+    Returns the paths it mended."""
+    mended = []
+    now = startup_code()
+    for path in sorted(set(now) - set(before.startup_code)):
+        try:
+            os.unlink(path)
+            mended.append(path)
+        except OSError:
+            continue
+    for path, content in sorted(before.startup_code.items()):
+        if now.get(path) != content:
+            try:
+                Path(path).write_bytes(content)
+                mended.append(path)
+            except OSError:
+                continue
+    return mended
+
+
+def _listing(folder: str) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
 
 
 def harness_files() -> list[Path]:

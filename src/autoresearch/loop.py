@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import codehash, diskguard, exchange, integrity, protocol, prune, sandbox, speed
-from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, priced
+from autoresearch import clock, codehash, diskguard, exchange, integrity, protocol, prune, sandbox, speed
+from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, guard_git_config, priced
 from autoresearch.agents.prompt import OTHERS
 from autoresearch.config import MetricConfig, TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
@@ -48,6 +48,7 @@ from autoresearch.runner import (
     Outcome,
     can_prestart,
     candidate_box,
+    freeze_compile_cache,
     logged_progress,
     remove_models,
     resolve_device,
@@ -60,6 +61,7 @@ from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace, Worktree
 
 BASELINE = "baseline"
+KEPT_FOR_COMMANDS = (".venv/",)  # ignored files a task's own command may keep between runs (its environment)
 
 
 def _named(name: str, patterns: list[str]) -> bool:
@@ -85,6 +87,15 @@ def fault_point(name: str) -> None:
     """Fault injection for the crash-safety tests: AUTORESEARCH_FAULT=<name> kills the loop right here."""
     if os.environ.get("AUTORESEARCH_FAULT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _unboxed_sessions(agent: Agent) -> list[str]:
+    """The names of the coding agents in `agent` (itself, or the members of a rotation) that run outside the box."""
+    from autoresearch.agents.command import SessionAgent
+    from autoresearch.agents.rotation import Rotation
+
+    members = list(agent.members.values()) if isinstance(agent, Rotation) else [agent]
+    return [a.name for a in members if isinstance(a, SessionAgent) and a.unboxed]
 
 
 def branch_name(tag: str) -> str:
@@ -204,6 +215,11 @@ class Loop:
         if hasattr(agent, "lineup"):
             self._record_lineup(agent)
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
+        if pipeline and _unboxed_sessions(agent):
+            raise LoopError(f"--pipeline with {', '.join(_unboxed_sessions(agent))} outside the agent's box: its "
+                            "session would run while the harness runs git in the repository, whose configuration it "
+                            "could change meanwhile (docs/security.md); run without --pipeline, or with the box "
+                            "(bubblewrap, and [agent] box = true)")
         self.drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
 
     def _run_budget(self, resume: bool, budget: float | None) -> float | None:
@@ -430,10 +446,10 @@ class Loop:
         self.on_event({"event": "propose", "agent": self.agent.name, "fix": failure is not None})
         try:
             if failure is None:
-                description = self.agent.propose(self.worktree.path, context)
+                description = guard_git_config(self.workspace, lambda: self.agent.propose(self.worktree.path, context))
             else:
                 self.worktree.reset_hard(failure.commit)  # the agent sees the code that crashed
-                description = self.agent.fix(self.worktree.path, context)
+                description = guard_git_config(self.workspace, lambda: self.agent.fix(self.worktree.path, context))
                 if description is None:
                     self.worktree.reset_hard(parent)
                     return None
@@ -706,7 +722,6 @@ class Loop:
         with fresh seeds: the baseline's first measure the noise; a candidate within the noise is run again.
         Each finished run is recorded in the store's state at once, so a restarted loop goes on from it."""
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
-        self._prune_compile_cache()
         self._draft_ahead(experiment)
         incumbent = self.incumbent()
         keep = self.config.keep
@@ -832,6 +847,9 @@ class Loop:
             self.worktree.discard_changes()  # each run starts from the committed files
         if code is not None:
             self.worktree.restore_files(code)
+        # ...and none of what an earlier run or the agent left in ignored files (a bytecode cache that would stand
+        # in for the source, a stash of weights): only a task's own command keeps its environment (`uv run`'s).
+        self.worktree.remove_ignored(keep=() if self.config.evaluated else KEPT_FOR_COMMANDS)
         self._prestart()  # every run of the loop gets a prestarted interpreter, and with it a speed probe
         prestarted, self._prestarted = self._prestarted, None
 
@@ -851,16 +869,45 @@ class Loop:
 
         if self._spares is None and self.config.evaluated:
             self._spares = spare_workers(self.worktree.path, self.config)
+        startup, finish = self._allowances()
         outcome = run_experiment(self.worktree.path, self.config, self.dataset, budget=self.budget, seed=seed,
                                  run_dir=run_dir, on_event=on_event, prestarted=prestarted,
                                  probe=would_keep if self.config.eval.probe == "keeps" else None, spares=self._spares,
-                                 stop_when=pruner.observe if pruner is not None else None)
+                                 stop_when=pruner.observe if pruner is not None else None,
+                                 startup_allowance=startup, finish_allowance=finish)
         self._prestart()  # when the one started above was used up (a crash before it began)
         status = decide(outcome, best_mean, self.config.metric)
         tampering = self._tampering(before, code or "HEAD", outcome.isolation)
         if tampering:
             status, outcome.error = Status.TAMPERED, tampering
+        if experiment.description == BASELINE and experiment.agent == "-" and status in (Status.KEEP, Status.DISCARD):
+            self._measured_phases(outcome)
+            frozen = freeze_compile_cache(self.worktree.path, self.config.sandbox.compile_cache_gb)
+            if frozen:
+                self.on_event({"event": "cache_frozen", "bytes": frozen})
+            elif frozen is None:
+                self.on_event({"event": "cache_not_frozen", "limit_gb": self.config.sandbox.compile_cache_gb})
         return outcome, status
+
+    def _allowances(self) -> tuple[float, float]:
+        """How long a run's start-up and finish may take (clock.py): from the baseline's own, once it ran; the
+        task's caps until then."""
+        train = self.config.train
+        phases = self.store.get_state(f"phases:{self.tag}", {"startup": [], "finish": []})
+        return (clock.allowance(phases["startup"], train.allowance_factor, train.allowance_margin_seconds,
+                                train.startup_allowance_seconds),
+                clock.allowance(phases["finish"], train.allowance_factor, train.allowance_margin_seconds,
+                                train.finish_allowance_seconds))
+
+    def _measured_phases(self, outcome: Outcome) -> None:
+        """Record how long the baseline's run took to start and to finish, by the harness's clock."""
+        if outcome.startup_seconds is None or outcome.finish_seconds is None:
+            return
+        key = f"phases:{self.tag}"
+        phases = self.store.get_state(key, {"startup": [], "finish": []})
+        phases["startup"] = [*phases["startup"], outcome.startup_seconds][-20:]
+        phases["finish"] = [*phases["finish"], outcome.finish_seconds][-20:]
+        self.store.set_state(key, phases)
 
     def _decided(self, experiment: Experiment, status: Status, values: list[float], seeds: list[int],
                  outcomes: list[Outcome], verdict: Verdict | None, error: str | None,
@@ -873,7 +920,8 @@ class Loop:
         metric = sum(values) / len(values) if ok and values else (last.metric if not values else None)
         tested = [o.test_bpb for o in outcomes if o.test_bpb is not None]
         metrics = {"val_bpb_stderr": first.val_bpb_stderr, "eval_seconds": first.eval_seconds,
-                   "startup_seconds": first.startup_seconds, "mfu": first.mfu, "params": first.params,
+                   "startup_seconds": first.startup_seconds, "finish_seconds": first.finish_seconds,
+                   "reported_training_seconds": first.reported_training_seconds, "mfu": first.mfu, "params": first.params,
                    "prestarted": first.prestarted or None, "isolation": last.isolation,
                    "causal_tv": max((o.causal_tv for o in outcomes if o.causal_tv is not None), default=None),
                    "probe_seconds": sum(o.probe_seconds or 0 for o in outcomes) or None,
@@ -898,6 +946,7 @@ class Loop:
         fault_point("after-finish")
         self._drop_models(finished)
         self.worktree.discard_changes()  # whatever the run wrote into the working copy
+        self.worktree.remove_ignored(keep=() if self.config.evaluated else KEPT_FOR_COMMANDS)
         anchor = self.anchor()
         if status != Status.KEEP and anchor is not None and self.worktree.head() != anchor:
             self.worktree.reset_hard(anchor)
@@ -972,6 +1021,9 @@ class Loop:
         ran; None if nothing. The person's edits of the task's own files during the run are told apart where
         they can be (`_edited_by_person`), and reported rather than counted."""
         changed = integrity.snapshot(self.task_dir, self.dataset).changed_since(before)
+        if any(p in before.startup_code or p.endswith((".pth", *integrity.STARTUP_MODULES)) for p in changed):
+            mended = integrity.restore_startup_code(before)
+            self.on_event({"event": "startup_code_restored", "files": mended})
         edited = self._edited_by_person(changed, isolation)
         if edited:
             changed = [p for p in changed if p not in edited]
@@ -1006,18 +1058,6 @@ class Loop:
                     for folder in candidate_box(self.worktree.path, self.config, self.dataset).write)):
                 mine.append(str(path))
         return mine
-
-    def _prune_compile_cache(self) -> None:
-        """Keep the run's compile cache within `sandbox.compile_cache_gb` (`diskguard.prune_cache`): every
-        change of shapes or code compiles new kernels, and a night of them would otherwise fill the disk. A
-        cache you placed yourself (TORCHINDUCTOR_CACHE_DIR set) is yours, and left alone."""
-        if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
-            return
-        folder = Path(static_env(self.worktree.path, self.config)["TORCHINDUCTOR_CACHE_DIR"])
-        removed, entries = diskguard.prune_cache(folder, self.config.sandbox.compile_cache_gb)
-        if entries:
-            self.on_event({"event": "cache_pruned", "folder": str(folder), "bytes": removed, "entries": entries,
-                           "limit_gb": self.config.sandbox.compile_cache_gb})
 
     def _prestart(self) -> None:
         if self._prestarted is None and can_prestart(self.config):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from autoresearch.sandbox import MEMORY_SHARE
+
 
 class ParallelError(Exception):
     """The loops cannot be placed; the message names the fix."""
@@ -43,9 +45,12 @@ class Place:
 def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) -> list[Place]:
     """One place per loop, tagged `<base_tag>-<i>` (a single loop: `base_tag` itself). `count`: a number, or
     `all` (one loop per GPU). `gpus`: the ids of the visible GPUs (what `CUDA_VISIBLE_DEVICES` names, or
-    0..n-1); `cpus`: the cores this process may use. With GPUs, loop i gets GPU i; without, the cores are cut
-    into `count` runs of neighbours, as even as they go, and each loop's maths libraries get as many threads
-    as it has cores."""
+    0..n-1); `cpus`: the cores this process may use. With GPUs, loop i gets GPU i and CUDA_DEVICE_ORDER=PCI_BUS_ID,
+    so that CUDA counts the GPUs in the order in which the box of its runs finds the device node of GPU i
+    (`sandbox.gpu_nodes`: it gets that GPU's only); without, the cores are cut into `count` runs of neighbours,
+    as even as they go, and each loop's maths libraries get as many threads as it has cores. Each loop's runs
+    get an equal part of the memory that one run may take by default (AUTORESEARCH_MEMORY_SHARE, read by
+    `sandbox.memory_limit`), so that the loops together cannot take the machine's."""
     if count.strip().lower() == "all":
         if not gpus:
             raise ParallelError("--parallel all means one loop per GPU, and no GPU is visible here: give how many "
@@ -60,11 +65,13 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
         if n < 1:
             raise ParallelError(f"--parallel {count}: give at least 1 loop")
     tags = [f"{base_tag}-{i}" for i in range(n)] if n > 1 else [base_tag]  # one loop: a run watched over
+    memory = {"AUTORESEARCH_MEMORY_SHARE": f"{MEMORY_SHARE / n:.4g}"} if n > 1 else {}
     if gpus:
         if n > len(gpus):
             raise ParallelError(f"--parallel {n}: only {len(gpus)} GPU(s) are visible ({', '.join(gpus)}), and each "
                                 "loop needs one of its own: give at most that many, or --parallel all")
-        return [Place(tag, env={"CUDA_VISIBLE_DEVICES": gpu}) for tag, gpu in zip(tags, gpus, strict=False)]
+        return [Place(tag, env={"CUDA_VISIBLE_DEVICES": gpu, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **memory})
+                for tag, gpu in zip(tags, gpus, strict=False)]
     cores = sorted(cpus)
     if n > len(cores):
         raise ParallelError(f"--parallel {n}: this machine lets the loops use {len(cores)} core(s), and each loop "
@@ -75,7 +82,7 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
         mine = tuple(cores[start:start + size])
         start += size
         threads = str(len(mine))
-        places.append(Place(tag, env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}, cpus=mine))
+        places.append(Place(tag, env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **memory}, cpus=mine))
     return places
 
 

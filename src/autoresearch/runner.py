@@ -23,20 +23,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autoresearch import diskguard, reported, sandbox, speed
+from autoresearch import diskguard, floor, reported, sandbox, speed
+from autoresearch.clock import STOP, Clock
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import EvaluationError, EvaluationVoid, SpareWorkers, evaluate, verify
+from autoresearch.evaluate import EvalResult, EvaluationError, EvaluationVoid, SpareWorkers, evaluate, verify
 from autoresearch.flops import mfu
 
 PROGRESS_PREFIX = "@autoresearch "
 LOG_LIMIT_BYTES = 32 << 20  # of a run's output kept in train.log; the rest is read and dropped
 MAX_LINE_BYTES = 1 << 20  # output is read in lines of at most this many bytes (a line without end is cut)
+STOP_LINE = b"stop\n"  # written to train.py's standard input when the budget is spent (docs/contract.md)
+ERROR_CHARS = 4000  # of a crashed run's output, at most, in its error
 
 
 CANDIDATE_EVENTS = ("start", "step", "done")  # what train.py may report; every other name is the harness's
 INTEGER_FIELDS = frozenset({"params", "step", "steps", "tokens", "peak_memory_bytes"})
 TEXT_FIELDS = frozenset({"device", "profile"})  # every other field is a number
+
+
+def capped(text: str, limit: int = ERROR_CHARS) -> str:
+    """The end of `text`, at most `limit` characters: what of a run's own output may go into its error (which
+    reaches the agent)."""
+    return text if len(text) <= limit else "[... cut]\n" + text[-limit:]
 
 
 def parse_progress(line: str) -> dict | None:
@@ -86,9 +95,11 @@ class Outcome:
     metric_name: str = "val_bpb"
     val_bpb: float | None = None
     val_bpb_stderr: float | None = None
-    training_seconds: float | None = None
+    training_seconds: float | None = None  # built-in contract: `start` line to `done` line, as the harness read them
     total_seconds: float = 0.0
-    startup_seconds: float | None = None
+    startup_seconds: float | None = None  # from launch to the `start` line, by the harness's clock
+    finish_seconds: float | None = None  # from the `done` line to the exit (saving), by the harness's clock
+    reported_training_seconds: float | None = None  # what train.py said (its `done` line); not trusted
     eval_seconds: float | None = None
     peak_memory_bytes: int | None = None
     tokens: int | None = None
@@ -151,7 +162,7 @@ def split_command(command: str) -> list[str]:
 def static_env(task_dir: Path, config: TaskConfig) -> dict[str, str]:
     """The part of a run's environment that is the same for every experiment of a task: what a
     prestarted interpreter (`prestart_python`) is started with, before it knows its experiment."""
-    cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(task_dir / ".autoresearch" / "compile-cache")))
+    cache = compile_cache(task_dir)
     env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton"),
            "AUTORESEARCH_OUTPUT_DIR": str(model_dir(task_dir))}
     if config.evaluated:
@@ -186,9 +197,52 @@ def model_dir(task_dir: Path) -> Path:
     return task_dir / ".autoresearch" / "model"
 
 
+def compile_cache(task_dir: Path) -> Path:
+    """The compile cache a run writes (torch.compile's and Triton's): its own copy of the frozen cache
+    (`frozen_cache`), made afresh before each run and thrown away after it, so that nothing one run compiles (or
+    plants there) reaches another. A fixed folder, like the model folder, so a prestarted interpreter's box
+    shows it."""
+    return task_dir / ".autoresearch" / "compile-cache"
+
+
+def frozen_cache(task_dir: Path) -> Path:
+    """The compile cache each run starts from: what the loop's own baseline compiled in its first run
+    (`freeze_compile_cache`), never written by a candidate; or the folder a person named in
+    TORCHINDUCTOR_CACHE_DIR, which is only ever read."""
+    placed = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    return Path(placed) if placed else task_dir / ".autoresearch" / "compile-cache-frozen"
+
+
+def reset_compile_cache(task_dir: Path) -> None:
+    """Make the run's compile cache an exact copy of the frozen one: emptied in place (a prestarted box has it
+    mounted), then filled. Symbolic links in the frozen cache are not followed."""
+    run = compile_cache(task_dir)
+    _empty(run)
+    frozen = frozen_cache(task_dir)
+    if frozen.is_dir():
+        shutil.copytree(frozen, run, symlinks=True, dirs_exist_ok=True)
+
+
+def freeze_compile_cache(task_dir: Path, max_gb: float) -> int | None:
+    """Keep what the run just compiled as the frozen cache, unless there is one already (or a person placed
+    theirs). Called by the loop after its baseline's first sound run only: the baseline is the task's own code.
+    Returns the bytes frozen; None when nothing was, because the cache was over `max_gb` (0: no cap)."""
+    frozen, run = frozen_cache(task_dir), compile_cache(task_dir)
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ or frozen.exists() or not run.is_dir():
+        return 0
+    size = sum(f.stat().st_size for f in run.rglob("*") if f.is_file() and not f.is_symlink())
+    if max_gb > 0 and size > max_gb * diskguard.GB:
+        return None
+    scratch = frozen.with_name(frozen.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(run, scratch, symlinks=True)
+    os.replace(scratch, frozen)
+    return size
+
+
 def candidate_box(task_dir: Path, config: TaskConfig, dataset: Dataset | None) -> sandbox.Box:
     """What train.py (or the task's command) may see and touch: its folder, the train split (not val or
-    test), its model folder and the compile cache."""
+    test), its model folder and its copy of the compile cache (`compile_cache`)."""
     env = static_env(task_dir, config)
     writable = [model_dir(task_dir), Path(env["TORCHINDUCTOR_CACHE_DIR"])]
     for folder in writable:
@@ -198,7 +252,8 @@ def candidate_box(task_dir: Path, config: TaskConfig, dataset: Dataset | None) -
     writable += [path for path in _settings_paths(config.sandbox.write) if path.is_dir()]
     return sandbox.Box(workdir=task_dir, read=tuple(read), write=tuple(writable),
                        gpu=config.evaluated and env.get("AUTORESEARCH_DEVICE", "").startswith("cuda"),
-                       network=config.sandbox.network, env=tuple(config.sandbox.env))
+                       network=config.sandbox.network, env=tuple(config.sandbox.env),
+                       max_memory_gb=config.sandbox.max_memory_gb)
 
 
 def _settings_paths(entries: list[str]) -> list[Path]:
@@ -222,7 +277,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                    on_event: Callable[[dict], None] = lambda _: None,
                    prestarted: sandbox.CandidateProcess | None = None,
                    probe: Callable[[float], bool] | None = None, spares: SpareWorkers | None = None,
-                   stop_when: Callable[[dict], str | None] | None = None) -> Outcome:
+                   stop_when: Callable[[dict], str | None] | None = None, startup_allowance: float | None = None,
+                   finish_allowance: float | None = None) -> Outcome:
     """Run one experiment in `task_dir` and measure it. Never raises for candidate failures; raises
     diskguard.DiskSpaceError, before anything runs, when the disk has too little free space.
 
@@ -234,7 +290,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     `spares`: evaluation workers for `task_dir` (`spare_workers`), filled while train.py starts and drawn
     from to evaluate; without it, the run starts and ends its own. `stop_when` is given each progress event
     (the harness's machine-speed reading too); a reason it returns stops the run there, unevaluated, as
-    `pruned` (prune.py)."""
+    `pruned` (prune.py). `startup_allowance` and `finish_allowance` bound the run's untimed phases (clock.py;
+    default: the task's `train.startup_allowance_seconds` and `train.finish_allowance_seconds`)."""
     started = time.perf_counter()
     limits = config.sandbox
     try:
@@ -250,6 +307,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     box = candidate_box(task_dir, config, dataset)
     output_dir = model_dir(task_dir)
     _empty(output_dir)
+    reset_compile_cache(task_dir)
     log_path = run_dir / "train.log"
     outcome = Outcome(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device,
                       metric_name=config.metric.name)
@@ -266,7 +324,6 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             json_path.unlink()  # a stale file from an earlier run must not count
 
     env = experiment_env(task_dir, config, dataset, budget, seed)
-    deadline = budget + config.train.startup_allowance_seconds
     files_before, since = diskguard.files_in(task_dir, sandbox.HIDDEN_IN_WORKDIR), time.time()
     speed_probe = device if device in ("cpu", "cuda", "mps") or device.startswith("cuda:") else None
     proc = _launch_prestarted(prestarted, script, env, speed_probe) if can_prestart(config) else None
@@ -275,19 +332,25 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     outcome.prestarted = proc is not None
     if proc is None:
         try:
-            proc = sandbox.start(command_argv(config, script), box, env)
+            proc = sandbox.start(command_argv(config, script), box, env, stdin=subprocess.PIPE)
         except OSError as err:
             outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
             return outcome
+        if not config.evaluated:
+            proc.popen.stdin.close()  # a task's own command gets no stop line: its deadline is a kill
     outcome.isolation = proc.isolation
-    timed_out = threading.Event()
-
-    def expire() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(deadline, expire)
-    timer.start()
+    # The harness's clock (clock.py): train.py's own `start` and `done` lines mark the phases, but only as the
+    # harness reads them; a task's own command is killed at budget + start-up allowance from its launch.
+    startup = config.train.startup_allowance_seconds if startup_allowance is None else startup_allowance
+    if config.evaluated:
+        run_clock = Clock(budget=budget, startup=startup, launched=time.monotonic(),
+                          finish=config.train.finish_allowance_seconds if finish_allowance is None else finish_allowance)
+    else:
+        run_clock = Clock(budget=budget + startup, startup=0.0, finish=float("inf"), launched=time.monotonic(),
+                          overrun=0.0)
+        run_clock.started(run_clock.launched)
+    watch = _Watch(run_clock, proc, stops=config.evaluated)
+    watch.start()
     disk = diskguard.DiskWatch(task_dir, lambda _: proc.kill(), max_write_gb=limits.max_write_gb,
                                min_free_gb=limits.min_free_gb)
     disk.start()
@@ -326,6 +389,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                 tail.append(line[:2000])
                 del tail[:-60]
                 event = parse_progress(line.rstrip("\n"))
+                if event is not None and config.evaluated and event["event"] in ("start", "done"):
+                    watch.saw(event["event"])
                 if event is not None:
                     outcome.events.append(event)
                     _absorb(outcome, event)
@@ -341,7 +406,8 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             spares.close()
         raise
     finally:
-        timer.cancel()
+        ended = time.monotonic()
+        watch.stop()
         disk.stop()
         proc.kill()
     if outcome.machine_speed is not None and device == "cpu":
@@ -360,18 +426,37 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         outcome.error = (f"{what} was stopped: {disk.reason}. The {freed / diskguard.GB:.2f} GB it wrote were "
                          "deleted (docs/security.md)")
         evaluating = False
+    elif code != 0 and proc.memory_exceeded():
+        outcome.status = "crash"
+        outcome.error = (f"{what} was stopped: it used more than its memory limit of {proc.memory_gb:.3g} GB "
+                         "(sandbox.max_memory_gb)")
+        evaluating = False
     elif pruned is not None:
         outcome.status, outcome.error = "pruned", pruned
         evaluating = False
-    elif timed_out.is_set():
+    elif watch.killed is not None:
         outcome.status = "timeout"
-        outcome.error = f"{what} ran past budget + start-up allowance ({deadline:.0f} s) and was killed"
+        outcome.error = (f"{what} {watch.killed} and was killed" if config.evaluated else
+                         f"{what} ran past budget + start-up allowance ({budget + startup:.0f} s) and was killed")
     elif code != 0:
         outcome.status = "crash"
-        outcome.error = "".join(tail[-30:]).strip() or f"{what} exited with code {code}"
+        outcome.error = capped("".join(tail[-30:]).strip()) or f"{what} exited with code {code}"
     elif config.evaluated and not any(e.get("event") == "done" for e in outcome.events):
         outcome.status = "crash"
         outcome.error = "train.py exited without its final progress line (see docs/contract.md)"
+    if config.evaluated:
+        reported = outcome.reported_training_seconds = outcome.training_seconds
+        outcome.startup_seconds = run_clock.startup_seconds
+        outcome.training_seconds = run_clock.training_seconds
+        outcome.finish_seconds = run_clock.finish_seconds(ended)
+        if outcome.tokens and outcome.training_seconds:
+            outcome.tokens_per_s = outcome.tokens / outcome.training_seconds
+        verdict = run_clock.verdict(reported) if outcome.status == "ok" else None
+        if verdict is not None:
+            status, why = verdict
+            outcome.status = "void" if status == "tampered" else status
+            outcome.error = f"tampered: {why}" if status == "tampered" else f"{what} {why}"
+            evaluating = False
     if outcome.training_seconds is None and not config.evaluated:
         outcome.training_seconds = time.perf_counter() - started
 
@@ -390,6 +475,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             outcome.metric = result.bpb
             outcome.eval_seconds = result.seconds
             on_event({"event": "eval", "val_bpb": result.bpb, "seconds": result.seconds})
+            checked_test = None
             if result.audit is not None and (probe is None or probe(result.bpb)):
                 checked = verify(script, model_path, result.audit, dataset.token_bytes(), device=device,
                                  cwd=task_dir, env=eval_env, timeout=max(120.0, budget),
@@ -398,10 +484,16 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
                                  worker=spares.take(script, model_path, vocab))
                 outcome.causal_tv, outcome.probe_seconds = checked.causal_tv, checked.seconds
                 outcome.test_bpb = checked.test.bpb if checked.test is not None else None
+                checked_test = checked.test
+            void = _impossible_scores(outcome, dataset, config, result.bpb_stderr, checked_test)
+            if void is not None:
+                outcome.status, outcome.error = "void", void
         except EvaluationVoid as err:
             outcome.status, outcome.error = "void", str(err)
+            _log_worker_output(run_dir, err)
         except EvaluationError as err:
             outcome.status, outcome.error = "crash", f"evaluation failed: {err}"
+            _log_worker_output(run_dir, err)
     if own_spares:
         spares.close()
     if outcome.status == "ok" and not config.evaluated:
@@ -410,6 +502,24 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     outcome.total_seconds = time.perf_counter() - started
     (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
     return outcome
+
+
+def _impossible_scores(outcome: Outcome, dataset: Dataset, config: TaskConfig, val_stderr: float,
+                       test: EvalResult | None) -> str | None:
+    """Why the measured scores cannot come from an honest model (floor.py), or None."""
+    floors = {split: floor.evaluated_floor(dataset, split, config.eval.seq_len, config.eval.tokens)
+              for split in ("val", "test")}
+    why = floor.below_floor(outcome.val_bpb, val_stderr, floors["val"], "val")
+    if why is None and test is not None:
+        why = floor.below_floor(test.bpb, test.bpb_stderr, floors["test"], "test") or floor.suspiciously_good_test(
+            (outcome.val_bpb, val_stderr), (test.bpb, test.bpb_stderr), floors["val"], floors["test"])
+    return f"tampered: {why}" if why else None
+
+
+def _log_worker_output(run_dir: Path, err: EvaluationError) -> None:
+    """What the evaluation worker wrote, for the person (`autoresearch show`): never for the agent."""
+    if err.worker_output:
+        (run_dir / "eval.log").write_text(err.worker_output[-LOG_LIMIT_BYTES:], errors="replace")
 
 
 def output_lines(popen: subprocess.Popen, max_line: int = MAX_LINE_BYTES, linger: float = 1.0) -> Iterator[bytes]:
@@ -476,6 +586,52 @@ def _keep_model(output_dir: Path, destination: Path) -> None:
         shutil.move(str(entry), str(destination / entry.name))
 
 
+class _Watch(threading.Thread):
+    """Carries out the run's clock (clock.py): the stop line at the budget, the kill past an allowance."""
+
+    def __init__(self, clock: Clock, proc: sandbox.CandidateProcess, *, stops: bool) -> None:
+        super().__init__(daemon=True)
+        self.clock, self.proc, self.stops = clock, proc, stops
+        self.killed: str | None = None  # why the run was killed, if it was
+        self._lock, self._changed, self._ended = threading.Lock(), threading.Event(), False
+
+    def saw(self, event: str) -> None:
+        """train.py's `start` or `done` line has just been read."""
+        with self._lock:
+            (self.clock.started if event == "start" else self.clock.done)(time.monotonic())
+        self._changed.set()
+
+    def stop(self) -> None:
+        self._ended = True
+        self._changed.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._ended:
+            with self._lock:
+                when, action, why = self.clock.next_action()
+            delay = when - time.monotonic()
+            if delay > 0:
+                self._changed.wait(delay)
+                self._changed.clear()
+                continue
+            if action == STOP:
+                self.clock.stop_sent = True
+                if self.stops:
+                    self._tell_stop()
+                continue
+            self.killed = why
+            self.proc.kill()
+            return
+
+    def _tell_stop(self) -> None:
+        try:
+            self.proc.popen.stdin.write(STOP_LINE)
+            self.proc.popen.stdin.flush()
+        except (OSError, ValueError):  # it closed its input, or is gone: the kill past the overrun follows
+            pass
+
+
 def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path, env: dict[str, str],
                        speed_probe: str | None) -> sandbox.CandidateProcess | None:
     if prestarted is None or not prestarted.alive():
@@ -523,7 +679,6 @@ def _absorb(outcome: Outcome, event: dict) -> None:
     if kind == "start":
         outcome.params = event.get("params")
         outcome.flops_per_token = event.get("flops_per_token")
-        outcome.startup_seconds = event.get("startup_seconds")
     elif kind == "step":
         outcome.steps, outcome.tokens = event.get("step"), event.get("tokens")
     elif kind == "done":

@@ -5,7 +5,13 @@ Every candidate process gets:
 - its own session and, on Linux, death with the harness (a harness killed with `kill -9` takes its
   candidate down with it);
 - an environment cleared to an allow-list (`candidate_env`): no API keys, tokens or passwords;
-- rlimits on the size of a file it writes and on its open files.
+- rlimits on the size of a file it writes and on its open files;
+- a memory limit for its processes together (`sandbox.max_memory_gb`; by default `MEMORY_SHARE` of the
+  machine's memory): a memory cgroup of its own, where the harness may make one (`_MemoryLimit`), which
+  also counts the files it keeps in RAM (a tmpfs: the box's /tmp and /dev/shm). Past the limit the kernel
+  kills it, and `CandidateProcess.memory_exceeded` says so. Without such a cgroup, RLIMIT_AS bounds each of
+  its processes on its own, except with the GPU (CUDA reserves far more address space than it uses), where
+  nothing bounds its memory; the log says which once.
 
 Where bubblewrap works (Linux with `bwrap` on PATH and namespaces allowed), it also runs in a box
 (`bwrap_argv`), built from a `Box`:
@@ -15,9 +21,11 @@ Where bubblewrap works (Linux with `bwrap` on PATH and namespaces allowed), it a
 - a file system made only of what it needs: the system folders and Python read-only, its working
   folder (writable, or read-only for the evaluation worker) with the folder's `.git` and
   `.autoresearch/` hidden, the extra files it may read (the train split) and folders it may write
-  (its model's output folder), and a size-capped /tmp. Everything else is absent: the validation and
-  test data, the experiment store, the repository, other worktrees, the home folder, /run and the
-  host's sockets.
+  (its model's output folder), and a size-capped /tmp and /dev/shm (both within its memory limit). /dev
+  is read-only (a tmpfs in RAM otherwise). With the GPU it gets the device nodes of the GPUs
+  CUDA_VISIBLE_DEVICES names (`gpu_nodes`) and the driver's control nodes, not those of the other GPUs
+  (another loop's, under `--parallel`). Everything else is absent: the validation and test data, the
+  experiment store, the repository, other worktrees, the home folder, /run and the host's sockets.
 
 Where bubblewrap cannot run but the kernel has Landlock (`landlock.py`), the candidate restricts itself
 before it starts (`landlock_ruleset`): it can read only the system folders, Python, its working folder (not
@@ -37,6 +45,7 @@ overnight).
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import itertools
 import json
@@ -50,7 +59,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import landlock
@@ -69,7 +78,11 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers",
                        "/etc/ssh", "/etc/ssl/private")
 HIDDEN_IN_WORKDIR = (".git", ".autoresearch")  # the repository, and the harness's folder (store, logs)
-TMP_BYTES = 4 << 30  # the box's /tmp
+HIDDEN_TMPFS_BYTES = 1 << 20  # what covers `.git` and `.autoresearch/` in the box: room for mount points only
+TMP_BYTES = 4 << 30  # the box's /tmp, at most (and at most a quarter of its memory limit)
+SHM_BYTES = 4 << 30  # the box's /dev/shm (torch's worker processes share tensors there), likewise
+MEMORY_SHARE = 0.75  # a candidate's memory limit where sandbox.max_memory_gb is 0: this share of the machine's
+GB = 1 << 30
 MAX_FILE_BYTES = 64 << 30  # RLIMIT_FSIZE: the largest file a candidate may write
 MAX_OPEN_FILES = 4096  # RLIMIT_NOFILE
 MAX_TASKS = 8192  # processes and threads of one candidate, where a pids cgroup can hold it (a fork bomb's end)
@@ -86,6 +99,7 @@ class Box:
     gpu: bool = False  # pass the NVIDIA device nodes through
     network: bool = False  # share the host's network (only where the task's settings ask for it)
     env: tuple[str, ...] = ()  # names of further environment variables it gets as they are
+    max_memory_gb: float = 0.0  # the most memory its processes may use together; 0: `MEMORY_SHARE` of the machine's
 
 
 def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Iterable[str] = (),
@@ -116,7 +130,10 @@ def isolation() -> str:
     or `AUTORESEARCH_SANDBOX=off`). Checked once; anything below the box is logged loudly."""
     wanted = os.environ.get("AUTORESEARCH_SANDBOX", "").lower()
     if wanted in ("off", "0", "no", "false"):
-        log.warning("AUTORESEARCH_SANDBOX=off: candidate code runs without the sandbox")
+        log.warning("AUTORESEARCH_SANDBOX=off: candidate code runs without the sandbox: it can read your files (the "
+                    "validation and test data, the store, your home), reach the network and other processes; the "
+                    "harness still owns the clock, the metric, its environment and its own folders "
+                    "(docs/security.md)")
         return "process"
     why = "AUTORESEARCH_SANDBOX=landlock" if wanted == "landlock" else _bwrap_problem()
     if why is None:
@@ -147,8 +164,10 @@ def _bwrap_problem() -> str | None:
     return None
 
 
-def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = TMP_BYTES) -> list[str]:
-    """The bubblewrap command line (before the program's own argv) that runs a program in `box`.
+def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = TMP_BYTES, shm_bytes: int = SHM_BYTES,
+               devices: Sequence[str] | None = None) -> list[str]:
+    """The bubblewrap command line (before the program's own argv) that runs a program in `box`. With the GPU,
+    `devices` are the NVIDIA device nodes it gets (`gpu_nodes`; None: all of them).
 
     Order matters: bwrap mounts in order, so /tmp comes before anything that lives under it, the working
     folder before what is hidden in it, and the hiding before the folders that are shown again."""
@@ -162,13 +181,15 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
             args += ["--ro-bind", folder, folder]
     for secret in HIDDEN_SYSTEM_FILES:
         if os.path.isdir(secret) and not os.path.islink(secret):
-            args += ["--tmpfs", secret]
+            args += ["--tmpfs", secret, "--remount-ro", secret]  # empty, and no scratch space in RAM
         elif os.path.exists(secret):
             args += ["--ro-bind", "/dev/null", secret]
     args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"]
     if box.gpu:
-        for node in sorted(Path("/dev").glob("nvidia*")):
-            args += ["--dev-bind", str(node), str(node)]
+        for node in sorted(map(str, Path("/dev").glob("nvidia*"))) if devices is None else devices:
+            args += ["--dev-bind", node, node]
+    # /dev is a tmpfs (RAM) the box's root could fill: read-only once made (its device nodes work as before)
+    args += ["--size", str(shm_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     args += ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     workdir = box.workdir.resolve()
     shown = _shown(box, python_paths)
@@ -178,8 +199,10 @@ def bwrap_argv(box: Box, *, python_paths: Iterable[str] = (), tmp_bytes: int = T
     args += ["--bind" if box.writable else "--ro-bind", str(workdir), str(workdir)]
     for hidden in HIDDEN_IN_WORKDIR:
         target = workdir / hidden
-        if target.is_dir() and not target.is_symlink():
-            args += ["--tmpfs", str(target)]
+        if target.is_dir() and not target.is_symlink():  # a small tmpfs: only the mount points of what is shown again
+            args += ["--size", str(HIDDEN_TMPFS_BYTES), "--tmpfs", str(target)]
+        elif target.is_file() and not target.is_symlink():  # a worktree's `.git` file: covered, it cannot be rewritten
+            args += ["--ro-bind", "/dev/null", str(target)]
     for path in map(str, box.read):  # files inside the working folder's hidden parts, shown again
         if _under(path, (str(workdir),)) and os.path.exists(path):
             args += ["--ro-bind", path, path]
@@ -212,8 +235,9 @@ def landlock_ruleset(box: Box, *, python_paths: Iterable[str] = (), scratch: Pat
             rules += _rights_except(os.path.realpath(folder), landlock.READ, HIDDEN_SYSTEM_FILES)
     rules += [("/proc", landlock.READ_FILE | landlock.READ_DIR), ("/sys", landlock.READ_FILE | landlock.READ_DIR),
               ("/dev", landlock.DEVICES)]
-    if os.path.isdir("/dev/shm"):
-        rules.append(("/dev/shm", landlock.WRITE))  # shared memory of torch's worker processes (a tmpfs)
+    # No /dev/shm: under Landlock it is the host's, shared by every candidate and evaluation worker, so it would
+    # carry whatever one leaves there to the next (POSIX shared memory and semaphores, e.g. multiprocessing's
+    # locks and DataLoader workers, are therefore not available in this layer; the box has a private one).
     for path in _shown(box, python_paths):
         if not _under(path, (workdir,)):
             rules.append((path, landlock.READ))
@@ -290,6 +314,185 @@ def _sockets(folders: Iterable[Path], limit: int = 20_000) -> list[str]:
     return found
 
 
+# -- the GPUs a box gets --------------------------------------------------------------------------
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia")
+_GPU_NODE = re.compile(r"nvidia\d+")  # a GPU's own node; the others (nvidiactl, nvidia-uvm, nvidia-caps...) serve all
+_PCI_ADDRESS = re.compile(r"([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-7])")
+_LEGACY_MIG = re.compile(r"MIG-(GPU-[0-9a-fA-F-]+)/\d+/\d+")  # MIG-GPU-<its GPU's uuid>/<instance>/<compute instance>
+
+
+@dataclass(frozen=True)
+class GpuNodes:
+    """The NVIDIA device nodes a box gets (`gpu_nodes`)."""
+
+    nodes: tuple[str, ...]  # its GPUs' nodes and the control nodes; every node where `problem` is set
+    env: dict[str, str] = field(default_factory=dict)  # what the box's environment gets instead of the harness's
+    problem: str | None = None  # why it gets every node: what could not be mapped
+
+
+@dataclass(frozen=True)
+class _Gpu:
+    address: tuple[int, ...]  # PCI domain, bus, device and function: the order of CUDA_DEVICE_ORDER=PCI_BUS_ID
+    minor: int  # its device node is /dev/nvidia<minor>
+    uuid: str | None  # GPU-<uuid>, where the driver shows it
+    model: str
+
+
+def gpu_nodes(visible: str | None, driver: Path = NVIDIA_DRIVER, dev: Path = Path("/dev"), *, pci_order: bool = True,
+              mig_parents: Mapping[str, str] | None = None) -> GpuNodes:
+    """The device nodes (in `dev`) of the GPUs that `visible` names, and the control nodes that every GPU needs.
+
+    `visible` is CUDA_VISIBLE_DEVICES (None: every GPU): indices, GPU-<uuid> (or a unique start of one) or
+    MIG-<uuid> entries; an empty or negative entry ends it, as in CUDA. The GPUs are read from the driver's
+    folder `driver` (/proc/driver/nvidia: `gpus/<PCI address>/information` gives each one's "Device Minor" and
+    "GPU UUID"). Indices count the GPUs in PCI bus order, as CUDA does with CUDA_DEVICE_ORDER=PCI_BUS_ID
+    (`pci_order`); otherwise only where the GPUs are all of one model. A MIG device gets its GPU's node and
+    nvidia-caps (`mig_parents`: MIG UUID -> its GPU's UUID, from `nvidia-smi -L`; the old form
+    MIG-GPU-<uuid>/<gi>/<ci> names it itself). In a box with fewer GPUs' nodes CUDA counts only those, so index
+    entries are renamed to the GPUs' UUIDs in the box's environment (`env`), or counted again among its GPUs
+    where the driver shows no UUID. What cannot be mapped gets every node, with the `problem` said."""
+    every = tuple(sorted(str(node) for node in dev.glob("nvidia*")))
+    if visible is None:
+        return GpuNodes(every)
+    control = tuple(node for node in every if not _GPU_NODE.fullmatch(os.path.basename(node)))
+    entries: list[str] = []
+    for entry in (e.strip() for e in visible.split(",")):
+        if not entry or re.fullmatch(r"-\d+", entry):
+            break
+        entries.append(entry)
+    if not entries:
+        return GpuNodes(control)
+    gpus = _driver_gpus(driver)
+    if isinstance(gpus, str):
+        return GpuNodes(every, problem=f"CUDA_VISIBLE_DEVICES={visible}, but {gpus}")
+    mig_mode = any((driver / "capabilities").glob("gpu*/mig/gi*"))
+    picked: list[_Gpu] = []
+    for entry in entries:
+        gpu = _gpu_named(entry, gpus, pci_order=pci_order, mig_mode=mig_mode, mig_parents=mig_parents or {})
+        if isinstance(gpu, str):
+            return GpuNodes(every, problem=f"CUDA_VISIBLE_DEVICES={visible}: {gpu}")
+        picked.append(gpu)
+    if {gpu.minor for gpu in picked} == {gpu.minor for gpu in gpus}:
+        return GpuNodes(every)  # all of them: the environment stays as it is
+    own = sorted({str(dev / f"nvidia{gpu.minor}") for gpu in picked} & set(every))
+    if all(e.isdigit() for e in entries) and any(gpu.uuid is None for gpu in picked):
+        ranks = sorted(set(picked), key=lambda gpu: gpu.address)
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(ranks.index(gpu)) for gpu in picked),
+               "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    elif any(e.isdigit() and gpu.uuid is None for e, gpu in zip(entries, picked, strict=True)):
+        return GpuNodes(every, problem=f"CUDA_VISIBLE_DEVICES={visible}: the driver shows no UUID for a GPU it "
+                                       "names by index, besides GPUs named by UUID")
+    else:
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpu.uuid if e.isdigit() else e
+                                                for e, gpu in zip(entries, picked, strict=True))}
+    return GpuNodes(tuple(sorted((*control, *own))), env=env)
+
+
+def _driver_gpus(driver: Path) -> list[_Gpu] | str:
+    """The GPUs the driver's folder lists, in PCI bus order; or what keeps them from being known."""
+    infos = sorted((driver / "gpus").glob("*/information"))
+    if not infos:
+        return f"{driver / 'gpus'} lists no GPU"
+    gpus = []
+    for info in infos:
+        try:
+            text = info.read_text(errors="replace")
+        except OSError as err:
+            return f"{info} cannot be read ({err.strerror})"
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            key, colon, value = line.partition(":")
+            if colon:
+                fields.setdefault(key.strip(), value.strip())
+        minor = fields.get("Device Minor", "")
+        address = _PCI_ADDRESS.fullmatch(fields.get("Bus Location") or info.parent.name)
+        if not minor.isdigit() or address is None:
+            return f"{info} shows no device minor or PCI address"
+        if fields.get("GPU Excluded", fields.get("Blacklisted", "No")).lower().startswith("yes"):
+            return f"the driver excludes the GPU at {info.parent.name} (CUDA does not count it)"
+        uuid = fields.get("GPU UUID", "")
+        gpus.append(_Gpu(address=tuple(int(part, 16) for part in address.groups()), minor=int(minor),
+                         uuid=uuid if re.fullmatch(r"GPU-[0-9a-fA-F-]{8,}", uuid) else None,
+                         model=fields.get("Model", "")))
+    return sorted(gpus, key=lambda gpu: gpu.address)
+
+
+def _gpu_named(entry: str, gpus: Sequence[_Gpu], *, pci_order: bool, mig_mode: bool,
+               mig_parents: Mapping[str, str]) -> _Gpu | str:
+    """The GPU that one entry of CUDA_VISIBLE_DEVICES names, or why it is not known."""
+    if entry.isdigit():
+        if mig_mode:
+            return "a GPU here is in MIG mode, where CUDA's indices do not count GPUs"
+        if not pci_order and len({gpu.model for gpu in gpus}) > 1:
+            return ("without CUDA_DEVICE_ORDER=PCI_BUS_ID, CUDA counts the GPUs fastest first, and these are of "
+                    "different models")
+        if int(entry) >= len(gpus):
+            return f"there are {len(gpus)} GPUs, and {entry} is not one of their indices"
+        return gpus[int(entry)]
+    uuid = entry
+    if entry.upper().startswith("MIG-"):
+        legacy = _LEGACY_MIG.fullmatch(entry)
+        parents = {parent for mig, parent in mig_parents.items() if mig.lower().startswith(entry.lower())}
+        if legacy is None and len(parents) != 1:
+            return f"the GPU of the MIG device {entry} is not known (`nvidia-smi -L` lists them)"
+        uuid = legacy.group(1) if legacy is not None else parents.pop()
+    if uuid.upper().startswith("GPU-"):
+        found = [gpu for gpu in gpus if gpu.uuid is not None and gpu.uuid.lower().startswith(uuid.lower())]
+        if len(found) == 1:
+            return found[0]
+        return f"{len(found) or 'no'} GPUs have the UUID {uuid}"
+    return f"{entry!r} is neither an index nor a GPU or MIG UUID"
+
+
+def mig_parents(listing: str) -> dict[str, str]:
+    """MIG device UUID -> the UUID of its GPU, from what `nvidia-smi -L` prints (each GPU's line, then its MIG
+    devices' lines)."""
+    parents: dict[str, str] = {}
+    gpu = None
+    for line in listing.splitlines():
+        found = re.search(r"\(UUID: ((?:GPU|MIG)-[^)\s]+)\)", line)
+        if found is None:
+            continue
+        if found.group(1).startswith("GPU-"):
+            gpu = found.group(1)
+        elif gpu is not None:
+            parents[found.group(1)] = gpu
+    return parents
+
+
+@functools.cache
+def _machine_mig_parents() -> dict[str, str]:
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return mig_parents(listed.stdout)
+
+
+def box_gpu_nodes(env: Mapping[str, str]) -> GpuNodes:
+    """`gpu_nodes` on this machine for a box whose environment is `env`; what cannot be mapped is logged once."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    entries = [e.strip() for e in (visible or "").split(",")]
+    parents = _machine_mig_parents() if any(e.upper().startswith("MIG-") and not _LEGACY_MIG.fullmatch(e)
+                                            for e in entries) else None
+    found = gpu_nodes(visible, pci_order=env.get("CUDA_DEVICE_ORDER", "").upper() == "PCI_BUS_ID",
+                      mig_parents=parents)
+    if found.problem is not None:
+        _say_once(logging.WARNING, "the box gets the device nodes of every GPU, not only its own: %s", found.problem)
+    return found
+
+
+_said: set[str] = set()
+
+
+def _say_once(level: int, message: str, *args: object) -> None:
+    text = message % args if args else message
+    if text not in _said:
+        _said.add(text)
+        log.log(level, text)
+
+
 # -- the coding agent's box ----------------------------------------------------------------------
 
 REPORTS_WITH_TEST_FIGURES = ("report.md", "report.html")  # in the task folder; the agent's box covers them
@@ -302,7 +505,10 @@ def agent_argv(workdir: Path, task_dir: Path, *, shown: Iterable[Path] = (), hid
     hold the hidden test split's figures: the task's `.autoresearch/` (the store, the logs, the other
     worktrees) and its reports (`REPORTS_WITH_TEST_FIGURES`) are covered, and so are the folders in `hidden` (the data cache, with the
     validation and test splits). Its worktree `workdir` and the folders in `shown` (its prompt) are shown
-    again. It gets a PID namespace of its own, so what it leaves running ends with it."""
+    again. It gets a PID namespace of its own, so what it leaves running ends with it. Git's own files are
+    read-only (the task's `.git` folder, the worktree's `.git` file, and the git folders a `.git` file leads
+    to): the harness runs git outside this box, so a filter, hook or include written there would run as the
+    harness. The agent can still read them (git log, git diff)."""
     task_dir = task_dir.resolve()
     args = ["bwrap", "--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/", "--proc", "/proc"]
     harness = task_dir / ".autoresearch"
@@ -316,6 +522,20 @@ def agent_argv(workdir: Path, task_dir: Path, *, shown: Iterable[Path] = (), hid
             args += ["--tmpfs", str(Path(folder).resolve())]
     for folder in (*shown, workdir):
         args += ["--bind", str(Path(folder).resolve()), str(Path(folder).resolve())]
+    for checkout in (task_dir, workdir.resolve()):  # after the worktree's bind, which would show its `.git` again
+        link = checkout / ".git"
+        if link.is_symlink() or not link.exists():
+            continue
+        folders = []
+        text = link.read_text(errors="replace")[:4096].strip() if link.is_file() else ""
+        if text.startswith("gitdir:"):  # a linked checkout: its git folder, and the repository's common one
+            target = Path(checkout, text[len("gitdir:"):].strip())
+            common = target / "commondir"
+            folders = [target, target / common.read_text(errors="replace").strip()] if common.is_file() else [target]
+        for folder in map(os.path.realpath, folders):
+            if os.path.isdir(folder) and not _under(folder, (str(harness),)):
+                args += ["--ro-bind", folder, folder]
+        args += ["--ro-bind", str(link), str(link)]
     return args + ["--chdir", str(workdir.resolve()), "--"]
 
 
@@ -411,7 +631,181 @@ class _TaskLimit:
                 return
             except OSError:
                 time.sleep(0.02)
-        log.warning("the pids cgroup %s is still busy; it is left behind", folder)
+        log.warning("the cgroup %s is still busy; it is left behind", folder)
+
+
+# -- the memory limit -----------------------------------------------------------------------------
+
+def _memory_cgroups() -> list[tuple[int, Path, Path]]:
+    """The memory cgroups this process is in, v1 first: (version, folder, the mount point of its hierarchy)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        version = 1 if "memory" in controllers.split(",") else 2 if hierarchy == "0" else 0
+        for mount in mounts if version else ():
+            head, dash, tail = mount.partition(" - ")
+            fields, kind = head.split(), tail.split()
+            if not dash or len(fields) < 5 or len(kind) < 3:
+                continue
+            if (version == 1 and kind[0] == "cgroup" and "memory" in kind[2].split(",")) or \
+                    (version == 2 and kind[0] == "cgroup2"):
+                root, point = fields[3], fields[4]
+                if root == "/" or path == root or path.startswith(root + "/"):
+                    relative = path if root == "/" else path[len(root):]
+                    found.append((version, Path(point) / relative.lstrip("/"), Path(point)))
+                    break
+    return sorted(found, key=lambda cgroup: cgroup[0])
+
+
+@functools.cache
+def _memory_parent() -> tuple[int, Path] | None:
+    """The memory cgroup the harness is in, (version, folder), if this process may make memory cgroups under it."""
+    for version, folder, _ in _memory_cgroups():
+        if not os.access(folder, os.W_OK):
+            continue
+        if version == 1 and (folder / "memory.limit_in_bytes").exists():
+            _remove_stale(folder)
+            return version, folder
+        if version == 2:
+            try:
+                if "memory" not in (folder / "cgroup.controllers").read_text().split():
+                    continue
+                if "memory" not in (folder / "cgroup.subtree_control").read_text().split():
+                    (folder / "cgroup.subtree_control").write_text("+memory")  # refused where it holds processes
+            except OSError:
+                continue
+            _remove_stale(folder)
+            return version, folder
+    return None
+
+
+@functools.cache
+def machine_memory() -> int:
+    """The memory (bytes) there is for candidates: the machine's, or less where the harness's memory cgroup (or
+    one above it) is limited; 0 where it is not known."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 0
+    for version, folder, mount in _memory_cgroups():
+        while True:
+            try:
+                value = (folder / ("memory.limit_in_bytes" if version == 1 else "memory.max")).read_text().strip()
+            except OSError:
+                value = "max"
+            if value.isdigit() and (total <= 0 or int(value) < total):
+                total = int(value)
+            if folder == mount or mount not in folder.parents:
+                break
+            folder = folder.parent
+    return max(total, 0)
+
+
+def memory_limit(box: Box) -> int:
+    """The most memory (bytes) the processes of a candidate in `box` may use together: `box.max_memory_gb`
+    (sandbox.max_memory_gb), or where that is 0, `MEMORY_SHARE` of `machine_memory()` (0: no limit known); of
+    the loops that `--parallel` runs side by side, each gets its part of that share (AUTORESEARCH_MEMORY_SHARE)."""
+    if box.max_memory_gb > 0:
+        return int(box.max_memory_gb * GB)
+    try:
+        share = float(os.environ.get("AUTORESEARCH_MEMORY_SHARE") or MEMORY_SHARE)
+    except ValueError:
+        share = MEMORY_SHARE
+    return int((share if 0 < share <= MEMORY_SHARE else MEMORY_SHARE) * machine_memory())
+
+
+def _oom_killed(folder: Path, version: int, limit: int) -> bool:
+    """Whether the kernel has killed a process of the memory cgroup `folder` for going past its limit."""
+    try:
+        if version == 2:
+            events = dict(line.split() for line in (folder / "memory.events").read_text().splitlines() if line.strip())
+            return int(events.get("oom_kill", 0)) > 0 or int(events.get("oom_group_kill", 0)) > 0
+        control = dict(line.split() for line in (folder / "memory.oom_control").read_text().splitlines()
+                       if line.strip())
+        if "oom_kill" in control:
+            return int(control["oom_kill"]) > 0
+        # kernels before 4.13 count no kills: it met its limit, and its use came to it
+        return int((folder / "memory.failcnt").read_text()) > 0 and \
+            int((folder / "memory.max_usage_in_bytes").read_text()) >= 0.95 * limit
+    except (OSError, ValueError):
+        return False
+
+
+class _MemoryLimit(_TaskLimit):
+    """A memory cgroup of its own for one candidate: at most `limit` bytes for its processes together, the files
+    they keep in a tmpfs included (the box's /tmp and /dev/shm), without swap (v1: `memory.limit_in_bytes` and
+    `memory.memsw.limit_in_bytes`; v2: `memory.max`, `memory.swap.max`, and `memory.oom.group`, so that all of it
+    is killed at once). Past the limit the kernel kills it (`exceeded`). Where no memory cgroup is ours,
+    RLIMIT_AS bounds each of its processes instead, except with the GPU (CUDA reserves far more address space
+    than it uses, and would fail), where nothing bounds it."""
+
+    _count = 0
+
+    def __init__(self, limit: int, *, gpu: bool = False) -> None:
+        self.folder: Path | None = None
+        self.limit = limit
+        self.version = 0
+        self.rlimit: int | None = None  # RLIMIT_AS, where there is no cgroup
+        self._exceeded = False
+        parent = _memory_parent() if limit > 0 else None
+        if parent is not None:
+            _MemoryLimit._count += 1
+            folder = parent[1] / f"autoresearch-{os.getpid()}-{_MemoryLimit._count}"
+            try:
+                folder.mkdir()
+                self.folder = folder
+                if parent[0] == 1:
+                    (folder / "memory.limit_in_bytes").write_text(str(limit))
+                    if (folder / "memory.memsw.limit_in_bytes").exists():
+                        (folder / "memory.memsw.limit_in_bytes").write_text(str(limit))
+                else:
+                    (folder / "memory.max").write_text(str(limit))
+                    for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                        if (folder / name).exists():
+                            (folder / name).write_text(value)
+                self.version = parent[0]
+                return
+            except OSError as err:
+                _say_once(logging.WARNING, "cannot make a memory cgroup under %s (%s)", parent[1], err)
+                self.remove(tries=1)
+        if limit <= 0:
+            _say_once(logging.WARNING, "the machine's memory is not known: candidates get no memory limit")
+        elif gpu:
+            _say_once(logging.WARNING, "no memory cgroup of our own here: the memory of candidates that use the GPU "
+                      "is not bounded (an address-space limit would break CUDA)")
+        else:
+            self.rlimit = limit
+            _say_once(logging.WARNING, "no memory cgroup of our own here: each process of a candidate gets an address-"
+                      "space limit (RLIMIT_AS) of %.3g GB instead, not its processes together", limit / GB)
+
+    def join(self) -> None:
+        """In the child, before exec: enter the cgroup, or take the address-space limit."""
+        super().join()
+        if self.rlimit is not None:
+            try:
+                import resource
+
+                hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+                cap = self.rlimit if hard == resource.RLIM_INFINITY else min(self.rlimit, hard)
+                resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            except (ImportError, ValueError, OSError):
+                pass
+
+    def exceeded(self) -> bool:
+        """Whether the kernel has killed one of its processes for going past the limit (so far)."""
+        folder = self.folder  # another thread may remove it meanwhile
+        if folder is not None and not self._exceeded:
+            self._exceeded = _oom_killed(folder, self.version, self.limit)
+        return self._exceeded
+
+    def remove(self, tries: int = 50) -> None:
+        self.exceeded()  # what the cgroup counted goes with it
+        super().remove(tries)
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -419,11 +813,15 @@ class _TaskLimit:
 _PR_SET_PDEATHSIG = 1
 
 
-def _prepare_child(tasks: _TaskLimit | None = None, rules: landlock.Ruleset | None = None) -> None:
-    """In the child, before exec: its pids cgroup, death with the harness (Linux), the rlimits, and the
-    Landlock rules (last: they would forbid the cgroup's file)."""
+def _prepare_child(tasks: _TaskLimit | None = None, rules: landlock.Ruleset | None = None,
+                   memory: _MemoryLimit | None = None, *, drop_capabilities: bool = False) -> None:
+    """In the child, before exec: its pids and memory cgroups, death with the harness (Linux), the rlimits,
+    outside the box every capability dropped (the box drops them itself), and the Landlock rules (last: they
+    would forbid the cgroups' files)."""
     if tasks is not None:
         tasks.join()
+    if memory is not None:
+        memory.join()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the process group kill still applies
@@ -437,8 +835,40 @@ def _prepare_child(tasks: _TaskLimit | None = None, rules: landlock.Ruleset | No
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, cap) if soft != resource.RLIM_INFINITY else cap, cap))
     except (ImportError, ValueError, OSError):
         pass
+    if drop_capabilities:
+        _drop_capabilities()
     if rules is not None:
         landlock.restrict_self(rules)  # raises rather than run unrestricted
+
+
+_PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, _PR_SET_DUMPABLE = 24, 47, 4, 4
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _drop_capabilities() -> None:
+    """Give up every capability, for good (bounding, ambient, effective, permitted, inheritable): a candidate
+    started by root is then root without root's powers. Above all without CAP_SYS_PTRACE, so it cannot read a
+    non-dumpable harness's /proc/<pid>/environ or memory (`protect_harness`). Linux only; a no-op elsewhere."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break  # past the last capability this kernel knows
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    empty = (ctypes.c_uint32 * 6)()
+    if libc.capset(header, empty) != 0:
+        raise OSError(ctypes.get_errno(), "cannot drop the candidate's capabilities")
+
+
+@functools.cache
+def protect_harness() -> None:
+    """Make this process non-dumpable before any candidate starts: its /proc/<pid>/environ (the agents' API keys),
+    memory and file descriptors can then be read only by a process with CAP_SYS_PTRACE, which no candidate has
+    (`_drop_capabilities`, the box's `--cap-drop ALL`). Costs core dumps and attaching a debugger to the harness."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 class CandidateProcess:
@@ -446,10 +876,11 @@ class CandidateProcess:
     process in it)."""
 
     def __init__(self, popen: subprocess.Popen, isolation: str, tasks: _TaskLimit | None = None,
-                 scratch: Path | None = None, deferred: Box | None = None) -> None:
+                 scratch: Path | None = None, deferred: Box | None = None, memory: _MemoryLimit | None = None) -> None:
         self.popen = popen
         self.isolation = isolation
         self._tasks = tasks
+        self._memory = memory
         self._scratch = scratch  # its TMPDIR outside a box: removed with it
         self._deferred = deferred  # a prestarted interpreter's Landlock box: its rules go with the order
 
@@ -457,13 +888,24 @@ class CandidateProcess:
     def pid(self) -> int:
         return self.popen.pid
 
+    @property
+    def memory_gb(self) -> float | None:
+        """Its memory limit (`memory_limit`), in GB; None where it has none."""
+        return self._memory.limit / GB if self._memory is not None and self._memory.limit > 0 else None
+
+    def memory_exceeded(self) -> bool:
+        """Whether the kernel killed one of its processes for going past its memory limit (known where that
+        limit is a memory cgroup; also once it has ended)."""
+        return self._memory is not None and self._memory.exceeded()
+
     def kill(self) -> None:
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if self._tasks is not None:
-            self._tasks.kill_all()  # without a PID namespace, what left the process group too
+        for cgroup in (self._tasks, self._memory):
+            if cgroup is not None:
+                cgroup.kill_all()  # without a PID namespace, what left the process group too
         try:
             self.popen.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -476,9 +918,15 @@ class CandidateProcess:
         return code
 
     def _clean_up(self) -> None:
-        if self._tasks is not None:
-            self._tasks.kill_all()  # what it left behind (a daemon, outside a box)
-            self._tasks.remove()
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            try:
+                self.popen.stdin.close()
+            except OSError:  # a stop line it never read
+                pass
+        for cgroup in (self._tasks, self._memory):
+            if cgroup is not None:
+                cgroup.kill_all()  # what it left behind (a daemon, outside a box)
+                cgroup.remove()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
@@ -493,8 +941,7 @@ class CandidateProcess:
         order = {"script": str(script), "env": dict(env)}
         if speed_probe is not None:
             order["speed_probe"] = speed_probe
-        self.tell(order)
-        self.popen.stdin.close()
+        self.tell(order)  # its input stays open: the harness's stop line comes on it (runner.py)
 
     def tell(self, order: dict) -> None:
         """Send a prestarted process its order, one JSON line; in the Landlock layer with the rules it must
@@ -512,28 +959,40 @@ def start(argv: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int |
     """Start the program `argv` (no shell) in `box`, in its own session. OSError if it cannot be started.
     `prestarted`: harness code that runs candidate code later, when told (`CandidateProcess.go`); in the
     Landlock layer it restricts itself then, with rules made then."""
+    protect_harness()
     how = isolation()
     command = list(argv)
     rules, scratch = None, None
-    if how == "bwrap":
-        command = bwrap_argv(box, python_paths=python_paths()) + command
-    elif how == "landlock":
+    limit = memory_limit(box)
+    if how == "landlock":
         scratch = _scratch_folder(box.workdir) if box.writable else None  # a read-only box writes nowhere
         rules = None if prestarted else landlock_ruleset(box, python_paths=python_paths(), scratch=scratch)
         landlock.prepare()
-    tasks = _TaskLimit(MAX_TASKS) if sys.platform == "linux" else None
     child_env = candidate_env(env, boxed=how == "bwrap", names=box.env, tmpdir=str(scratch) if scratch else None)
+    if how == "bwrap":
+        gpus = box_gpu_nodes(child_env) if box.gpu else None
+        if gpus is not None:
+            child_env.update(gpus.env)
+        quarter = limit // 4 if limit > 0 else max(TMP_BYTES, SHM_BYTES)  # each tmpfs within a quarter of the limit
+        command = bwrap_argv(box, python_paths=python_paths(), tmp_bytes=min(TMP_BYTES, quarter),
+                             shm_bytes=min(SHM_BYTES, quarter), devices=gpus.nodes if gpus is not None else None) + command
+    tasks = _TaskLimit(MAX_TASKS) if sys.platform == "linux" else None
+    memory = _MemoryLimit(limit, gpu=box.gpu) if sys.platform == "linux" else None
     try:
         popen = subprocess.Popen(command, cwd=box.workdir, env=child_env, stdin=stdin, stdout=stdout, stderr=stderr,
                                  start_new_session=True,
-                                 preexec_fn=functools.partial(_prepare_child, tasks, rules) if os.name == "posix" else None)
+                                 preexec_fn=functools.partial(_prepare_child, tasks, rules, memory,
+                                                              drop_capabilities=how != "bwrap")
+                                 if os.name == "posix" else None)
     except BaseException:
-        if tasks is not None:
-            tasks.remove()
+        for cgroup in (tasks, memory):
+            if cgroup is not None:
+                cgroup.remove()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return CandidateProcess(popen, how, tasks, scratch, deferred=box if how == "landlock" and prestarted else None)
+    return CandidateProcess(popen, how, tasks, scratch, deferred=box if how == "landlock" and prestarted else None,
+                            memory=memory)
 
 
 _scratch_count = itertools.count(1)

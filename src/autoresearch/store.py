@@ -810,8 +810,11 @@ _LINE_BREAKS = str.maketrans({c: " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2
 
 
 def _one_line(text: str) -> str:
-    """Tabs and every kind of line break become spaces, so a description stays one TSV field."""
-    return text.translate(_LINE_BREAKS)
+    """Tabs and every kind of line break become spaces, so a description stays one TSV field; other control
+    characters (a terminal's escapes) are shown, not written (`report.safe_text.for_terminal`)."""
+    from autoresearch.report.safe_text import for_terminal
+
+    return for_terminal(text.translate(_LINE_BREAKS))
 
 
 def _own_runs(experiment: Experiment) -> list[float]:

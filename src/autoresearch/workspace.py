@@ -15,6 +15,29 @@ Every git command runs as `git -c ... <args>` through `subprocess.run`, with a f
 - the user's own identity is used when git has one; otherwise commits are made as
   `autoresearch <autoresearch@localhost>`.
 
+Git runs programs named in its configuration (filters, diff and merge drivers, fsmonitor, hooks) and
+reads configuration from files that code the harness does not trust can write: the worktree's `.git`
+file (candidate code runs in the worktree), `.gitattributes` and `.gitmodules` in it, nested
+repositories, the user's global configuration (a coding agent runs as the user). So every command
+runs locked down:
+
+- no system or global configuration (`GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_GLOBAL=/dev/null`, no
+  system or global attributes file): of the user's own configuration only the identity,
+  `safe.directory`, `core.excludesFile` and `init.defaultBranch` are read (reading runs nothing),
+  once, in an empty folder, and passed on with `-c`;
+- a fixed `GIT_DIR` and `GIT_WORK_TREE`: for the worktree, its entry in the repository's own folder
+  (`<git_dir>/worktrees/<name>`, found from the `gitdir` records there), never what its `.git`
+  file says. A `.git` file that says something else is put back (`Worktree.restore_link`, also at
+  every `reset_hard` and when the worktree is opened);
+- submodules are never entered (a status inside one would read the configuration its `.git` file
+  names): `submodule.recurse=false`, `--ignore-submodules=all` where git compares files, `git add`
+  passes over the submodules the index records, and no transport at all (`protocol.allow=never`);
+  diffs run no external diff or textconv program;
+- so the only configuration git reads is the repository's own (`.git/config`, `config.worktree`,
+  `info/attributes`), out of reach of candidate code, and of a boxed agent (read-only in its box).
+  An agent without a box could write it: `Workspace.config_snapshot` and `restore_config` let the
+  loop check it around each agent session, before any git command runs over the agent's edits.
+
 Every failure raises `GitError`, which names the command, quotes git's message and says how to fix it.
 
 Crash safety (the loop may be killed with `kill -9` at any moment and resumed):
@@ -48,10 +71,12 @@ exclude it by pathspec, and staging unstages it again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -80,8 +105,9 @@ LOCK_WAIT_SECONDS = 30.0
 GIT_TIMEOUT_SECONDS = 600.0
 
 _CONFIG = (
-    "core.hooksPath=/dev/null",
+    f"core.hooksPath={os.devnull}",
     "core.fsmonitor=false",
+    f"core.attributesFile={os.devnull}",
     "commit.gpgSign=false",
     "tag.gpgSign=false",
     "gc.auto=0",
@@ -89,8 +115,21 @@ _CONFIG = (
     "color.ui=false",
     "diff.noprefix=false",
     "diff.mnemonicPrefix=false",
+    "status.submoduleSummary=false",
+    "submodule.recurse=false",
+    "protocol.allow=never",
+    "protocol.file.allow=never",
     "advice.detachedHead=false",
 )
+# What git reads instead of the system and global configuration (and attributes).
+_LOCKED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_ATTR_NOSYSTEM": "1"}
+# The user's own settings that are passed on (`_user_settings`): none of them makes git run anything.
+_USER_KEYS = ("user.name", "user.email", "safe.directory", "core.excludesfile", "init.defaultbranch")
+_GLOBAL_CONFIG_VERSION = (2, 32)  # the first git that knows GIT_CONFIG_GLOBAL
+# The repository's files through which git could be made to run a program or to see other files.
+_CONFIG_FILES = ("config", "config.worktree", "info/attributes", "info/exclude")
+_ADMIN_FILES = ("config.worktree", "commondir", "gitdir")  # of each worktree's entry
+_SNAPSHOT_MAX_BYTES = 1 << 20  # a bigger file is fingerprinted by its digest (it cannot be put back)
 # Listing and cleaning exclude the harness's own folder by pathspec (`git add` refuses such a pathspec
 # when the folder is ignored: staging unstages it afterwards instead).
 _NOT_HARNESS = f":(top,exclude){HARNESS_DIR}"
@@ -232,17 +271,63 @@ def matches_scope(path: str, editable: Sequence[str]) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Running git.
 
-def _environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def _environment(extra: Mapping[str, str] | None = None, *, locked: bool = True) -> dict[str, str]:
+    """The environment of a git command: the caller's without its `GIT_*` variables, plus `extra`. `locked`
+    (every command but the one reading the user's settings): no system or global configuration."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.pop("LANGUAGE", None)
     env.update(LC_ALL="C", LANG="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", PAGER="cat",
                GIT_EDITOR="true", GIT_ASKPASS="true", SSH_ASKPASS="true")
+    if locked:
+        env.update(_LOCKED_ENV)
+        if _checked_gits.get(env.get("PATH", ""), _GLOBAL_CONFIG_VERSION) < _GLOBAL_CONFIG_VERSION:
+            # an older git ignores GIT_CONFIG_GLOBAL: it finds no global configuration where there is no home
+            env.update(HOME=os.path.join(os.devnull, "no-home"), XDG_CONFIG_HOME=os.path.join(os.devnull, "no-home"))
     if extra:
         env.update(extra)
     return env
 
 
-_checked_gits: set[str] = set()
+_checked_gits: dict[str, tuple[int, int]] = {}  # PATH -> the version of the git found on it
+
+
+def _user_settings() -> list[str]:
+    """`key=value` settings taken from the user's own system and global git configuration: the identity,
+    `safe.directory`, `core.excludesFile` and `init.defaultBranch` (`_USER_KEYS`). Read with `git config --list`
+    in an empty folder (reading configuration runs nothing), once per home folder; every other setting there
+    is left out, since a program the harness does not trust (a coding agent, as the user) could have written it."""
+    key = (os.environ.get("PATH", ""), os.environ.get("HOME", ""), os.environ.get("XDG_CONFIG_HOME", ""))
+    if key in _user_cache:
+        return _user_cache[key]
+    found: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="autoresearch-git-") as empty:
+        for scope in ("--system", "--global"):
+            try:
+                result = subprocess.run(["git", "config", "--list", "-z", "--includes", scope], cwd=empty,
+                                        capture_output=True, env=_environment(locked=False), stdin=subprocess.DEVNULL,
+                                        timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            for item in result.stdout.decode(errors="surrogateescape").split("\0"):
+                name, _, value = item.partition("\n")
+                if name.lower() in _USER_KEYS and value and "\n" not in value:
+                    found.setdefault(name.lower(), []).append(value)
+    settings = [f"safe.directory={value}" for value in found.get("safe.directory", [])]
+    for name in ("user.name", "user.email", "core.excludesfile", "init.defaultbranch"):
+        if found.get(name):
+            value = found[name][-1]  # the last one counts, as in git
+            settings.append(f"{name}={os.path.expanduser(value) if name == 'core.excludesfile' else value}")
+    _user_cache[key] = settings
+    return settings
+
+
+_user_cache: dict[tuple[str, str, str], list[str]] = {}
+
+
+def _user_setting(name: str) -> str | None:
+    """The value of `name` (lower case) in the user's own configuration, as `_user_settings` passes it on."""
+    values = [s.partition("=")[2] for s in _user_settings() if s.partition("=")[0] == name]
+    return values[-1] if values else None
 
 
 def _check_git() -> None:
@@ -265,7 +350,7 @@ def _check_git() -> None:
     if version < MIN_GIT_VERSION:
         raise GitError(f"git {version[0]}.{version[1]} is too old; autoresearch needs git >= "
                        f"{MIN_GIT_VERSION[0]}.{MIN_GIT_VERSION[1]}", hint="upgrade git")
-    _checked_gits.add(path)
+    _checked_gits[path] = version
 
 
 def _boot_time() -> float:
@@ -306,24 +391,32 @@ def _git_processes(dirs: Sequence[Path], since: float) -> list[str]:
     return found
 
 
+def _command(args: Sequence[str], config: Sequence[str] = ()) -> list[str]:
+    """`git -c <_CONFIG, the user's settings that are passed on, config> <args>`."""
+    passed = [s for s in _user_settings() if not s.startswith("user.")]  # the identity only where it commits
+    return ["git", *(a for c in (*_CONFIG, *passed, *config) for a in ("-c", c)), *args]
+
+
 def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str | None = None,
          env: Mapping[str, str] | None = None, config: Sequence[str] = (), hint: str = "",
-         errors: str = "surrogateescape", scope: _Repo | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `git -c <_CONFIG and config> <args>` in `cwd`; raise GitError unless its exit status is in `ok`.
+         errors: str = "surrogateescape", scope: _Repo | None = None,
+         binary: bool = False) -> subprocess.CompletedProcess:
+    """Run `git -c <_CONFIG and config> <args>` in `cwd`, locked down (see the module docstring); raise
+    GitError unless its exit status is in `ok`. `binary`: its output as bytes, as git wrote it.
 
     With `scope` (the repository), a failure caused by a stale lock file is repaired, once per lock file: a
     killed git may leave several (a worktree's HEAD.lock and its branch's ref lock).
     """
     _check_git()
-    command = ["git", *(a for c in (*_CONFIG, *config) for a in ("-c", c)), *args]
+    command = _command(args, config)
     shown = ["git", *args]
     held = ""
     cleared: set[str] = set()
     while True:
         try:
-            result = subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=True,
-                                    encoding="utf-8", errors=errors, env=_environment(env),
-                                    stdin=None if input is not None else subprocess.DEVNULL,
+            result = subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=not binary,
+                                    encoding=None if binary else "utf-8", errors=None if binary else errors,
+                                    env=_environment(env), stdin=None if input is not None else subprocess.DEVNULL,
                                     timeout=GIT_TIMEOUT_SECONDS)
         except FileNotFoundError as e:
             if not Path(cwd).is_dir():
@@ -337,7 +430,8 @@ def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str
                                 "cleared on the next try") from None
         if result.returncode in ok:
             return result
-        lock = _LOCK_ERROR.search(result.stderr)
+        stderr = result.stderr.decode(errors="replace") if binary else result.stderr
+        lock = _LOCK_ERROR.search(stderr)
         if lock and scope is not None and lock.group(1) not in cleared and len(cleared) < MAX_STALE_LOCKS:
             why = scope._clear_lock(Path(lock.group(1)), shown)
             if why is None:
@@ -346,7 +440,7 @@ def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str
             held = why
         break
     raise GitError(f"git {args[0] if args else ''} failed (exit {result.returncode}) in {cwd}",
-                   command=shown, stderr=result.stderr, hint=held or _hint(result.stderr, hint))
+                   command=shown, stderr=stderr, hint=held or _hint(stderr, hint))
 
 
 def _hint(stderr: str, fallback: str) -> str:
@@ -393,11 +487,15 @@ class _Repo:
         """Folders where a git process would be working on this repository."""
         raise NotImplementedError
 
+    def _locations(self) -> dict[str, str]:
+        """`GIT_DIR` and `GIT_WORK_TREE` of this checkout: git never looks for them itself."""
+        raise NotImplementedError
+
     def _git(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None,
              env: Mapping[str, str] | None = None, config: Sequence[str] = (), hint: str = "",
-             errors: str = "surrogateescape") -> subprocess.CompletedProcess[str]:
-        return _run(args, self.path, ok=ok, input=input, env=env, config=config, hint=hint, errors=errors,
-                    scope=self)
+             errors: str = "surrogateescape", binary: bool = False) -> subprocess.CompletedProcess:
+        return _run(args, self.path, ok=ok, input=input, env={**self._locations(), **(env or {})}, config=config,
+                    hint=hint, errors=errors, scope=self, binary=binary)
 
     # -- lock recovery -------------------------------------------------------------------------------
 
@@ -480,9 +578,16 @@ class _Repo:
         out = self._git(*args, self.head(), "--", errors="replace").stdout
         return [(sha, subject) for sha, _, subject in (line.partition(" ") for line in out.splitlines()) if sha]
 
+    def _stage_all(self, env: Mapping[str, str] | None = None) -> None:
+        """`git add -A`, passing over the submodules the index records (gitlinks): to see whether one changed,
+        git would run a status inside it, with whatever configuration its `.git` file names."""
+        out = self._git("ls-files", "--stage", "-z", env=env).stdout
+        links = [entry.split("\t", 1)[1] for entry in out.split("\0") if entry.startswith("160000 ")]
+        self._git("add", "-A", "--", ".", *(f":(top,exclude,literal){path}" for path in links), env=env)
+
     def _changed(self) -> list[str]:
         out = self._git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                        "--no-renames", "--", ".", _NOT_HARNESS).stdout
+                        "--no-renames", "--ignore-submodules=all", "--", ".", _NOT_HARNESS).stdout
         return _parse_status(out)
 
 
@@ -514,8 +619,9 @@ class Workspace(_Repo):
             raise GitError(f"{root} is not the root of a git repository ({where})",
                            hint="run `autoresearch init` in the task folder, or call Workspace.ensure")
         self.root = root
-        common = self._git("rev-parse", "--git-common-dir").stdout.strip()
+        own, common = _run(["rev-parse", "--absolute-git-dir", "--git-common-dir"], root).stdout.splitlines()[:2]
         self.git_dir = (root / common).resolve()
+        self._own_git_dir = Path(own).resolve()  # the main checkout's (the common one, unless it is a linked worktree)
         self._identity: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -597,15 +703,19 @@ class Workspace(_Repo):
             log.info("committed .gitignore in %s as %r", self.root, IGNORE_COMMIT_MESSAGE)
 
     def _identity_config(self) -> list[str]:
-        """`user.name=...`, `user.email=...` settings for what git's own configuration lacks."""
+        """`user.name=...`, `user.email=...` settings for what the repository's own configuration lacks: the
+        user's own (global or system) identity, else the fallback."""
         if self._identity is None:
-            self._identity = [f"{key}={fallback}"
+            self._identity = [f"{key}={_user_setting(key) or fallback}"
                               for key, fallback in (("user.name", FALLBACK_NAME), ("user.email", FALLBACK_EMAIL))
                               if not self._git("config", "--get", key, ok=(0, 1)).stdout.strip()]
         return self._identity
 
     def _root(self) -> Path:
         return self.root
+
+    def _locations(self) -> dict[str, str]:
+        return {"GIT_DIR": str(self._own_git_dir), "GIT_WORK_TREE": str(self.root)}
 
     def _scope_dirs(self) -> list[Path]:
         dirs = [self.root, self.git_dir]
@@ -664,13 +774,47 @@ class Workspace(_Repo):
                 locked=fields.get("locked")))
         return entries
 
+    def _admin_dir(self, path: Path) -> Path | None:
+        """The folder where the repository keeps the worktree at `path` (resolved): `<git_dir>/worktrees/<name>`,
+        found from the repository's own records (each entry's `gitdir` file names its worktree's `.git`), never
+        from what the worktree's `.git` file says. None when no entry names `path`."""
+        try:
+            entries = sorted((self.git_dir / "worktrees").iterdir())
+        except OSError:
+            return None
+        for admin in entries:
+            try:
+                recorded = (admin / "gitdir").read_text(errors="surrogateescape").strip()
+            except OSError:
+                continue
+            if not recorded:
+                continue
+            link = Path(os.path.normpath(recorded if os.path.isabs(recorded) else admin / recorded))
+            if link.name == ".git" and Path(os.path.realpath(link.parent)) == path and (admin / "HEAD").is_file():
+                return admin
+        return None
+
     def _valid_worktree(self, path: Path) -> bool:
-        if not (path / ".git").exists():
+        """Whether the repository has an entry for the worktree at `path` and its `.git` file points at it."""
+        admin = self._admin_dir(path)
+        return admin is not None and (admin / "commondir").is_file() and _link_target(path) == admin
+
+    def _restore_link(self, path: Path, admin: Path | None = None) -> bool:
+        """Make the `.git` file of the worktree at `path` point at its entry `admin` (by default, the one the
+        repository's records give) again, as `git worktree add` wrote it, if it says anything else (or is a
+        folder, a link, or missing). Returns whether it had to be put back."""
+        admin = admin or self._admin_dir(path)
+        if admin is None or not path.is_dir() or path.is_symlink() or _link_target(path) == admin:
             return False
-        result = _run(["rev-parse", "--show-toplevel", "--git-common-dir"], path, ok=(0, 1, 128))
-        lines = result.stdout.splitlines()
-        return (result.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == path
-                and (path / lines[1]).resolve() == self.git_dir)
+        link = path / ".git"
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        else:
+            link.unlink(missing_ok=True)
+        link.write_text(f"gitdir: {admin}\n")
+        log.warning("the .git file of the worktree %s no longer pointed git at %s (written by code run there?); "
+                    "put back", path, admin)
+        return True
 
     def _links_here(self, path: Path) -> bool:
         """Whether `path/.git` is a worktree link into this repository (even a broken one)."""
@@ -724,6 +868,7 @@ class Workspace(_Repo):
         return exclusive(self.git_dir / "autoresearch-worktrees.lock")
 
     def _open_worktree(self, path: Path, branch: str) -> Worktree:
+        self._restore_link(path)  # what a killed run left there is never read; people's git use needs it
         if (path / ".git").is_file() and not self._valid_worktree(path):
             self._git("worktree", "repair", str(path), ok=(0, 1, 128, 129))  # 129: git < 2.29
         self._git("worktree", "prune")
@@ -763,6 +908,7 @@ class Workspace(_Repo):
         with self._worktrees_lock():
             self._git("worktree", "prune")
             if any(e.path == path for e in self._registered()):
+                self._restore_link(path)  # git removes only a worktree whose .git file points back
                 self._git("worktree", "unlock", str(path), ok=(0, 1, 128))
                 self._git("worktree", "remove", "--force", "--force", str(path))
 
@@ -771,6 +917,120 @@ class Workspace(_Repo):
         modified, staged, deleted, untracked and not ignored; `.autoresearch/` is left out.
         Reads only; takes no lock."""
         return self._changed()
+
+    # -- the repository's configuration ------------------------------------------------------------------
+
+    def _config_paths(self) -> tuple[list[Path], list[Path]]:
+        """The files through which git could be made to run something or to see other files: inside the git
+        folder (its config, config.worktree files, info/attributes, info/exclude, the hooks folder's entries,
+        each worktree entry's records), and the `.git` files of the checkouts that are links."""
+        common = self.git_dir
+        inside = [common / name for name in _CONFIG_FILES] + [common / "hooks"]
+        try:
+            inside += sorted((common / "hooks").iterdir()) if (common / "hooks").is_dir() else []
+        except OSError:
+            pass
+        links = [self.root / ".git"] if self._own_git_dir != common else []
+        if self._own_git_dir != common:
+            inside += [self._own_git_dir / name for name in _ADMIN_FILES]
+        try:
+            admins = sorted((common / "worktrees").iterdir())
+        except OSError:
+            admins = []
+        for admin in admins:
+            inside += [admin / name for name in _ADMIN_FILES]
+            try:
+                recorded = (admin / "gitdir").read_text(errors="surrogateescape").strip()
+            except OSError:
+                continue
+            if recorded:
+                links.append(Path(os.path.normpath(recorded if os.path.isabs(recorded) else admin / recorded)))
+        return inside, links
+
+    def config_snapshot(self) -> ConfigSnapshot:
+        """What the repository's configuration files hold now (`_config_paths`): take it before an agent
+        session, give it to `restore_config` right after. Reads files only; runs no git."""
+        inside, links = self._config_paths()
+        return ConfigSnapshot({str(p): entry for p in (*inside, *links) if (entry := _file_entry(p)) is not None})
+
+    def restore_config(self, before: ConfigSnapshot) -> list[str]:
+        """Put back what changed since the snapshot `before` (`config_changes`): a changed file gets its old
+        content and mode, a removed one is written again, a new one in the git folder is deleted (a new file
+        outside it is only named). Returns the changed paths (relative to the task folder, sorted); [] when
+        nothing changed. Runs no git."""
+        inside, links = self._config_paths()
+        now = ConfigSnapshot({p: entry for p in {*map(str, inside), *map(str, links), *before.files}
+                              if (entry := _file_entry(Path(p))) is not None})
+        changed = config_changes(before, now)
+        for name in sorted(changed, key=len):  # a folder before what is in it
+            path = Path(name)
+            if name in before.files:
+                _put_entry(path, before.files[name])
+            elif self.git_dir in path.parents:
+                _remove_entry(path)
+        if changed:
+            log.warning("git configuration changed in %s, put back: %s", self.root, ", ".join(changed))
+        return [os.path.relpath(p, self.root) for p in changed]
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """The repository's configuration files at one moment (`Workspace.config_snapshot`): path -> (kind, content,
+    mode), kind "file" (content: its bytes), "digest" (a big file: the SHA-256 of its bytes), "link" (content:
+    its target) or "folder" (no content); a missing file has no entry."""
+
+    files: Mapping[str, tuple[str, bytes, int]]
+
+
+def config_changes(before: ConfigSnapshot, after: ConfigSnapshot) -> list[str]:
+    """The paths whose entry differs between two snapshots: changed, added or removed; sorted."""
+    return sorted(p for p in {*before.files, *after.files} if before.files.get(p) != after.files.get(p))
+
+
+def _file_entry(path: Path) -> tuple[str, bytes, int] | None:
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            return ("link", os.fsencode(os.readlink(path)), 0)
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISDIR(info.st_mode):
+            return ("folder", b"", mode)
+        if not stat.S_ISREG(info.st_mode):
+            return ("other", b"", mode)
+        with open(path, "rb") as f:
+            if info.st_size <= _SNAPSHOT_MAX_BYTES:
+                return ("file", f.read(), mode)
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+            return ("digest", digest.digest(), mode)
+    except OSError:
+        return None
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _put_entry(path: Path, entry: tuple[str, bytes, int]) -> None:
+    kind, content, mode = entry
+    if kind == "folder" and path.is_dir() and not path.is_symlink():
+        os.chmod(path, mode)
+        return
+    if kind in ("digest", "other"):
+        return  # its content was not kept: it is only named
+    _remove_entry(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "link":
+        os.symlink(os.fsdecode(content), path)
+    elif kind == "folder":
+        path.mkdir(mode=mode)
+    else:
+        path.write_bytes(content)
+        os.chmod(path, mode)
 
 
 def _toplevel(folder: Path) -> Path | None:
@@ -784,6 +1044,24 @@ def _toplevel(folder: Path) -> Path | None:
     raise GitError(f"cannot tell which git repository {folder} belongs to", command=["git", "rev-parse",
                    "--show-toplevel"], stderr=result.stderr,
                    hint=_hint(result.stderr, "make the task folder an ordinary (non-bare) git work tree"))
+
+
+def _link_target(worktree: Path) -> Path | None:
+    """Where the `.git` file of the folder `worktree` points (normalised), None when it is no such file (a
+    folder, a link, something else, too big, or not `gitdir: <path>`). Reads the file only."""
+    link = worktree / ".git"
+    try:
+        if link.is_symlink() or not link.is_file():
+            return None
+        with open(link, "rb") as f:
+            data = f.read(4097)
+    except OSError:
+        return None
+    text = data.decode(errors="surrogateescape").strip()
+    if len(data) > 4096 or not text.startswith("gitdir:") or "\n" in text:
+        return None
+    target = text[len("gitdir:"):].strip()
+    return Path(os.path.normpath(target if os.path.isabs(target) else worktree / target)) if target else None
 
 
 def _lists_harness_dir(gitignore_text: str) -> bool:
@@ -800,6 +1078,11 @@ class Worktree(_Repo):
         self.path = Path(path).resolve()
         self.branch = branch
         self.workspace = workspace
+        admin = workspace._admin_dir(self.path)
+        if admin is None:
+            raise GitError(f"{self.path} is not a worktree of the repository at {workspace.root}",
+                           hint="open it with Workspace.open_worktree")
+        self.admin_dir = admin  # its entry in the repository's folder: git's GIT_DIR for it
 
     def __repr__(self) -> str:
         return f"Worktree({str(self.path)!r}, branch={self.branch!r})"
@@ -810,6 +1093,14 @@ class Worktree(_Repo):
     def _scope_dirs(self) -> list[Path]:
         return self.workspace._scope_dirs()
 
+    def _locations(self) -> dict[str, str]:
+        return {"GIT_DIR": str(self.admin_dir), "GIT_WORK_TREE": str(self.path)}
+
+    def restore_link(self) -> bool:
+        """Put the worktree's `.git` file back as git wrote it if anything changed it (the harness's own
+        commands never read it; people's git in the worktree does). Returns whether it had to."""
+        return self.workspace._restore_link(self.path, self.admin_dir)
+
     def changed_files(self) -> list[str]:
         """Paths that differ from HEAD, sorted: modified, added, deleted, both names of a rename,
         untracked files (each file, not its folder). Ignored files and `.autoresearch/` are left
@@ -819,8 +1110,8 @@ class Worktree(_Repo):
     def changed_tracked_files(self, against: str = "HEAD") -> list[str]:
         """Paths committed in `against` whose file differs from it (modified, deleted, replaced), sorted; new
         untracked files are not listed. Reads only; takes no lock."""
-        out = self._git("--no-optional-locks", "diff", "--name-only", "--no-renames", "-z", against, "--", ".",
-                        _NOT_HARNESS).stdout
+        out = self._git("--no-optional-locks", "diff", "--name-only", "--no-renames", "--ignore-submodules=all",
+                        "--no-ext-diff", "--no-textconv", "-z", against, "--", ".", _NOT_HARNESS).stdout
         return sorted(p for p in out.split("\0") if p)
 
     def editable_files(self, editable: Sequence[str]) -> dict[str, bytes]:
@@ -855,7 +1146,7 @@ class Worktree(_Repo):
         with tempfile.TemporaryDirectory(prefix="autoresearch-diff-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             self._git("read-tree", head, env=env)
-            self._git("add", "-A", env=env)
+            self._stage_all(env=env)
             self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", HARNESS_DIR, env=env)
             return self._git("diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames",
                              "--src-prefix=a/", "--dst-prefix=b/", head, "--", env=env, errors="replace").stdout
@@ -870,7 +1161,7 @@ class Worktree(_Repo):
         if not message or not message.strip():
             raise GitError("refusing to commit with an empty message", command=["git", "commit"],
                            hint="describe the change in the commit message")
-        self._git("add", "-A")
+        self._stage_all()
         self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", HARNESS_DIR)
         head = self.head()
         if self._git("diff", "--cached", "--quiet", "--no-ext-diff", head, "--", ok=(0, 1)).returncode == 0:
@@ -884,7 +1175,9 @@ class Worktree(_Repo):
     def reset_hard(self, commit: str) -> None:
         """Move the branch to `commit` and make the files exactly that commit's: tracked files are
         restored, untracked files and folders that are not ignored are deleted (nested repositories
-        too). Ignored files and `.autoresearch/` are kept. GitError if `commit` is not a commit."""
+        too). Ignored files and `.autoresearch/` are kept; the `.git` file is put back (`restore_link`). GitError
+        if `commit` is not a commit."""
+        self.restore_link()
         sha = self._commit_of(commit)
         self._git("reset", "--hard", "-q", sha)
         self._git("clean", "-f", "-f", "-d", "-q", "--", ".", _NOT_HARNESS)
@@ -901,7 +1194,8 @@ class Worktree(_Repo):
         sha = self._commit_of(commit)
         if self._git("cherry-pick", "--no-commit", sha, ok=(0, 1)).returncode == 0:
             return []
-        conflicts = self._git("diff", "--name-only", "--diff-filter=U", "-z").stdout.split("\0")
+        conflicts = self._git("diff", "--name-only", "--no-ext-diff", "--ignore-submodules=all", "--diff-filter=U",
+                              "-z").stdout.split("\0")
         self.reset_hard(self.head())  # also ends the cherry-pick
         return sorted(path for path in conflicts if path) or ["(unknown)"]
 
@@ -925,13 +1219,8 @@ class Worktree(_Repo):
         sha = self._commit_of(commit)
         files = {}
         for path in sorted(self._covered(sha, editable, regular=True)):
-            shown = subprocess.run(["git", "--no-optional-locks", "cat-file", "blob", f"{sha}:./{path}"],
-                                   cwd=self.path, capture_output=True, env=_environment(None),
-                                   stdin=subprocess.DEVNULL, timeout=GIT_TIMEOUT_SECONDS)  # bytes, as stored
-            if shown.returncode != 0:
-                raise GitError(f"git cat-file failed for {path} at {sha[:12]}", command=["git", "cat-file"],
-                               stderr=shown.stderr.decode(errors="replace"))
-            files[path] = shown.stdout
+            files[path] = self._git("--no-optional-locks", "cat-file", "blob", f"{sha}:{path}",
+                                    binary=True).stdout  # bytes, as stored
         return files
 
     def put_files(self, files: Mapping[str, bytes], editable: Sequence[str]) -> None:
@@ -954,8 +1243,17 @@ class Worktree(_Repo):
             target.write_bytes(content)
 
     def discard_changes(self) -> None:
-        """Throw away every uncommitted change: `reset_hard(HEAD)`."""
+        """Throw away every uncommitted change: `reset_hard(HEAD)` (which also puts back the `.git` file)."""
         self.reset_hard(self.head())
+
+    def remove_ignored(self, keep: Sequence[str] = ()) -> None:
+        """Delete the files here that the ignore rules hide (a `__pycache__`, a cache, anything a run or an agent
+        left that is never committed), except those matching the patterns in `keep` and `.autoresearch/`. No file
+        the repository tracks, and no untracked file that is not ignored, is touched."""
+        # With -X a pathspec does not keep an ignored folder: an exception to the ignore rules does (`!pattern`).
+        kept = [a for pattern in (f"/{HARNESS_DIR}/", *keep)
+                for a in ("-e", f"!{pattern}", "-e", f"!{pattern.rstrip('/')}/**")]
+        self._git("clean", "-f", "-f", "-d", "-X", "-q", *kept, "--", ".")
 
     def current_branch(self) -> str | None:
         """The branch checked out in the worktree, None when HEAD is detached."""

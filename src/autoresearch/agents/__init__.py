@@ -7,11 +7,17 @@ commits, or decides: the harness does all three.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from autoresearch.store import Experiment
+
+if TYPE_CHECKING:
+    from autoresearch.workspace import ConfigSnapshot, Workspace
+
+T = TypeVar("T")
 
 
 class AgentError(Exception):
@@ -43,6 +49,31 @@ class ProposalContext:
     #                                      oldest first: what the agents beside this one tried
     shared_runs: tuple[str, ...] = ()  # the tags of those runs that trained for this run's budget: their
     #                                    metrics compare with this run's (`tune` learns from their trials)
+
+
+def guard_git_config(workspace: Workspace, session: Callable[[], T]) -> T:
+    """Run `session` (one agent session: its `propose` or `fix`) and, right after it, before the harness runs any
+    git command over what it left, put back what it changed of the repository's git configuration
+    (`Workspace.config_snapshot`: a filter, an fsmonitor, a hook, an include would run outside the agent's box,
+    as the harness). A change fails the proposal (AgentError), so it is rejected."""
+    before = workspace.config_snapshot()
+    try:
+        result = session()
+    except Exception as err:
+        _config_restored(workspace, before, err)
+        raise
+    except BaseException:  # Ctrl-C, the loop's end: the configuration is put back all the same
+        workspace.restore_config(before)
+        raise
+    _config_restored(workspace, before, None)
+    return result
+
+
+def _config_restored(workspace: Workspace, before: ConfigSnapshot, cause: Exception | None) -> None:
+    changed = workspace.restore_config(before)
+    if changed:
+        raise AgentError(f"the agent changed the repository's git configuration ({', '.join(changed)}): "
+                         "restored; proposal rejected") from cause
 
 
 def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[str, float]:

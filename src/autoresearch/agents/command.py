@@ -25,6 +25,7 @@ from pathlib import Path
 from autoresearch import sandbox
 from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
 from autoresearch.agents.prompt import build_prompt
+from autoresearch.config import cache_root
 
 DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
 
@@ -108,11 +109,15 @@ class SessionAgent:
         return (described or f"change by {self.name}")[:300]
 
 
+    @property
+    def unboxed(self) -> bool:
+        """Whether its sessions run outside the agent's box (`[agent] box = false`, or no bubblewrap here)."""
+        return not self.box or sandbox.isolation() != "bwrap"
+
     def _boxed(self, argv: list[str], workdir: Path) -> list[str]:
-        if not self.box or sandbox.isolation() != "bwrap":
+        if self.unboxed:
             return argv
-        cache = Path(os.environ.get("AUTORESEARCH_CACHE", Path.home() / ".cache" / "autoresearch")).expanduser()
-        return sandbox.agent_argv(workdir, self.task_dir, shown=(self.home,), hidden=(cache,)) + argv
+        return sandbox.agent_argv(workdir, self.task_dir, shown=(self.home,), hidden=(cache_root(),)) + argv
 
 
 class CommandAgent(SessionAgent):

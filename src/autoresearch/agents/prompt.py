@@ -22,6 +22,7 @@ RECENT = 20  # experiments listed one per row
 NEAR_MISSES = 5  # discarded experiments closest to the best at their time
 CRASHES = 5  # recent crashes and timeouts, with their causes
 TAIL_LINES = 40  # lines of a crash's log tail in a fix request
+TAIL_CHARS = 4000  # and at most this many characters of it (what candidate code wrote is capped everywhere)
 DIFF_CHARS = 6000  # characters of a crashed diff in a fix request
 MAX_CHARS = 24_000  # the default size limit of the whole prompt (about 6K tokens)
 PLATEAU = 10  # experiments without a keep after which the agent is told the search has stalled
@@ -195,10 +196,10 @@ def _pending(pending: Experiment, best: Experiment | None) -> str:
 
 
 def _failure(failure: Experiment) -> str:
-    tail = "\n".join((failure.error or "").splitlines()[-TAIL_LINES:])
+    tail = "\n".join((failure.error or "").splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
     diff = failure.diff if len(failure.diff) <= DIFF_CHARS else failure.diff[:DIFF_CHARS] + "\n... (cut)"
     return "\n".join(["# Fix this crash", "",
-                      f"Experiment #{failure.seq} ({failure.description}) crashed. The files in the folder are that "
+                      f"Experiment #{failure.seq} ({_cell(failure.description, 300)}) crashed. The files in the folder are that "
                       "change. Fix it so it runs, keeping the idea of the change.", "",
                       "Its change:", "```diff", diff.rstrip(), "```", "",
                       "The end of its log:", "```", tail, "```", ""])

@@ -1,12 +1,15 @@
 """The built-in corpus: seeded stories per split, each with the exact log-probability that made it.
 
 Document `i` of split `s` is told from its own seed, derived from (corpus seed, split, i), so the
-corpus is identical whatever the number of worker processes, and splits never share a seed.
+corpus is identical whatever the number of worker processes, and splits never share a seed. The seeds
+of val and test also depend on a secret key (`splitkey`): the settings alone, which candidate code can
+read, give the train split but not the held-out ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import os
 from collections.abc import Iterator
@@ -31,9 +34,20 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def document_seed(corpus_seed: int, split: str, index: int) -> int:
+PUBLIC_SPLITS = ("train",)  # told from the corpus seed alone; every other split also needs the split key
+
+
+def document_seed(corpus_seed: int, split: str, index: int, key: bytes | None = None) -> int:
+    """The seed of document `index` of `split`: a SHA-256 of (corpus seed, split, index) for train, an
+    HMAC-SHA256 of it under `key` for the other splits (which need the key; train ignores it)."""
     # Hashed, not bit-packed: Mersenne Twister seeds that differ only in high words can start alike.
-    digest = hashlib.sha256(f"{corpus_seed}/{split}/{index}".encode()).digest()
+    message = f"{corpus_seed}/{split}/{index}".encode()
+    if split in PUBLIC_SPLITS:
+        digest = hashlib.sha256(message).digest()
+    elif key:
+        digest = hmac.new(key, message, hashlib.sha256).digest()
+    else:
+        raise ValueError(f"the {split} split of the built-in corpus is told from the split key: pass it")
     return int.from_bytes(digest, "little")
 
 
@@ -47,21 +61,28 @@ def tell(seed: int) -> Document:
     return Document(sampler.text, sampler.logp)
 
 
-def _block(args: tuple[int, str, int]) -> list[Document]:
-    corpus_seed, split, start = args
-    return [tell(document_seed(corpus_seed, split, i)) for i in range(start, start + BLOCK)]
+_Work = tuple[int, str, int, bytes | None]  # corpus seed, split, first document, key
 
 
-def generate_split(split: str, megabytes: float, corpus_seed: int = 0, workers: int | None = None) -> Iterator[Document]:
-    """Documents of `split` in order until their UTF-8 size reaches `megabytes` (1 MB = 10^6 bytes)."""
+def _block(args: _Work) -> list[Document]:
+    corpus_seed, split, start, key = args
+    return [tell(document_seed(corpus_seed, split, i, key)) for i in range(start, start + BLOCK)]
+
+
+def generate_split(split: str, megabytes: float, corpus_seed: int = 0, workers: int | None = None,
+                   key: bytes | None = None) -> Iterator[Document]:
+    """Documents of `split` in order until their UTF-8 size reaches `megabytes` (1 MB = 10^6 bytes). Splits
+    other than train need the split `key`; the same seed and key give the same documents."""
+    if split not in PUBLIC_SPLITS and not key:
+        raise ValueError(f"the {split} split of the built-in corpus is told from the split key: pass it")
     target = int(megabytes * 1_000_000)
     workers = workers or min(os.cpu_count() or 1, 32)
     produced = 0
 
-    def starts() -> Iterator[tuple[int, str, int]]:
+    def starts() -> Iterator[_Work]:
         start = 0
         while True:
-            yield corpus_seed, split, start
+            yield corpus_seed, split, start, key
             start += BLOCK
 
     if workers == 1 or target < 2_000_000:
@@ -82,7 +103,7 @@ def generate_split(split: str, megabytes: float, corpus_seed: int = 0, workers: 
             pool.shutdown(cancel_futures=True)
 
 
-def _ordered_map(pool: ProcessPoolExecutor, args: Iterator[tuple[int, str, int]], window: int):
+def _ordered_map(pool: ProcessPoolExecutor, args: Iterator[_Work], window: int):
     """Like pool.map over an endless iterator, keeping at most `window` blocks in flight."""
     pending = [pool.submit(_block, next(args)) for _ in range(window)]
     while True:

@@ -8,6 +8,8 @@ Layout of one dataset folder under the cache (`$AUTORESEARCH_CACHE/datasets/<key
     {train,val,test}.npy            flat token streams, each document as [BOS, tokens...]
     manifest.json                   settings, per-split figures, size and SHA-256 of every file
 
+The built-in corpus's val and test splits are told from the cache's split key (`splitkey`), which the
+folder's name and the manifest name by its id: a dataset made with another key is another dataset.
 A dataset is built in a temporary folder and renamed into place, so a crash never leaves a
 half-written dataset behind, and the manifest is what makes a folder count as prepared.
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from autoresearch.config import DataConfig, cache_root
-from autoresearch.data import builtin
+from autoresearch.data import builtin, splitkey
 from autoresearch.data.sources import DataError, DataSpec, hf_splits, local_splits, parse_data_spec
 from autoresearch.data.tokenizer import BPETokenizer, TokenizerError, batched, token_dtype
 
@@ -97,17 +99,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_key(spec: DataSpec, cfg: DataConfig) -> str:
+def dataset_key(spec: DataSpec, cfg: DataConfig, key: bytes | None = None) -> str:
+    """The dataset's folder name. The built-in corpus's also names the split key (default: the cache's) by
+    its id, so that the folder `open_dataset` finds is the one made with the key present."""
     settings: dict = {"v": FORMAT_VERSION, "source": spec.key(), "vocab": cfg.vocab_size,
                       "tokenizer_sample_mb": cfg.tokenizer_sample_mb}
+    suffix = ""
     if spec.kind == "builtin":
+        key_id = splitkey.key_id(key or splitkey.load())
         settings |= {"seed": cfg.seed, "train_mb": cfg.train_mb, "val_mb": cfg.val_mb, "test_mb": cfg.test_mb,
-                     "generator": builtin.generator_fingerprint()}
+                     "generator": builtin.generator_fingerprint(), "split_key": key_id}
+        suffix = f"-k{key_id[:8]}"
     elif spec.kind == "hf":
         settings |= {"shards": cfg.hf_train_shards}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     label = "".join(c if c.isalnum() else "-" for c in spec.key())[:40].strip("-")
-    return f"{label}-v{cfg.vocab_size}-{digest}"
+    return f"{label}-v{cfg.vocab_size}-{digest}{suffix}"
 
 
 def dataset_dir(cfg: DataConfig) -> Path:
@@ -148,7 +155,8 @@ def prepare(cfg: DataConfig, force: bool = False, progress: Progress = lambda _:
     """Build (or reuse and verify) the dataset for these settings."""
     start = time.perf_counter()
     spec = parse_data_spec(cfg.source)
-    root = cache_root() / "datasets" / dataset_key(spec, cfg)
+    key = splitkey.ensure() if spec.kind == "builtin" else None
+    root = cache_root() / "datasets" / dataset_key(spec, cfg, key)
     if (root / MANIFEST).exists() and not force:
         dataset = open_dataset(cfg, verify=True)
         return PrepareResult(dataset, True, time.perf_counter() - start)
@@ -157,7 +165,7 @@ def prepare(cfg: DataConfig, force: bool = False, progress: Progress = lambda _:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
-        manifest = _build(spec, cfg, scratch, progress, workers)
+        manifest = _build(spec, cfg, scratch, progress, workers, key)
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if root.exists():
             shutil.rmtree(root)
@@ -167,14 +175,18 @@ def prepare(cfg: DataConfig, force: bool = False, progress: Progress = lambda _:
     return PrepareResult(Dataset(root, manifest), False, time.perf_counter() - start)
 
 
-def _documents(spec: DataSpec, cfg: DataConfig, workers: int | None) -> tuple[dict[str, Callable[[], Iterator]], str]:
+def _documents(spec: DataSpec, cfg: DataConfig, workers: int | None,
+               key: bytes | None) -> tuple[dict[str, Callable[[], Iterator]], str]:
     """Per split, a function giving fresh (text, logp-or-None) iterators; and a description."""
     if spec.kind == "builtin":
+        assert key is not None, "the built-in corpus's val and test splits need the split key"
+
         def split_docs(split: str, mb: float) -> Callable[[], Iterator]:
-            return lambda: ((d.text, d.logp) for d in builtin.generate_split(split, mb, cfg.seed, workers))
+            return lambda: ((d.text, d.logp) for d in builtin.generate_split(split, mb, cfg.seed, workers, key))
         sizes = {"train": cfg.train_mb, "val": cfg.val_mb, "test": cfg.test_mb}
         return ({s: split_docs(s, mb) for s, mb in sizes.items()},
-                f"built-in stories, seed {cfg.seed}, {cfg.train_mb}/{cfg.val_mb}/{cfg.test_mb} MB")
+                f"built-in stories, seed {cfg.seed}, {cfg.train_mb}/{cfg.val_mb}/{cfg.test_mb} MB, "
+                f"split key {splitkey.key_id(key)}")
     if spec.kind == "hf":
         source = hf_splits(spec.repo, revision=spec.revision, cache_dir=cache_root() / "hub",
                            train_shards=cfg.hf_train_shards)
@@ -224,8 +236,9 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _build(spec: DataSpec, cfg: DataConfig, out: Path, progress: Progress, workers: int | None) -> dict:
-    splits, description = _documents(spec, cfg, workers)
+def _build(spec: DataSpec, cfg: DataConfig, out: Path, progress: Progress, workers: int | None,
+           key: bytes | None) -> dict:
+    splits, description = _documents(spec, cfg, workers, key)
     figures: dict[str, dict] = {}
     for split in SPLITS:
         progress(f"writing {split} documents")
@@ -264,6 +277,7 @@ def _build(spec: DataSpec, cfg: DataConfig, out: Path, progress: Progress, worke
         "source": cfg.source,
         "description": description,
         "settings": asdict(cfg),
+        "split_key": None if key is None else splitkey.key_id(key),  # the key's id, never the key
         "vocab_size": tokenizer.vocab_size,
         "n_vocab": tokenizer.n_vocab,
         "bos_id": tokenizer.bos_id,

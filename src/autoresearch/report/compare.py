@@ -23,6 +23,7 @@ from pathlib import Path
 
 from autoresearch import protocol, speed
 from autoresearch.config import MetricConfig
+from autoresearch.report.safe_text import for_markdown, for_terminal
 from autoresearch.report.summary import (
     Summary,
     adoptions,
@@ -320,10 +321,13 @@ def plot_compare(contenders: Sequence[Contender], path: Path, metric: MetricConf
             if c.curve:
                 xs = [point[x_of] for point in c.curve]
                 ys = [point[2] for point in c.curve]
-                ax.step(xs, ys, where="post", linewidth=1.6, label=c.label)
+                ax.step(xs, ys, where="post", linewidth=1.6, label=for_terminal(c.label))
     axes[0].set_ylabel(f"best {metric.name} so far ({'higher' if metric.maximize else 'lower'} is better)")
     if any(c.curve for c in contenders):
-        axes[1].legend(loc="upper right" if not metric.maximize else "lower right", fontsize=8, framealpha=0.85)
+        legend = axes[1].legend(loc="upper right" if not metric.maximize else "lower right", fontsize=8,
+                                framealpha=0.85)
+        for text in legend.get_texts():  # the agents' names are text, not mathtext
+            text.set_parse_math(False)
     fig.suptitle(f"{len(contenders)} runs compared", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, format="png")
@@ -338,11 +342,12 @@ def compare_markdown(contenders: Sequence[Contender], metric: MetricConfig, *, i
     lines += [f"| tag | agents | experiments | kept | best {metric.name} | runs of the best | noise sigma | "
               "budget | hours |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c in ranked(contenders, metric):
-        lines.append(f"| {c.tag} | {c.lineup or ', '.join(c.agents) or '-'} | {c.summary.total} | {c.summary.kept} | "
+        lines.append(f"| {for_markdown(c.tag)} | {for_markdown(c.lineup or ', '.join(c.agents) or '-')} | "
+                     f"{c.summary.total} | {c.summary.kept} | "
                      f"{_value(c.best)} | {len(c.best_runs)} | {_value(c.sigma)} | "
                      f"{'-' if c.budget is None else f'{c.budget:.0f} s'} | "
                      f"{'-' if not c.curve else f'{c.curve[-1][1]:.2f}'} |")
-    lines += [""] + [f"- {line}" for line in findings(contenders, metric, tolerance=tolerance)] + [""]
+    lines += [""] + [f"- {for_markdown(line)}" for line in findings(contenders, metric, tolerance=tolerance)] + [""]
     return "\n".join(lines)
 
 

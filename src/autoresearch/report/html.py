@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 
 from autoresearch.config import MetricConfig
 from autoresearch.report.experiment import experiment_lines, experiments_data
+from autoresearch.report.safe_text import for_html
 from autoresearch.store import Experiment
 
 MAX_DIFF_CHARS = 30_000  # a longer diff is cut in the page (the store keeps it whole: `autoresearch show`)
@@ -56,8 +57,8 @@ def _experiment(data: dict, metric: MetricConfig) -> str:
     delta = "" if data["delta"] is None else f" ({data['delta']:+.6f})"
     first = (data["description"] or "(no description)").splitlines()[0]
     summary = (f"#{data['seq']} <span class=\"{data['status']}\">{data['status']}</span>{value}{delta} · "
-               f"{html.escape(data['agent'])} · {html.escape(first)}")
-    text = html.escape("\n".join(experiment_lines(data, metric=metric)))
+               f"{for_html(data['agent'])} · {for_html(first)}")
+    text = for_html("\n".join(experiment_lines(data, metric=metric)))
     return (f"<details><summary>{summary}</summary><pre>{text}</pre>"
             + (f"<pre>{_diff(data['diff'])}</pre>" if data["diff"] else "") + "</details>\n")
 
@@ -70,7 +71,7 @@ def _diff(diff: str) -> str:
     for line in diff[:MAX_DIFF_CHARS].splitlines():
         kind = ("hunk" if line.startswith("@@") else "add" if line.startswith("+") and not line.startswith("+++")
                 else "del" if line.startswith("-") and not line.startswith("---") else None)
-        escaped = html.escape(line)
+        escaped = for_html(line)
         lines.append(f'<span class="{kind}">{escaped}</span>' if kind else escaped)
     if cut:
         lines.append(f"... (cut at {MAX_DIFF_CHARS:,} characters: autoresearch show prints it whole)")

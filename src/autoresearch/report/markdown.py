@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
+from autoresearch.report.safe_text import for_markdown, markdown_code
 from autoresearch.report.summary import (
     adoptions,
     adoptions_text,
@@ -30,8 +31,9 @@ def _date(t: float | None) -> str:
 
 
 def _cell(text: str, width: int = 100) -> str:
-    """Text safe inside a markdown table cell: one line, pipes escaped, cut to `width`."""
-    return truncate(text, width).replace("|", "\\|")
+    """Text (a description, an error, an agent's name) cut to `width` and shown literally, on one line, in a
+    table cell or a list item (`safe_text.for_markdown`)."""
+    return for_markdown(truncate(text, width))
 
 
 def _agents(experiments: Sequence[Experiment], metric: MetricConfig) -> list[str]:
@@ -67,10 +69,11 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     when program.md changed.
     """
     s = summarize(tag, experiments, now, metric=metric)
-    name = _cell(metric.name, 60)
-    lines = [f"# autoresearch report: `{tag}`", ""]
+    name = truncate(metric.name, 60).replace("|", "\\|")  # the task's own settings
+    lines = [f"# autoresearch report: {markdown_code(tag)}", ""]
     if s.total == 0:
-        lines += [f"No experiments yet for tag `{tag}`: start a run with `autoresearch run --tag {tag}`.", ""]
+        lines += [f"No experiments yet for tag {markdown_code(tag)}: start a run with "
+                  f"{markdown_code(f'autoresearch run --tag {tag}')}.", ""]
         return "\n".join(lines)
     counts = ", ".join(f"{n} {status}" for status, n in s.counts.items() if n)
     lines += [
@@ -105,7 +108,7 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append(f"- **Steering:** {steering}")
     taken = adoptions_text(adoptions(experiments))
     if taken is not None:
-        lines.append(f"- **Taken from other runs:** {taken} (docs/loop.md, \"Runs that share their best\")")
+        lines.append(f"- **Taken from other runs:** {for_markdown(taken)} (docs/loop.md, \"Runs that share their best\")")
     if s.agent:
         spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
         if "tokens_in" in s.agent or "tokens_out" in s.agent:
@@ -162,10 +165,21 @@ def _containment(experiments: list[Experiment]) -> list[str]:
     tampered = [e for e in experiments if e.status is Status.TAMPERED]
     lines = []
     if tampered:
-        lines.append(f"- **TAMPERED: {len(tampered)} experiment{'s' if len(tampered) > 1 else ''} void** "
-                     f"(#{', #'.join(str(e.seq) for e in tampered[:10])}{' ...' if len(tampered) > 10 else ''}): "
-                     "the run changed what the harness owns or its own committed files. See docs/security.md.")
+        shown = "; ".join(f"#{e.seq} {_cell(tamper_reason(e.error), 80)}" for e in tampered[:10])
+        lines.append(f"- **TAMPERED: {len(tampered)} experiment{'s' if len(tampered) > 1 else ''} void, never kept** "
+                     f"({shown}{' ...' if len(tampered) > 10 else ''}). See docs/security.md.")
     return lines + _isolation(experiments)
+
+
+def tamper_reason(error: str | None) -> str:
+    """The kind of a void experiment's reason, in a few words (its first clause)."""
+    text = (error or "").removeprefix("tampered: ")
+    for kind in ("below the entropy floor", "non-causal", "audit failed", "clock disagrees",
+                 "far closer to its entropy floor", "changed files the harness owns", "changed committed files"):
+        if kind in text:
+            return {"clock disagrees": "its own clock disagrees with the harness's",
+                    "far closer to its entropy floor": "test score far better than its val score"}.get(kind, kind)
+    return text.split(":")[0][:80] or "void"
 
 
 def _isolation(experiments: list[Experiment]) -> list[str]:

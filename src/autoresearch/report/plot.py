@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from autoresearch.config import MetricConfig
+from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.summary import running_best, summarize, truncate
 from autoresearch.store import Experiment, Status
 
@@ -112,9 +113,9 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
         ax.scatter([e.seq for e in kept], [e.metric for e in kept], s=46, color="#2ca02c",
                    edgecolors="black", linewidths=0.6, label="kept", zorder=4)
         for i, e in enumerate(kept[-MAX_LABELS:]):
-            ax.annotate(truncate(e.description, LABEL_WIDTH), (e.seq, e.metric), xytext=(5, 6 + 7 * (i % 2)),
+            ax.annotate(truncate(for_terminal(e.description), LABEL_WIDTH), (e.seq, e.metric), xytext=(5, 6 + 7 * (i % 2)),
                         textcoords="offset points", fontsize=7, rotation=25, color="#1b5e20", zorder=5,
-                        clip_on=True)
+                        clip_on=True, parse_math=False)  # an agent's `$...$` is text, not (broken) mathtext
     best = running_best([(e.status, e.metric) for e in finished], metric=metric)
     steps = [(e.seq, b) for e, b in zip(finished, best, strict=True) if b is not None]
     if steps:

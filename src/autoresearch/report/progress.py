@@ -17,6 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.summary import format_duration
 
 PROGRESS_PREFIX = "@autoresearch "
@@ -174,4 +175,4 @@ def running_view(description: str | None, progress: dict | None, budget_seconds:
     `description` is None."""
     if description is None:
         return Text("nothing running", style="dim")
-    return Group(Text(description, style="bold cyan"), render_progress(progress, budget_seconds))
+    return Group(Text(for_terminal(description), style="bold cyan"), render_progress(progress, budget_seconds))

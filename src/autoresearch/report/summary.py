@@ -40,6 +40,7 @@ from rich.text import Text
 from autoresearch import speed
 from autoresearch.config import MetricConfig
 from autoresearch.keeprule import Noise, pooled_noise
+from autoresearch.report.safe_text import for_terminal
 from autoresearch.store import Experiment, Status, Store
 
 # Colour (rich style) of each status in the table.
@@ -515,7 +516,7 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
         table.add_row(str(e.seq), Text(e.status.value, style=style), _fmt(e.metric, "{:.6f}"), delta_text,
                       _fmt(e.training_seconds, "{:.1f}"), _fmt(e.total_seconds, "{:.1f}"),
                       _fmt(_gb(e.peak_memory_bytes), "{:.1f}"),
-                      _one_line_text(truncate(description, DESCRIPTION_WIDTH)))
+                      _one_line_text(truncate(for_terminal(description), DESCRIPTION_WIDTH)))
     return table
 
 
@@ -565,7 +566,7 @@ def runs_table(summaries: Sequence[Summary], alive: dict[str, bool | None], *, n
         table.add_row(summary.tag, loop, str(summary.total), str(summary.kept), str(crashes),
                       _fmt(summary.baseline.metric if summary.baseline else None, "{:.6f}"),
                       _fmt(summary.best.metric if summary.best else None, "{:.6f}"), change, last,
-                      *((doing.get(summary.tag, "") if live else "",) if doing is not None else ()))
+                      *((Text(for_terminal(doing.get(summary.tag, "") if live else "")),) if doing is not None else ()))
     return table
 
 

@@ -14,6 +14,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -319,6 +320,20 @@ def report(event, **fields):
     print("@autoresearch " + json.dumps({"event": event, **fields}), flush=True)
 
 
+def harness_stop():
+    """An event set when the harness says the budget is spent: a `stop` line on stdin (docs/contract.md)."""
+    stop = threading.Event()
+
+    def listen():
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                stop.set()
+                return
+
+    threading.Thread(target=listen, daemon=True).start()
+    return stop
+
+
 def pick_device():
     name = env("AUTORESEARCH_DEVICE", default="auto")
     if name == "auto":
@@ -421,6 +436,7 @@ def main():
         batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        stop = harness_stop()
         sync()
         t_start = time.time()
         startup = round(t_start - T_PROCESS_START, 2)
@@ -439,7 +455,7 @@ def main():
             queued = running
             step += 1
             elapsed = time.time() - t_start
-            done = elapsed >= budget
+            done = elapsed >= budget or stop.is_set()
             if done:  # wait for the last step, so that the time and the loss are its own
                 loss = queued.item()
                 sync()
