@@ -234,7 +234,8 @@ def landlock_ruleset(box: Box, *, python_paths: Iterable[str] = (), scratch: Pat
         if os.path.isdir(folder):
             rules += _rights_except(os.path.realpath(folder), landlock.READ, HIDDEN_SYSTEM_FILES)
     rules += [("/proc", landlock.READ_FILE | landlock.READ_DIR), ("/sys", landlock.READ_FILE | landlock.READ_DIR),
-              ("/dev", landlock.DEVICES)]
+              ]
+    rules += _rights_except("/dev", landlock.DEVICES, ("/dev/shm",))
     # No /dev/shm: under Landlock it is the host's, shared by every candidate and evaluation worker, so it would
     # carry whatever one leaves there to the next (POSIX shared memory and semaphores, e.g. multiprocessing's
     # locks and DataLoader workers, are therefore not available in this layer; the box has a private one).

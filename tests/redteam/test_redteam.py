@@ -211,7 +211,22 @@ def redteam_run(request, tmp_path_factory):
             os.environ["AUTORESEARCH_CACHE"] = saved
 
 
+def _clear_markers() -> None:
+    """The channel attacks' markers in the host's /tmp and /dev/shm (where they land without a box)."""
+    for folder in (Path("/tmp"), Path("/dev/shm")):
+        for marker in folder.glob("redteam-marker-*"):
+            marker.unlink(missing_ok=True)
+
+
 def _run(root: Path, layer: str):
+    _clear_markers()
+    try:
+        return _run_attacks(root, layer)
+    finally:
+        _clear_markers()
+
+
+def _run_attacks(root: Path, layer: str):
     task = root / "task"
     cli("init", str(task), cwd=root)
     from conftest import TINY_TOML
@@ -250,7 +265,8 @@ def log_of(experiment) -> str:
 def test_every_attack_ran_and_got_its_outcome(redteam_run):
     layer, task, history, by_name, _ = redteam_run
     assert history[0].description == "baseline" and history[0].status is Status.KEEP
-    assert history[0].metrics["isolation"] == layer and history[0].metrics["causal_tv"] < 0.01
+    assert history[0].metrics["isolation"] == {"off": "process"}.get(layer, layer)
+    assert history[0].metrics["causal_tv"] < 0.01
     assert history[0].metrics["test_bpb"] > 0  # a keep is measured on the hidden test split
     assert sorted(by_name) == sorted(attacks_for(layer))
     for name in attacks_for(layer):
@@ -327,8 +343,9 @@ def test_the_harness_attacks_get_nowhere_in_any_mode(redteam_run):
                ("over-budget", "own-clock", "leak-eval", "memorise-val", "plant-pth"))
 
 
-def test_the_evaluation_workers_words_never_reach_the_agent(redteam_run):
+def test_the_evaluation_workers_words_never_reach_the_agent(redteam_run, monkeypatch):
     _, task, _, by_name, _ = redteam_run
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(task.parent / "cache"))  # the run's own cache
     from autoresearch.config import load_config
     from autoresearch.data.prepare import open_dataset
     from autoresearch.evaluate import eval_windows
