@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +26,19 @@ def default_task(folder: Path) -> Path:
         autoresearch("init", str(folder), cwd=folder.parent if folder.parent.exists() else Path.cwd())
     autoresearch("prepare", cwd=folder)
     return folder
+
+
+def run_replay(task: Path, proposals: list[dict], tag: str, budget: float) -> list:
+    """Run the loop on `task` with the replay agent over `proposals` under `tag` (made unique with the time);
+    the run's experiments, oldest first."""
+    from autoresearch.store import Store
+
+    patches = task / f".autoresearch-bench-{tag}.json"
+    patches.write_text(json.dumps(proposals))
+    tag = f"{tag}-{int(time.time())}"
+    autoresearch("run", "--agent", f"replay:{patches}", "--tag", tag, "--budget", str(budget), cwd=task)
+    with Store.open(task) as store:
+        return store.experiments(tag)
 
 
 def load_train_py(path: Path, name: str = "train") -> ModuleType:

@@ -15,17 +15,15 @@ the compiled graphs as they are (an unused constant each), and prints:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from common import autoresearch, default_task
+from common import default_task, run_replay
 
 from autoresearch.runner import compile_cache, frozen_cache, reset_compile_cache
-from autoresearch.store import Store
 
 
 def main() -> None:
@@ -46,12 +44,8 @@ def main() -> None:
                         "compile"], cwd=task, check=True)
     proposals = [{"description": f"same graphs {k}", "files": {"train.py": compiled + f"UNUSED_{k} = {k}\n"}}
                  for k in range(1, args.runs)]
-    patches = task / ".autoresearch-bench-cache.json"
-    patches.write_text(json.dumps(proposals))
-    tag = f"cache-{int(time.time())}"
-    autoresearch("run", "--agent", f"replay:{patches}", "--tag", tag, "--budget", str(args.budget), cwd=task)
-    with Store.open(task) as store:
-        history = store.experiments(tag)
+    history = run_replay(task, proposals, "cache", args.budget)
+    tag = history[0].tag
     for e in history:
         print(f"#{e.seq} {e.description:16} {e.status.value:9} start-up {e.metrics.get('startup_seconds', 0):6.2f} s")
     worktree = task / ".autoresearch" / "worktrees" / tag

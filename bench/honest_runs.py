@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from common import autoresearch, default_task
+from common import default_task, run_replay
 
 from autoresearch.clock import tolerance_for
-from autoresearch.store import Store
 
 
 def main() -> None:
@@ -38,12 +35,7 @@ def main() -> None:
     train = (task / "train.py").read_text()
     proposals = [{"description": f"honest run {k}", "files": {"train.py": train + f"HONEST_RUN_{k} = {k}  # not read anywhere\n"}}
                  for k in range(1, args.runs)]
-    patches = task / ".autoresearch-bench-honest.json"
-    patches.write_text(json.dumps(proposals))
-    tag = f"honest-{int(time.time())}"
-    autoresearch("run", "--agent", f"replay:{patches}", "--tag", tag, "--budget", str(args.budget), cwd=task)
-    with Store.open(task) as store:
-        history = store.experiments(tag)
+    history = run_replay(task, proposals, "honest", args.budget)
     counts = collections.Counter(e.status.value for e in history)
     tvs = [e.metrics.get("causal_tv") for e in history if e.metrics.get("causal_tv") is not None]
     probes = [e.metrics.get("probe_seconds") for e in history if e.metrics.get("probe_seconds") is not None]

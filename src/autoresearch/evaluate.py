@@ -262,8 +262,7 @@ def evaluate(script: Path, model_path: Path, tokens: np.ndarray, token_bytes: np
         if expired.is_set():
             raise EvaluationError(f"evaluation took longer than {timeout:.0f} s and was stopped",
                                   worker_output=output) from err
-        why = str(err) if isinstance(err, EvaluationError) and not isinstance(err, EvaluationVoid) else \
-            "the evaluation worker stopped without answering"
+        why = str(err) if isinstance(err, EvaluationError) else "the evaluation worker stopped without answering"
         raise EvaluationError(_with_diagnosis(why, script, model_path, len(token_bytes), seq_len, device, cwd,
                                               env, timeout), worker_output=output) from err
     finally:

@@ -893,7 +893,7 @@ class Loop:
         """How long a run's start-up and finish may take (clock.py): from the baseline's own, once it ran; the
         task's caps until then."""
         train = self.config.train
-        phases = self.store.get_state(f"phases:{self.tag}", {"startup": [], "finish": []})
+        phases = self._phases()
         return (clock.allowance(phases["startup"], train.allowance_factor, train.allowance_margin_seconds,
                                 train.startup_allowance_seconds),
                 clock.allowance(phases["finish"], train.allowance_factor, train.allowance_margin_seconds,
@@ -903,11 +903,14 @@ class Loop:
         """Record how long the baseline's run took to start and to finish, by the harness's clock."""
         if outcome.startup_seconds is None or outcome.finish_seconds is None:
             return
-        key = f"phases:{self.tag}"
-        phases = self.store.get_state(key, {"startup": [], "finish": []})
+        phases = self._phases()
         phases["startup"] = [*phases["startup"], outcome.startup_seconds][-20:]
         phases["finish"] = [*phases["finish"], outcome.finish_seconds][-20:]
-        self.store.set_state(key, phases)
+        self.store.set_state(f"phases:{self.tag}", phases)
+
+    def _phases(self) -> dict[str, list[float]]:
+        """The baseline's start-up and finish seconds so far (its latest 20 runs), by the harness's clock."""
+        return self.store.get_state(f"phases:{self.tag}", {"startup": [], "finish": []})
 
     def _decided(self, experiment: Experiment, status: Status, values: list[float], seeds: list[int],
                  outcomes: list[Outcome], verdict: Verdict | None, error: str | None,
@@ -1021,7 +1024,7 @@ class Loop:
         ran; None if nothing. The person's edits of the task's own files during the run are told apart where
         they can be (`_edited_by_person`), and reported rather than counted."""
         changed = integrity.snapshot(self.task_dir, self.dataset).changed_since(before)
-        if any(p in before.startup_code or p.endswith((".pth", *integrity.STARTUP_MODULES)) for p in changed):
+        if any(p.endswith((".pth", *integrity.STARTUP_MODULES)) for p in changed):
             mended = integrity.restore_startup_code(before)
             self.on_event({"event": "startup_code_restored", "files": mended})
         edited = self._edited_by_person(changed, isolation)

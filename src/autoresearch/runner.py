@@ -445,20 +445,19 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         outcome.status = "crash"
         outcome.error = "train.py exited without its final progress line (see docs/contract.md)"
     if config.evaluated:
-        reported = outcome.reported_training_seconds = outcome.training_seconds
         outcome.startup_seconds = run_clock.startup_seconds
         outcome.training_seconds = run_clock.training_seconds
         outcome.finish_seconds = run_clock.finish_seconds(ended)
-        if outcome.tokens and outcome.training_seconds:
-            outcome.tokens_per_s = outcome.tokens / outcome.training_seconds
-        verdict = run_clock.verdict(reported) if outcome.status == "ok" else None
+        verdict = run_clock.verdict(outcome.reported_training_seconds) if outcome.status == "ok" else None
         if verdict is not None:
             status, why = verdict
             outcome.status = "void" if status == "tampered" else status
             outcome.error = f"tampered: {why}" if status == "tampered" else f"{what} {why}"
             evaluating = False
-    if outcome.training_seconds is None and not config.evaluated:
-        outcome.training_seconds = time.perf_counter() - started
+    else:
+        outcome.training_seconds = outcome.reported_training_seconds or time.perf_counter() - started
+    if outcome.tokens and outcome.training_seconds:
+        outcome.tokens_per_s = outcome.tokens / outcome.training_seconds
 
     if outcome.status == "ok" and outcome.flops_per_token and outcome.tokens_per_s and device != "-":
         outcome.mfu = mfu(outcome.tokens_per_s, outcome.flops_per_token, device_name(device))
@@ -507,12 +506,12 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
 def _impossible_scores(outcome: Outcome, dataset: Dataset, config: TaskConfig, val_stderr: float,
                        test: EvalResult | None) -> str | None:
     """Why the measured scores cannot come from an honest model (floor.py), or None."""
-    floors = {split: floor.evaluated_floor(dataset, split, config.eval.seq_len, config.eval.tokens)
-              for split in ("val", "test")}
-    why = floor.below_floor(outcome.val_bpb, val_stderr, floors["val"], "val")
+    val_floor = floor.evaluated_floor(dataset, "val", config.eval.seq_len, config.eval.tokens)
+    why = floor.below_floor(outcome.val_bpb, val_stderr, val_floor, "val")
     if why is None and test is not None:
-        why = floor.below_floor(test.bpb, test.bpb_stderr, floors["test"], "test") or floor.suspiciously_good_test(
-            (outcome.val_bpb, val_stderr), (test.bpb, test.bpb_stderr), floors["val"], floors["test"])
+        test_floor = floor.evaluated_floor(dataset, "test", config.eval.seq_len, config.eval.tokens)
+        why = floor.below_floor(test.bpb, test.bpb_stderr, test_floor, "test") or floor.suspiciously_good_test(
+            (outcome.val_bpb, val_stderr), (test.bpb, test.bpb_stderr), val_floor, test_floor)
     return f"tampered: {why}" if why else None
 
 
@@ -684,7 +683,5 @@ def _absorb(outcome: Outcome, event: dict) -> None:
     elif kind == "done":
         outcome.steps = event.get("steps", outcome.steps)
         outcome.tokens = event.get("tokens", outcome.tokens)
-        outcome.training_seconds = event.get("training_seconds")
+        outcome.reported_training_seconds = event.get("training_seconds")
         outcome.peak_memory_bytes = event.get("peak_memory_bytes")
-        if outcome.tokens and outcome.training_seconds:
-            outcome.tokens_per_s = outcome.tokens / outcome.training_seconds

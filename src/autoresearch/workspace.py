@@ -718,13 +718,7 @@ class Workspace(_Repo):
         return {"GIT_DIR": str(self._own_git_dir), "GIT_WORK_TREE": str(self.root)}
 
     def _scope_dirs(self) -> list[Path]:
-        dirs = [self.root, self.git_dir]
-        for gitdir in (self.git_dir / "worktrees").glob("*/gitdir"):
-            try:
-                dirs.append(Path(gitdir.read_text().strip()).parent)
-            except OSError:
-                continue
-        return dirs
+        return [self.root, self.git_dir, *(link.parent for _, link in self._worktree_records() if link is not None)]
 
     # -- branches ------------------------------------------------------------------------------------
 
@@ -774,23 +768,30 @@ class Workspace(_Repo):
                 locked=fields.get("locked")))
         return entries
 
-    def _admin_dir(self, path: Path) -> Path | None:
-        """The folder where the repository keeps the worktree at `path` (resolved): `<git_dir>/worktrees/<name>`,
-        found from the repository's own records (each entry's `gitdir` file names its worktree's `.git`), never
-        from what the worktree's `.git` file says. None when no entry names `path`."""
+    def _worktree_records(self) -> list[tuple[Path, Path | None]]:
+        """(entry, the `.git` file its `gitdir` record names, None when unreadable) for each entry the repository
+        keeps for a linked worktree (`<git_dir>/worktrees/<name>`), sorted."""
         try:
             entries = sorted((self.git_dir / "worktrees").iterdir())
         except OSError:
-            return None
+            return []
+        records = []
         for admin in entries:
             try:
                 recorded = (admin / "gitdir").read_text(errors="surrogateescape").strip()
             except OSError:
-                continue
-            if not recorded:
-                continue
-            link = Path(os.path.normpath(recorded if os.path.isabs(recorded) else admin / recorded))
-            if link.name == ".git" and Path(os.path.realpath(link.parent)) == path and (admin / "HEAD").is_file():
+                recorded = ""
+            link = Path(os.path.normpath(recorded if os.path.isabs(recorded) else admin / recorded)) if recorded else None
+            records.append((admin, link))
+        return records
+
+    def _admin_dir(self, path: Path) -> Path | None:
+        """The folder where the repository keeps the worktree at `path` (resolved): `<git_dir>/worktrees/<name>`,
+        found from the repository's own records (each entry's `gitdir` file names its worktree's `.git`), never
+        from what the worktree's `.git` file says. None when no entry names `path`."""
+        for admin, link in self._worktree_records():
+            if link is not None and link.name == ".git" and Path(os.path.realpath(link.parent)) == path \
+                    and (admin / "HEAD").is_file():
                 return admin
         return None
 
@@ -933,18 +934,10 @@ class Workspace(_Repo):
         links = [self.root / ".git"] if self._own_git_dir != common else []
         if self._own_git_dir != common:
             inside += [self._own_git_dir / name for name in _ADMIN_FILES]
-        try:
-            admins = sorted((common / "worktrees").iterdir())
-        except OSError:
-            admins = []
-        for admin in admins:
+        for admin, link in self._worktree_records():
             inside += [admin / name for name in _ADMIN_FILES]
-            try:
-                recorded = (admin / "gitdir").read_text(errors="surrogateescape").strip()
-            except OSError:
-                continue
-            if recorded:
-                links.append(Path(os.path.normpath(recorded if os.path.isabs(recorded) else admin / recorded)))
+            if link is not None:
+                links.append(link)
         return inside, links
 
     def config_snapshot(self) -> ConfigSnapshot:
