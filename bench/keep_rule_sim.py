@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import random
 
-from autoresearch.keeprule import KEEP, simulate, simulated_candidate
+from autoresearch.decide.rule import Confirm
+from autoresearch.decide.simulate import settle, simulate, simulated_candidate
+from autoresearch.keeprule import KEEP
 
 MIXTURES = {
     "80% no better, 20% 2-4 sigma better": lambda r: r.uniform(2, 4) if r.random() < 0.2 else min(0.0, r.gauss(-0.5, 0.5)),
@@ -32,6 +34,7 @@ def fixed_budget(gain_of, best_runs: int, *, streams: int, runs: int = 100, nois
                  seed: int = 0) -> tuple[float, float]:
     """Mean true progress of the best (in sigmas) and mean number of false keeps, per loop run of `runs` runs."""
     rng = random.Random(seed)
+    rule = Confirm(noise_seeds=noise_seeds, best_runs=best_runs, recalibrate_every=0)
     progress = false_keeps = 0.0
     for _ in range(streams):
         best_true, used = 0.0, noise_seeds
@@ -40,15 +43,13 @@ def fixed_budget(gain_of, best_runs: int, *, streams: int, runs: int = 100, nois
         while used < runs:
             gain = gain_of(rng)
             true = best_true - gain
-            action, trial = simulated_candidate(rng, true, best, groups)
+            action, trial = simulated_candidate(rng, true, best, groups, rule=rule)
             used += len(trial)
             groups.append(trial)
             if action == KEEP:
                 false_keeps += gain <= 0
                 best, best_true = trial, true
-                while len(best) < best_runs:
-                    best.append(rng.gauss(true, 1.0))
-                    used += 1
+                used += settle(rng, rule, best, true)
         progress -= best_true
     return progress / streams, false_keeps / streams
 

@@ -104,30 +104,30 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
         store = loop.store
         record(store, loop, "me", [1.000, 1.010, 0.990], "mine")  # noise sigma 0.01 from these runs
         assert loop.noise().known
-        assert loop._adoption_offer() is None  # no other run yet
+        assert loop.adopter.offer() is None  # no other run yet
         record(store, loop, "close", [0.996, 0.994], "close")  # better, but within the gate
-        assert loop._adoption_offer() is None
+        assert loop.adopter.offer() is None
         record(store, loop, "far", [0.95, 0.95], "far")
-        offer = loop._adoption_offer()
+        offer = loop.adopter.offer()
         assert (offer.source, offer.description, offer.value) == ("far", "far best", pytest.approx(0.95))
         record(store, loop, "other-budget", [0.80, 0.80], "fast")
         store.set_state("budget:other-budget", 30.0)  # trained for 30 s: its loss does not compare
-        assert loop._adoption_offer().source == "far"
+        assert loop.adopter.offer().source == "far"
         record(store, loop, "same-as-mine", [0.70, 0.70], "mine")  # measured here already
-        assert loop._adoption_offer().source == "far"
+        assert loop.adopter.offer().source == "far"
         record(store, loop, "farther", [0.90, 0.90], "farther")  # the best of the offers wins
-        assert loop._adoption_offer().source == "farther"
-        loop.config = with_adopt_from(loop.config, ["far"])
-        assert loop._adoption_offer().source == "far"  # only the runs named
-        loop.config = with_adopt_from(loop.config, ["fa*"])
-        assert loop._adoption_offer().source == "farther"  # or matched
+        assert loop.adopter.offer().source == "farther"
+        loop.line.config = with_adopt_from(loop.line.config, ["far"])
+        assert loop.adopter.offer().source == "far"  # only the runs named
+        loop.line.config = with_adopt_from(loop.line.config, ["fa*"])
+        assert loop.adopter.offer().source == "farther"  # or matched
         # with adopt_after, only once this run has gone that many experiments without a keep
-        loop.config = dataclasses.replace(loop.config, loop=dataclasses.replace(loop.config.loop, adopt_after=2))
-        assert loop._adoption_offer() is None
+        loop.line.config = dataclasses.replace(loop.line.config, loop=dataclasses.replace(loop.line.config.loop, adopt_after=2))
+        assert loop.adopter.offer() is None
         for n in range(2):
             e = store.begin(tag="me", parent_commit="x", commit=None, diff="", description=f"try {n}", agent="r", seed=0)
             store.finish(e.id, status=Status.DISCARD, metric=1.2)
-        assert loop._adoption_offer().source == "farther"
+        assert loop.adopter.offer().source == "farther"
     finally:
         loop.close()
 
@@ -257,7 +257,7 @@ def test_the_agent_is_told_what_the_runs_it_shares_with_tried_lately(tmp_path):
         add("me", "my own idea", Status.DISCARD)
         add("gpu2", "adopt the best of gpu1 (#0: baseline)", Status.KEEP, agent="adopt:gpu1")
         add("gpu2", "deeper", Status.CRASH)
-        others = loop._context().others
+        others = loop.proposer.context().others
         assert [(e.tag, e.description) for e in others] == [  # this run's and unnamed runs' left out, in order
             ("gpu1", "baseline"), ("gpu1", "wider MLP"), ("gpu2", "adopt the best of gpu1 (#0: baseline)"),
             ("gpu2", "deeper")]
@@ -265,15 +265,15 @@ def test_the_agent_is_told_what_the_runs_it_shares_with_tried_lately(tmp_path):
         store.set_state("budget:gpu1", 60.0)
         store.set_state("budget:gpu2", 300.0)
         store.set_state("budget:other", 60.0)
-        assert loop._context().shared_runs == ("gpu1",)
-        prompt = build_prompt(loop._context())
+        assert loop.proposer.context().shared_runs == ("gpu1",)
+        prompt = build_prompt(loop.proposer.context())
         assert "# Tried lately in the runs that share their bests with this one" in prompt
         assert "| gpu1 | 1 | discard | 1.200000 | wider MLP |" in prompt and "| gpu2 | 1 | crash | - | deeper |" in prompt
         assert "baseline |" not in prompt.split("# Tried lately")[1] and "adopt the best" not in prompt  # not proposals
         assert "not shared with" not in prompt
         alone = make_loop(task, "solo", [])
         try:
-            assert alone._context().others == () and "# Tried lately" not in build_prompt(alone._context())
+            assert alone.proposer.context().others == () and "# Tried lately" not in build_prompt(alone.proposer.context())
         finally:
             alone.close()
     finally:

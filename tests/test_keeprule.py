@@ -6,6 +6,8 @@ import random
 import numpy as np
 import pytest
 
+from autoresearch.decide.rule import Case, Decision, Run, Strict
+from autoresearch.decide.simulate import simulate
 from autoresearch.keeprule import (
     CONFIRM,
     DISCARD,
@@ -17,8 +19,6 @@ from autoresearch.keeprule import (
     is_simpler,
     judge,
     pooled_noise,
-    simulate,
-    strict,
     t_cdf,
     t_quantile,
     widening,
@@ -109,7 +109,12 @@ def test_while_the_noise_is_barely_measured_any_better_first_run_is_confirmed():
 def test_direction_follows_the_metric():
     assert judge([1.05], BEST, NOISE, maximize=True).action == KEEP
     assert judge([0.95], BEST, NOISE, maximize=True).action == DISCARD
-    assert strict(0.5, 1.0) == KEEP and strict(0.5, 1.0, maximize=True) == DISCARD
+    def strict(candidate: float, best: float, maximize: bool = False) -> bool:
+        decision = Strict(maximize=maximize).next(Case((Run(candidate),), (Run(best),)))
+        assert isinstance(decision, Decision)
+        return decision.keep
+
+    assert strict(0.5, 1.0) and not strict(0.5, 1.0, maximize=True)
 
 
 def test_ties_go_to_the_simpler_change():

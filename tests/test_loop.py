@@ -200,7 +200,7 @@ def test_a_resumed_run_keeps_its_budget(loop_task):
         make_loop(loop_task, [], resume=True, budget=3.0)
     events: list[dict] = []
     resumed = make_loop(loop_task, [], resume=True, on_event=events.append)  # `--resume` without --budget
-    assert resumed.budget == 1.5 and resumed._context().budget_seconds == 1.5
+    assert resumed.budget == 1.5 and resumed.proposer.context().budget_seconds == 1.5
     resumed.close()
     assert events == [{"event": "budget_kept", "budget": 1.5, "configured": 2.0}]  # the task says 2 s
     same = make_loop(loop_task, [], resume=True, budget=1.5)

@@ -88,7 +88,7 @@ def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):  # noqa:
     loop = make_loop(loop_task, proposals)
     assert loop.run().startswith("all 5 replay proposals used")
     history = loop.store.experiments("t")
-    prompt = build_prompt(loop._context())
+    prompt = build_prompt(loop.proposer.context())
     loop.close()
     assert [e.status for e in history[2:5]] == [Status.REJECTED] * 3
     assert {e.status for e in (history[0], history[1], history[5])} <= {Status.KEEP, Status.DISCARD}

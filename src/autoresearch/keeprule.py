@@ -24,7 +24,8 @@ keeps anything lower by any amount (`strict`) keeps about half of the changes th
   whose change removes more lines than it adds is kept when it is no worse than the best by more than
   `tie_z` standard errors (the simplicity criterion, made mechanical).
 
-The thresholds' false-keep and true-keep rates are measured by `bench/keep_rule_sim.py` (docs/keep.md).
+The loop applies this through the rule objects of `decide.rule`; their false-keep and true-keep rates are
+measured by `bench/keep_rule_sim.py` (docs/keep.md).
 """
 
 from __future__ import annotations
@@ -195,11 +196,6 @@ def _normal_cdf(z: float) -> float:
     return 0.5 * (1 + math.erf(z / math.sqrt(2)))
 
 
-def strict(candidate: float, best: float, *, maximize: bool = False) -> str:
-    """The reference rule: keep anything better, by any amount."""
-    return KEEP if (candidate > best if maximize else candidate < best) else DISCARD
-
-
 def changed_lines(diff: str) -> tuple[int, int]:
     """Lines added and removed by a unified diff (file headers not counted; blank lines and comments
     count like any other)."""
@@ -222,59 +218,3 @@ def is_simpler(diff: str) -> bool:
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
-
-
-@dataclass(frozen=True)
-class SimulatedRates:
-    keep_rate: float  # kept candidates / candidates
-    looked_better: float  # candidates whose first run beat the best's mean / candidates
-    extra_runs_per_looked_better: float  # confirmation and settling runs / candidates that looked better
-    strict_keep_rate: float  # what `strict` would have kept of the same first runs, against the same best
-
-
-def simulated_candidate(rng, true: float, best: list[float], groups: list[list[float]], *,
-                        thresholds: Thresholds = Thresholds()) -> tuple[str, list[float]]:
-    """One candidate on a synthetic stream, judged as the loop judges it: runs drawn from normal(`true`, 1)
-    until the confirm rule decides against the best's runs `best`, with the noise pooled over `groups` (the
-    stream's groups of runs so far) and the candidate's own. The action (KEEP or DISCARD) and its runs."""
-    runs = [rng.gauss(true, 1.0)]
-    while (action := judge(runs, best, pooled_noise([*groups, runs]), thresholds=thresholds).action) == CONFIRM:
-        runs.append(rng.gauss(true, 1.0))
-    return action, runs
-
-
-def simulate(true_gain: float, *, streams: int = 200, candidates: int = 20, noise_seeds: int = 3, seed: int = 0,
-             thresholds: Thresholds = Thresholds(), rule: str = "confirm", best_runs: int = 2) -> SimulatedRates:
-    """The rule on synthetic metric streams (no training), as the loop applies it: `streams` runs of the loop,
-    each a baseline run `noise_seeds` times, then `candidates` candidates. Each candidate is truly better
-    than the best so far by `true_gain` noise sigmas (0: an A/A test, nothing of substance changed) and is
-    judged against the best's runs (`simulated_candidate`). A kept candidate becomes the best, and is run
-    again until it has `best_runs` runs (counted as extra runs). Metric to minimize, sigma 1. `rule="strict"`
-    runs the streams with the strict rule instead (one run each)."""
-    import random
-
-    rng = random.Random(seed)
-    kept = looked = extra = strict_kept = total = 0
-    for _ in range(streams):
-        best_true = 0.0
-        best = [rng.gauss(best_true, 1.0) for _ in range(noise_seeds)]
-        groups: list[list[float]] = [best]
-        for _ in range(candidates):
-            true = best_true - true_gain
-            total += 1
-            if rule == "strict":
-                runs = [rng.gauss(true, 1.0)]
-                action = strict(runs[0], _mean(best))
-            else:
-                action, runs = simulated_candidate(rng, true, best, groups, thresholds=thresholds)
-                extra += len(runs) - 1
-            looked += runs[0] < _mean(best)
-            strict_kept += strict(runs[0], _mean(best)) == KEEP
-            groups.append(runs)
-            if action == KEEP:
-                kept += 1
-                best, best_true = runs, true
-                while rule != "strict" and len(best) < best_runs:  # the loop's settling runs of a new best
-                    best.append(rng.gauss(true, 1.0))
-                    extra += 1
-    return SimulatedRates(kept / total, looked / total, extra / max(looked, 1), strict_kept / total)

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from autoresearch import diskguard, floor, reported, sandbox, speed
@@ -88,8 +88,10 @@ def logged_progress(log_path: Path) -> list[dict]:
         return []
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """What one run of an experiment's code measured (frozen: a runner builds it with `OutcomeBuilder`)."""
+
     status: str  # ok | crash | timeout | pruned (stopped early: `stop_when`) | void (evaluate.EvaluationVoid)
     metric: float | None = None  # the task's metric (val_bpb with the built-in evaluation)
     metric_name: str = "val_bpb"
@@ -119,10 +121,25 @@ class Outcome:
     budget_seconds: float = 0.0
     log_path: str = ""
     error: str | None = None
-    events: list[dict] = field(default_factory=list, repr=False)
+    events: tuple[dict, ...] = field(default=(), repr=False)
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "events"}
+
+
+class OutcomeBuilder:
+    """An `Outcome` being measured: its fields, set one by one as the run goes; `done` freezes them."""
+
+    def __init__(self, **given: object) -> None:
+        unknown = set(given) - {f.name for f in fields(Outcome)}
+        if unknown:
+            raise TypeError(f"Outcome has no field {sorted(unknown)}")
+        for f in fields(Outcome):
+            setattr(self, f.name, given.get(f.name, [] if f.name == "events" else f.default))
+
+    def done(self) -> Outcome:
+        values = {f.name: getattr(self, f.name) for f in fields(Outcome)}
+        return Outcome(**{**values, "events": tuple(values["events"])})
 
 
 def resolve_device(requested: str) -> str:
@@ -309,14 +326,14 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
     _empty(output_dir)
     reset_compile_cache(task_dir)
     log_path = run_dir / "train.log"
-    outcome = Outcome(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device,
+    outcome = OutcomeBuilder(status="ok", seed=seed, budget_seconds=budget, log_path=str(log_path), device=device,
                       metric_name=config.metric.name)
     script = (task_dir / config.train.script).resolve()
     if config.evaluated and not script.exists():
         if prestarted is not None:
             prestarted.kill()
         outcome.status, outcome.error = "crash", f"{script} does not exist"
-        return outcome
+        return outcome.done()
     json_path = task_dir / config.metric.json_file if config.metric.source == "json" else None
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,7 +352,7 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
             proc = sandbox.start(command_argv(config, script), box, env, stdin=subprocess.PIPE)
         except OSError as err:
             outcome.status, outcome.error = "crash", f"could not start {config.train.command or script}: {err}"
-            return outcome
+            return outcome.done()
         if not config.evaluated:
             proc.popen.stdin.close()  # a task's own command gets no stop line: its deadline is a kill
     outcome.isolation = proc.isolation
@@ -499,11 +516,12 @@ def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, 
         _read_reported(outcome, config, log_path, json_path)
     _keep_model(output_dir, run_dir / "model")
     outcome.total_seconds = time.perf_counter() - started
-    (run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
-    return outcome
+    measured = outcome.done()
+    (run_dir / "outcome.json").write_text(json.dumps(measured.summary(), indent=2))
+    return measured
 
 
-def _impossible_scores(outcome: Outcome, dataset: Dataset, config: TaskConfig, val_stderr: float,
+def _impossible_scores(outcome: OutcomeBuilder, dataset: Dataset, config: TaskConfig, val_stderr: float,
                        test: EvalResult | None) -> str | None:
     """Why the measured scores cannot come from an honest model (floor.py), or None."""
     val_floor = floor.evaluated_floor(dataset, "val", config.eval.seq_len, config.eval.tokens)
@@ -654,7 +672,7 @@ def _scaled_for_tests(figure: float | None) -> float | None:
         return figure
 
 
-def _read_reported(outcome: Outcome, config: TaskConfig, log_path: Path, json_path: Path | None) -> None:
+def _read_reported(outcome: OutcomeBuilder, config: TaskConfig, log_path: Path, json_path: Path | None) -> None:
     """The metric (and peak memory) the command reported about itself."""
     m = config.metric
     lines = log_path.read_text(errors="replace").splitlines()
@@ -673,7 +691,7 @@ def _read_reported(outcome: Outcome, config: TaskConfig, log_path: Path, json_pa
             pass  # memory is optional
 
 
-def _absorb(outcome: Outcome, event: dict) -> None:
+def _absorb(outcome: OutcomeBuilder, event: dict) -> None:
     kind = event["event"]
     if kind == "start":
         outcome.params = event.get("params")

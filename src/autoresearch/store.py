@@ -112,6 +112,15 @@ class Experiment:
         return self.status.finished
 
 
+@dataclass(frozen=True)
+class Run:
+    """One measurement of an experiment's code."""
+
+    metric: float
+    seed: int = 0
+    speed: float | None = None  # the machine's speed at the run (GFLOP/s, speed.py; None: not measured)
+
+
 # The statuses of each schema version, as SQL for its CHECK constraint. A schema is a record of what was
 # written, so these are spelled out; a test checks that the latest is `Status`.
 _STATUS_SQL_V1 = "'running', 'keep', 'discard', 'crash', 'timeout', 'rejected', 'tampered'"
@@ -417,6 +426,12 @@ class Store:
         later = self.get_state(f"recalibration-speeds:{experiment.id}", [])
         return [*padded(experiment.metrics.get("run_speeds") or [], len(_own_runs(experiment))),
                 *padded(later, len(self.remeasured_runs(experiment)))]
+
+    def runs(self, experiment: Experiment) -> list[Run]:
+        """`measured_runs` as records, with their machine speeds and seeds (run i of a code had its first seed
+        plus i)."""
+        return [Run(metric, experiment.seed + i, speed_) for i, (metric, speed_)
+                in enumerate(zip(self.measured_runs(experiment), self.measured_speeds(experiment), strict=True))]
 
     def current_runs(self, experiment: Experiment) -> list[float]:
         """The runs of `measured_runs` made at about the machine speed of the latest one (`speed.groups`, with

@@ -37,11 +37,11 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch import speed
 from autoresearch.config import MetricConfig
-from autoresearch.keeprule import Noise, pooled_noise
+from autoresearch.decide import rule
+from autoresearch.keeprule import Noise
 from autoresearch.report.safe_text import for_terminal
-from autoresearch.store import Experiment, Status, Store
+from autoresearch.store import Experiment, Run, Status, Store
 
 # Colour (rich style) of each status in the table.
 STATUS_STYLES: dict[Status, str] = {
@@ -359,23 +359,15 @@ def summary_data(summary: Summary) -> dict:
 
 def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None, *,
                    speed_now: float | None = None) -> Noise:
-    """The run-to-run noise of `tag`'s metric as measured so far: pooled over every group of runs of the
-    same code (the baseline's seeds, confirmations, re-measurements) made at about one machine speed
-    (`speed.groups`), and `extra` (a group being made). With `speed_now` (the machine's speed now, as
-    `latest_speed`), only the groups made at about that speed count, as long as they give at least one degree
-    of freedom: a loaded machine's runs spread more, and that spread is not the noise of the machine as it
-    is now."""
-    tolerance = store.speed_tolerance(tag)
-    groups, at_now = [], []
-    for e in store.experiments(tag):
-        if e.status in (Status.KEEP, Status.DISCARD):
-            runs, speeds = store.measured_runs(e), store.measured_speeds(e)
-            for group in speed.groups(speeds, tolerance):
-                groups.append([runs[i] for i in group])
-                if speed.comparable([speeds[i] for i in group], speed_now, tolerance):
-                    at_now.append(groups[-1])
-    chosen = at_now if sum(len(g) - 1 for g in at_now) >= 1 else groups
-    return pooled_noise([*chosen, *([list(extra)] if extra else [])])
+    """The run-to-run noise of `tag`'s metric as measured so far (`decide.rule.measured_noise`), with `extra`
+    (a group of runs being made) and at the machine speed `speed_now` (as `latest_speed`)."""
+    return rule.measured_noise(line_runs(store, tag), [Run(v) for v in extra or ()], speed_now=speed_now,
+                               tolerance=store.speed_tolerance(tag))
+
+
+def line_runs(store: Store, tag: str) -> list[list[Run]]:
+    """The runs of each piece of code `tag` measured to a result (kept or discarded), one group each."""
+    return [store.runs(e) for e in store.experiments(tag) if e.status in (Status.KEEP, Status.DISCARD)]
 
 
 def latest_speed(store: Store, tag: str) -> float | None:

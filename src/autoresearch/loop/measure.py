@@ -1,0 +1,254 @@
+"""Measuring and deciding: runs an experiment for as long as the keep rule asks, records the decision, and
+makes git follow it. Also runs the best again when the rule asks for it (`remeasure`, `recalibrate`).
+
+Every finished run is recorded at once (the `runs:<id>` state), so a loop restarted mid-experiment goes on
+from the runs already made. What training is and where it happens is the runner's (run/seam.py); what to
+run next is the rule's (decide/rule.py): this module only executes their answers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from autoresearch import clock, prune
+from autoresearch.decide.rule import BestState, Case, Decision, Purpose, RemeasureBest, RunAgain, seed_for
+from autoresearch.keeprule import Verdict, is_simpler
+from autoresearch.loop.line import BASELINE, Line, fault_point
+from autoresearch.run.seam import Outcome, Runner, RunRequest
+from autoresearch.runner import logged_progress, run_folder
+from autoresearch.store import Experiment, Run, Status
+
+
+def failure_status(outcome: Outcome) -> Status | None:
+    """What went wrong in a run (it timed out, was pruned, tampered, crashed); None if it ran to a metric."""
+    if outcome.status == "timeout":
+        return Status.TIMEOUT
+    if outcome.status == "pruned":
+        return Status.PRUNED
+    if outcome.status == "void":
+        return Status.TAMPERED
+    if outcome.status != "ok" or outcome.metric is None:
+        return Status.CRASH
+    return None
+
+
+class Measurer:
+    def __init__(self, line: Line, runner: Runner) -> None:
+        self.line, self.runner = line, runner
+
+    # -- an experiment ----------------------------------------------------------------------------
+
+    def execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:
+        """Run `experiment` until the rule decides it (docs/keep.md), record the decision, and reset the
+        branch to the best unless it was kept."""
+        line = self.line
+        incumbent = line.incumbent()
+        runs = [Run(r["metric"], r["seed"], r.get("speed")) for r in line.store.get_state(self._runs_key(experiment), [])]
+        outcomes: list[Outcome] = []
+        shift, failed = None, None
+        checked_key = f"speed-checked:{experiment.id}"
+        while True:
+            answer = line.rule.next(self._case(experiment, incumbent, runs, line.store.get_state(checked_key, False)))
+            if isinstance(answer, Decision):
+                break
+            if isinstance(answer, RemeasureBest):
+                shift = answer.shift
+                line.on_event({"event": "speed", "seq": experiment.seq, "best_seq": incumbent.seq, "then": answer.then,
+                               "now": answer.now, "shift": shift, "runs": answer.runs})
+                self.remeasure(incumbent, answer.runs, answer.purpose)
+                line.store.set_state(checked_key, True)
+                incumbent = line.store.get(incumbent.id)
+                continue
+            assert isinstance(answer, RunAgain)
+            if answer.purpose is Purpose.CONFIRM:
+                line.on_event({"event": "confirm", "seq": experiment.seq, "run": len(runs) + 1,
+                               "reason": answer.reason})
+            bar = statistics.fmean(line.store.measured_runs(incumbent)) if incumbent is not None else None
+            outcome, failure = self._run_once(experiment, answer.seed, len(runs), answer.purpose, keep_bar=bar,
+                                              pruner=self._pruner(experiment, incumbent) if not runs else None)
+            outcomes.append(outcome)
+            if failure is not None:
+                error = outcome.error if not runs else f"run {len(runs) + 1} (seed {answer.seed}): {outcome.error}"
+                failed = (failure, error)
+                break
+            runs.append(Run(outcome.metric, answer.seed, outcome.machine_speed))
+            line.store.set_state(self._runs_key(experiment), [{"metric": r.metric, "seed": r.seed, "speed": r.speed}
+                                                               for r in runs])
+            fault_point("after-run")
+        decision = answer if isinstance(answer, Decision) else None
+        status, error = failed if failed is not None else (Status.KEEP if decision.keep else Status.DISCARD, None)
+        return self._decided(experiment, incumbent, status, runs, outcomes, decision, error, agent_usage, shift)
+
+    def _case(self, experiment: Experiment, incumbent: Experiment | None, runs: list[Run], checked: bool) -> Case:
+        line = self.line
+        best = tuple(line.store.runs(incumbent)) if incumbent is not None else None
+        return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=is_simpler(experiment.diff),
+                    speed_checked=checked, speed_now=line.speed_now())
+
+    @staticmethod
+    def _runs_key(experiment: Experiment) -> str:
+        return f"runs:{experiment.id}"
+
+    def _run_once(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
+                  keep_bar: float | None = None, pruner: prune.Pruner | None = None) -> tuple[Outcome, Status | None]:
+        """One run of `experiment`'s code with `seed`: its outcome, and what went wrong in it (None: nothing)."""
+        line = self.line
+        trusted = experiment.description == BASELINE and experiment.agent == "-"
+        startup, finish = self._allowances()
+        request = RunRequest(experiment_id=experiment.id, seq=experiment.seq, index=index, commit=experiment.commit,
+                             files=line.worktree.files_at(experiment.commit, line.config.loop.editable), seed=seed,
+                             budget=line.budget, run_dir=run_folder(Path(experiment.log_path).parent, index),
+                             purpose=purpose, keep_bar=keep_bar, pruner=pruner, startup_allowance=startup,
+                             finish_allowance=finish, trusted=trusted)
+        outcome = self.runner.run(request, line.on_event)
+        failure = failure_status(outcome)
+        if trusted and failure is None:
+            self._measured_phases(outcome)
+        return outcome, failure
+
+    def _decided(self, experiment: Experiment, incumbent: Experiment | None, status: Status, runs: list[Run],
+                 outcomes: list[Outcome], decision: Decision | None, error: str | None, agent_usage: dict | None,
+                 shift: float | None) -> Experiment:
+        """Record the decision, then make git follow it."""
+        line = self.line
+        values, speeds = [r.metric for r in runs], [r.speed for r in runs]
+        last = outcomes[-1] if outcomes else Outcome(status="ok")
+        first = outcomes[0] if outcomes else last
+        ok = status in (Status.KEEP, Status.DISCARD)
+        metric = sum(values) / len(values) if ok and values else (last.metric if not values else None)
+        tested = [o.test_bpb for o in outcomes if o.test_bpb is not None]
+        metrics = {"val_bpb_stderr": first.val_bpb_stderr, "eval_seconds": first.eval_seconds,
+                   "startup_seconds": first.startup_seconds, "finish_seconds": first.finish_seconds,
+                   "reported_training_seconds": first.reported_training_seconds, "mfu": first.mfu, "params": first.params,
+                   "prestarted": first.prestarted or None, "isolation": last.isolation,
+                   "causal_tv": max((o.causal_tv for o in outcomes if o.causal_tv is not None), default=None),
+                   "probe_seconds": sum(o.probe_seconds or 0 for o in outcomes) or None,
+                   "test_bpb": sum(tested) / len(tested) if tested else None,
+                   "run_speeds": speeds if ok and any(p is not None for p in speeds) else None,
+                   "speed_shift": shift, **(agent_usage or {})}
+        verdict: Verdict | None = decision.verdict if decision is not None else None
+        if line.rule.weighs_noise and runs:
+            noise = decision.noise if decision is not None else line.rule.noise(
+                self._case(experiment, incumbent, runs, True))
+            metrics.update({"runs": values, "run_seeds": [r.seed for r in runs],
+                            "confirm_runs": len(values) - 1 if experiment.description != BASELINE else None,
+                            "noise_sigma": noise.sigma if noise.known else None, "noise_dof": noise.dof or None})
+            if verdict is not None:
+                metrics.update({"improvement": verdict.improvement, "verdict": verdict.reason,
+                                "improvement_stderr": verdict.stderr if math.isfinite(verdict.stderr) else None,
+                                "z": verdict.z if math.isfinite(verdict.z) else None})
+        finished = line.store.finish(experiment.id, status=status, metric=metric,
+                                     metrics={k: v for k, v in metrics.items() if v is not None},
+                                     training_seconds=first.training_seconds,
+                                     total_seconds=sum(o.total_seconds for o in outcomes),
+                                     peak_memory_bytes=max((o.peak_memory_bytes or 0 for o in outcomes), default=0) or None,
+                                     tokens=first.tokens, steps=first.steps, error=error if not ok else None)
+        fault_point("after-finish")
+        self.drop_models(finished)
+        anchor = line.anchor()
+        if status != Status.KEEP and anchor is not None and line.worktree.head() != anchor:
+            line.worktree.reset_hard(anchor)
+            fault_point("after-reset")
+        line.export()
+        line.on_event({"event": "decided", "status": status.value, "metric": metric,
+                       "metric_name": line.config.metric.name, "seq": experiment.seq, "runs": len(values),
+                       "reason": verdict.reason if verdict is not None else error if status is Status.PRUNED else None})
+        return finished
+
+    def drop_models(self, experiment: Experiment) -> None:
+        """Delete the models of a decided experiment's runs that `loop.keep_models` does not keep: with "kept",
+        all but the first run's of a kept or void experiment, and all of any other."""
+        policy = self.line.config.loop.keep_models
+        if policy == "all" or not experiment.log_path:
+            return
+        evidence = experiment.status in (Status.KEEP, Status.TAMPERED)
+        self.runner.drop_models(Path(experiment.log_path).parent, keep_first=policy == "kept" and evidence)
+
+    # -- the best, again ----------------------------------------------------------------------------
+
+    def remeasure(self, best: Experiment, more: int, purpose: Purpose) -> int:
+        """Run the best `more` times with its next seeds, each run recorded as it ends (`remeasured_runs`),
+        whatever the worktree holds now (a candidate's code is put back afterwards). Stops at a run that
+        fails: the best no longer runs as it did, and the noise is left as it was. Returns the runs made."""
+        store = self.line.store
+        extra = store.remeasured_runs(best)
+        own = len(store.measured_runs(best)) - len(extra)
+        extra_speeds = store.measured_speeds(best)[own:]
+        made = 0
+        while made < more:
+            n = own + len(extra)
+            outcome, failure = self._run_once(best, seed_for(best.seed, n), n, purpose)
+            if failure is not None:
+                break
+            extra.append(outcome.metric)
+            extra_speeds.append(outcome.machine_speed)
+            store.set_remeasured_runs(best, extra, extra_speeds)
+            made += 1
+        self.drop_models(best)
+        return made
+
+    def recalibrate(self) -> None:
+        """Run the best again before the next proposal when the rule asks (`KeepRule.before_proposal`): on a
+        person's request (`autoresearch recalibrate`), every `keep.recalibrate_every` keeps, or to settle a
+        best kept on fewer than `keep.best_runs` runs."""
+        line, store, tag = self.line, self.line.store, self.line.tag
+        incumbent = line.incumbent()
+        if incumbent is None or line.worktree.head() != incumbent.commit:
+            return
+        requested = store.get_state(f"recalibrate-requested:{tag}", 0)
+        mark = store.get_state(f"calibrated:{tag}", 0)
+        state = BestState(runs=len(store.measured_runs(incumbent)),
+                          settled=store.get_state(f"settled:{incumbent.id}", False),
+                          keeps_since_noise=sum(1 for e in line.experiments() if e.status == Status.KEEP and e.seq > mark),
+                          requested=requested > store.get_state(f"recalibrate-served:{tag}", 0))
+        asked = line.rule.before_proposal(state)
+        if asked is None:
+            return
+        line.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": asked.runs, "requested": state.requested,
+                       "why": asked.reason})
+        self.remeasure(incumbent, asked.runs, asked.purpose)
+        if asked.reason == "settle":  # once, even if a run failed: a best that no longer runs is not retried forever
+            store.set_state(f"settled:{incumbent.id}", True)
+        else:
+            store.set_state(f"calibrated:{tag}", incumbent.seq)
+            store.set_state(f"recalibrate-served:{tag}", requested)
+        line.export()  # results.tsv shows the best as now measured
+
+    # -- what a run may take ------------------------------------------------------------------------
+
+    def _pruner(self, experiment: Experiment, incumbent: Experiment | None) -> prune.Pruner | None:
+        """What stops a proposal's first run early if its training curve shows it cannot beat the best's runs
+        (`[prune]`, prune.py); None for what is never stopped early: the baseline, a best taken up from
+        another run, the best's own re-runs, tasks without train.py's progress lines."""
+        config = self.line.config
+        if not config.prune.enabled or not config.evaluated or incumbent is None or not incumbent.log_path \
+                or experiment.agent == "-" or experiment.agent.startswith("adopt:"):
+            return None
+        folder, store = Path(incumbent.log_path).parent, self.line.store
+        curves = [prune.curve_of(logged_progress(run_folder(folder, i) / "train.log"))
+                  for i in range(len(store.measured_runs(incumbent)))]
+        return prune.Pruner(curves, self.line.budget, config.prune, speeds=store.measured_speeds(incumbent),
+                            tolerance=config.keep.speed_tolerance)
+
+    def _allowances(self) -> tuple[float, float]:
+        """How long a run's start-up and finish may take (clock.py): from the baseline's own, once it ran; the
+        task's caps until then."""
+        train, phases = self.line.config.train, self._phases()
+        return (clock.allowance(phases["startup"], train.allowance_factor, train.allowance_margin_seconds,
+                                train.startup_allowance_seconds),
+                clock.allowance(phases["finish"], train.allowance_factor, train.allowance_margin_seconds,
+                                train.finish_allowance_seconds))
+
+    def _measured_phases(self, outcome: Outcome) -> None:
+        """Record how long the baseline's run took to start and to finish, by the harness's clock."""
+        if outcome.startup_seconds is None or outcome.finish_seconds is None:
+            return
+        phases = self._phases()
+        phases["startup"] = [*phases["startup"], outcome.startup_seconds][-20:]
+        phases["finish"] = [*phases["finish"], outcome.finish_seconds][-20:]
+        self.line.store.set_state(f"phases:{self.line.tag}", phases)
+
+    def _phases(self) -> dict[str, list[float]]:
+        """The baseline's start-up and finish seconds so far (its latest 20 runs), by the harness's clock."""
+        return self.line.store.get_state(f"phases:{self.line.tag}", {"startup": [], "finish": []})
