@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,14 +59,38 @@ def git(task: Path, *args: str) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real command line in a subprocess."""
+def cli(*args: str, cwd: Path, check: bool = True, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess (`env`: variables laid over this process's)."""
     result = subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+                            text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"autoresearch {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def _prepared_caches(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return {"root": tmp_path_factory.mktemp("prepared"), "built": {}}
+
+
+@pytest.fixture
+def prepare(_prepared_caches: dict, isolated_cache: Path):
+    """`prepare(task)`: the task's data as `autoresearch prepare` makes it, in this test's own cache. Each
+    [data] setting is prepared once per test session (by the real command) and copied from there."""
+    from autoresearch.config import load_config
+
+    def run(task: Path) -> None:
+        key = json.dumps(dataclasses.asdict(load_config(task).data), sort_keys=True)
+        built = _prepared_caches["built"].get(key)
+        if built is None:
+            built = _prepared_caches["root"] / f"cache-{len(_prepared_caches['built'])}"
+            cli("prepare", cwd=task, env={"AUTORESEARCH_CACHE": str(built)})
+            _prepared_caches["built"][key] = built
+        shutil.copytree(built, isolated_cache, dirs_exist_ok=True)
+
+    return run
 
 
 @pytest.fixture

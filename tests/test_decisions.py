@@ -5,13 +5,14 @@ same way. (The real runs of the same paths are in test_loop.py, test_keep_loop.p
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from loopkit import Scripted, code_text, fake_loop, loss_of, make_task, proposals, run_loop, scored, settings
 
 from autoresearch.agents.replay import ReplayAgent
-from autoresearch.loop import Limits, request_recalibration
+from autoresearch.loop import Limits, LoopError, request_recalibration
 from autoresearch.store import Status, Store
 
 
@@ -252,3 +253,86 @@ def test_after_crashes_in_a_row_the_best_runs_once_and_a_broken_machine_stops_th
     assert [str(r.purpose) for r in runner.requests if r.seq == 1] == ["own", "remeasure", "remeasure"]
     assert [e.status for e in history] == [Status.KEEP, Status.KEEP] + [Status.CRASH] * 4
     assert reason.startswith("4 experiments in a row failed, and the best (#1) failed too when it ran again")
+
+
+# ------------------------------------------------------------------------------------------ what is kept, resume
+
+@pytest.mark.parametrize("policy", ["kept", "all"])
+def test_trained_models_stay_only_for_kept_experiments(tmp_path, policy):
+    task = make_task(tmp_path)
+    config = settings(keep={"noise_seeds": 2, "best_runs": 1}, loop={"keep_models": policy})
+    history, _, _ = run_loop(task, scored(loss_of, sigma=0.01), proposals("LOSS = 0.5\n", "LOSS = 2.0\n"),
+                             config=config)
+    folders = {e.seq: Path(e.log_path).parent for e in history}
+    assert [e.status for e in history] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert (folders[0] / "run-2" / "train.log").is_file()  # the baseline ran twice
+    if policy == "all":
+        assert all((folder / "model" / "model.pt").is_file() for folder in folders.values())
+        assert (folders[0] / "run-2" / "model" / "model.pt").is_file()
+        return
+    for e in history:  # one model per kept experiment, the first run's; none for the others
+        assert (folders[e.seq] / "model" / "model.pt").is_file() == (e.status is Status.KEEP), e
+        assert not list(folders[e.seq].glob("run-*/model")), e
+
+
+def test_resume_drops_a_stray_commit_and_half_written_edits_and_goes_on(tmp_path):
+    task = make_task(tmp_path)
+    changes = proposals("LOSS = 0.9\n", "LOSS = 0.9\n", "LOSS = 0.8\n")
+    strict = settings(keep={"rule": "strict"})
+    first, _ = fake_loop(task, agent=ReplayAgent(changes), config=strict, limits=Limits(max_experiments=2))
+    assert "2 experiments" in first.run()
+    (first.worktree.path / "train.py").write_text("LOSS = 0.1\n")  # a crash after a commit, before the store
+    first.worktree.commit("stray commit from a killed loop")
+    (first.worktree.path / "train.py").write_text("half-written edit")  # and an uncommitted edit
+    first.close()
+    with pytest.raises(LoopError, match="--resume"):
+        fake_loop(task, agent=ReplayAgent(changes), config=strict)
+    second, runner = fake_loop(task, agent=ReplayAgent(changes), config=strict, resume=True,
+                               limits=Limits(max_experiments=4))
+    try:
+        assert second.worktree.head() == second.incumbent().commit and not second.worktree.changed_files()
+        second.run()
+        history = second.store.experiments("t")
+        assert [(e.seq, e.status) for e in history] == [(0, Status.KEEP), (1, Status.KEEP), (2, Status.REJECTED),
+                                                        (3, Status.KEEP)]
+        assert history[2].error == "empty proposal: no file changed"  # the best's own code
+        assert second.worktree.head() == history[3].commit
+        assert [r.seq for r in runner.requests] == [3]  # nothing of the first loop ran again
+    finally:
+        second.close()
+    log = subprocess.run(["git", "log", "--format=%s", "autoresearch/t"], cwd=task, capture_output=True, text=True,
+                         check=True).stdout
+    assert "stray commit" not in log and log.splitlines()[:2] == ["change 3", "change 1"]
+
+
+def test_an_experiment_begun_and_never_finished_runs_again_on_resume(tmp_path):
+    task = make_task(tmp_path)
+    loop, _ = fake_loop(task, limits=Limits(max_experiments=1))
+    head = loop.worktree.head()
+    # what a kill -9 during training leaves: the baseline begun but never finished
+    loop.store.begin(tag="t", parent_commit=head, commit=head, diff="", description="baseline", agent="-", seed=0,
+                     log_path=str(task / ".autoresearch" / "logs" / "t" / "0000" / "train.log"))
+    loop.close()
+    loop, runner = fake_loop(task, resume=True, limits=Limits(max_experiments=1))
+    try:
+        loop.run()
+        (only,) = loop.store.experiments("t")
+    finally:
+        loop.close()
+    assert only.status is Status.KEEP and only.metric == 1.0 and [r.seq for r in runner.requests] == [0, 0, 0]
+
+
+def test_a_resumed_line_keeps_its_budget_and_refuses_another(tmp_path):
+    task = make_task(tmp_path)
+    fake_loop(task, budget=1.5)[0].close()  # `run --budget 1.5`, then stopped
+    with pytest.raises(LoopError, match=r"trains for 1.5 s per experiment.*--budget 3 would compare"):
+        fake_loop(task, resume=True, budget=3.0)
+    events: list[dict] = []
+    resumed, runner = fake_loop(task, resume=True, on_event=events.append, limits=Limits(max_experiments=1))
+    try:
+        assert resumed.budget == 1.5 and resumed.proposer.context().budget_seconds == 1.5
+        resumed.run()
+    finally:
+        resumed.close()
+    assert events[0] == {"event": "budget_kept", "budget": 1.5, "configured": 10.0}  # the task says 10 s
+    assert {r.budget for r in runner.requests} == {1.5}

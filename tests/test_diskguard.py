@@ -92,8 +92,8 @@ def test_a_run_within_its_disk_allowance_is_left_alone(tmp_path):
     assert len(list((task / "junk").iterdir())) == 20
 
 
-def test_the_loop_stops_before_a_run_when_the_disk_is_nearly_full(tiny_task):
-    cli("prepare", cwd=tiny_task)
+def test_the_loop_stops_before_a_run_when_the_disk_is_nearly_full(tiny_task, prepare):
+    prepare(tiny_task)
     with open(tiny_task / "autoresearch.toml", "a") as f:
         f.write("\n[sandbox]\nmin_free_gb = 1000000\n")
     result = cli("run", "--agent", "tune", "--max-experiments", "2", "--tag", "full", cwd=tiny_task)

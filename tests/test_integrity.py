@@ -68,8 +68,8 @@ def test_a_run_that_changes_committed_files_is_void_and_never_kept(task):
         in (task / "report.md").read_text()
 
 
-def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(tiny_task):
-    cli("prepare", cwd=tiny_task)
+def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(tiny_task, prepare):
+    prepare(tiny_task)
     train = (tiny_task / "train.py").read_text()
     attack = train.replace('if __name__ == "__main__":', 'def _attack():\n'
                            '    import os\n'

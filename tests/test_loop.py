@@ -10,7 +10,7 @@ from conftest import cli
 from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import ConfigError, config_from_dict, load_config
 from autoresearch.data.prepare import open_dataset
-from autoresearch.loop import Limits, Loop, LoopError
+from autoresearch.loop import Loop
 from autoresearch.store import Status, Store
 
 NAN_EDIT = {"file": "train.py", "search": "accum_steps, autocast)  # a GPU", "replace": "accum_steps, autocast) * float('nan')  # a GPU"}
@@ -28,13 +28,13 @@ PROPOSALS = [
 
 
 @pytest.fixture
-def loop_task(tiny_task: Path) -> Path:
+def loop_task(tiny_task: Path, prepare) -> Path:
     toml = (tiny_task / "autoresearch.toml").read_text()
     toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
     toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
     (tiny_task / "autoresearch.toml").write_text(toml.replace("[loop]\n", '[loop]\neditable = ["train.py"]\n'))
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
-    cli("prepare", cwd=tiny_task)
+    prepare(tiny_task)
     return tiny_task
 
 
@@ -57,7 +57,8 @@ def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
     statuses = [e.status for e in history]
     assert statuses[:7] == [Status.KEEP, Status.REJECTED, Status.REJECTED, Status.CRASH, Status.CRASH,
                             Status.TIMEOUT, Status.CRASH]
-    assert statuses[7] in (Status.KEEP, Status.DISCARD)
+    # the strict rule: the real change is kept exactly when it trained to a lower val_bpb than the baseline
+    assert statuses[7] is (Status.KEEP if history[7].metric < history[0].metric else Status.DISCARD)
     assert "autoresearch.toml" in history[1].error and "empty" in history[2].error
     assert "SyntaxError" in history[3].error and "nan" in history[6].error.lower()
     assert history[0].description == "baseline" and history[0].metric > 0
@@ -78,47 +79,9 @@ def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
     trained = [e for e in history if e.status in (Status.KEEP, Status.DISCARD)]
     assert len(trained) >= 2 and all(e.metrics.get("prestarted") for e in trained)
     assert all(len(e.metrics["run_speeds"]) == 1 and e.metrics["run_speeds"][0] > 0 for e in trained)
-
-
-def test_resume_continues_without_losing_or_repeating(loop_task):
-    proposals = [{"description": "longer warmdown", "edits": [REAL_EDIT]},
-                 {"description": "change nothing"},
-                 {"description": "exit with an error", "files": {"train.py": "import sys\nsys.exit(3)\n"}}]
-    first = make_loop(loop_task, proposals, limits=Limits(max_experiments=2))
-    assert "2 experiments" in first.run()
-    # a crash right after a commit, before the store heard of it: the commit must not survive
-    (first.worktree.path / "train.py").write_text("print('stray')\n")
-    first.worktree.commit("stray commit from a killed loop")
-    # and an uncommitted edit
-    (first.worktree.path / "train.py").write_text("half-written edit")
-    first.close()
-
-    with pytest.raises(LoopError, match="--resume"):
-        make_loop(loop_task, proposals)
-    second = make_loop(loop_task, proposals, resume=True, limits=Limits(max_experiments=4))
-    assert "stray commit from a killed loop" not in branch_log(loop_task)
-    second.run()
-    history = second.store.experiments("t")
-    assert [e.seq for e in history] == [0, 1, 2, 3]
-    assert [e.description for e in history] == ["baseline", "longer warmdown", "change nothing",
-                                                "exit with an error"]
-    assert second.worktree.head() == second.incumbent().commit
-    assert not second.worktree.changed_files()
-    second.close()
-
-
-def test_an_interrupted_experiment_runs_again_on_resume(loop_task):
-    loop = make_loop(loop_task, [], limits=Limits(max_experiments=1))
-    head = loop.worktree.head()
-    # what a kill -9 during training leaves: the baseline begun but never finished
-    loop.store.begin(tag="t", parent_commit=head, commit=head, diff="", description="baseline", agent="-", seed=0,
-                     log_path=str(loop_task / ".autoresearch" / "logs" / "t" / "0000" / "train.log"))
-    loop.close()
-    resumed = make_loop(loop_task, [], resume=True, limits=Limits(max_experiments=1))
-    resumed.run()
-    (only,) = resumed.store.experiments("t")
-    assert only.status == Status.KEEP and only.metric is not None
-    resumed.close()
+    # the model a run saved stays for the kept experiments only (`loop.keep_models = "kept"`)
+    for e in trained:
+        assert (Path(e.log_path).parent / "model" / "model.pt").is_file() == (e.status is Status.KEEP), e
 
 
 def test_run_command_refuses_bad_input(loop_task, tmp_path):
@@ -154,38 +117,11 @@ def test_run_command_end_to_end_with_status_and_report(loop_task):
 
 
 def test_the_tune_agent_runs_in_the_loop(loop_task):
-    result = cli("run", "--tag", "tuned", "--max-experiments", "3", cwd=loop_task)
-    assert "loop stopped: reached 3 experiments" in result.stdout.replace("\n", " ")
+    result = cli("run", "--tag", "tuned", "--max-experiments", "2", cwd=loop_task)
+    assert "loop stopped: reached 2 experiments" in result.stdout.replace("\n", " ")
     status = json.loads(cli("status", "--json", "--tag", "tuned", cwd=loop_task).stdout)
     descriptions = [e["description"] for e in status["experiments"]]
     assert descriptions[0] == "baseline" and all("->" in d for d in descriptions[1:])
-
-
-@pytest.mark.parametrize("policy", ["kept", "all"])
-def test_trained_models_stay_only_for_kept_experiments(loop_task, policy):
-    toml = (loop_task / "autoresearch.toml").read_text()
-    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2\nbest_runs = 1')
-    (loop_task / "autoresearch.toml").write_text(toml.replace("[loop]\n", f'[loop]\nkeep_models = "{policy}"\n'))
-    subprocess.run(["git", "commit", "-qam", "confirm rule"], cwd=loop_task, check=True)
-    proposals = [{"description": "longer warmdown", "edits": [REAL_EDIT]},
-                 {"description": "freeze the embedding and the head", "edits": [
-                     {"file": "train.py", "search": "EMBED_LR=0.15,", "replace": "EMBED_LR=0.0,"},
-                     {"file": "train.py", "search": "HEAD_LR=0.005,", "replace": "HEAD_LR=0.0,"}]}]
-    loop = make_loop(loop_task, proposals)
-    loop.run()
-    history = loop.store.experiments("t")
-    loop.close()
-    folders = {e.seq: Path(e.log_path).parent for e in history}
-    base = folders[0]
-    assert (base / "run-2" / "train.log").is_file()  # the baseline ran twice
-    if policy == "all":
-        assert all((folder / "model" / "model.pt").is_file() for folder in folders.values())
-        assert (base / "run-2" / "model" / "model.pt").is_file()
-        return
-    for e in history:  # one model per kept experiment, the first run's; none for the others
-        assert (folders[e.seq] / "model" / "model.pt").is_file() == (e.status is Status.KEEP), e
-        assert not list(folders[e.seq].glob("run-*/model")), e
-    assert history[2].status is Status.DISCARD and history[2].metrics["runs"]  # measured, and its model gone
 
 
 def test_the_keep_models_setting_is_checked():
@@ -194,44 +130,28 @@ def test_the_keep_models_setting_is_checked():
         config_from_dict({"loop": {"keep_models": "best"}}).validate()
 
 
-def test_a_resumed_run_keeps_its_budget(loop_task):
-    make_loop(loop_task, [], budget=1.5).close()  # `run --budget 1.5`, then stopped
-    with pytest.raises(LoopError, match=r"trains for 1.5 s per experiment.*--budget 3 would compare"):
-        make_loop(loop_task, [], resume=True, budget=3.0)
-    events: list[dict] = []
-    resumed = make_loop(loop_task, [], resume=True, on_event=events.append)  # `--resume` without --budget
-    assert resumed.budget == 1.5 and resumed.proposer.context().budget_seconds == 1.5
-    resumed.close()
-    assert events == [{"event": "budget_kept", "budget": 1.5, "configured": 2.0}]  # the task says 2 s
-    same = make_loop(loop_task, [], resume=True, budget=1.5)
-    assert same.budget == 1.5
-    same.close()
-
-
-def test_a_hopeless_run_is_stopped_early_recorded_as_pruned_and_not_run_again(tiny_task):
-    toml = (tiny_task / "autoresearch.toml").read_text().replace("budget_seconds = 5.0", "budget_seconds = 20.0")
+def test_a_hopeless_run_is_stopped_early_recorded_as_pruned_and_not_run_again(tiny_task, prepare):
+    toml = (tiny_task / "autoresearch.toml").read_text().replace("budget_seconds = 5.0", "budget_seconds = 10.0")
     (tiny_task / "autoresearch.toml").write_text(toml.replace("enabled = false", "enabled = true"))
     subprocess.run(["git", "commit", "-qam", "pruning on"], cwd=tiny_task, check=True)
-    cli("prepare", cwd=tiny_task)
+    prepare(tiny_task)
     frozen = {"file": "train.py", "search": "    if progress < WARMUP_FRAC:",
               "replace": "    if progress >= 0:  # the weights never move\n        return 0.0\n    if progress < WARMUP_FRAC:"}
     patches = tiny_task.parent / "patches.json"
     patches.write_text(json.dumps([{"description": "learn nothing", "edits": [frozen]},
-                                   {"description": "learn nothing again", "edits": [frozen]},
-                                   {"description": "longer warmdown", "edits": [REAL_EDIT]}]))
+                                   {"description": "learn nothing again", "edits": [frozen]}]))
     out = cli("run", "--agent", f"replay:{patches}", "--tag", "p", cwd=tiny_task).stdout
     assert "-> pruned stopped early at" in out
     with Store.open(tiny_task) as store:
-        baseline, hopeless, again, fine = store.experiments("p")
+        baseline, hopeless, again = store.experiments("p")
     assert (baseline.status, hopeless.status, again.status) == (Status.KEEP, Status.PRUNED, Status.REJECTED)
-    assert fine.status in (Status.KEEP, Status.DISCARD) and fine.metric is not None
     assert hopeless.metric is None and hopeless.error.startswith("stopped early at ")
     assert "for the best at" in hopeless.error and "above their final" in hopeless.error
     assert again.metrics["same_code_as"] == hopeless.seq  # stopped as hopeless is measured: not run again
     log = Path(hopeless.log_path).read_text()
     steps = [json.loads(line.split(" ", 1)[1]) for line in log.splitlines() if line.startswith("@autoresearch ")]
     elapsed = [e["elapsed"] for e in steps if e["event"] == "step"]
-    assert 7 <= elapsed[-1] <= 15 and not [e for e in steps if e["event"] == "done"]  # cut at 35-75% of 20 s
+    assert 3.5 <= elapsed[-1] <= 7.5 and not [e for e in steps if e["event"] == "done"]  # cut at 35-75% of 10 s
     assert "[autoresearch: stopped early at" in log
     tsv = (tiny_task / "results.tsv").read_text()
     assert "\tpruned\t" in tsv and "learn nothing" in tsv

@@ -16,6 +16,8 @@ from conftest import cli, generic_task_folder, git
 from autoresearch.parallel import QUICK_DEATHS, ParallelError, Place, _ranges, plan, restart
 from autoresearch.store import Status, Store
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 # Prints the cores it may use and its maths threads (what --parallel set), then its score.
 SOLVE_PY = """import os, time
 RATE = 0.1

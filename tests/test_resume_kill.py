@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import cli
+import pytest
 
 from autoresearch.loop import FAULT_POINTS
 from autoresearch.store import Status, Store
+
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 
 
 def proposals(train_py: str) -> list[dict]:
@@ -65,11 +67,11 @@ def phase_hit(task: Path, tag: str) -> str:
     return "evaluation" if log.exists() and '"event": "done"' in log.read_text() else "training"
 
 
-def test_kill_minus_nine_twenty_times(tiny_task):
+def test_kill_minus_nine_twenty_times(tiny_task, prepare):
     toml = (tiny_task / "autoresearch.toml").read_text().replace("budget_seconds = 5.0", "budget_seconds = 1.0")
     (tiny_task / "autoresearch.toml").write_text(toml)
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
-    cli("prepare", cwd=tiny_task)
+    prepare(tiny_task)
     patches = tiny_task.parent / "patches.json"
     plan = proposals((tiny_task / "train.py").read_text())
     patches.write_text(json.dumps(plan))

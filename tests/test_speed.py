@@ -105,24 +105,25 @@ FAKE = f"print('{speed.SPEED_PREFIX}1e9')\n"  # a candidate that claims the mach
 
 
 @pytest.fixture
-def speed_task(tiny_task: Path) -> Path:
+def speed_task(tiny_task: Path, prepare) -> Path:
     toml = (tiny_task / "autoresearch.toml").read_text()
     toml = toml.replace("budget_seconds = 5.0", "budget_seconds = 2.0")
     toml = toml.replace("startup_allowance_seconds = 120.0", "startup_allowance_seconds = 25.0")
-    toml = toml.replace('rule = "strict"', 'rule = "confirm"\nnoise_seeds = 2').replace("speed_tolerance = 0",
-                                                                                      "speed_tolerance = 0.25")
+    toml = toml.replace('rule = "strict"', 'rule = "strict"\nbest_runs = 1').replace("speed_tolerance = 0",
+                                                                                    "speed_tolerance = 0.25")
     (tiny_task / "autoresearch.toml").write_text(toml)
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=tiny_task, check=True)
-    cli("prepare", cwd=tiny_task)
+    prepare(tiny_task)
     return tiny_task
 
 
 def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_path, monkeypatch):
+    """The real runs of the speed check (the decisions are in test_decisions.py): the speed is the harness's
+    figure, not what a candidate prints, and the best's extra runs run the best's code in its own folder."""
     load = tmp_path / "speed-factor"
     monkeypatch.setenv("AUTORESEARCH_FAULT_SPEED_FILE", str(load))
     train = (speed_task / "train.py").read_text()
-    proposals = [{"description": "a candidate on a loaded machine", "files": {"train.py": FAKE + MARKER + train}},
-                 {"description": "another, on the machine as loaded", "files": {"train.py": MARKER + train}}]
+    proposals = [{"description": "a candidate on a loaded machine", "files": {"train.py": FAKE + MARKER + train}}]
     events: list[dict] = []
 
     def on_event(event: dict) -> None:
@@ -139,65 +140,25 @@ def test_a_slower_machine_makes_the_best_run_again_at_its_speed(speed_task, tmp_
     finally:
         loop.close()
     with Store.open(speed_task) as store:
-        base, loaded, again = store.experiments("s")
+        base, loaded = store.experiments("s")
         base_runs, base_speeds = store.measured_runs(base), store.measured_speeds(base)
-    assert Status.TAMPERED not in (loaded.status, again.status) and Status.CRASH not in (loaded.status, again.status)
-
-    # the baseline's own two runs at full speed, then two more when the slow machine was found. The second
-    # candidate usually finds runs at its speed; a test machine whose own speed then moves by more than the
-    # tolerance makes the best run again once more, announced like the first.
-    shifts = [e for e in events if e.get("event") == "speed"]
-    assert len(base.metrics["run_speeds"]) == 2 and len(base_runs) == len(base_speeds) == 2 + 2 * len(shifts)
-    full, slow = base_speeds[:2], base_speeds[2:4]
-    assert max(slow) < 0.75 * min(full)  # scaled to 0.1: a margin for the quiet machine's dips
-    found = shifts[0]
-    assert found["seq"] == 1 and found["best_seq"] == 0 and found["runs"] == 2 and found["shift"] < -0.4
+    assert loaded.status in (Status.KEEP, Status.DISCARD)
+    (found,) = [e for e in events if e.get("event") == "speed"]  # one candidate: one check
+    assert len(base_runs) == len(base_speeds) == 2  # its own run, and one more at the new speed (best_runs = 1)
+    assert base_speeds[1] < 0.75 * base_speeds[0]  # scaled to 0.1: a margin for the quiet machine's dips
+    assert found["seq"] == 1 and found["best_seq"] == 0 and found["runs"] == 1 and found["shift"] < -0.4
     assert loaded.metrics["speed_shift"] == pytest.approx(found["shift"])
-    assert len(shifts) == 1 or len(shifts) == 2 and shifts[1]["seq"] == 2 and shifts[1]["best_seq"] == 0
-    assert ("speed_shift" in again.metrics) == (len(shifts) == 2)
     # the harness's own figure, not the candidate's claim
-    assert all(s < 1e6 for s in loaded.metrics["run_speeds"])
-    assert max(loaded.metrics["run_speeds"]) < 0.75 * min(full)
-
-    # the extra runs ran the best's code, in the best's log folder; the candidates ran theirs
-    base_dir = Path(base.log_path).parent
-    for folder in [f"run-{n}" for n in range(3, len(base_runs) + 1)]:
-        log = (base_dir / folder / "train.log").read_text()
-        assert "candidate code runs" not in log and '"event": "done"' in log
+    assert loaded.metrics["run_speeds"][0] < 0.75 * base_speeds[0]
+    # the extra run ran the best's code, in the best's log folder; the candidate ran its own
+    log = (Path(base.log_path).parent / "run-2" / "train.log").read_text()
+    assert "candidate code runs" not in log and '"event": "done"' in log
     assert "candidate code runs" in Path(loaded.log_path).read_text()
-    assert "candidate code runs" in Path(again.log_path).read_text()
 
     # shown: status (text and JSON) and the report
     shown = json.loads(cli("status", "--json", "--tag", "s", cwd=speed_task).stdout)["machine_speed"]
-    assert shown["shifts"][0] == {"seq": 1, "shift": pytest.approx(found["shift"])} and shown["runs"] >= 6
-    assert [shift["seq"] for shift in shown["shifts"]] == [e["seq"] for e in shifts]
-    assert shown["low"] < 0.6 * shown["high"] and shown["latest"] == again.metrics["run_speeds"][-1]
+    assert shown["shifts"] == [{"seq": 1, "shift": pytest.approx(found["shift"])}] and shown["runs"] == 3
+    assert shown["low"] < 0.6 * shown["high"] and shown["latest"] == loaded.metrics["run_speeds"][-1]
     assert "the best ran again at a new speed before #1 (" in cli("status", "--tag", "s", cwd=speed_task).stdout
     cli("report", "--tag", "s", cwd=speed_task)
     assert "**Machine speed:**" in (speed_task / "report.md").read_text()
-
-
-def test_the_speed_check_can_be_turned_off(speed_task, tmp_path, monkeypatch):
-    load = tmp_path / "speed-factor"
-    monkeypatch.setenv("AUTORESEARCH_FAULT_SPEED_FILE", str(load))
-    toml = speed_task / "autoresearch.toml"
-    toml.write_text(toml.read_text().replace("speed_tolerance = 0.25", "speed_tolerance = 0"))
-    events: list[dict] = []
-
-    def on_event(event: dict) -> None:
-        events.append(event)
-        if event.get("event") == "decided" and event["seq"] == 0:
-            load.write_text("0.3")
-
-    config = load_config(speed_task)
-    loop = Loop(speed_task, config, open_dataset(config.data), ReplayAgent([{"description": "an unused constant",
-                "files": {"train.py": "UNUSED = 1\n" + (speed_task / "train.py").read_text()}}]), tag="s",
-                on_event=on_event)
-    try:
-        loop.run()
-    finally:
-        loop.close()
-    with Store.open(speed_task) as store:
-        base, cand = store.experiments("s")
-        assert len(store.measured_runs(base)) == 2  # not run again
-    assert not [e for e in events if e.get("event") == "speed"] and "speed_shift" not in cand.metrics

@@ -53,6 +53,8 @@ _os.utime("train.py")  # git must read the file again to compare it: through the
 # A `cmd:` agent: argv[1] the task folder, argv[2] the payload's file.
 AGENT = r'''
 import os, subprocess, sys
+
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 task, marker = sys.argv[1], sys.argv[2]
 run = f"touch {marker}; cat"
 said = []

@@ -21,6 +21,8 @@ import pytest
 from conftest import TINY_TOML, cli
 from markdown_it import MarkdownIt
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 # What must never reach a terminal: C0 controls but \t and \n (ESC and \r among them), DEL and C1 (as a
 # character, or as a lone byte: see `_run`).
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udc9f]")

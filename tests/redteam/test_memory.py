@@ -20,6 +20,8 @@ from conftest import TINY_TOML
 from autoresearch import landlock, sandbox
 from autoresearch.store import Status, Store
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 MAX_MEMORY_GB = 1.5
 HOG = '''
 if __name__ == "__main__":

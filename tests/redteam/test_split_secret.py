@@ -44,6 +44,8 @@ except OSError:
 from autoresearch.config import load_config as _load_config
 from autoresearch.data import prepare as _prepare
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 _own = _tempfile.mkdtemp(prefix="rebuild-", dir=_os.environ["AUTORESEARCH_OUTPUT_DIR"])  # a folder it may write
 _os.environ["AUTORESEARCH_CACHE"] = _own  # a cache of its own
 _built = _prepare.prepare(_load_config(_Path.cwd()).data).dataset

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.run.seam import Outcome, RunRequest
-from autoresearch.runner import PROGRESS_PREFIX
+from autoresearch.runner import PROGRESS_PREFIX, remove_models
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,14 @@ class FakeRunner:
                           budget_seconds=request.budget, log_path=str(log_path),
                           error=error if not ok else None, events=tuple(events))
         (request.run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
+        if ok:  # what a run leaves for the person: its model, in the run's folder
+            (request.run_dir / "model").mkdir(exist_ok=True)
+            (request.run_dir / "model" / "model.pt").write_bytes(b"fake")
         return outcome
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
         self.dropped.append((experiment_dir, keep_first))
+        remove_models(experiment_dir, keep_first=keep_first)
 
     def close(self) -> None:
         self.closed = True
