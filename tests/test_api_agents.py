@@ -46,7 +46,8 @@ def test_a_good_answer_is_applied_exactly(provider, suffix, workdir, monkeypatch
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-secret")
     with FakeApi([Reply(GOOD)]) as api:
         chosen = agent(provider, api, suffix, workdir)
-        assert chosen.propose(workdir, context()) == "Raise the rate"
+        proposal = chosen.propose(workdir, context())
+        assert proposal.description == "Raise the rate"
     assert (workdir / "solve.py").read_text() == SOLVE_PY.replace("RATE = 0.1", "RATE = 0.3")
     (request,) = api.posts()
     body = request["body"]
@@ -61,14 +62,14 @@ def test_a_good_answer_is_applied_exactly(provider, suffix, workdir, monkeypatch
         assert request["path"] == "/v1/messages" and "harness" in body["system"]
         sent = request["headers"].get("x-api-key", "") + request["headers"].get("authorization", "")
         assert "sk-ant-test-secret" in sent and "anthropic-version" in request["headers"]
-    assert chosen.usage["tokens_in"] == 100 and chosen.usage["tokens_out"] == 20 and chosen.usage["requests"] == 1
+    assert proposal.usage["tokens_in"] == 100 and proposal.usage["tokens_out"] == 20 and proposal.usage["requests"] == 1
 
 
 @pytest.mark.parametrize("provider, suffix", PROVIDERS)
 def test_a_non_matching_edit_is_sent_back_with_the_exact_mismatch(provider, suffix, workdir):
     with FakeApi([Reply(MISSES), Reply(GOOD)]) as api:
         chosen = agent(provider, api, suffix, workdir)
-        assert chosen.propose(workdir, context()) == "Raise the rate"
+        assert chosen.propose(workdir, context()).description == "Raise the rate"
     first, second = api.posts()
     retry = second["body"]["messages"]
     assert retry[-2] == {"role": "assistant", "content": MISSES}
@@ -88,7 +89,7 @@ def test_edits_that_never_match_fail_the_proposal_and_change_nothing(workdir):
 @pytest.mark.parametrize("provider, suffix", PROVIDERS)
 def test_a_rate_limit_is_retried(provider, suffix, workdir):
     with FakeApi([Reply(status=429), Reply(GOOD)]) as api:
-        assert agent(provider, api, suffix, workdir).propose(workdir, context()) == "Raise the rate"
+        assert agent(provider, api, suffix, workdir).propose(workdir, context()).description == "Raise the rate"
     assert len(api.posts()) == 2
 
 
@@ -116,7 +117,7 @@ def test_malformed_json_is_an_agent_error(provider, suffix, workdir):
 
 def test_an_answer_without_edits_is_asked_again(workdir):
     with FakeApi([Reply("I would raise the rate."), Reply(GOOD)]) as api:
-        assert agent("openai", api, "/v1", workdir).propose(workdir, context()) == "Raise the rate"
+        assert agent("openai", api, "/v1", workdir).propose(workdir, context()).description == "Raise the rate"
     assert "no SEARCH/REPLACE block" in api.posts()[1]["body"]["messages"][-1]["content"]
 
 

@@ -175,13 +175,14 @@ def test_an_honest_model_passes_the_audit_and_the_causality_probe(tmp_path):
     assert worst < 1e-6
 
 
-def test_a_model_that_looks_ahead_is_void(tmp_path):
+def test_a_model_that_looks_ahead_is_void(tmp_path, monkeypatch):
+    # The audit's places are drawn from a seed the worker cannot know (os.urandom); fixed here, so that not every
+    # audited position is a sequence's last one (with nothing after it to change, the probe could not see it).
+    monkeypatch.setattr("autoresearch.evaluate.os.urandom", lambda n: bytes(range(1, n + 1)))
     result, script, model, vocab = _eval_case(tmp_path / "peeking", PEEKING_SCRIPT)
     honest, *_ = _eval_case(tmp_path / "honest", BIGRAM_SCRIPT)
     assert result.bpb < honest.bpb - 0.5  # the peeking "improves" val_bpb by a lot
-    # unless every audited position is a sequence's last one (nothing after it to change), it is caught
-    if all(p == 15 for p in result.audit.positions):
-        pytest.skip("every audited position was a last one")
+    assert not all(p == 15 for p in result.audit.positions)
     with pytest.raises(EvaluationVoid, match="non-causal"):
         probe_causality(script, model, result.audit, vocab, device="cpu", cwd=tmp_path / "peeking")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, edit_solve, git, processes_with
 
-from autoresearch.agents import ProposalContext
+from autoresearch.agents import Agent, ProposalContext
 from autoresearch.agents.api import ApiAgent, is_local
 from autoresearch.agents.command import CommandAgent
 from autoresearch.agents.prompt import build_prompt
@@ -57,7 +57,7 @@ class Call:
 
 
 @dataclass
-class ScriptedAgent:
+class ScriptedAgent(Agent):
     """Replaces text in solve.py, one (description, old, new) step per call, and notes every call."""
 
     steps: list[tuple[str, ...]]  # (description, old, new, old, new, ...)

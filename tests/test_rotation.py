@@ -9,7 +9,14 @@ import optuna
 import pytest
 from conftest import cli, edit_solve, generic_task_folder
 
-from autoresearch.agents import AgentConfigError, AgentExhausted, ProposalContext, make_agents
+from autoresearch.agents import (
+    Agent,
+    AgentConfigError,
+    AgentExhausted,
+    Proposal,
+    ProposalContext,
+    make_agents,
+)
 from autoresearch.agents.rotation import Rotation, adaptive_turn, next_turn
 from autoresearch.agents.tune import TuneAgent
 from autoresearch.config import ConfigError, load_config
@@ -40,19 +47,17 @@ def make_task(tmp_path: Path, sleep: float = 0.0) -> Path:
 
 
 @dataclass
-class Editor:
+class Editor(Agent):
     """Replaces text in solve.py, one (description, old, new) step per proposal; fixes from `fixes`."""
 
     name: str
     steps: list[tuple[str, ...]]  # (description, old, new, old, new, ...)
     fixes: list[tuple[str, ...]] = field(default_factory=list)
-    usage: dict = field(default_factory=dict)
 
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
+    def propose(self, workdir: Path, context: ProposalContext) -> Proposal:
         if not self.steps:
             raise AgentExhausted(f"{self.name} has no more ideas")
-        self.usage = {"tokens_in": 100.0}
-        return edit_solve(workdir, self.steps.pop(0))
+        return Proposal(edit_solve(workdir, self.steps.pop(0)), usage={"tokens_in": 100.0})
 
     def fix(self, workdir: Path, context: ProposalContext) -> str | None:
         return edit_solve(workdir, self.fixes.pop(0)) if self.fixes else None

@@ -124,7 +124,7 @@ def test_tune_learns_the_earlier_result_of_a_trial_the_loop_did_not_run(task):  
         history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
         history.append(run(store, "LR 0.04 -> 0.05", "replay", Status.DISCARD, 1.7))
         agent = TuneAgent(task, "cpu")
-        description = agent.propose(worktree(task), context(history))
+        description = agent.propose(worktree(task), context(history)).description
         rejected = store.record(status="rejected", tag=TAG, parent_commit="0" * 40, diff="", description=description,
                                 agent="tune", seed=0, error="already measured", metrics={"same_code_as": 1})
         agent.propose(worktree(task), context([*history, rejected]))

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autoresearch.agents import AgentConfigError, AgentError, ProposalContext, make_agent
+from autoresearch.agents.base import NOTES
 from autoresearch.agents.tune import (
     Constant,
     Range,
@@ -147,7 +148,7 @@ def test_propose_writes_a_trial_into_the_worktree_and_the_study_shares_the_store
     agent = make_agent("tune", task, "cpu")
     assert isinstance(agent, TuneAgent) and agent.name == "tune"
     before = (worktree(task) / "train.py").read_text()
-    description = agent.propose(worktree(task), context([baseline]))
+    description = agent.propose(worktree(task), context([baseline])).description
     after = (worktree(task) / "train.py").read_text()
     ast.parse(after)
     old, new = values_of(before), values_of(after)
@@ -175,7 +176,7 @@ def test_resume_continues_numbering_and_tells_results(task: Path) -> None:
     outcomes = [(Status.DISCARD, 1.6), (Status.CRASH, None), (Status.KEEP, 1.4)]
     for status, bpb in outcomes:
         agent = TuneAgent(task, "cpu")  # a new agent (a resumed loop) each time
-        description = agent.propose(worktree(task), context(history))
+        description = agent.propose(worktree(task), context(history)).description
         agent.close()
         with Store.open(task) as store:
             history.append(run(store, description, "tune", status, bpb))
@@ -203,7 +204,7 @@ def test_rejected_and_foreign_experiments_fail_their_trials(task: Path) -> None:
     with Store.open(task) as store:
         history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
         agent = TuneAgent(task, "cpu", sampler="random")
-        description = agent.propose(worktree(task), context(history))
+        description = agent.propose(worktree(task), context(history)).description
         history.append(run(store, description, "tune:random", Status.REJECTED))
         agent.propose(worktree(task), context(history))
         history.append(run(store, "someone else's change", "replay", Status.DISCARD, 1.7))
@@ -233,7 +234,7 @@ def test_a_trial_that_changes_nothing_is_told_the_incumbent_and_reasked(task: Pa
     with Store.open(task) as store:
         history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
     agent = TuneAgent(task, "cpu", sampler="random", max_reasks=50)
-    assert agent.propose(worktree(task), context(history)) == "DEPTH 1 -> 2"
+    assert agent.propose(worktree(task), context(history)).description == "DEPTH 1 -> 2"
     trials = agent.study(TAG).trials
     assert all(t.state == TrialState.COMPLETE and t.value == 1.5 for t in trials[:-1])
     agent.close()
@@ -254,7 +255,7 @@ def test_every_trial_is_a_local_move_of_one_to_three_constants(task: Path) -> No
     agent = TuneAgent(task, "cpu", sampler="random")
     moved = []
     for i in range(12):
-        description = agent.propose(worktree(task), context(history))
+        description = agent.propose(worktree(task), context(history)).description
         moved.append(description.count("->"))
         with Store.open(task) as store:
             history.append(run(store, description, "tune:random", Status.DISCARD, 1.6 + i / 100))
@@ -275,7 +276,7 @@ def test_a_move_already_run_from_the_same_incumbent_is_not_run_again(task: Path)
         baseline = run(store, "baseline", "-", Status.KEEP, 1.5)
     agent = TuneAgent(task, "cpu", sampler="random")
     history = [baseline]
-    assert agent.propose(worktree(task), context(history)) == "DEPTH 1 -> 2"
+    assert agent.propose(worktree(task), context(history)).description == "DEPTH 1 -> 2"
     with Store.open(task) as store:
         exp = store.begin(tag=TAG, parent_commit=baseline.commit, commit="b" * 40, diff="", description="DEPTH 1 -> 2",
                           agent="tune:random", seed=0)
@@ -300,7 +301,7 @@ def test_each_run_searches_its_own_path_and_repeats_it(tmp_path: Path) -> None:
                                             description="baseline", agent="-", seed=0).id, status=Status.KEEP,
                                 metric=1.5)
         agent = TuneAgent(folder, "cpu", tag=tag)
-        moves = [agent.propose(tree, context([base])) for _ in range(3)]
+        moves = [agent.propose(tree, context([base])).description for _ in range(3)]
         agent.close()
         return " | ".join(moves)
 
@@ -332,7 +333,7 @@ def test_a_run_learns_the_trials_of_the_runs_it_shares_with_once_and_passes_none
         first = {tag: [ran(store, tag, "baseline", "-", Status.KEEP, 1.5)] for tag in ("p-0", "p-1")}
     p0 = TuneAgent(tmp_path, "cpu", tag="p-0")
     for status, metric in ((Status.DISCARD, 1.61), (Status.CRASH, None), (Status.DISCARD, 1.52)):
-        description = p0.propose(trees["p-0"], in_context(first["p-0"], ()))
+        description = p0.propose(trees["p-0"], in_context(first["p-0"], ())).description
         with Store.open(tmp_path) as store:
             first["p-0"].append(ran(store, "p-0", description, "tune", status, metric))
         (trees["p-0"] / "train.py").write_text(TEMPLATE.read_text())
@@ -341,7 +342,7 @@ def test_a_run_learns_the_trials_of_the_runs_it_shares_with_once_and_passes_none
     assert {t.value for t in theirs} >= {1.61, 1.52}
 
     p1 = TuneAgent(tmp_path, "cpu", tag="p-1")
-    moved = p1.propose(trees["p-1"], in_context(first["p-1"], ("p-0", "absent")))
+    moved = p1.propose(trees["p-1"], in_context(first["p-1"], ("p-0", "absent"))).description
     copies = [t for t in p1.study("p-1").trials if "from_run" in t.user_attrs]
     assert [(t.user_attrs["from_trial"], t.params, t.value) for t in copies] == \
         [(t.number, t.params, t.value) for t in theirs]  # every completed trial, no failed or running one
@@ -366,3 +367,21 @@ def test_a_run_learns_the_trials_of_the_runs_it_shares_with_once_and_passes_none
     assert not [t for t in alone.study("solo").trials if "from_run" in t.user_attrs]
     for agent in (p0, p1, alone):
         agent.close()
+
+
+def test_a_trial_is_told_its_result_as_soon_as_the_loop_decides_and_by_its_number(task):
+    with Store.open(task):
+        pass
+    agent = TuneAgent(task, "cpu")
+    baseline = run(Store.open(task), "baseline", "-", Status.KEEP, 1.8)
+    proposal = agent.propose(worktree(task), context([baseline]))
+    trial = proposal.notes["tune_trial"]
+    with Store.open(task) as store:
+        begun = store.begin(tag=TAG, parent_commit="0" * 40, commit="2" * 40, diff="", agent="tune", seed=0,
+                            description="renamed by the loop: a fix's words, say")  # not what the trial holds
+        decided = store.finish(begun.id, status=Status.DISCARD, metric=1.75, metrics={NOTES: dict(proposal.notes)})
+    agent.observe(decided)  # told now, not at the next proposal
+    (told,) = [t for t in agent.study(TAG).trials if t.number == trial]
+    assert told.state == TrialState.COMPLETE and told.value == 1.75
+    agent.observe(decided)  # told once: a second word changes nothing
+    agent.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, generic_task_folder
 
-from autoresearch.agents import AgentError, ProposalContext
+from autoresearch.agents import Agent, AgentError, ProposalContext
 from autoresearch.config import ConfigError, load_config
 from autoresearch.loop import Limits, Loop, crashes_in_a_row, failures_in_a_row, retry_wait
 from autoresearch.store import Status, Store
@@ -45,7 +45,7 @@ def test_only_the_latest_proposals_that_did_not_run_count(tmp_path):
 
 
 @dataclasses.dataclass
-class Flaky:
+class Flaky(Agent):
     """Fails its first `failures` proposals, then edits RATE."""
 
     failures: int
@@ -134,7 +134,7 @@ print(f'score: {1.0 - (RATE - 0.3) ** 2:.6f}')
 
 
 @dataclasses.dataclass
-class Proposer:
+class Proposer(Agent):
     """Proposes RATE edits; from proposal `breaks_at` on, breaks the machine (or, with `own_fault`, proposes
     code that fails by itself)."""
 

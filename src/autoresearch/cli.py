@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoresearch.agents.registry import describe_backends
 from autoresearch.config import (
     CONFIG_NAME,
     ConfigError,
@@ -299,11 +300,8 @@ def bench(budget: float = typer.Option(None, help="Seconds of timed training (de
 
 
 @app.command()
-def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE over train.py's constants), "
-                                                      "tune:random, claude, codex, aider, cmd:<command>, "
-                                                      "openai:<model>, anthropic:<model>, or replay:<patches.json>. "
-                                                      "Given more than once, the agents take turns (one listed "
-                                                      "twice gets twice the turns)."),
+def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backends()}. Given more than once, the "
+                                                      "agents take turns (one listed twice gets twice the turns)."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
@@ -370,8 +368,7 @@ def run(agent: list[str] = typer.Option(["tune"], help="Agent: tune (Optuna TPE 
     dataset = _dataset(config)
     try:
         chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url, turns=config.loop.turns)
-        if hasattr(chosen, "preflight"):
-            chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
+        chosen.preflight()  # a refused key or an unreachable server fails now, not at the first proposal
         loop = Loop(task_dir, config, dataset, chosen, tag=tag or time.strftime("%b%d").lower(), resume=resume,
                     budget=budget, limits=Limits(max_experiments, max_hours, max_cost),
                     pipeline=wants_pipeline(config.loop.pipeline if pipeline is None else pipeline, chosen),

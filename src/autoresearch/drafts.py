@@ -18,9 +18,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from autoresearch.agents import Agent, AgentError, AgentExhausted, ProposalContext, guard_git_config
+from autoresearch.agents import (
+    Agent,
+    AgentError,
+    AgentExhausted,
+    ProposalContext,
+    as_proposal,
+    guard_git_config,
+)
 from autoresearch.workspace import Workspace, Worktree
 
 DRAFT_BRANCH_PREFIX = "autoresearch-drafts/"
@@ -37,6 +43,7 @@ class Draft:
     exhausted: AgentExhausted | None = None  # the agent has nothing more to propose
     crash: BaseException | None = None  # an unexpected exception: the loop raises it again
     usage: dict[str, float] = field(default_factory=dict)  # what the agent reported spending on it
+    notes: dict[str, object] = field(default_factory=dict)  # the proposal's notes (`Proposal.notes`)
     seconds: float = 0.0
     program: str = ""  # the program.md the agent was given for it
     agent: str = ""  # who wrote it (of agents taking turns, the member whose turn it was)
@@ -48,7 +55,7 @@ def wants_pipeline(setting: str | bool | None, agent: Agent) -> bool:
         return True
     if setting in (False, "off"):
         return False
-    return bool(getattr(agent, "pipelines_by_default", False))
+    return bool(agent.pipelines_by_default)
 
 
 class Drafter:
@@ -102,9 +109,7 @@ class Drafter:
             return None
         thread, self._thread = self._thread, None
         if thread.is_alive():
-            cancel = getattr(self.agent, "cancel", None)
-            if cancel is not None:
-                cancel()
+            self.agent.cancel()
             thread.join(grace)
             return None  # whatever it still writes goes nowhere
         draft = self._result[0]
@@ -117,20 +122,18 @@ class Drafter:
         draft = Draft(base=base, pending_seq=pending_seq, program=context.program, agent=self.agent.name)
         try:
             self.worktree.reset_hard(base)
-            choose = getattr(self.agent, "choose", None)
-            if choose is not None:
-                draft.agent = choose(context)
-            draft.description = guard_git_config(self.worktree.workspace,
-                                                 lambda: self.agent.propose(self.worktree.path, context))
+            draft.agent = self.agent.choose(context)
+            proposal = as_proposal(guard_git_config(self.worktree.workspace,
+                                                    lambda: self.agent.propose(self.worktree.path, context)))
+            draft.description, draft.usage, draft.notes = proposal.description, dict(proposal.usage), dict(proposal.notes)
             draft.agent = self.agent.name  # a member that had nothing more to propose passed the turn on
-            draft.usage = _usage(self.agent)
             draft.diff = self.worktree.diff()
             if not self.worktree.changed_files():
                 draft.error = "empty proposal: no file changed"
             else:
                 draft.commit = self.worktree.commit(draft.description or "(no description)")
         except AgentError as err:
-            draft.agent, draft.usage, draft.error = self.agent.name, _usage(self.agent), f"agent failed: {err}"
+            draft.agent, draft.usage, draft.error = self.agent.name, err.usage, f"agent failed: {err}"
             draft.description = draft.description or "(no description)"
             draft.diff = _safe_diff(self.worktree)
         except AgentExhausted as err:
@@ -139,10 +142,6 @@ class Drafter:
             draft.crash = err
         draft.seconds = time.perf_counter() - started
         result.append(draft)
-
-
-def _usage(agent: Agent) -> dict[str, Any]:
-    return dict(getattr(agent, "usage", None) or {})
 
 
 def _safe_diff(worktree: Worktree) -> str:

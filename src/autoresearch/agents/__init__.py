@@ -1,17 +1,16 @@
-"""Agents propose changes. Each backend is one module behind the small interface below.
-
-An agent gets a working folder (the harness's git worktree) and a `ProposalContext`, edits files
-in the folder, and returns a one-line description of its change. It never runs the experiment,
-commits, or decides: the harness does all three.
-"""
+"""Agents propose changes. Each backend is one module behind the interface of `base.Agent`, named in the
+table of `registry.BACKENDS`. This module holds what they share: the context of a request, the errors, the
+guard around a session, and the pricing of what it cost."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from autoresearch.agents.base import Agent, Proposal, as_proposal
+from autoresearch.agents.registry import BACKENDS, AgentConfigError, describe_backends, make_agent
 from autoresearch.store import Experiment
 
 if TYPE_CHECKING:
@@ -21,15 +20,16 @@ T = TypeVar("T")
 
 
 class AgentError(Exception):
-    """The agent could not make a proposal; the loop records it as rejected, with this reason."""
+    """The agent could not make a proposal; the loop records it as rejected, with this reason. `usage`: what
+    the attempt cost all the same (as `Proposal.usage`)."""
+
+    def __init__(self, message: str = "", *, usage: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.usage = dict(usage or {})
 
 
 class AgentExhausted(Exception):
     """The agent has nothing more to propose; the loop stops cleanly."""
-
-
-class AgentConfigError(Exception):
-    """The agent cannot be set up at all (unknown name, missing file); the message names the fix."""
 
 
 @dataclass(frozen=True)
@@ -85,69 +85,6 @@ def priced(usage: dict[str, float], price_in: float, price_out: float) -> dict[s
     return {**usage, "cost_usd": cost}
 
 
-class Agent(Protocol):
-    """What every agent does. An agent may also define `fix(workdir, context) -> str | None`: after a crash
-    the loop checks out the crashed change and asks for a fix (`context.failure` holds it); None declines.
-    Agents taking turns (`rotation.Rotation`) also define `choose(context)`, which the loop calls before each
-    proposal: `name` then names the member whose turn it is, and the proposal is recorded under it."""
-
-    name: str
-    # Whether the loop drafts this agent's next proposal while an experiment trains, unless the user says
-    # otherwise (`loop.pipeline`, `--pipeline/--no-pipeline`). Agents without the attribute: no.
-    pipelines_by_default: bool
-
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
-        """Edit files under `workdir`; return the description of the change."""
-        ...
-
-
-def make_agent(spec: str, task_dir: Path | None = None, profile: str = "cpu", *,
-               base_url: str | None = None) -> Agent:
-    """The agent named by `spec`: `tune`, `tune:random`, `claude[:model]`, `codex[:model]`, `aider[:model]`,
-    `cmd:<command>`, `openai:<model>`, `anthropic:<model>` or `replay:<file.json>`. `base_url` points an API agent at another server.
-
-    `task_dir` is the task folder and `profile` the PROFILES entry of train.py the harness runs ("cpu" or
-    "h100", resolved, not "auto"); `tune` needs both (its study lives in the task's store), `cmd` the folder.
-    """
-    kind, _, arg = spec.partition(":")
-    if kind == "replay":
-        from autoresearch.agents.replay import ReplayAgent
-
-        return ReplayAgent.from_file(Path(arg))
-    if kind in ("tune", "cmd", "openai", "anthropic", "claude", "codex", "aider") and task_dir is None:
-        raise AgentConfigError(f"the {kind} agent needs the task folder: make_agent(spec, task_dir, profile)")
-    if kind == "tune":
-        from autoresearch.agents.tune import from_spec
-
-        return from_spec(arg, Path(task_dir), profile)
-    if kind in ("cmd", "claude", "codex", "aider"):
-        from autoresearch.agents.coding import AGENTS
-        from autoresearch.agents.command import CommandAgent
-        from autoresearch.config import ConfigError, load_config
-
-        try:
-            config = load_config(Path(task_dir))
-        except ConfigError as err:
-            raise AgentConfigError(str(err)) from err
-        settings = {"metric_name": config.metric.name, "maximize": config.metric.maximize,
-                    "editable": list(config.loop.editable), "box": config.agent.box}
-        if kind == "cmd":
-            return CommandAgent(arg, Path(task_dir), **settings)
-        return AGENTS[kind](Path(task_dir), arg, **settings)
-    if kind in ("openai", "anthropic"):
-        from autoresearch.agents.api import ApiAgent
-        from autoresearch.config import ConfigError, load_config
-
-        try:
-            config = load_config(Path(task_dir))
-        except ConfigError as err:
-            raise AgentConfigError(str(err)) from err
-        return ApiAgent(kind, arg, Path(task_dir), metric_name=config.metric.name, maximize=config.metric.maximize,
-                        editable=list(config.loop.editable), base_url=base_url)
-    raise AgentConfigError(f"unknown agent {spec!r}: available agents are tune, tune:random, claude, codex, "
-                           "aider, cmd:<command>, openai:<model>, anthropic:<model> and replay:<patches.json>")
-
-
 def make_agents(specs: list[str], task_dir: Path | None = None, profile: str = "cpu", *,
                 base_url: str | None = None, turns: str = "fixed") -> Agent:
     """The agent named by `specs`, or with several names, the agents taking turns (`rotation.Rotation`; an
@@ -160,3 +97,7 @@ def make_agents(specs: list[str], task_dir: Path | None = None, profile: str = "
     from autoresearch.agents.rotation import Rotation
 
     return Rotation.of(specs, lambda spec: make_agent(spec, task_dir, profile, base_url=base_url), turns)
+
+
+__all__ = ["BACKENDS", "Agent", "AgentConfigError", "AgentError", "AgentExhausted", "Proposal", "ProposalContext",
+           "as_proposal", "describe_backends", "guard_git_config", "make_agent", "make_agents", "priced"]

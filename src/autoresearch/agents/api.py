@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
+from autoresearch.agents import AgentConfigError, AgentError, Proposal, ProposalContext
+from autoresearch.agents.base import Agent
 from autoresearch.agents.edits import EditError, apply, parse
 from autoresearch.agents.prompt import build_prompt
 
@@ -46,7 +47,7 @@ SYSTEM = ("You are an ML research engineer working in a loop that a harness runs
           "a time, as exact edits; the harness trains, measures and decides.")
 
 
-class ApiAgent:
+class ApiAgent(Agent):
     def __init__(self, provider: str, model: str, task_dir: Path, *, metric_name: str = "val_bpb",
                  maximize: bool = False, editable: list[str] | None = None, base_url: str | None = None,
                  max_retries: int = 4, edit_retries: int = 2, timeout: float = 600.0,
@@ -60,7 +61,7 @@ class ApiAgent:
         self.task_dir, self.editable = Path(task_dir), list(editable or ["train.py"])
         self.metric_name, self.maximize = metric_name, maximize
         self.edit_retries, self.max_tokens = edit_retries, max_tokens
-        self.usage: dict[str, float] = {}  # of the last proposal: tokens_in, tokens_out, seconds, requests
+        self.spent: dict[str, float] = {}  # of the session now: tokens_in, tokens_out, seconds, requests
         self.client = _client(provider, base_url, max_retries, timeout)
         # The model thinks on someone else's machine, so the next proposal is drafted while an experiment
         # trains; not for a model served on this machine, which would take the accelerator from the training.
@@ -83,17 +84,25 @@ class ApiAgent:
 
     # -- the Agent interface ----------------------------------------------------------------------
 
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
-        return self._session(Path(workdir), context)
+    def propose(self, workdir: Path, context: ProposalContext) -> Proposal:
+        return self._counted(Path(workdir), context)
 
-    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
-        return self._session(Path(workdir), context)
+    def fix(self, workdir: Path, context: ProposalContext) -> Proposal:
+        return self._counted(Path(workdir), context)
+
+    def _counted(self, workdir: Path, context: ProposalContext) -> Proposal:
+        """`_session` with what it cost: on the proposal, or on the error."""
+        self.spent = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "seconds": 0.0}
+        try:
+            return Proposal(self._session(workdir, context), usage=dict(self.spent))
+        except AgentError as err:
+            err.usage = dict(self.spent)
+            raise
 
     # -- one conversation -------------------------------------------------------------------------
 
     def _session(self, workdir: Path, context: ProposalContext) -> str:
         started = time.perf_counter()
-        self.usage = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "seconds": 0.0}
         files = self._files(workdir, context.editable)
         messages = [{"role": "user", "content": self._prompt(context, files)}]
         try:
@@ -123,7 +132,7 @@ class ApiAgent:
                 first = next((line.strip() for line in prose.splitlines() if line.strip()), "")
                 return first[:300] or f"change by {self.name}"
         finally:
-            self.usage["seconds"] = time.perf_counter() - started
+            self.spent["seconds"] = time.perf_counter() - started
 
     def _prompt(self, context: ProposalContext, files: dict[str, str | None]) -> str:
         shown = []
@@ -151,22 +160,22 @@ class ApiAgent:
 
     def _complete(self, messages: list[dict[str, str]]) -> str:
         """One request; the model's text. SDK errors (after the SDK's own retries) become AgentError."""
-        self.usage["requests"] += 1
+        self.spent["requests"] += 1
         try:
             if self.provider == "openai":
                 response = self.client.chat.completions.create(
                     model=self.model, max_tokens=self.max_tokens,
                     messages=[{"role": "system", "content": SYSTEM}, *messages])
                 if response.usage is not None:
-                    self.usage["tokens_in"] += response.usage.prompt_tokens or 0
-                    self.usage["tokens_out"] += response.usage.completion_tokens or 0
+                    self.spent["tokens_in"] += response.usage.prompt_tokens or 0
+                    self.spent["tokens_out"] += response.usage.completion_tokens or 0
                 if not response.choices:
                     raise AgentError(f"{self.name} answered with no choices")
                 return response.choices[0].message.content or ""
             response = self.client.messages.create(model=self.model, max_tokens=self.max_tokens, system=SYSTEM,
                                                    messages=messages)
-            self.usage["tokens_in"] += response.usage.input_tokens or 0
-            self.usage["tokens_out"] += response.usage.output_tokens or 0
+            self.spent["tokens_in"] += response.usage.input_tokens or 0
+            self.spent["tokens_out"] += response.usage.output_tokens or 0
             return "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
         except AgentError:
             raise
@@ -212,3 +221,23 @@ def _describe(err: Exception) -> str:
         return f"{name} ({status}): the key was refused; check the provider's key variable"
     message = str(err).strip().splitlines()[0] if str(err).strip() else name
     return f"{name}{f' ({status})' if status else ''}: {message[:300]}"
+
+
+def make_openai(arg: str, task) -> ApiAgent:
+    return _make("openai", arg, task)
+
+
+def make_anthropic(arg: str, task) -> ApiAgent:
+    return _make("anthropic", arg, task)
+
+
+def _make(provider: str, model: str, task) -> ApiAgent:
+    """`openai:<model>`, `anthropic:<model>` (registry.py)."""
+    from autoresearch.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(task.task_dir))
+    except ConfigError as err:
+        raise AgentConfigError(str(err)) from err
+    return ApiAgent(provider, model, Path(task.task_dir), metric_name=config.metric.name,
+                    maximize=config.metric.maximize, editable=list(config.loop.editable), base_url=task.base_url)

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from autoresearch.agents import AgentConfigError, AgentError
-from autoresearch.agents.command import SessionAgent, described_in
+from autoresearch.agents.command import SessionAgent, described_in, task_settings
 
 # Tools Claude Code may use: reading and editing files. No Bash: the harness trains and measures.
 CLAUDE_TOOLS = "Read,Edit,Write,Glob,Grep"
@@ -106,3 +106,15 @@ class AiderAgent(CodingAgent):
 
 
 AGENTS = {"claude": ClaudeAgent, "codex": CodexAgent, "aider": AiderAgent}
+
+
+def make_claude(arg: str, task) -> ClaudeAgent:
+    return ClaudeAgent(task.task_dir, arg, **task_settings(task.task_dir))
+
+
+def make_codex(arg: str, task) -> CodexAgent:
+    return CodexAgent(task.task_dir, arg, **task_settings(task.task_dir))
+
+
+def make_aider(arg: str, task) -> AiderAgent:
+    return AiderAgent(task.task_dir, arg, **task_settings(task.task_dir))

@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 
 from autoresearch import sandbox
-from autoresearch.agents import AgentConfigError, AgentError, ProposalContext
+from autoresearch.agents import AgentConfigError, AgentError, Proposal, ProposalContext
+from autoresearch.agents.base import Agent
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.config import cache_root
 
 DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
 
 
-class SessionAgent:
+class SessionAgent(Agent):
     """An agent that is a program run once per proposal in the worktree: the shared mechanics (prompt file,
     environment, time limit, process-group kill, exit status, description). Subclasses give the command
     line (`argv`) and read what the program said (`read_result`)."""
@@ -48,7 +49,6 @@ class SessionAgent:
         self.task_dir = Path(task_dir).resolve()
         self.home = self.task_dir / ".autoresearch" / "agent"
         self.box = box  # in the agent's box, where bubblewrap works (`sandbox.agent_argv`)
-        self.usage: dict[str, float] = {}
         self._process: subprocess.Popen | None = None  # the session running now
 
     def cancel(self) -> None:
@@ -64,15 +64,22 @@ class SessionAgent:
         """The description the program gave (None: none) and what it reported spending."""
         return described_in(stdout), {}
 
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
+    def propose(self, workdir: Path, context: ProposalContext) -> Proposal:
         return self._session(Path(workdir), context)
 
-    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
+    def fix(self, workdir: Path, context: ProposalContext) -> Proposal:
         return self._session(Path(workdir), context)
 
-    def _session(self, workdir: Path, context: ProposalContext) -> str:
+    def _session(self, workdir: Path, context: ProposalContext) -> Proposal:
+        spent: dict[str, float] = {}  # what it reported spending, and its seconds
+        try:
+            return Proposal(self._run(workdir, context, spent), usage=spent)
+        except AgentError as err:
+            err.usage = spent
+            raise
+
+    def _run(self, workdir: Path, context: ProposalContext, spent: dict[str, float]) -> str:
         started = time.perf_counter()
-        self.usage = {}
         self.home.mkdir(parents=True, exist_ok=True)
         prompt_file, description_file = self.home / "prompt.md", self.home / "description.txt"
         prompt_file.write_text(build_prompt(context, metric_name=self.metric_name, maximize=self.maximize))
@@ -96,14 +103,14 @@ class SessionAgent:
             _kill_tree(proc)  # whatever the session left running
             proc.wait()
             self._process = None
-            self.usage["seconds"] = time.perf_counter() - started
+            spent["seconds"] = time.perf_counter() - started
         output = stdout_path.read_text(errors="replace")
         if code != 0:
             said = (output + "\n" + stderr_path.read_text(errors="replace")).strip()
             tail = "\n".join(said.splitlines()[-15:])
             raise AgentError(f"{self.label} exited with code {code}: {tail}")
-        description, spent = self.read_result(output)
-        self.usage.update(spent)
+        description, reported = self.read_result(output)
+        spent.update(reported)
         written = description_file.read_text(errors="replace") if description_file.exists() else ""
         described = described_in(written) or description
         return (described or f"change by {self.name}")[:300]
@@ -151,3 +158,20 @@ def described_in(text: str) -> str | None:
         if line.lower().startswith("description:") and line[12:].strip():
             return line[12:].strip()
     return lines[0] if lines else None
+
+
+def task_settings(task_dir: Path) -> dict:
+    """What a session agent takes from the task's settings: the metric, the editable files, the box."""
+    from autoresearch.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(task_dir))
+    except ConfigError as err:
+        raise AgentConfigError(str(err)) from err
+    return {"metric_name": config.metric.name, "maximize": config.metric.maximize,
+            "editable": list(config.loop.editable), "box": config.agent.box}
+
+
+def make(arg: str, task) -> CommandAgent:
+    """`cmd:<command>` (registry.py)."""
+    return CommandAgent(arg, task.task_dir, **task_settings(task.task_dir))

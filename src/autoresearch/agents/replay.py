@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext
+from autoresearch.agents.base import Agent
 
 
 @dataclass
-class ReplayAgent:
+class ReplayAgent(Agent):
     proposals: list[dict]
     name: str = "replay"
     pipelines_by_default: bool = False
@@ -70,3 +71,8 @@ class ReplayAgent:
                 raise AgentError(f"edit for {edit['file']}: search text found {count} times, expected exactly once")
             path.write_text(text.replace(edit["search"], edit["replace"]))
         return str(proposal.get("description", "")).strip() or f"replay proposal {index + 1}"
+
+
+def make(arg: str, task) -> ReplayAgent:
+    """`replay:<patches.json>` (registry.py)."""
+    return ReplayAgent.from_file(Path(arg))

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from autoresearch.agents import Agent, AgentConfigError, AgentExhausted, ProposalContext
+from autoresearch.agents import Agent, AgentConfigError, AgentExhausted, Proposal, ProposalContext
 from autoresearch.config import TURNS
 from autoresearch.store import Experiment, Status
 
@@ -92,7 +92,7 @@ def turn_record(proposals: Sequence[Experiment]) -> list[tuple[str, bool | None]
     return [(e.agent, e.status is Status.KEEP if e.status.finished else None) for e in proposals]
 
 
-class Rotation:
+class Rotation(Agent):
     """Agents taking turns in one run (see the module docstring). `name` is that of the member proposing now:
     the loop calls `choose(context)` before each proposal, and records the proposal under `name`."""
 
@@ -132,10 +132,6 @@ class Rotation:
     def current(self) -> Agent:
         return self.members[self.name]
 
-    @property
-    def usage(self) -> dict:
-        return dict(getattr(self.current, "usage", None) or {})
-
     def choose(self, context: ProposalContext) -> str:
         """Pick the member for the coming proposal (a fix: the member that proposed the crash); its name."""
         if context.failure is not None and context.failure.agent in self.members:
@@ -148,7 +144,7 @@ class Rotation:
                 self.name = next_turn(self.shares, Counter(e.agent for e in proposals), frozenset(self.left))
         return self.name
 
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
+    def propose(self, workdir: Path, context: ProposalContext) -> Proposal | str:
         while True:
             self.choose(context)
             try:
@@ -158,19 +154,21 @@ class Rotation:
                 if len(self.left) == len(self.members):
                     raise AgentExhausted(f"every agent of the rotation is done: {exhausted}") from exhausted
 
-    def fix(self, workdir: Path, context: ProposalContext) -> str | None:
-        fixer = getattr(self.members.get(context.failure.agent if context.failure else ""), "fix", None)
-        if fixer is None:
+    def fix(self, workdir: Path, context: ProposalContext) -> Proposal | str | None:
+        fixer = self.members.get(context.failure.agent if context.failure else "")
+        if fixer is None or not fixer.can_fix:
             return None
         self.name = context.failure.agent
-        return fixer(workdir, context)
+        return fixer.fix(workdir, context)
+
+    def observe(self, experiment: Experiment) -> None:
+        member = self.members.get(experiment.agent)
+        if member is not None:
+            member.observe(experiment)
 
     def preflight(self) -> None:
         for agent in self.members.values():
-            if hasattr(agent, "preflight"):
-                agent.preflight()
+            agent.preflight()
 
     def cancel(self) -> None:
-        cancel = getattr(self.current, "cancel", None)
-        if cancel is not None:
-            cancel()
+        self.current.cancel()

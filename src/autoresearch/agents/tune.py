@@ -68,7 +68,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, ProposalContext
+from autoresearch.agents import AgentConfigError, AgentError, AgentExhausted, Proposal, ProposalContext
+from autoresearch.agents.base import NOTES, Agent
 from autoresearch.store import BUSY_TIMEOUT_S, STORE_DIR, STORE_NAME, Experiment, Status, Store, setup_lock
 
 if sys.version_info >= (3, 11):
@@ -386,7 +387,7 @@ def outcome_state(experiment: Experiment | None) -> TrialState:
 # ---------------------------------------------------------------------------------------------- the agent
 
 
-class TuneAgent:
+class TuneAgent(Agent):
     """The `tune` agent. See the module docstring for what it does.
 
     `task_dir`: the task folder (holds autoresearch.toml and .autoresearch/store.sqlite). `profile`: the
@@ -422,6 +423,7 @@ class TuneAgent:
         self.overrides = read_overrides(self.task_dir)
         self._storage: optuna.storages.RDBStorage | None = None
         self._study: optuna.Study | None = None
+        self._history: list[Experiment] | None = None  # the line's experiments at the last proposal
         template = self.task_dir / self.script
         if template.exists():  # fail at start-up, not at the first proposal
             self._space(template.read_text())
@@ -474,22 +476,52 @@ class TuneAgent:
 
     # -- tell -----------------------------------------------------------------------------------
 
+    def observe(self, experiment: Experiment) -> None:
+        """The loop has decided (or rejected) one of this agent's proposals: tell its trial now."""
+        trial = (experiment.metrics.get(NOTES) or {}).get("tune_trial")
+        if trial is None or experiment.agent not in TUNE_AGENTS:
+            return
+        study = self.study(experiment.tag)
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if trial in running:
+            self._tell(study, trial, experiment, self._same_code_source(experiment))
+
+    def _same_code_source(self, experiment: Experiment) -> Experiment | None:
+        """The earlier experiment whose result a proposal rejected as code already measured has."""
+        earlier = experiment.metrics.get("same_code_as")
+        if earlier is None or self._history is None:
+            return None
+        return next((e for e in self._history if e.seq == earlier), None)
+
     def tell_finished(self, study: optuna.Study, history: list[Experiment]) -> None:
-        """Tell every RUNNING trial its experiment's result (see the module docstring); skip still-running ones."""
+        """Tell every RUNNING trial its experiment's result (see the module docstring); skip still-running ones.
+        A trial is linked to its experiment by the trial number the experiment's record holds (`observe` told
+        most of them already: these are the ones a loop stopped before telling); records from before that, by
+        the seq and description the trial holds."""
+        self._history = history
         by_seq = {e.seq: e for e in history}
+        by_trial = {(e.metrics.get(NOTES) or {}).get("tune_trial"): e for e in history if e.agent in TUNE_AGENTS}
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            experiment = by_seq.get(trial.user_attrs.get("experiment_seq", -1))
-            ours = (experiment is not None and experiment.agent in TUNE_AGENTS
-                    and experiment.description == trial.user_attrs.get("description"))
-            if ours and experiment is not None:
-                if experiment.status is Status.RUNNING:
-                    continue
-                # a trial the loop did not run because its code was measured already has that result
-                experiment = by_seq.get(experiment.metrics.get("same_code_as", -1), experiment)
-                if experiment.status in (Status.KEEP, Status.DISCARD) and experiment.metric is not None:
-                    study.tell(trial.number, experiment.metric)
-                    continue
-            study.tell(trial.number, state=outcome_state(experiment if ours else None))
+            experiment = by_trial.get(trial.number)
+            if experiment is None:
+                found = by_seq.get(trial.user_attrs.get("experiment_seq", -1))
+                if (found is not None and found.agent in TUNE_AGENTS and NOTES not in found.metrics
+                        and found.description == trial.user_attrs.get("description")):
+                    experiment = found
+            if experiment is not None and experiment.status is Status.RUNNING:
+                continue
+            earlier = by_seq.get(experiment.metrics.get("same_code_as", -1)) if experiment is not None else None
+            self._tell(study, trial.number, experiment, earlier)
+
+    @staticmethod
+    def _tell(study: optuna.Study, trial: int, experiment: Experiment | None, earlier: Experiment | None) -> None:
+        """Tell `trial` how `experiment` ended (None: it never became one); a trial the loop did not run because
+        its code was measured already (by `earlier`) has that result."""
+        measured = earlier or experiment
+        if measured is not None and measured.status in (Status.KEEP, Status.DISCARD) and measured.metric is not None:
+            study.tell(trial, measured.metric)
+        else:
+            study.tell(trial, state=outcome_state(measured))
 
     def learn_from(self, study: optuna.Study, tags: tuple[str, ...]) -> int:
         """Copy into `study` the completed trials of the studies of runs `tags` (the runs this one shares with,
@@ -534,7 +566,7 @@ class TuneAgent:
                                    f"({', '.join(available)})")
         return search_space(constants, self.overrides, str(self.task_dir / CONFIG_NAME))
 
-    def propose(self, workdir: Path, context: ProposalContext) -> str:
+    def propose(self, workdir: Path, context: ProposalContext) -> Proposal:
         """Tell finished trials, ask one new trial, write its values into `workdir`/train.py; return
         the description of what changed. Raises `AgentExhausted` if train.py has no tunable constant and
         `AgentError` if `max_reasks` trials in a row change nothing."""
@@ -584,7 +616,7 @@ class TuneAgent:
             trial.set_user_attr("description", description)
             trial.set_user_attr("values", {c.name: v for c, v in values})
             path.write_text(edited)
-            return description
+            return Proposal(description, notes={"tune_trial": trial.number})
         raise AgentError(f"tune: {self.max_reasks} trials in a row suggested the current values or a move "
                          "already tried from them")
 
@@ -606,3 +638,8 @@ def from_spec(arg: str, task_dir: Path, profile: str, **kwargs: Any) -> TuneAgen
     if arg not in ("", "tpe", "random"):
         raise AgentConfigError(f"unknown tune variant {arg!r}: use tune or tune:random")
     return TuneAgent(task_dir, profile, sampler="random" if arg == "random" else "tpe", **kwargs)
+
+
+def make(arg: str, task) -> TuneAgent:
+    """`tune`, `tune:random` (registry.py)."""
+    return from_spec(arg, task.task_dir, task.profile)

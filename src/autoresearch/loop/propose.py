@@ -6,9 +6,18 @@ in the store (loop/loop.py, `_reconcile`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from autoresearch.agents import Agent, AgentError, ProposalContext, guard_git_config, priced
+from autoresearch.agents import (
+    Agent,
+    AgentError,
+    Proposal,
+    ProposalContext,
+    as_proposal,
+    guard_git_config,
+    priced,
+)
+from autoresearch.agents.base import NOTES
 from autoresearch.agents.prompt import OTHERS
 from autoresearch.drafts import Draft, Drafter
 from autoresearch.keeprule import clear_margin
@@ -29,8 +38,7 @@ class Proposer:
         can fix. A fix edits the crashed change and is committed with it as one change on the incumbent, so
         the branch only ever holds kept changes."""
         experiment = self.propose(self.context())
-        fix = getattr(self.agent, "fix", None)
-        for _ in range(self.line.config.loop.fix_attempts if fix is not None else 0):
+        for _ in range(self.line.config.loop.fix_attempts if self.agent.can_fix else 0):
             if experiment is None or experiment.status != Status.CRASH or limit_reached():
                 return
             experiment = self.propose(self.context(failure=experiment), failure=experiment)
@@ -66,32 +74,33 @@ class Proposer:
                 self.drafter.wait()  # the agent finishes the draft it is writing, then fixes
             elif self.drafter.pending:
                 return self._propose_drafted(parent)
-        choose = getattr(self.agent, "choose", None)  # agents taking turns (`Rotation`): whose turn it is
-        if choose is not None:
-            choose(context)
+        self.agent.choose(context)  # agents taking turns (`Rotation`): whose turn it is
         self.line.on_event({"event": "propose", "agent": self.agent.name, "fix": failure is not None})
         try:
             if failure is None:
-                description = guard_git_config(self.workspace, lambda: self.agent.propose(worktree.path, context))
+                answer = guard_git_config(self.workspace, lambda: self.agent.propose(worktree.path, context))
             else:
                 worktree.reset_hard(failure.commit)  # the agent sees the code that crashed
-                description = guard_git_config(self.workspace, lambda: self.agent.fix(worktree.path, context))
-                if description is None:
+                answer = guard_git_config(self.workspace, lambda: self.agent.fix(worktree.path, context))
+                if answer is None:
                     worktree.reset_hard(parent)
                     return None
-                description = f"{failure.description.split('; fix: ')[0]}; fix: {description}"
         except AgentError as err:
             if worktree.head() != parent:
                 worktree.reset_hard(parent)
-            self.reject(parent, f"agent failed: {err}", "(no description)")
+            self.reject(parent, f"agent failed: {err}", "(no description)", usage=self.agent_usage(err.usage))
             return None
+        proposal = as_proposal(answer)
+        description = proposal.description
         if failure is not None:
+            description = f"{failure.description.split('; fix: ')[0]}; fix: {description}"
             if not worktree.changed_files():
                 worktree.reset_soft(parent)
-                self.reject(parent, "empty fix: no file changed since the crash", description)
+                self.reject(parent, "empty fix: no file changed since the crash", description,
+                            usage=self.recorded(proposal))
                 return None
             worktree.reset_soft(parent)  # the crashed change and its fix, as one change on the incumbent
-        return self.submit(parent, description, {**self.agent_usage(), **self.steered_by(context.program)})
+        return self.submit(parent, description, {**self.recorded(proposal), **self.steered_by(context.program)})
 
     def _propose_drafted(self, parent: str) -> Experiment | None:
         """Use the draft written while the last experiment trained: applied to the best code as it is now
@@ -101,7 +110,8 @@ class Proposer:
         draft = self.drafter.take()
         assert draft is not None
         self.line.on_event({"event": "propose", "agent": draft.agent, "fix": False, "drafted": True})
-        usage = {**self.agent_usage(draft.usage), **self.steered_by(draft.program)}
+        usage = {**self.recorded(Proposal(draft.description, draft.usage, draft.notes)),
+                 **self.steered_by(draft.program)}
         if draft.commit is None:
             self.reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage,
                         agent=draft.agent)
@@ -142,7 +152,14 @@ class Proposer:
                                       description=description, agent=agent or self.agent.name,
                                       seed=line.config.loop.seed, log_path=line.log_path(), code_hash=code)
         fault_point("after-begin")
-        return self.execute(experiment, usage)
+        finished = self.execute(experiment, usage)
+        self._observed(finished)
+        return finished
+
+    def _observed(self, experiment: Experiment) -> None:
+        """Tell the agent of its proposal's record (not of a best taken up from another line)."""
+        if not experiment.agent.startswith("adopt:"):
+            self.agent.observe(experiment)
 
     def _already_measured(self, earlier: Experiment) -> str:
         """Why a change whose code `earlier` measured is not run (docs/loop.md, "Changes already measured")."""
@@ -172,9 +189,10 @@ class Proposer:
         diff = line.worktree.diff() if diff is None else diff
         line.worktree.discard_changes()
         fault_point("after-reject")
-        line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=parent, diff=diff,
-                          description=description, agent=agent or self.agent.name, seed=line.config.loop.seed,
-                          error=reason, metrics=self.agent_usage() if usage is None else usage)
+        recorded = line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=parent, diff=diff,
+                                     description=description, agent=agent or self.agent.name,
+                                     seed=line.config.loop.seed, error=reason, metrics=usage or {})
+        self._observed(recorded)
         line.export()
         line.on_event({"event": "decided", "status": "rejected", "reason": reason})
 
@@ -183,14 +201,15 @@ class Proposer:
         the person steered (the text is kept once in the store: `Store.keep_program`)."""
         return {"program": self.line.store.keep_program(program)}
 
-    def agent_usage(self, reported: dict | None = None) -> dict:
-        """What a proposal cost, as the agent counts it (API agents: tokens, seconds): `reported`, or else what
-        the agent says of its last proposal."""
-        if reported is None:
-            reported = getattr(self.agent, "usage", None) or {}
+    def agent_usage(self, reported: Mapping[str, float]) -> dict:
+        """What a proposal cost, as the agent counts it (API agents: tokens, seconds), priced, for its record."""
         agent = self.line.config.agent
-        usage = priced(reported, agent.price_in_per_mtok, agent.price_out_per_mtok)
+        usage = priced(dict(reported), agent.price_in_per_mtok, agent.price_out_per_mtok)
         return {f"agent_{key}": value for key, value in usage.items()}
+
+    def recorded(self, proposal: Proposal) -> dict:
+        """What a proposal's record holds of it beyond its change: its cost, and its notes for the agent."""
+        return {**self.agent_usage(proposal.usage), **({NOTES: dict(proposal.notes)} if proposal.notes else {})}
 
     # -- drafting ahead -------------------------------------------------------------------------
 
@@ -217,9 +236,11 @@ class Proposer:
     def _record_unrun(self, draft: Draft, reason: str) -> None:
         line = self.line
         error = draft.error or f"not run: the loop stopped ({reason}) before its turn"
-        line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=draft.base, diff=draft.diff,
-                          description=draft.description or "(no description)", agent=draft.agent or self.agent.name,
-                          seed=line.config.loop.seed, error=error, metrics=self.agent_usage(draft.usage))
+        recorded = line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=draft.base, diff=draft.diff,
+                                     description=draft.description or "(no description)",
+                                     agent=draft.agent or self.agent.name, seed=line.config.loop.seed, error=error,
+                                     metrics=self.recorded(Proposal(draft.description, draft.usage, draft.notes)))
+        self._observed(recorded)
         line.export()
         line.on_event({"event": "decided", "status": "rejected", "reason": error})
 
