@@ -25,6 +25,8 @@ from conftest import TINY_TOML, cli
 from autoresearch import sandbox
 from autoresearch.store import Status, Store
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 # What train.py does first when it trains (not when the evaluation worker imports it); {marker}: the payload's file.
 CANDIDATE_ATTACK = '''
 import os as _os, subprocess as _sp
@@ -53,8 +55,6 @@ _os.utime("train.py")  # git must read the file again to compare it: through the
 # A `cmd:` agent: argv[1] the task folder, argv[2] the payload's file.
 AGENT = r'''
 import os, subprocess, sys
-
-pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 task, marker = sys.argv[1], sys.argv[2]
 run = f"touch {marker}; cat"
 said = []
@@ -178,9 +178,9 @@ def test_an_agent_that_writes_git_configuration_runs_nothing_outside(generic_tas
         "--max-experiments", "2", cwd=task)
     with Store.open(task) as store:
         proposal = store.experiments("a")[1]
-    assert proposal.status is Status.REJECTED
+    assert proposal.status is Status.REJECTED, proposal.error
     if box:  # nothing of git's reached, but git could be read; the .gitattributes is an edit out of scope
-        assert proposal.description == "config refused; hook refused; link refused; git log read", proposal.description
+        assert proposal.description == "config refused; hook refused; link refused; git log read", proposal.error
         assert "edits outside the editable files" in proposal.error and ".gitattributes" in proposal.error
     else:
         assert "the agent changed the repository's git configuration" in proposal.error, proposal.error

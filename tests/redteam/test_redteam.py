@@ -29,6 +29,8 @@ from conftest import cli, processes_with
 from autoresearch import landlock, sandbox
 from autoresearch.store import Status, Store
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 # The suite runs in the bubblewrap box, in the Landlock layer (what runs where bwrap cannot), and without either.
 LAYERS = ("bwrap", "landlock", "off")
 
@@ -118,8 +120,6 @@ print("REDTEAM flood done", flush=True)
 ''', ""),
     "disk-fill": ('''
 import os as _os
-
-pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 print("REDTEAM disk-fill started", flush=True)
 for _n in range(3000):  # 3 GB at most, should nothing stop it
     with open(_os.path.join(_os.environ["AUTORESEARCH_OUTPUT_DIR"], f"fill{_n}.bin"), "wb") as _f:

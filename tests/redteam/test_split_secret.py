@@ -26,6 +26,8 @@ from autoresearch.data import splitkey
 from autoresearch.data.prepare import open_dataset
 from autoresearch.store import Status, Store
 
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
+
 ATTACK = '''
 import hashlib as _hashlib, os as _os, shutil as _shutil, tempfile as _tempfile
 from pathlib import Path as _Path
@@ -43,8 +45,6 @@ except OSError:
     print("REDTEAM split-secret listed nothing")
 from autoresearch.config import load_config as _load_config
 from autoresearch.data import prepare as _prepare
-
-pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 
 _own = _tempfile.mkdtemp(prefix="rebuild-", dir=_os.environ["AUTORESEARCH_OUTPUT_DIR"])  # a folder it may write
 _os.environ["AUTORESEARCH_CACHE"] = _own  # a cache of its own

@@ -36,9 +36,11 @@ After `max_reasks` such trials in a row, `AgentError`.
 
 The study lives in the experiment store's own SQLite file (``<task>/.autoresearch/store.sqlite``, created by
 `Store.open` first, so the store's schema check passes), named ``autoresearch-<tag>``, and is loaded if it
-exists, so a resumed loop continues it. Experiment <-> trial link: each asked trial records the ``seq`` the
-loop will give its experiment (``experiment_seq`` user attr) and its description. At every `propose`, before
-asking, each trial still RUNNING is told from the experiment with that seq in `context.history`: COMPLETE with
+exists, so a resumed loop continues it. Experiment <-> trial link: the proposal's notes hold the trial's
+number, which the loop keeps in the experiment's record; `observe` tells the trial as soon as the record is
+written. At every `propose`, before asking, each trial still RUNNING (a loop stopped before it told) is told
+from the experiment whose record holds its number (stores from before: the ``experiment_seq`` and
+description the trial holds) in `context.history`: COMPLETE with
 the metric for keep/discard, PRUNED for a run the loop stopped early as hopeless, FAIL for
 crash/timeout/rejected/tampered (but a trial the loop rejected because
 its code was measured already gets that earlier metric); a trial whose experiment does not exist
