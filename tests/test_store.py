@@ -553,3 +553,25 @@ def test_loops_started_at_the_same_moment_on_a_new_folder_all_set_up_their_table
     assert [out.strip() for out, _ in outs] == ["ready"] * 4, [err[-500:] for _, err in outs]
     with Store.open(tmp_path) as store:
         assert store.experiments() == []
+
+
+def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_path):
+    """tests/data/store-v4.sqlite, made by tests/data/make_store_v4.py: a line with the baseline's seeds, a best
+    run again at a new machine speed, a confirmation, a crash and a rejected proposal."""
+    import shutil
+
+    folder = tmp_path / "old"
+    (folder / ".autoresearch").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "data" / "store-v4.sqlite", folder / ".autoresearch" / "store.sqlite")
+    with Store.open(folder) as store:
+        history = store.experiments("t")
+        assert [(e.seq, e.status.value) for e in history] == [(0, "keep"), (1, "keep"), (2, "discard"),
+                                                              (3, "crash"), (4, "rejected"), (5, "keep")]
+        base, best = history[0], history[1]
+        assert [(r.metric, r.seed, r.speed) for r in store.runs(base)] == [
+            (1.0, 0, 100.0), (1.001, 1, 100.0), (1.002, 2, 100.0)]
+        assert [(r.metric, r.seed, r.speed) for r in store.runs(best)] == [
+            (0.8, 0, 100.0), (0.801, 1, 100.0), (0.802, 2, 50.0), (0.803, 3, 50.0)]
+        assert store.current_runs(best) == [0.802, 0.803]  # the runs at the latest speed
+        assert [(r.metric, r.seed) for r in store.runs(history[5])] == [(0.79, 0), (0.791, 1)]
+        assert store.incumbent("t").seq == 5 and store.get_state("budget:t") == 10.0
