@@ -131,7 +131,7 @@ def test_the_best_is_measured_again_every_few_keeps(tmp_path):
     with Store.open(task) as store:
         history = store.experiments("c")
         kept = history[1]
-        again = store.get_state(f"recalibration:{kept.id}")
+        again = store.remeasured_runs(kept)
     assert kept.status is Status.KEEP and len(again) == 2  # noise_seeds more runs of the new best
     assert history[2].status is Status.DISCARD
     assert "is measured again" in result.stdout
@@ -145,8 +145,8 @@ def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
     result = cli("run", "--agent", f"replay:{agent}", "--tag", "b", cwd=task)
     with Store.open(task) as store:
         base, kept, null = store.experiments("b")
-        again = store.get_state(f"recalibration:{kept.id}")
-        assert store.get_state(f"recalibration:{base.id}") is None  # the baseline has its noise_seeds runs
+        again = store.remeasured_runs(kept)
+        assert store.remeasured_runs(base) == []  # the baseline has its noise_seeds runs
     assert kept.status is Status.KEEP and kept.metrics["confirm_runs"] == 0  # kept at once, on one run
     assert null.status is Status.DISCARD
     if best_runs == 2:
@@ -157,7 +157,7 @@ def test_a_best_kept_on_one_run_is_run_again(tmp_path, best_runs):
         row = (task / "results.tsv").read_text().splitlines()[2].split("\t")
         assert row[3] == "keep" and row[1] == f"{mean:.6f}"
     else:
-        assert again is None and "measured again" not in result.stdout
+        assert again == [] and "measured again" not in result.stdout
 
 
 def test_a_new_best_whose_second_run_fails_is_not_run_again_and_again(tmp_path):
@@ -168,7 +168,7 @@ def test_a_new_best_whose_second_run_fails_is_not_run_again_and_again(tmp_path):
     result = cli("run", "--agent", f"replay:{agent}", "--tag", "f", cwd=task)
     with Store.open(task) as store:
         base, kept, *rest = store.experiments("f")
-        assert store.get_state(f"recalibration:{kept.id}") is None  # its one extra run failed: nothing recorded
+        assert store.remeasured_runs(kept) == []  # its one extra run failed: nothing recorded
     assert kept.status is Status.KEEP and len(rest) == 2  # the loop went on with the next proposals
     assert result.stdout.count("measured again") == 1  # tried once, not before every proposal
 
@@ -180,19 +180,19 @@ def test_the_best_is_measured_again_on_request(tmp_path):
     with Store.open(task) as store:
         base = store.experiments("q")[0]
         assert store.get_state("budget:q") == 40  # the run's own budget, for status's progress bar
-        assert store.get_state(f"recalibration:{base.id}") is None  # recalibrate_every = 0: never on its own
+        assert store.remeasured_runs(base) == []  # recalibrate_every = 0: never on its own
     asked = cli("recalibrate", cwd=task)  # the latest tag, stopped: done when resumed
     assert "run q" in asked.stdout and "2 more runs, when it is resumed" in asked.stdout
     resumed = cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--resume", "--max-experiments", "3", cwd=task)
     assert "measured again: 2 more runs, as asked" in resumed.stdout
     with Store.open(task) as store:
-        assert len(store.get_state(f"recalibration:{base.id}")) == 2
+        assert len(store.remeasured_runs(base)) == 2
         assert len(store.experiments("q")) == 3
     again = cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--resume", "--max-experiments", "4",
                 "--recalibrate", cwd=task)
     assert again.stdout.count("measured again") == 1  # the served request is not served twice
     with Store.open(task) as store:
-        assert len(store.get_state(f"recalibration:{base.id}")) == 4
+        assert len(store.remeasured_runs(base)) == 4
 
 
 def test_bad_keep_settings_are_named():

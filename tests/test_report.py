@@ -38,7 +38,7 @@ from autoresearch.report.summary import (
     summarize,
     truncate,
 )
-from autoresearch.store import Status, Store
+from autoresearch.store import Run, Status, Store
 
 TAG = "nov27"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -607,7 +607,8 @@ def test_the_best_is_the_branch_head_even_when_measured_again_worse(store: Store
     _add(store, Status.KEEP, "rope base 50k", 0.90)
     _add(store, Status.DISCARD, "batch 2x", 0.99)
     head = store.incumbent(TAG)
-    store.set_remeasured_runs(head, [1.0, 1.0])  # a lucky first run: its mean is now 0.9667, above 0.95
+    for seed in (1, 2):  # a lucky first run: its mean is now 0.9667, above 0.95
+        store.add_run(head, Run(1.0, seed, purpose="remeasure", of_best=True))
     s = summarize(TAG, store.measured(TAG))
     assert s.best.seq == 2 and s.best.metric == pytest.approx(2.9 / 3)
     assert s.improvement == pytest.approx(1.0 - 2.9 / 3)

@@ -18,7 +18,7 @@ from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
 from autoresearch.loop import Loop
 from autoresearch.report.summary import measured_noise
-from autoresearch.store import Status, Store
+from autoresearch.store import Run, Status, Store
 
 
 def test_comparable_picks_the_runs_made_at_about_the_same_speed():
@@ -44,7 +44,8 @@ def test_a_slower_machine_does_not_count_as_noise(tmp_path):
         base = store.record(status=Status.KEEP, tag="t", parent_commit="a" * 40, commit="b" * 40, diff="",
                             description="baseline", agent="-", seed=0, metric=1.0,
                             metrics={"runs": [1.0, 1.01, 0.99], "run_speeds": [100.0, 102.0, 98.0]})
-        store.set_remeasured_runs(base, [1.5, 1.51], [40.0, 41.0])
+        for i, (value, speed_now) in enumerate([(1.5, 40.0), (1.51, 41.0)]):
+            store.add_run(base, Run(value, 3 + i, speed_now, "remeasure", of_best=True))
         assert store.measured_speeds(base) == [100.0, 102.0, 98.0, 40.0, 41.0]
         grouped = measured_noise(store, "t")
         assert grouped.dof == 3 and grouped.sigma == pytest.approx(0.0091, rel=0.05)

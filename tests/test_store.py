@@ -19,6 +19,7 @@ from autoresearch.store import (
     SCHEMA_VERSION,
     AlreadyFinishedError,
     Experiment,
+    Run,
     Status,
     Store,
     StoreError,
@@ -442,7 +443,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
         with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
                     "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
@@ -455,7 +456,7 @@ def test_a_version_2_store_is_upgraded_and_its_experiments_have_no_code_hash(tmp
         assert (old.metric, old.code_hash) == (0.9979, None)
         store.finish(store.begin(**proposal(tag="old"), code_hash="h1").id, status="discard", metric=1.0)
         assert store.same_code("old", "h1").seq == 1
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_its_guards(tmp_path):
@@ -474,7 +475,7 @@ def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_it
         with pytest.raises(ValueError, match="needs its metric"):
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     assert {row[0] for row in raw.execute("SELECT name FROM sqlite_master")} >= {
         "experiments", "experiments_by_code", "experiments_finished_are_final", "experiments_are_never_deleted"}
     assert "experiments_v4" not in {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
@@ -556,8 +557,9 @@ def test_loops_started_at_the_same_moment_on_a_new_folder_all_set_up_their_table
 
 
 def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_path):
-    """tests/data/store-v4.sqlite, made by tests/data/make_store_v4.py: a line with the baseline's seeds, a best
-    run again at a new machine speed, a confirmation, a crash and a rejected proposal."""
+    """tests/data/store-v4.sqlite, made by tests/data/make_store_v4.py (the code of schema version 4): a line
+    with the baseline's seeds, a best run again at a new machine speed, a confirmation, a crash and a rejected
+    proposal. Its runs, kept then in JSON, are rows of the `runs` table now, as they were written."""
     import shutil
 
     folder = tmp_path / "old"
@@ -575,3 +577,16 @@ def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_
         assert store.current_runs(best) == [0.802, 0.803]  # the runs at the latest speed
         assert [(r.metric, r.seed) for r in store.runs(history[5])] == [(0.79, 0), (0.791, 1)]
         assert store.incumbent("t").seq == 5 and store.get_state("budget:t") == 10.0
+        assert [(r.purpose, r.of_best) for r in store.runs(base)] == [("own", False), ("noise", False),
+                                                                     ("noise", False)]
+        assert [r.of_best for r in store.runs(best)] == [False, True, True, True]
+        assert store.runs(history[3]) == [] and store.runs(history[4]) == []  # the crash, the rejected
+        assert [r.purpose for r in store.runs(history[5])] == ["own", "confirm"]
+        later = store.add_run(best, Run(0.804, 4, 50.0, "remeasure", of_best=True))  # and it goes on
+        assert store.runs(best)[-1] == later and len(store.remeasured_runs(best)) == 4
+    raw = sqlite3.connect(folder / ".autoresearch" / "store.sqlite")
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+    with pytest.raises(sqlite3.IntegrityError, match="a recorded run cannot be changed"):
+        raw.execute("UPDATE runs SET metric = 0.1 WHERE experiment_id = 2")
+    with pytest.raises(sqlite3.IntegrityError, match="runs are never deleted"):
+        raw.execute("DELETE FROM runs")

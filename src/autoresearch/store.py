@@ -42,7 +42,7 @@ from autoresearch.runlock import exclusive
 
 STORE_DIR = ".autoresearch"
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 4  # PRAGMA user_version of the schema this module writes
+SCHEMA_VERSION = 5  # PRAGMA user_version of the schema this module writes
 APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
 BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
 RESULTS_COLUMNS = ("commit", "{metric}", "memory_gb", "status", "description")  # the reference's, for val_bpb
@@ -112,13 +112,18 @@ class Experiment:
         return self.status.finished
 
 
+PURPOSES = ("own", "confirm", "noise", "remeasure", "speed")  # decide.rule.Purpose's values
+
+
 @dataclass(frozen=True)
 class Run:
-    """One measurement of an experiment's code."""
+    """One measurement of an experiment's code (a row of the `runs` table)."""
 
     metric: float
     seed: int = 0
     speed: float | None = None  # the machine's speed at the run (GFLOP/s, speed.py; None: not measured)
+    purpose: str = "own"  # why it was made: one of PURPOSES
+    of_best: bool = False  # made later, when the experiment was the best and was measured again
 
 
 # The statuses of each schema version, as SQL for its CHECK constraint. A schema is a record of what was
@@ -236,9 +241,69 @@ _COLUMNS = ("id, tag, seq, parent_commit, commit_sha, diff, description, agent, 
             "training_seconds, total_seconds, peak_memory_bytes, tokens, steps, log_path, started_at, ended_at, "
             "error, code_hash")
 
+# Version 5: the runs of each experiment as rows, one per measurement (before: JSON in `metrics` and in the
+# state entries `runs:<id>`, `recalibration:<id>`, `recalibration-speeds:<id>`, which stay as they were). The
+# migration moves them over: an experiment's own runs from its metrics (seeds and speeds where recorded,
+# else seed + index and unknown), a RUNNING one's from its `runs:` entry, then the best's later runs.
+_SCHEMA_V5 = f"""
+CREATE TABLE runs (
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    idx           INTEGER NOT NULL CHECK (idx >= 0),
+    seed          INTEGER NOT NULL,
+    metric        REAL    NOT NULL,
+    speed         REAL,
+    purpose       TEXT    NOT NULL CHECK (purpose IN ({", ".join(f"'{p}'" for p in PURPOSES)})),
+    of_best       INTEGER NOT NULL DEFAULT 0 CHECK (of_best IN (0, 1)),
+    log_path      TEXT,
+    recorded_at   REAL    NOT NULL,
+    PRIMARY KEY (experiment_id, idx)
+);
+
+CREATE TRIGGER runs_are_final BEFORE UPDATE ON runs
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: a recorded run cannot be changed');
+END;
+
+CREATE TRIGGER runs_are_never_deleted BEFORE DELETE ON runs
+BEGIN
+    SELECT RAISE(ABORT, 'autoresearch: runs are never deleted');
+END;
+
+INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, recorded_at)
+SELECT e.id, j.key, COALESCE(json_extract(e.metrics, '$.run_seeds[' || j.key || ']'), e.seed + j.key), j.value,
+       json_extract(e.metrics, '$.run_speeds[' || j.key || ']'),
+       CASE WHEN j.key = 0 THEN 'own' WHEN e.description = 'baseline' AND e.agent = '-' THEN 'noise'
+            ELSE 'confirm' END, COALESCE(e.ended_at, e.started_at)
+FROM experiments e, json_each(e.metrics, '$.runs') j
+WHERE json_type(e.metrics, '$.runs') = 'array' AND j.type IN ('real', 'integer');
+
+INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, recorded_at)
+SELECT e.id, 0, e.seed, e.metric, json_extract(e.metrics, '$.run_speeds[0]'), 'own', e.ended_at
+FROM experiments e
+WHERE e.status IN ('keep', 'discard') AND e.metric IS NOT NULL AND json_type(e.metrics, '$.runs') IS NULL;
+
+INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, recorded_at)
+SELECT e.id, j.key, COALESCE(json_extract(j.value, '$.seed'), e.seed + j.key), json_extract(j.value, '$.metric'),
+       json_extract(j.value, '$.speed'),
+       CASE WHEN j.key = 0 THEN 'own' WHEN e.description = 'baseline' AND e.agent = '-' THEN 'noise'
+            ELSE 'confirm' END, s.updated_at
+FROM experiments e JOIN state s ON s.key = 'runs:' || e.id, json_each(s.value) j
+WHERE e.status = 'running' AND json_type(j.value, '$.metric') IN ('real', 'integer');
+
+INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, of_best, recorded_at)
+SELECT e.id, own.n + j.key, e.seed + own.n + j.key, j.value, json_extract(sp.value, '$[' || j.key || ']'),
+       'remeasure', 1, s.updated_at
+FROM experiments e
+JOIN state s ON s.key = 'recalibration:' || e.id
+LEFT JOIN state sp ON sp.key = 'recalibration-speeds:' || e.id
+JOIN (SELECT experiment_id, COUNT(*) AS n FROM runs GROUP BY experiment_id) own ON own.experiment_id = e.id,
+json_each(s.value) j
+WHERE j.type IN ('real', 'integer');
+"""
+
 # Migrations from version N-1 to N.
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
-                               4: _SCHEMA_V4.replace("{columns}", _COLUMNS)}
+                               4: _SCHEMA_V4.replace("{columns}", _COLUMNS), 5: _SCHEMA_V5}
 
 @contextmanager
 def setup_lock(task_dir: Path) -> Iterator[None]:
@@ -271,6 +336,7 @@ class Store:
         self._version: int | None = None
         self._tag_rows: dict[str | None, list[Experiment]] = {}
         self._states: dict[str, str | None] = {}
+        self._runs: dict[int, list[Run]] = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -363,7 +429,9 @@ class Store:
                          "peak_memory_bytes = :peak_memory_bytes, tokens = :tokens, steps = :steps, "
                          "error = :error, ended_at = :ended_at WHERE id = :id AND status = 'running'",
                          {**result, "ended_at": time.time(), "id": experiment_id})
-            return self._get(conn, experiment_id)
+            finished = self._get(conn, experiment_id)
+            self._own_runs_from_metrics(conn, finished)
+            return finished
 
     def record(self, *, status: Status | str, tag: str, parent_commit: str, diff: str, description: str,
                agent: str, seed: int, commit: str | None = None, log_path: str | None = None,
@@ -381,7 +449,29 @@ class Store:
                          total_seconds=total_seconds, peak_memory_bytes=peak_memory_bytes, tokens=tokens,
                          steps=steps, error=error)
         with self._write() as conn:
-            return self._insert(conn, {**row, **result}, Status(result["status"]), time.time())
+            recorded = self._insert(conn, {**row, **result}, Status(result["status"]), time.time())
+            self._own_runs_from_metrics(conn, recorded)
+            return recorded
+
+    def _own_runs_from_metrics(self, conn: sqlite3.Connection, experiment: Experiment) -> None:
+        """An experiment finished with a result but none of its runs recorded (`add_run`): what its record says
+        of them becomes its runs, as the migration to version 5 reads older records: `metrics["runs"]` (with
+        `run_seeds`, `run_speeds`), else its metric, one run."""
+        self._runs.pop(experiment.id, None)
+        if experiment.status not in (Status.KEEP, Status.DISCARD) or experiment.metric is None:
+            return
+        if conn.execute("SELECT 1 FROM runs WHERE experiment_id = ?", (experiment.id,)).fetchone():
+            return
+        values = experiment.metrics.get("runs") or [experiment.metric]
+        seeds, speeds = experiment.metrics.get("run_seeds") or [], experiment.metrics.get("run_speeds") or []
+        baseline = experiment.description == "baseline" and experiment.agent == "-"
+        for i, value in enumerate(values):
+            seed = seeds[i] if i < len(seeds) else experiment.seed + i
+            purpose = "own" if i == 0 else "noise" if baseline else "confirm"
+            conn.execute("INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, recorded_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (experiment.id, i, seed, _opt_float("metric", value),
+                                                          speeds[i] if i < len(speeds) else None, purpose,
+                                                          experiment.ended_at))
 
     # ------------------------------------------------------------------ reading experiments
 
@@ -400,38 +490,51 @@ class Store:
                 self._tag_rows[tag] = cached
             return list(cached)
 
-    def remeasured_runs(self, experiment: Experiment) -> list[float]:
-        """The runs an experiment's code got later, when it was the best and was measured again; empty if
-        none. (Kept in the state, under `recalibration:<id>`, one write per run.)"""
-        return list(self.get_state(f"recalibration:{experiment.id}", []))
-
-    def set_remeasured_runs(self, experiment: Experiment, runs: list[float],
-                            speeds: list[float | None] | None = None) -> None:
-        """Record the runs of `remeasured_runs`, and the machine's speed at each (`measured_speeds`)."""
-        if speeds is not None:
-            self.set_state(f"recalibration-speeds:{experiment.id}", speeds)
-        self.set_state(f"recalibration:{experiment.id}", runs)
-
-    def measured_runs(self, experiment: Experiment) -> list[float]:
-        """Every measurement of an experiment's code: its own runs (one, or several under the confirm rule),
-        then the runs it got when it was the best and was measured again (docs/keep.md)."""
-        return [*_own_runs(experiment), *self.remeasured_runs(experiment)]
-
-    def measured_speeds(self, experiment: Experiment) -> list[float | None]:
-        """The machine's speed (speed.py) at each run of `measured_runs`, in the same order; None where it was
-        not measured (a run without a prestarted interpreter, or a store from before the speed check)."""
-        def padded(speeds: list, n: int) -> list[float | None]:
-            return [*speeds[:n], *[None] * (n - len(speeds[:n]))]
-
-        later = self.get_state(f"recalibration-speeds:{experiment.id}", [])
-        return [*padded(experiment.metrics.get("run_speeds") or [], len(_own_runs(experiment))),
-                *padded(later, len(self.remeasured_runs(experiment)))]
+    def add_run(self, experiment: Experiment, run: Run, log_path: str | None = None) -> Run:
+        """Record one run of `experiment`'s code, as it ends: the next index of its runs. A recorded run is a
+        fact: it is never changed or deleted."""
+        if run.purpose not in PURPOSES:
+            raise StoreError(f"run purpose {run.purpose!r}: use one of {', '.join(PURPOSES)}")
+        metric = _opt_float("metric", run.metric)
+        if metric is None or not math.isfinite(metric):
+            raise StoreError(f"a run's metric must be a finite number, not {run.metric!r}")
+        with self._write(experiments=False) as conn:
+            (idx,) = conn.execute("SELECT COUNT(*) FROM runs WHERE experiment_id = ?", (experiment.id,)).fetchone()
+            conn.execute("INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, of_best, log_path, "
+                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (experiment.id, idx, _int("seed", run.seed), metric, _opt_float("speed", run.speed),
+                          run.purpose, int(run.of_best), log_path, time.time()))
+            self._runs.pop(experiment.id, None)
+        return run
 
     def runs(self, experiment: Experiment) -> list[Run]:
-        """`measured_runs` as records, with their machine speeds and seeds (run i of a code had its first seed
-        plus i)."""
-        return [Run(metric, experiment.seed + i, speed_) for i, (metric, speed_)
-                in enumerate(zip(self.measured_runs(experiment), self.measured_speeds(experiment), strict=True))]
+        """Every run of `experiment`'s code, in order: its own (one, or several: the baseline's seeds,
+        confirmations), then those it got when it was the best and was measured again (docs/keep.md). Of a
+        RUNNING experiment, the runs made so far."""
+        with self._lock:
+            self._check_version()
+            cached = self._runs.get(experiment.id)
+            if cached is None:
+                rows = self._connection.execute(
+                    "SELECT metric, seed, speed, purpose, of_best FROM runs WHERE experiment_id = ? ORDER BY idx",
+                    (experiment.id,))
+                cached = [Run(row["metric"], row["seed"], row["speed"], row["purpose"], bool(row["of_best"]))
+                          for row in rows]
+                self._runs[experiment.id] = cached
+            return list(cached)
+
+    def remeasured_runs(self, experiment: Experiment) -> list[float]:
+        """The runs an experiment's code got later, when it was the best and was measured again; empty if none."""
+        return [r.metric for r in self.runs(experiment) if r.of_best]
+
+    def measured_runs(self, experiment: Experiment) -> list[float]:
+        """The metric of every run of `runs`."""
+        return [r.metric for r in self.runs(experiment)]
+
+    def measured_speeds(self, experiment: Experiment) -> list[float | None]:
+        """The machine's speed (speed.py) at each run of `runs`, in the same order; None where it was not
+        measured (a run without a prestarted interpreter, or a store from before the speed check)."""
+        return [r.speed for r in self.runs(experiment)]
 
     def current_runs(self, experiment: Experiment) -> list[float]:
         """The runs of `measured_runs` made at about the machine speed of the latest one (`speed.groups`, with
@@ -615,6 +718,7 @@ class Store:
     def _forget(self) -> None:
         self._tag_rows.clear()
         self._states.clear()
+        self._runs.clear()
 
     def _insert(self, conn: sqlite3.Connection, values: dict, status: Status, ended_at: float | None) -> Experiment:
         (seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM experiments WHERE tag = ?",
@@ -830,11 +934,6 @@ def _one_line(text: str) -> str:
     from autoresearch.report.safe_text import for_terminal
 
     return for_terminal(text.translate(_LINE_BREAKS))
-
-
-def _own_runs(experiment: Experiment) -> list[float]:
-    """The runs an experiment made when it was decided: several under the confirm rule, else its one."""
-    return experiment.metrics.get("runs") or ([experiment.metric] if experiment.metric is not None else [])
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:

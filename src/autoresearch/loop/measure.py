@@ -1,8 +1,8 @@
 """Measuring and deciding: runs an experiment for as long as the keep rule asks, records the decision, and
 makes git follow it. Also runs the best again when the rule asks for it (`remeasure`, `recalibrate`).
 
-Every finished run is recorded at once (the `runs:<id>` state), so a loop restarted mid-experiment goes on
-from the runs already made. What training is and where it happens is the runner's (run/seam.py); what to
+Every finished run is recorded at once (`Store.add_run`), so a loop restarted mid-experiment goes on from the
+runs already made. What training is and where it happens is the runner's (run/seam.py); what to
 run next is the rule's (decide/rule.py): this module only executes their answers."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Measurer:
         branch to the best unless it was kept."""
         line = self.line
         incumbent = line.incumbent()
-        runs = [Run(r["metric"], r["seed"], r.get("speed")) for r in line.store.get_state(self._runs_key(experiment), [])]
+        runs = line.store.runs(experiment)  # those made before a restart
         outcomes: list[Outcome] = []
         shift, failed = None, None
         checked_key = f"speed-checked:{experiment.id}"
@@ -72,9 +72,8 @@ class Measurer:
                 error = outcome.error if not runs else f"run {len(runs) + 1} (seed {answer.seed}): {outcome.error}"
                 failed = (failure, error)
                 break
-            runs.append(Run(outcome.metric, answer.seed, outcome.machine_speed))
-            line.store.set_state(self._runs_key(experiment), [{"metric": r.metric, "seed": r.seed, "speed": r.speed}
-                                                               for r in runs])
+            runs.append(line.store.add_run(experiment, Run(outcome.metric, answer.seed, outcome.machine_speed,
+                                                           str(answer.purpose)), outcome.log_path))
             fault_point("after-run")
         decision = answer if isinstance(answer, Decision) else None
         status, error = failed if failed is not None else (Status.KEEP if decision.keep else Status.DISCARD, None)
@@ -85,10 +84,6 @@ class Measurer:
         best = tuple(line.store.runs(incumbent)) if incumbent is not None else None
         return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=is_simpler(experiment.diff),
                     speed_checked=checked, speed_now=line.speed_now())
-
-    @staticmethod
-    def _runs_key(experiment: Experiment) -> str:
-        return f"runs:{experiment.id}"
 
     def _run_once(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
                   keep_bar: float | None = None, pruner: prune.Pruner | None = None) -> tuple[Outcome, Status | None]:
@@ -168,22 +163,19 @@ class Measurer:
     # -- the best, again ----------------------------------------------------------------------------
 
     def remeasure(self, best: Experiment, more: int, purpose: Purpose) -> int:
-        """Run the best `more` times with its next seeds, each run recorded as it ends (`remeasured_runs`),
+        """Run the best `more` times with its next seeds, each run recorded as it ends (`Store.add_run`),
         whatever the worktree holds now (a candidate's code is put back afterwards). Stops at a run that
         fails: the best no longer runs as it did, and the noise is left as it was. Returns the runs made."""
         store = self.line.store
-        extra = store.remeasured_runs(best)
-        own = len(store.measured_runs(best)) - len(extra)
-        extra_speeds = store.measured_speeds(best)[own:]
         made = 0
         while made < more:
-            n = own + len(extra)
-            outcome, failure = self._run_once(best, seed_for(best.seed, n), n, purpose)
+            n = len(store.runs(best))
+            seed = seed_for(best.seed, n)
+            outcome, failure = self._run_once(best, seed, n, purpose)
             if failure is not None:
                 break
-            extra.append(outcome.metric)
-            extra_speeds.append(outcome.machine_speed)
-            store.set_remeasured_runs(best, extra, extra_speeds)
+            store.add_run(best, Run(outcome.metric, seed, outcome.machine_speed, str(purpose), of_best=True),
+                          outcome.log_path)
             made += 1
         self.drop_models(best)
         return made
