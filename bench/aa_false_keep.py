@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import autoresearch, default_task
 
-from autoresearch.keeprule import pooled_noise
+from autoresearch.decide.stats import pooled_noise
 from autoresearch.store import Status, Store
 
 CPU_LRS = {"MATRIX_LR": 0.02, "EMBED_LR": 0.15, "HEAD_LR": 0.005}  # the CPU profile's tuned rates

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import default_task, run_replay
 
-from autoresearch.runner import compile_cache, frozen_cache, reset_compile_cache
+from autoresearch.run.runner import compile_cache, frozen_cache, reset_compile_cache
 
 
 def main() -> None:

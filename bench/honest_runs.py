@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import default_task, run_replay
 
-from autoresearch.clock import tolerance_for
+from autoresearch.run.clock import tolerance_for
 
 
 def main() -> None:
@@ -64,9 +64,9 @@ def main() -> None:
 
 
 def _val_floor(task: Path) -> float | None:
-    from autoresearch import floor
     from autoresearch.config import load_config
     from autoresearch.data.prepare import open_dataset
+    from autoresearch.run import floor
 
     config = load_config(task)
     found = floor.evaluated_floor(open_dataset(config.data), "val", config.eval.seq_len, config.eval.tokens)

@@ -20,7 +20,7 @@ import random
 
 from autoresearch.decide.rule import Confirm
 from autoresearch.decide.simulate import settle, simulate, simulated_candidate
-from autoresearch.keeprule import KEEP
+from autoresearch.decide.stats import KEEP
 
 MIXTURES = {
     "80% no better, 20% 2-4 sigma better": lambda r: r.uniform(2, 4) if r.random() < 0.2 else min(0.0, r.gauss(-0.5, 0.5)),

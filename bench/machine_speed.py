@@ -24,9 +24,9 @@ from pathlib import Path
 from common import autoresearch, default_task, last_json
 
 from autoresearch.config import KeepConfig
-from autoresearch.speed import alike, probe
+from autoresearch.decide.speed import alike, probe
 
-PROBE = "from autoresearch.speed import probe; import sys; print(probe(sys.argv[1]))"
+PROBE = "from autoresearch.decide.speed import probe; import sys; print(probe(sys.argv[1]))"
 LOADS = {
     "quiet": None,
     "1 busy Python process": "while True: pass",

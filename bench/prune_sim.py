@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 
 from autoresearch.config import load_config
-from autoresearch.prune import Pruner, Settings, curve_of
-from autoresearch.runner import logged_progress, run_folder
+from autoresearch.decide.prune import Pruner, Settings, curve_of
+from autoresearch.run.runner import logged_progress, run_folder
 from autoresearch.store import Status, Store
 
 

@@ -133,7 +133,7 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
 
 
 def test_the_offer_taken_beats_this_best_by_the_most_and_by_more_than_the_margin():
-    from autoresearch.exchange import Offer, best_offer
+    from autoresearch.loop.exchange import Offer, best_offer
 
     def offer(name: str, *runs: float) -> Offer:
         return Offer(source=name, seq=1, description=name, runs=runs, code_hash=name)
@@ -207,7 +207,7 @@ def test_runs_in_two_folders_share_their_best_through_an_exchange_folder(tmp_pat
 
 
 def test_an_exchange_entry_is_read_whole_or_not_at_all(tmp_path):
-    from autoresearch import exchange
+    from autoresearch.loop import exchange
 
     files = {"train.py": b"LR = 0.1\r\n", "data.bin": bytes(range(256))}
     content = exchange.entry("a@h", "p1", 3, "lower lr", [0.9, 0.92], "hash", files)

@@ -3,7 +3,7 @@ disagree with it."""
 
 import pytest
 
-from autoresearch.clock import KILL, STOP, Clock, allowance, overrun_for, tolerance_for
+from autoresearch.run.clock import KILL, STOP, Clock, allowance, overrun_for, tolerance_for
 
 
 def clock(**kw) -> Clock:

@@ -68,7 +68,7 @@ def test_an_agent_error_is_a_rejected_proposal(task, tmp_path, monkeypatch):
     assert rejected.status is Status.REJECTED and "Credit balance is too low" in rejected.error
 
 
-@pytest.mark.skipif(__import__("autoresearch.sandbox", fromlist=["x"]).isolation() != "bwrap",
+@pytest.mark.skipif(__import__("autoresearch.run.sandbox", fromlist=["x"]).isolation() != "bwrap",
                     reason="the agent's box needs bubblewrap")
 def test_a_cmd_agent_cannot_reach_the_store_the_logs_or_the_data(task, tmp_path):
     agent = tmp_path / "snoop.py"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-from autoresearch import diskguard
 from autoresearch.config import MetricConfig, SandboxConfig, TaskConfig, TrainConfig
-from autoresearch.runner import run_experiment
+from autoresearch.run import diskguard
+from autoresearch.run.runner import run_experiment
 
 GB = diskguard.GB
 

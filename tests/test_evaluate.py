@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoresearch.evaluate import (
+from autoresearch.run.evaluate import (
     EvaluationError,
     EvaluationVoid,
     bpb_from_outputs,
@@ -116,7 +116,7 @@ def test_a_hanging_model_is_stopped_at_the_timeout(tmp_path):
 
 
 def _result(nats, nbytes):
-    from autoresearch.evaluate import EvalResult
+    from autoresearch.run.evaluate import EvalResult
 
     nats, nbytes = np.asarray(nats, dtype=float), np.asarray(nbytes)
     return EvalResult(bpb=nats.sum() / (math.log(2) * nbytes.sum()), nats=nats.sum(), bytes=int(nbytes.sum()),
@@ -124,7 +124,7 @@ def _result(nats, nbytes):
 
 
 def test_paired_error_is_zero_for_a_constant_shift_and_grows_with_disagreement():
-    from autoresearch.evaluate import paired_stderr
+    from autoresearch.run.evaluate import paired_stderr
 
     rng = np.random.default_rng(1)
     nbytes = np.full(400, 100)
@@ -178,7 +178,7 @@ def test_an_honest_model_passes_the_audit_and_the_causality_probe(tmp_path):
 def test_a_model_that_looks_ahead_is_void(tmp_path, monkeypatch):
     # The audit's places are drawn from a seed the worker cannot know (os.urandom); fixed here, so that not every
     # audited position is a sequence's last one (with nothing after it to change, the probe could not see it).
-    monkeypatch.setattr("autoresearch.evaluate.os.urandom", lambda n: bytes(range(1, n + 1)))
+    monkeypatch.setattr("autoresearch.run.evaluate.os.urandom", lambda n: bytes(range(1, n + 1)))
     result, script, model, vocab = _eval_case(tmp_path / "peeking", PEEKING_SCRIPT)
     honest, *_ = _eval_case(tmp_path / "honest", BIGRAM_SCRIPT)
     assert result.bpb < honest.bpb - 0.5  # the peeking "improves" val_bpb by a lot
@@ -193,7 +193,7 @@ def test_a_worker_that_lies_about_its_outputs_fails_the_audit(tmp_path):
 
 
 def test_a_spare_worker_started_before_the_model_exists_evaluates_it_like_a_fresh_one(tmp_path):
-    from autoresearch.evaluate import SpareWorkers
+    from autoresearch.run.evaluate import SpareWorkers
 
     rng = np.random.default_rng(2)
     table = rng.normal(size=(5, 5))
@@ -220,7 +220,7 @@ def test_a_spare_worker_started_before_the_model_exists_evaluates_it_like_a_fres
 
 
 def test_a_worker_reads_only_the_model_folder_it_was_started_for(tmp_path):
-    from autoresearch.evaluate import EvalWorker
+    from autoresearch.run.evaluate import EvalWorker
 
     worker = EvalWorker.spare(tmp_path / "models", device="cpu", cwd=tmp_path)
     try:

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from autoresearch.floor import Floor, below_floor, evaluated_floor, suspiciously_good_test
+from autoresearch.run.floor import Floor, below_floor, evaluated_floor, suspiciously_good_test
 
 FLOOR = Floor(bpb=0.18, docs=100, bytes=80_000)
 

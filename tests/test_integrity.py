@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, git
 
-from autoresearch.integrity import Snapshot, _stat_print
+from autoresearch.run.integrity import Snapshot, _stat_print
 from autoresearch.store import Status, Store
 
 SOLVE_PY = """\
@@ -97,7 +97,7 @@ def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(t
 
 
 def test_progress_lines_from_the_candidate_are_cleaned():
-    from autoresearch.runner import parse_progress
+    from autoresearch.run.runner import parse_progress
 
     assert parse_progress('@autoresearch {"event": "eval", "val_bpb": 0.0001, "seconds": 1}') is None
     assert parse_progress('@autoresearch {"event": "decided", "status": "keep"}') is None
@@ -120,10 +120,10 @@ def test_your_edits_during_a_run_are_told_apart_from_the_run(task, monkeypatch, 
     """The person steers through program.md while the loop runs: an edit during a run is theirs, never
     tampering. autoresearch.toml is theirs where the box keeps the run away from it; without a box an edit
     cannot be told from the run's, and voids the run."""
-    from autoresearch import sandbox
     from autoresearch.agents.replay import ReplayAgent
     from autoresearch.config import load_config
     from autoresearch.loop import Loop
+    from autoresearch.run import sandbox
 
     if layer == "off":
         monkeypatch.setenv("AUTORESEARCH_SANDBOX", "off")
@@ -195,7 +195,7 @@ def test_start_up_code_planted_in_python_folders_is_seen_and_put_back(tmp_path, 
     import site
     import sys as _sys
 
-    from autoresearch import integrity
+    from autoresearch.run import integrity
 
     site_dir, path_dir = tmp_path / "site-packages", tmp_path / "on-path"
     site_dir.mkdir()

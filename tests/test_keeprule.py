@@ -8,7 +8,7 @@ import pytest
 
 from autoresearch.decide.rule import Case, Decision, Run, Strict
 from autoresearch.decide.simulate import simulate
-from autoresearch.keeprule import (
+from autoresearch.decide.stats import (
     CONFIRM,
     DISCARD,
     KEEP,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, generic_task_folder, git
 
-from autoresearch.parallel import QUICK_DEATHS, ParallelError, Place, _ranges, plan, restart
+from autoresearch.loop.parallel import QUICK_DEATHS, ParallelError, Place, _ranges, plan, restart
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out

@@ -15,8 +15,8 @@ from autoresearch.agents.command import CommandAgent
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import ConfigError, config_from_dict, load_config
-from autoresearch.drafts import wants_pipeline
 from autoresearch.loop import Limits, Loop
+from autoresearch.loop.drafts import wants_pipeline
 from autoresearch.store import Status
 
 # A generic task whose "training" takes a moment, so that a draft is written while it runs. The score peaks

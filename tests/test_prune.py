@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from autoresearch.prune import Pruner, Settings, curve_of, gap, level
+from autoresearch.decide.prune import Pruner, Settings, curve_of, gap, level
 
 BUDGET = 100.0
 

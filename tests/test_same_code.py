@@ -14,7 +14,7 @@ from test_tune import TAG, context, run, task, worktree  # noqa: F401  (task is 
 
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.agents.tune import TuneAgent
-from autoresearch.codehash import code_hash
+from autoresearch.decide.same_code import code_hash
 from autoresearch.store import Status, Store
 from autoresearch.workspace import Workspace
 

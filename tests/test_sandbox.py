@@ -17,7 +17,7 @@ def test_a_candidate_dies_when_the_harness_is_killed(tmp_path):
     harness = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from autoresearch import sandbox
+        from autoresearch.run import sandbox
         proc = sandbox.start_python(["-c", "import time; time.sleep(300)"], sandbox.Box(Path("{tmp_path}")), {{}})
         Path("{pid_file}").write_text(str(proc.pid))
         time.sleep(300)
@@ -42,7 +42,7 @@ def test_a_candidate_dies_when_the_harness_is_killed(tmp_path):
 def test_a_prestarted_interpreter_runs_the_script_like_python_would(tmp_path):
     from pathlib import Path
 
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     script = tmp_path / "job" / "train.py"
     script.parent.mkdir()
@@ -67,7 +67,7 @@ def test_a_prestarted_interpreter_runs_the_script_like_python_would(tmp_path):
 
 
 def test_a_prestarted_interpreter_that_is_never_told_anything_exits_quietly(tmp_path):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     proc = sandbox.prestart_python(sandbox.Box(tmp_path), {})
     proc.popen.stdin.close()
@@ -81,7 +81,7 @@ boxed = pytest.mark.skipif(sys.platform != "linux" or __import__("shutil").which
 
 
 def run_boxed(box, code: str, env: dict | None = None, timeout: float = 60) -> str:
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     proc = sandbox.start_python(["-c", textwrap.dedent(code)], box, env or {})
     out = proc.popen.stdout.read().decode()
@@ -111,7 +111,7 @@ def layout(tmp_path):
 def test_the_box_cuts_the_network_loopback_included(layout):
     import socket
 
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -132,7 +132,7 @@ def test_the_box_cuts_the_network_loopback_included(layout):
 
 @boxed
 def test_the_box_shows_only_what_the_run_needs(layout, tmp_path):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, cache = layout
     (tmp_path / "elsewhere.txt").write_text("a file of the user's")
@@ -172,7 +172,7 @@ def test_the_box_shows_only_what_the_run_needs(layout, tmp_path):
 def test_the_box_hides_sockets_in_its_folder(layout):
     import socket
 
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, _ = layout
     server = socket.socket(socket.AF_UNIX)
@@ -194,7 +194,7 @@ def test_the_box_hides_sockets_in_its_folder(layout):
 
 
 def test_the_environment_is_an_allow_list_without_secrets(layout, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     for name, value in {"OPENAI_API_KEY": "sk-secret", "GITHUB_TOKEN": "ghp-secret", "AWS_SECRET_ACCESS_KEY": "x",
                         "SOME_RANDOM_SETTING": "1", "CUDA_VISIBLE_DEVICES": "0", "AUTORESEARCH_API_TOKEN": "y"}.items():
@@ -213,7 +213,7 @@ def test_the_environment_is_an_allow_list_without_secrets(layout, monkeypatch):
 def assert_a_daemon_dies_with_its_run(box, beat: Path) -> str:
     """Start a candidate that leaves a double-forked daemon writing `beat`, kill the run, and check that
     nothing writes any more. Returns how the candidate was contained."""
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     code = textwrap.dedent(f"""
         import os, time
@@ -241,14 +241,14 @@ def assert_a_daemon_dies_with_its_run(box, beat: Path) -> str:
 
 @boxed
 def test_killing_the_box_kills_a_double_forked_daemon(layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, _ = layout
     assert assert_a_daemon_dies_with_its_run(sandbox.Box(work), work / "heartbeat") == "bwrap"
 
 
 def test_a_file_larger_than_the_limit_cannot_be_written(layout, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     monkeypatch.setattr(sandbox, "MAX_FILE_BYTES", 1 << 20)
     work, _ = layout
@@ -267,14 +267,14 @@ def test_a_file_larger_than_the_limit_cannot_be_written(layout, monkeypatch):
 
 @pytest.mark.skipif(os.environ.get("AUTORESEARCH_REQUIRE_SANDBOX") != "1", reason="only where the box is required")
 def test_the_box_is_there_where_it_is_required():
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     assert sandbox.isolation() == "bwrap"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pids cgroups are Linux only")
 def test_a_fork_bomb_meets_the_process_limit(layout, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     if sandbox._pids_parent() is None:
         pytest.skip("no writable pids cgroup here")
@@ -306,7 +306,7 @@ def test_a_fork_bomb_meets_the_process_limit(layout, monkeypatch):
 @pytest.fixture
 def landlock_layer(monkeypatch):
     """Candidates contained by Landlock, as where bubblewrap cannot run."""
-    from autoresearch import landlock, sandbox
+    from autoresearch.run import landlock, sandbox
 
     if landlock.abi() < 1:
         pytest.skip("this kernel has no Landlock")
@@ -317,7 +317,7 @@ def landlock_layer(monkeypatch):
 
 
 def run_landlocked(box, code: str) -> str:
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     proc = sandbox.start_python(["-c", textwrap.dedent(code)], box, {})
     out = proc.popen.stdout.read().decode()
@@ -327,7 +327,7 @@ def run_landlocked(box, code: str) -> str:
 
 
 def test_landlock_lets_a_run_reach_only_what_it_needs(landlock_layer, layout, tmp_path, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, cache = layout
     (tmp_path / "elsewhere.txt").write_text("a file of the user's")
@@ -361,7 +361,7 @@ def test_landlock_lets_a_run_reach_only_what_it_needs(landlock_layer, layout, tm
 def test_landlock_cuts_tcp_and_signals_to_the_harness(landlock_layer, layout):
     import socket
 
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     if landlock_layer < 6:
         pytest.skip("TCP rules need Landlock ABI 4 and signal scoping ABI 6")
@@ -386,7 +386,7 @@ def test_landlock_cuts_tcp_and_signals_to_the_harness(landlock_layer, layout):
 
 
 def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock_layer, layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     if sandbox._pids_parent() is None:
         pytest.skip("without a pids cgroup, a daemon can leave the Landlock layer's process group")
@@ -398,7 +398,7 @@ def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock
 def test_the_harness_start_folder_is_not_shown_to_candidates(monkeypatch, tmp_path):
     import sys
 
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     assert str(tmp_path) not in sandbox.python_paths()
@@ -408,7 +408,7 @@ def test_the_harness_start_folder_is_not_shown_to_candidates(monkeypatch, tmp_pa
 
 
 def test_a_prestarted_interpreter_is_landlocked_with_rules_made_when_it_is_told_to_run(landlock_layer, layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, cache = layout
     proc = sandbox.prestart_python(sandbox.Box(work, read=(cache / "train.bin",)), {})
@@ -429,7 +429,7 @@ def test_a_prestarted_interpreter_is_landlocked_with_rules_made_when_it_is_told_
 
 
 def test_output_is_read_in_lines_until_the_process_ends_even_if_a_daemon_holds_the_pipe():
-    from autoresearch.runner import output_lines
+    from autoresearch.run.runner import output_lines
 
     code = textwrap.dedent("""
         import os, subprocess, sys
@@ -448,7 +448,7 @@ def test_output_is_read_in_lines_until_the_process_ends_even_if_a_daemon_holds_t
 # ------------------------------------------------------------------------------------ the memory limit
 
 def memory_cgroup_or_skip() -> None:
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     if sys.platform != "linux" or sandbox._memory_parent() is None:
         pytest.skip("no memory cgroup of ours here")
@@ -467,7 +467,7 @@ print("no limit")
 
 def test_a_run_past_its_memory_limit_is_stopped_and_recorded_as_a_crash(tmp_path):
     from autoresearch.config import ConfigError, MetricConfig, SandboxConfig, TaskConfig, TrainConfig
-    from autoresearch.runner import run_experiment
+    from autoresearch.run.runner import run_experiment
 
     memory_cgroup_or_skip()
     task = tmp_path / "task"
@@ -491,7 +491,7 @@ def test_a_run_past_its_memory_limit_is_stopped_and_recorded_as_a_crash(tmp_path
 
 @boxed
 def test_files_in_the_boxs_ram_count_against_its_memory_limit(layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     memory_cgroup_or_skip()
     work, _ = layout
@@ -526,7 +526,7 @@ def test_files_in_the_boxs_ram_count_against_its_memory_limit(layout):
 
 @boxed
 def test_dev_is_read_only_in_the_box_and_its_shared_memory_is_small_but_works(layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work, _ = layout
     out = run_boxed(sandbox.Box(work, max_memory_gb=1.0), """
@@ -548,7 +548,7 @@ def test_dev_is_read_only_in_the_box_and_its_shared_memory_is_small_but_works(la
 
 
 def test_without_a_memory_cgroup_a_cpu_candidate_gets_an_address_space_limit(layout, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     if sys.platform != "linux":
         pytest.skip("rlimits as Linux applies them")
@@ -564,7 +564,7 @@ def test_without_a_memory_cgroup_a_cpu_candidate_gets_an_address_space_limit(lay
 
 
 def test_a_kill_for_memory_is_read_from_the_counters_of_cgroup_v1_and_v2(tmp_path):
-    from autoresearch.sandbox import _oom_killed
+    from autoresearch.run.sandbox import _oom_killed
 
     v1, v2, old = tmp_path / "v1", tmp_path / "v2", tmp_path / "old-kernel"
     for folder in (v1, v2, old):
@@ -584,7 +584,7 @@ def test_a_kill_for_memory_is_read_from_the_counters_of_cgroup_v1_and_v2(tmp_pat
 
 
 def test_the_default_memory_limit_is_a_share_of_the_machines_split_among_parallel_loops(tmp_path, monkeypatch):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     monkeypatch.delenv("AUTORESEARCH_MEMORY_SHARE", raising=False)
     total = sandbox.machine_memory()
@@ -631,7 +631,7 @@ def node_names(found) -> list[str]:
 
 
 def test_a_box_gets_the_nodes_of_the_gpus_cuda_visible_devices_names_by_index_in_pci_order(tmp_path):
-    from autoresearch.sandbox import gpu_nodes
+    from autoresearch.run.sandbox import gpu_nodes
 
     driver, dev = nvidia_tree(tmp_path)
     found = gpu_nodes("1", driver, dev)  # the second by PCI address, 0000:1b:00.0
@@ -652,7 +652,7 @@ def test_a_box_gets_the_nodes_of_the_gpus_cuda_visible_devices_names_by_index_in
 
 
 def test_a_box_gets_the_nodes_of_the_gpus_named_by_uuid_and_of_a_mig_devices_gpu(tmp_path):
-    from autoresearch.sandbox import gpu_nodes, mig_parents
+    from autoresearch.run.sandbox import gpu_nodes, mig_parents
 
     driver, dev = nvidia_tree(tmp_path)
     found = gpu_nodes("GPU-cccccccc", driver, dev)  # a unique start of a UUID, as CUDA takes it
@@ -669,7 +669,7 @@ def test_a_box_gets_the_nodes_of_the_gpus_named_by_uuid_and_of_a_mig_devices_gpu
 
 
 def test_what_cannot_be_mapped_to_a_gpu_gets_every_node_and_says_why(tmp_path):
-    from autoresearch.sandbox import gpu_nodes
+    from autoresearch.run.sandbox import gpu_nodes
 
     driver, dev = nvidia_tree(tmp_path)
     every = sorted([*CONTROL, "nvidia0", "nvidia1", "nvidia2"])
@@ -690,7 +690,7 @@ def test_what_cannot_be_mapped_to_a_gpu_gets_every_node_and_says_why(tmp_path):
 
 
 def test_a_box_with_the_gpu_binds_only_the_nodes_it_is_given_and_then_makes_dev_read_only(tmp_path):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     argv = sandbox.bwrap_argv(sandbox.Box(tmp_path, gpu=True), devices=["/dev/nvidiactl", "/dev/nvidia1"],
                               tmp_bytes=1 << 20, shm_bytes=2 << 20)
@@ -739,7 +739,7 @@ def git_file_layout(layout) -> Path:
 def test_the_box_covers_a_worktree_git_file(layout):
     """git follows a worktree's `.git` file to its configuration, which could run programs when the harness runs
     git there: in the box it is covered, and cannot be rewritten, removed or replaced."""
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work = git_file_layout(layout)
     out = run_boxed(sandbox.Box(work), ATTEMPTS_ON_THE_GIT_FILE.format(work=work))
@@ -749,7 +749,7 @@ def test_the_box_covers_a_worktree_git_file(layout):
 
 
 def test_landlock_leaves_a_worktree_git_file_alone(landlock_layer, layout):
-    from autoresearch import sandbox
+    from autoresearch.run import sandbox
 
     work = git_file_layout(layout)
     (work / "sub").mkdir()

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-from autoresearch import sandbox, speed
 from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
+from autoresearch.decide import speed
 from autoresearch.loop import Loop
 from autoresearch.report.summary import measured_noise
+from autoresearch.run import sandbox
 from autoresearch.store import Run, Status, Store
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import cli, generic_task_folder, git
 
 from autoresearch.config import ConfigError, MetricConfig, TaskConfig, generic_config, load_config
-from autoresearch.reported import MetricNotFound, from_json, from_output
+from autoresearch.run.reported import MetricNotFound, from_json, from_output
 from autoresearch.store import Status, Store
 
 # A generic task: maximise a score that peaks at RATE = 0.3 and WIDTH = 6; fast and deterministic.

@@ -30,9 +30,9 @@ from autoresearch.config import (
 )
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
-from autoresearch.diskguard import DiskSpaceError
 from autoresearch.report.safe_text import for_markup, for_terminal
-from autoresearch.runner import Outcome, run_experiment
+from autoresearch.run.diskguard import DiskSpaceError
+from autoresearch.run.runner import Outcome, run_experiment
 from autoresearch.workspace import GitError, Workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -173,7 +173,7 @@ def _prepare_command(task_dir: Path, config: TaskConfig) -> None:
         out.print("nothing to prepare: this task sets no train.prepare_command")
         return
     out.print(f"running {command}", markup=False)
-    from autoresearch.runner import split_command
+    from autoresearch.run.runner import split_command
 
     try:
         code = subprocess.call(split_command(command), cwd=task_dir)
@@ -336,9 +336,9 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
     import time
 
     from autoresearch.agents import AgentConfigError, make_agents
-    from autoresearch.drafts import wants_pipeline
     from autoresearch.loop import Limits, Loop, LoopError, request_recalibration
-    from autoresearch.runner import resolve_device
+    from autoresearch.loop.drafts import wants_pipeline
+    from autoresearch.run.runner import resolve_device
 
     config = _task(task_dir)
     given = {"adopt_from": None if adopt_from is None else [t.strip() for t in adopt_from.split(",") if t.strip()],
@@ -401,8 +401,8 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
     have a run). `share`: the loops take up each other's bests (no adopt_from was given)."""
     from rich.text import Text
 
-    from autoresearch import parallel as par
     from autoresearch.loop import branch_name
+    from autoresearch.loop import parallel as par
     from autoresearch.report.summary import format_duration, runs_table
 
     gpus = [] if config.train.device == "cpu" else par.visible_gpus()

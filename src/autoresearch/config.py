@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch import speed
-from autoresearch.keeprule import Thresholds
-from autoresearch.prune import Settings as PruneSettings
+from autoresearch.decide import speed
+from autoresearch.decide.prune import Settings as PruneSettings
+from autoresearch.decide.stats import Thresholds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -160,7 +160,7 @@ class KeepConfig:
     noise_seeds: int = 3  # the baseline's runs (seeds seed, seed+1, ...) that first measure the noise
     recalibrate_every: int = 5  # after this many keeps, the best runs noise_seeds more times (0: never)
     best_runs: int = 2  # a new best kept on fewer runs than this runs again until it has them (1: never)
-    # The thresholds of the confirm rule; their defaults live in `keeprule.Thresholds`.
+    # The thresholds of the confirm rule; their defaults live in `stats.Thresholds`.
     clear_z: float = Thresholds.clear_z  # first run better by this many standard errors: kept at once
     gate_z: float = Thresholds.gate_z  # first run better by at most this many: discarded
     confirm_z: float = Thresholds.confirm_z  # after re-runs, the mean better by this many: kept

@@ -37,7 +37,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from autoresearch import speed
+from autoresearch.decide import speed
 from autoresearch.runlock import exclusive
 
 STORE_DIR = ".autoresearch"
@@ -105,7 +105,7 @@ class Experiment:
     started_at: float  # unix time
     ended_at: float | None
     error: str | None  # reason for rejected/crash/timeout, or log tail
-    code_hash: str | None = None  # `codehash.code_hash` of the editable files it ran (None: not run, or older)
+    code_hash: str | None = None  # `same_code.code_hash` of the editable files it ran (None: not run, or older)
 
     @property
     def finished(self) -> bool:
@@ -393,7 +393,7 @@ class Store:
     def begin(self, *, tag: str, parent_commit: str, commit: str | None, diff: str, description: str,
               agent: str, seed: int, log_path: str | None = None, code_hash: str | None = None) -> Experiment:
         """Record the start of an experiment: status RUNNING, `seq` = the next number of `tag` (0 first).
-        `code_hash`: what code it runs (`codehash.code_hash`), for `same_code`.
+        `code_hash`: what code it runs (`same_code.code_hash`), for `same_code`.
 
         Call it before training starts, so that a loop killed mid-experiment leaves a trace (`running`).
         """

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TOML, cli
 
-from autoresearch import sandbox
+from autoresearch.run import sandbox
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out

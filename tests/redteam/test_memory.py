@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TOML
 
-from autoresearch import landlock, sandbox
+from autoresearch.run import landlock, sandbox
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out

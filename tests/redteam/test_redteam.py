@@ -26,7 +26,7 @@ import pytest
 from attacks_harness import ATTACKS as HARNESS_ATTACKS
 from conftest import cli, processes_with
 
-from autoresearch import landlock, sandbox
+from autoresearch.run import landlock, sandbox
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
@@ -350,7 +350,7 @@ def test_the_evaluation_workers_words_never_reach_the_agent(redteam_run, monkeyp
     monkeypatch.setenv("AUTORESEARCH_CACHE", str(task.parent / "cache"))  # the run's own cache
     from autoresearch.config import load_config
     from autoresearch.data.prepare import open_dataset
-    from autoresearch.evaluate import eval_windows
+    from autoresearch.run.evaluate import eval_windows
 
     config = load_config(task)
     inputs, _ = eval_windows(open_dataset(config.data).tokens("val"), config.eval.seq_len, config.eval.tokens)
@@ -373,7 +373,7 @@ def test_the_daemon_died_with_its_run(redteam_run):
 
 def test_a_flood_of_output_is_drained_and_the_log_capped(redteam_run):
     _, _, _, by_name, _ = redteam_run
-    from autoresearch.runner import LOG_LIMIT_BYTES
+    from autoresearch.run.runner import LOG_LIMIT_BYTES
 
     log = Path(by_name["flood"].log_path)
     assert log.stat().st_size < LOG_LIMIT_BYTES + (2 << 20)

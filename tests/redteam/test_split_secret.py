@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TOML, cli
 
-from autoresearch import landlock, sandbox
 from autoresearch.config import load_config
 from autoresearch.data import splitkey
 from autoresearch.data.prepare import open_dataset
+from autoresearch.run import landlock, sandbox
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out

@@ -22,11 +22,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from autoresearch import sandbox
 from autoresearch.agents import AgentConfigError, AgentError, Proposal, ProposalContext
 from autoresearch.agents.base import Agent
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.config import cache_root
+from autoresearch.run import sandbox
 
 DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
 

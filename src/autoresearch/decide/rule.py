@@ -8,7 +8,7 @@ The loop asks `KeepRule.next` after every run of an experiment, and executes the
 
 Before each proposal it asks `KeepRule.before_proposal` whether the best should be measured again (a new
 best kept on one run, the noise due to be measured afresh, a person's request). `Strict` keeps whatever is
-better by any amount; `Confirm` weighs the difference against the measured noise (keeprule.judge,
+better by any amount; `Confirm` weighs the difference against the measured noise (stats.judge,
 docs/keep.md). `decide.simulate` drives these same objects on synthetic streams, so the rates in
 docs/keep.md are the loop's own.
 """
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from autoresearch import speed
-from autoresearch.keeprule import Noise, Thresholds, Verdict, judge, pooled_noise
+from autoresearch.decide import speed
+from autoresearch.decide.stats import Noise, Thresholds, Verdict, judge, pooled_noise
 from autoresearch.store import Run
 
 
@@ -208,7 +208,7 @@ class Strict(KeepRule):
 
 
 class Confirm(KeepRule):
-    """Keep what is better by more than the noise; run again what is within it (keeprule.judge)."""
+    """Keep what is better by more than the noise; run again what is within it (stats.judge)."""
 
     name = "confirm"
     weighs_noise = True

@@ -17,7 +17,7 @@ from autoresearch.decide.rule import (
     RunAgain,
     Strict,
 )
-from autoresearch.keeprule import DISCARD, KEEP, Thresholds
+from autoresearch.decide.stats import DISCARD, KEEP, Thresholds
 from autoresearch.store import Run
 
 

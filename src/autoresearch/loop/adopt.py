@@ -8,8 +8,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from autoresearch import codehash, exchange
-from autoresearch.keeprule import standard_error
+from autoresearch.decide import same_code
+from autoresearch.decide.stats import standard_error
+from autoresearch.loop import exchange
 from autoresearch.loop.line import Line, named
 from autoresearch.loop.propose import Proposer
 from autoresearch.store import Experiment, Status
@@ -98,7 +99,7 @@ class Adopter:
             for offer in exchange.read_offers(self.exchange_dir, self.protocol_id, exclude=self._entry_name()):
                 if named(offer.source, wanted) or named(offer.source.split("@")[0], wanted):
                     # the hash is made here: another Python may parse the same code into another tree
-                    offers.append(dataclasses.replace(offer, code_hash=codehash.code_hash(offer.files or {})))
+                    offers.append(dataclasses.replace(offer, code_hash=same_code.code_hash(offer.files or {})))
         return offers
 
     def _seen_key(self, offer: exchange.Offer) -> str:
@@ -121,7 +122,7 @@ class Adopter:
         if not files:
             return
         content = exchange.entry(self._entry_name(), self.protocol_id, best.seq, best.description, runs,
-                                 codehash.code_hash(files), files)
+                                 same_code.code_hash(files), files)
         try:
             exchange.publish(self.exchange_dir, content)
             self._published = (best.id, runs)

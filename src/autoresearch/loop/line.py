@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import codehash
 from autoresearch.config import TaskConfig
+from autoresearch.decide import same_code
 from autoresearch.decide.rule import KeepRule, measured_noise
-from autoresearch.keeprule import Noise
+from autoresearch.decide.stats import Noise
 from autoresearch.report.summary import latest_speed
 from autoresearch.store import Experiment, Run, Status, Store
 from autoresearch.workspace import Worktree
@@ -100,7 +100,7 @@ class Line:
 
     def code_hash(self) -> str:
         """What code the worktree holds now: its editable files, as `codehash` compares them."""
-        return codehash.code_hash(self.worktree.editable_files(self.config.loop.editable))
+        return same_code.code_hash(self.worktree.editable_files(self.config.loop.editable))
 
     def program(self) -> str:
         path = self.task_dir / "program.md"

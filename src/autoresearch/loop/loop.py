@@ -24,22 +24,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import diskguard, protocol
+from autoresearch import protocol
 from autoresearch.agents import Agent, AgentExhausted
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import DataError, Dataset
 from autoresearch.decide.rule import keep_rule
-from autoresearch.drafts import Drafter
-from autoresearch.keeprule import Noise
+from autoresearch.decide.stats import Noise
 from autoresearch.loop import health
 from autoresearch.loop.adopt import Adopter
+from autoresearch.loop.drafts import Drafter
 from autoresearch.loop.line import BASELINE, Line, LoopError, branch_name
 from autoresearch.loop.measure import Measurer
 from autoresearch.loop.propose import Proposer
 from autoresearch.report.summary import agent_usage
+from autoresearch.run import diskguard
+from autoresearch.run.runner import resolve_device
 from autoresearch.run.seam import Runner
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
-from autoresearch.runner import resolve_device
 from autoresearch.store import Experiment, Status, Store
 from autoresearch.workspace import Workspace
 

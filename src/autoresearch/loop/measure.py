@@ -11,12 +11,13 @@ import math
 import statistics
 from pathlib import Path
 
-from autoresearch import clock, prune
+from autoresearch.decide import prune
 from autoresearch.decide.rule import BestState, Case, Decision, Purpose, RemeasureBest, RunAgain, seed_for
-from autoresearch.keeprule import Verdict, is_simpler
+from autoresearch.decide.stats import Verdict, is_simpler
 from autoresearch.loop.line import BASELINE, Line, fault_point
+from autoresearch.run import clock
+from autoresearch.run.runner import logged_progress, run_folder
 from autoresearch.run.seam import Outcome, Runner, RunRequest
-from autoresearch.runner import logged_progress, run_folder
 from autoresearch.store import Experiment, Run, Status
 
 

@@ -19,8 +19,8 @@ from autoresearch.agents import (
 )
 from autoresearch.agents.base import NOTES
 from autoresearch.agents.prompt import OTHERS
-from autoresearch.drafts import Draft, Drafter
-from autoresearch.keeprule import clear_margin
+from autoresearch.decide.stats import clear_margin
+from autoresearch.loop.drafts import Draft, Drafter
 from autoresearch.loop.line import Line, fault_point
 from autoresearch.store import Experiment, Status
 from autoresearch.workspace import Workspace

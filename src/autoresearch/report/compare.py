@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch import protocol, speed
+from autoresearch import protocol
 from autoresearch.config import MetricConfig
+from autoresearch.decide import speed
 from autoresearch.report.safe_text import for_markdown, for_terminal
 from autoresearch.report.summary import (
     Summary,

@@ -39,7 +39,7 @@ from rich.text import Text
 
 from autoresearch.config import MetricConfig
 from autoresearch.decide import rule
-from autoresearch.keeprule import Noise
+from autoresearch.decide.stats import Noise
 from autoresearch.report.safe_text import for_terminal
 from autoresearch.store import Experiment, Run, Status, Store
 

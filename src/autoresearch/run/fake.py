@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.run.runner import PROGRESS_PREFIX, remove_models
 from autoresearch.run.seam import Outcome, RunRequest
-from autoresearch.runner import PROGRESS_PREFIX, remove_models
 
 
 @dataclass(frozen=True)

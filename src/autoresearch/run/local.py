@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from autoresearch import integrity, sandbox
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import SpareWorkers
-from autoresearch.run.seam import Outcome, RunRequest
-from autoresearch.runner import (
+from autoresearch.run import integrity, sandbox
+from autoresearch.run.evaluate import SpareWorkers
+from autoresearch.run.runner import (
     can_prestart,
     candidate_box,
     freeze_compile_cache,
@@ -26,6 +25,7 @@ from autoresearch.runner import (
     spare_workers,
     static_env,
 )
+from autoresearch.run.seam import Outcome, RunRequest
 from autoresearch.workspace import Worktree
 
 KEPT_FOR_COMMANDS = (".venv/",)  # ignored files a task's own command may keep between runs (its environment)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from autoresearch.decide.prune import Pruner
 from autoresearch.decide.rule import Purpose
-from autoresearch.prune import Pruner
-from autoresearch.runner import Outcome
+from autoresearch.run.runner import Outcome
 
 __all__ = ["Outcome", "Purpose", "RunRequest", "Runner"]
 

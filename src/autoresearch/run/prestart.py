@@ -1,6 +1,6 @@
 """A Python interpreter started ahead of time, with torch already imported, that then runs train.py.
 
-Started by `sandbox.prestart_python` as `python -m autoresearch.prestart`, while the previous experiment
+Started by `sandbox.prestart_python` as `python -m autoresearch.run.prestart`, while the previous experiment
 starts up (the loop keeps one waiting). It imports torch (about 1 s on a 2-core CPU), then waits for one
 JSON line on stdin, `{"script": PATH, "env": {...}}`, sets the environment, and runs the script as
 `python PATH` would: as `__main__`, with `sys.argv = [PATH]` and its folder first on `sys.path`. Exit
@@ -29,11 +29,11 @@ def main() -> None:
         return  # the harness closed the pipe: nothing to run
     order = json.loads(line)
     if "landlock" in order:
-        from autoresearch import landlock
+        from autoresearch.run import landlock
 
         landlock.restrict_self(landlock.Ruleset.from_json(order["landlock"]))
     if "speed_probe" in order:
-        from autoresearch import speed
+        from autoresearch.decide import speed
 
         try:
             figure = f"{speed.probe_before_script(order['speed_probe']):.6g}"

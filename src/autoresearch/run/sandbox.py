@@ -62,7 +62,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch import landlock
+from autoresearch.run import landlock
 
 log = logging.getLogger(__name__)
 
@@ -1010,7 +1010,7 @@ def _scratch_folder(workdir: Path) -> Path:
 def prestart_python(box: Box, env: Mapping[str, str]) -> CandidateProcess:
     """An interpreter that imports torch now and runs a script when told (`CandidateProcess.go`), its
     output on one pipe like `start_python`'s. See `prestart.py`."""
-    return start([sys.executable, "-m", "autoresearch.prestart"], box, env, stdin=subprocess.PIPE, prestarted=True)
+    return start([sys.executable, "-m", "autoresearch.run.prestart"], box, env, stdin=subprocess.PIPE, prestarted=True)
 
 
 def start_python(args: Sequence[str], box: Box, env: Mapping[str, str], *, stdin: int | None = None,

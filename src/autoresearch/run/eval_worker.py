@@ -1,6 +1,6 @@
 """The untrusted half of evaluation: runs candidate code, returns compact outputs, never the loss.
 
-Started by `evaluate.py` as `python -m autoresearch.eval_worker`, often ahead of time: it imports torch,
+Started by `evaluate.py` as `python -m autoresearch.run.eval_worker`, often ahead of time: it imports torch,
 then waits for its assignment, one JSON line on stdin: `{"script", "model", "device", "vocab"}` (and in
 the Landlock layer, `"landlock"`: the rules it restricts itself to first, made when it is assigned). Only
 then does it import the candidate's train.py, rebuild the model with `build_model(config)`, load the saved
@@ -139,7 +139,7 @@ def main() -> None:
         return  # closed unassigned: a spare that was not needed
     order = json.loads(line)
     if "landlock" in order:
-        from autoresearch import landlock
+        from autoresearch.run import landlock
 
         landlock.restrict_self(landlock.Ruleset.from_json(order["landlock"]))
     # Candidate code may print: keep the protocol on a private copy of stdout, send prints to stderr.

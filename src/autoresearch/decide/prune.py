@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from autoresearch import speed
+from autoresearch.decide import speed
 
 Curve = list[tuple[float, float]]  # (seconds of training, train loss), in order of time
 

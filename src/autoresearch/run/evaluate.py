@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoresearch import sandbox
-from autoresearch.eval_worker import ROWS, SCORE, read_array, write_array
+from autoresearch.run import sandbox
+from autoresearch.run.eval_worker import ROWS, SCORE, read_array, write_array
 
 AUDITS = 8  # batches audited per evaluation, one sequence and position each
 ROW_TOLERANCE = 0.01  # nats: how far a full row may be from the compact answers it backs
@@ -150,7 +150,7 @@ class EvalWorker:
         self.model_dir, self.device, self.cwd, self.vocab = model_dir, device, cwd, 0
         # It may read its folder and the model, and write nothing: it is candidate code too.
         box = sandbox.Box(workdir=cwd, writable=False, read=(model_dir,), gpu=device.startswith("cuda"))
-        self.proc = sandbox.start([sys.executable, "-m", "autoresearch.eval_worker"], box, env or {},
+        self.proc = sandbox.start([sys.executable, "-m", "autoresearch.run.eval_worker"], box, env or {},
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   prestarted=True)
         self.stderr_lines: list[str] = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from autoresearch.sandbox import MEMORY_SHARE
+from autoresearch.run.sandbox import MEMORY_SHARE
 
 
 class ParallelError(Exception):

@@ -23,12 +23,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from autoresearch import diskguard, floor, reported, sandbox, speed
-from autoresearch.clock import STOP, Clock
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
-from autoresearch.evaluate import EvalResult, EvaluationError, EvaluationVoid, SpareWorkers, evaluate, verify
-from autoresearch.flops import mfu
+from autoresearch.decide import speed
+from autoresearch.run import diskguard, floor, reported, sandbox
+from autoresearch.run.clock import STOP, Clock
+from autoresearch.run.evaluate import (
+    EvalResult,
+    EvaluationError,
+    EvaluationVoid,
+    SpareWorkers,
+    evaluate,
+    verify,
+)
+from autoresearch.run.flops import mfu
 
 PROGRESS_PREFIX = "@autoresearch "
 LOG_LIMIT_BYTES = 32 << 20  # of a run's output kept in train.log; the rest is read and dropped
