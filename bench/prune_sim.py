@@ -38,7 +38,7 @@ def main() -> None:
                                                                   "hold")})
     config = load_config(args.dir)
     with Store.open(args.dir) as store:
-        budget = float(store.get_state(f"budget:{args.tag}") or config.train.budget_seconds)
+        budget = float(store.line(args.tag).budget_seconds or config.train.budget_seconds)
         history = store.experiments(args.tag)
         best, judged, stopped, lost, spent, saved = None, 0, 0, 0, 0.0, 0.0
         print(f"{'#':>4} {'status':<8} {'metric':>9} {'vs best':>9} {'stopped at':>10}  description")

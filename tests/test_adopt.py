@@ -91,7 +91,7 @@ def make_loop(task: Path, tag: str, adopt_from: list[str]) -> Loop:
 def record(store: Store, loop: Loop, tag: str, runs: list[float], code: str) -> None:
     """A finished kept experiment of `tag` with these runs and this loss.py, committed on a branch of its own."""
     head = loop.workspace.head()
-    store.set_state(f"budget:{tag}", 60.0)
+    store.set_line(tag, budget_seconds=60.0)
     experiment = store.begin(tag=tag, parent_commit=head, commit=head, diff="", description=f"{tag} best",
                              agent="replay", seed=0, log_path=None, code_hash=code)
     store.finish(experiment.id, status=Status.KEEP, metric=sum(runs) / len(runs), metrics={"runs": runs})
@@ -111,7 +111,7 @@ def test_only_a_best_that_beats_this_one_by_more_than_the_noise_is_offered(tmp_p
         offer = loop.adopter.offer()
         assert (offer.source, offer.description, offer.value) == ("far", "far best", pytest.approx(0.95))
         record(store, loop, "other-budget", [0.80, 0.80], "fast")
-        store.set_state("budget:other-budget", 30.0)  # trained for 30 s: its loss does not compare
+        store.set_line("other-budget", budget_seconds=30.0)  # trained for 30 s: its loss does not compare
         assert loop.adopter.offer().source == "far"
         record(store, loop, "same-as-mine", [0.70, 0.70], "mine")  # measured here already
         assert loop.adopter.offer().source == "far"
@@ -262,9 +262,9 @@ def test_the_agent_is_told_what_the_runs_it_shares_with_tried_lately(tmp_path):
             ("gpu1", "baseline"), ("gpu1", "wider MLP"), ("gpu2", "adopt the best of gpu1 (#0: baseline)"),
             ("gpu2", "deeper")]
         # of those, the runs whose metrics compare with this run's: trained for its budget (tune learns their trials)
-        store.set_state("budget:gpu1", 60.0)
-        store.set_state("budget:gpu2", 300.0)
-        store.set_state("budget:other", 60.0)
+        store.set_line("gpu1", budget_seconds=60.0)
+        store.set_line("gpu2", budget_seconds=300.0)
+        store.set_line("other", budget_seconds=60.0)
         assert loop.proposer.context().shared_runs == ("gpu1",)
         prompt = build_prompt(loop.proposer.context())
         assert "# Tried lately in the runs that share their bests with this one" in prompt

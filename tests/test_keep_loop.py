@@ -179,7 +179,7 @@ def test_the_best_is_measured_again_on_request(tmp_path):
     cli("run", "--agent", f"replay:{agent}", "--tag", "q", "--max-experiments", "2", "--budget", "40", cwd=task)
     with Store.open(task) as store:
         base = store.experiments("q")[0]
-        assert store.get_state("budget:q") == 40  # the run's own budget, for status's progress bar
+        assert store.line("q").budget_seconds == 40  # the run's own budget, for status's progress bar
         assert store.remeasured_runs(base) == []  # recalibrate_every = 0: never on its own
     asked = cli("recalibrate", cwd=task)  # the latest tag, stopped: done when resumed
     assert "run q" in asked.stdout and "2 more runs, when it is resumed" in asked.stdout

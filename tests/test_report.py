@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from autoresearch.config import MetricConfig
+from autoresearch.decide.measured import measured
 from autoresearch.report import (
     build_table,
     caption,
@@ -39,6 +40,7 @@ from autoresearch.report.summary import (
     truncate,
 )
 from autoresearch.store import Run, Status, Store
+from autoresearch.store.export import results_tsv
 
 TAG = "nov27"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -319,7 +321,7 @@ def _check_files(paths: list[Path], out: Path) -> str:
 def test_write_report(run: Store, tmp_path: Path) -> None:
     out = tmp_path / "report"
     md = _check_files(write_report(run, TAG, out), out)
-    assert (out / "results.tsv").read_text() == run.results_tsv(TAG)
+    assert (out / "results.tsv").read_text() == results_tsv(measured(run, TAG))
     assert md.startswith(f"# autoresearch report: `{TAG}`")
     for needle in ("wider MLP", "rope base 50k", "0.850000", "1.000000", "0.150000", "15.00%",
                    "| 2 | 0.900000 | 1 | -0.100000 | - | wider MLP |", "| 5 | 0.850000 | 1 | -0.050000 | - | rope base 50k |",
@@ -388,7 +390,7 @@ def test_report_200_experiments(store: Store, tmp_path: Path) -> None:
     for name in kept:
         assert name in md
     assert f"{best:.6f}" in md
-    assert len(store.results_tsv(TAG).splitlines()) == 201
+    assert len(results_tsv(measured(store, TAG)).splitlines()) == 201
     text = _flat(status_table(store, TAG))
     assert "200 experiments" in text and f"{len(kept)} kept" in text
 
@@ -545,7 +547,7 @@ def test_write_report_maximize(acc_run: Store, tmp_path: Path) -> None:
     md = _check_files(write_report(acc_run, TAG, out, metric=ACCURACY), out)
     tsv = (out / "results.tsv").read_text()
     assert tsv.splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
-    assert tsv == acc_run.results_tsv(TAG, "accuracy")
+    assert tsv == results_tsv(measured(acc_run, TAG), "accuracy")
     assert "**Best accuracy:** 0.750000" in md and "higher than the baseline" in md
     # the default stays val_bpb
     assert (tmp_path / "bpb" / "results.tsv").exists() is False
@@ -609,7 +611,7 @@ def test_the_best_is_the_branch_head_even_when_measured_again_worse(store: Store
     head = store.incumbent(TAG)
     for seed in (1, 2):  # a lucky first run: its mean is now 0.9667, above 0.95
         store.add_run(head, Run(1.0, seed, purpose="remeasure", of_best=True))
-    s = summarize(TAG, store.measured(TAG))
+    s = summarize(TAG, measured(store, TAG))
     assert s.best.seq == 2 and s.best.metric == pytest.approx(2.9 / 3)
     assert s.improvement == pytest.approx(1.0 - 2.9 / 3)
     md = _check_files(write_report(store, TAG, tmp_path), tmp_path)
@@ -622,7 +624,7 @@ def test_one_experiment_in_full(run: Store) -> None:
                training_seconds=300.0, total_seconds=330.0, peak_memory_bytes=3 * 1024**3,
                metrics={"runs": [0.86, 0.88], "run_seeds": [0, 1], "verdict": "+0.5 standard errors: within the noise",
                         "agent_tokens_in": 12000.0, "agent_cost_usd": 0.25, "mfu": 0.41, "test_bpb": 0.91})
-    history = run.measured(TAG)
+    history = measured(run, TAG)
     data = experiment_data(history[-1], history)
     assert data["seq"] == 8 and data["best_before"] == 0.85 and data["best_before_seq"] == 5
     assert data["delta"] == pytest.approx(0.02) and not data["on_branch"]

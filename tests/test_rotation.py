@@ -167,7 +167,7 @@ def test_agents_take_turns_build_on_each_others_keeps_and_fix_their_own_crashes(
     try:
         assert loop.run() == "reached 8 experiments"
         history = loop.store.experiments("r")
-        assert loop.store.get_state("lineup:r") == {"lineup": "editor+tune*2", "since": 0}
+        assert (loop.store.line("r").lineup, loop.store.line("r").lineup_since) == ("editor+tune*2", 0)
     finally:
         loop.close()
     assert [e.agent for e in history] == ["-", "editor", "tune", "tune", "editor", "editor", "tune", "tune"]
@@ -230,7 +230,7 @@ def test_adaptive_turns_in_the_loop_follow_the_keeps(tmp_path):
     try:
         loop.run()
         history = loop.store.experiments("a")
-        assert loop.store.get_state("lineup:a") == {"lineup": "good+poor, adaptive", "since": 0}
+        assert (loop.store.line("a").lineup, loop.store.line("a").lineup_since) == ("good+poor, adaptive", 0)
     finally:
         loop.close()
     agents = [e.agent for e in history[1:]]
@@ -268,7 +268,7 @@ def test_the_cli_gives_adaptive_turns_and_refuses_unknown_ones(tmp_path):
         "--max-experiments", "4", cwd=task)
     with Store.open(task) as store:
         history = store.experiments("d")
-        assert store.get_state("lineup:d")["lineup"] == "replay+tune, adaptive"
+        assert store.line("d").lineup == "replay+tune, adaptive"
     assert [e.agent for e in history[:3]] == ["-", "replay", "tune"]  # each proposes once before any adapting
     assert history[1].status is Status.KEEP
     compared = json.loads(cli("compare", "--json", cwd=task).stdout)
@@ -291,7 +291,7 @@ def test_a_lineup_that_joins_a_run_counts_its_turns_from_when_it_joined(tmp_path
     try:
         loop.run()
         history = loop.store.experiments("j")
-        assert loop.store.get_state("lineup:j") == {"lineup": "first+second", "since": 3}
+        assert (loop.store.line("j").lineup, loop.store.line("j").lineup_since) == ("first+second", 3)
     finally:
         loop.close()
     # first's two proposals before the lineup joined do not count: the turns alternate from #3

@@ -16,6 +16,7 @@ from autoresearch.agents.replay import ReplayAgent
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
 from autoresearch.decide import speed
+from autoresearch.decide.measured import current_runs, measured
 from autoresearch.loop import Loop
 from autoresearch.report.summary import measured_noise
 from autoresearch.run import sandbox
@@ -56,9 +57,9 @@ def test_a_slower_machine_does_not_count_as_noise(tmp_path):
         assert loaded.dof == 1 and loaded.sigma == pytest.approx(0.00707, rel=0.01)
         assert measured_noise(store, "t", speed_now=70.0).dof == 3  # none at that speed: all of them
         # shown (status, report, results.tsv) as measured at the latest run's speed
-        assert store.current_runs(base) == [1.5, 1.51] and store.measured("t")[0].metric == pytest.approx(1.505)
-        store.set_speed_tolerance("t", 0.0)  # the check off: one group, and the load looks like noise
-        assert measured_noise(store, "t").sigma > 0.2 and store.measured("t")[0].metric == pytest.approx(1.202)
+        assert current_runs(store, base) == [1.5, 1.51] and measured(store, "t")[0].metric == pytest.approx(1.505)
+        store.set_line("t", speed_tolerance=0.0)  # the check off: one group, and the load looks like noise
+        assert measured_noise(store, "t").sigma > 0.2 and measured(store, "t")[0].metric == pytest.approx(1.202)
 
 
 def test_only_a_well_formed_speed_line_is_read():

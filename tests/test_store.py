@@ -14,17 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.decide.measured import current_runs, measured
 from autoresearch.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     AlreadyFinishedError,
     Experiment,
+    LineRecord,
+    Remeasure,
     Run,
     Status,
     Store,
     StoreError,
     UnknownExperimentError,
 )
+from autoresearch.store.export import export_results_tsv, results_tsv
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -178,7 +182,7 @@ def test_results_tsv_exact_bytes(tmp_path: Path, store: Store) -> None:
     store.record(status="discard", **proposal(tag="other"), metric=2.0)
     out = tmp_path / "results.tsv"
     out.write_text("stale\n")
-    store.export_results_tsv("nov27", out)
+    export_results_tsv(measured(store, "nov27"), out)
     assert out.read_bytes() == (
         b"commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
         b"a1b2c3d\t0.997900\t44.0\tkeep\ta change\n"
@@ -187,7 +191,7 @@ def test_results_tsv_exact_bytes(tmp_path: Path, store: Store) -> None:
         b"-------\t0.000000\t0.0\trejected\tedit the evaluator\n"
         b"d4e5f60\t0.993200\t44.1\tkeep\tReLU\xc2\xb2\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".autoresearch", "results.tsv"]  # no temp file left
-    store.export_results_tsv("none-yet", out)
+    export_results_tsv(measured(store, "none-yet"), out)
     assert out.read_bytes() == b"commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 
@@ -416,7 +420,7 @@ def test_open_needs_the_task_folder_and_a_closed_store_says_so(tmp_path: Path) -
 
 def old_store(task: Path, version: int) -> Path:
     """A store as autoresearch wrote it at schema `version`, with one kept baseline (val_bpb 0.9979)."""
-    from autoresearch.store import _MIGRATIONS, _statements
+    from autoresearch.store.schema import _MIGRATIONS, _statements
 
     path = task / ".autoresearch" / "store.sqlite"
     path.parent.mkdir()
@@ -443,7 +447,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
         with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
                     "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
@@ -456,7 +460,7 @@ def test_a_version_2_store_is_upgraded_and_its_experiments_have_no_code_hash(tmp
         assert (old.metric, old.code_hash) == (0.9979, None)
         store.finish(store.begin(**proposal(tag="old"), code_hash="h1").id, status="discard", metric=1.0)
         assert store.same_code("old", "h1").seq == 1
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_its_guards(tmp_path):
@@ -475,7 +479,7 @@ def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_it
         with pytest.raises(ValueError, match="needs its metric"):
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert {row[0] for row in raw.execute("SELECT name FROM sqlite_master")} >= {
         "experiments", "experiments_by_code", "experiments_finished_are_final", "experiments_are_never_deleted"}
     assert "experiments_v4" not in {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
@@ -485,7 +489,7 @@ def test_a_version_3_store_is_rebuilt_for_the_pruned_status_with_its_rows_and_it
 
 
 def test_the_schema_allows_every_status_and_nothing_else(tmp_path):
-    from autoresearch.store import _STATUS_SQL
+    from autoresearch.store.schema import _STATUS_SQL
 
     assert _STATUS_SQL == ", ".join(f"'{s.value}'" for s in Status)
     with Store.open(tmp_path) as store:
@@ -525,7 +529,7 @@ def test_results_follow_the_metric_name(store):
     for value in (0.80, 0.95, 0.90):
         store.finish(store.begin(**proposal(tag="acc")).id, status="keep", metric=value)
     assert store.incumbent("acc").metric == 0.90
-    assert store.results_tsv("acc", "accuracy").splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
+    assert results_tsv(store.experiments("acc"), "accuracy").splitlines()[0] == "commit\taccuracy\tmemory_gb\tstatus\tdescription"
 
 
 SET_UP_AT_ONCE = """
@@ -574,9 +578,9 @@ def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_
             (1.0, 0, 100.0), (1.001, 1, 100.0), (1.002, 2, 100.0)]
         assert [(r.metric, r.seed, r.speed) for r in store.runs(best)] == [
             (0.8, 0, 100.0), (0.801, 1, 100.0), (0.802, 2, 50.0), (0.803, 3, 50.0)]
-        assert store.current_runs(best) == [0.802, 0.803]  # the runs at the latest speed
+        assert current_runs(store, best) == [0.802, 0.803]  # the runs at the latest speed
         assert [(r.metric, r.seed) for r in store.runs(history[5])] == [(0.79, 0), (0.791, 1)]
-        assert store.incumbent("t").seq == 5 and store.get_state("budget:t") == 10.0
+        assert store.incumbent("t").seq == 5
         assert [(r.purpose, r.of_best) for r in store.runs(base)] == [("own", False), ("noise", False),
                                                                      ("noise", False)]
         assert [r.of_best for r in store.runs(best)] == [False, True, True, True]
@@ -584,9 +588,47 @@ def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_
         assert [r.purpose for r in store.runs(history[5])] == ["own", "confirm"]
         later = store.add_run(best, Run(0.804, 4, 50.0, "remeasure", of_best=True))  # and it goes on
         assert store.runs(best)[-1] == later and len(store.remeasured_runs(best)) == 4
+        # version 6: the line's settings, once state entries, are its row; the flags are re-measurements
+        line = store.line("t")
+        assert (line.budget_seconds, line.speed_tolerance, line.lineup) == (10.0, 0.25, None)
+        assert line.phases == {"finish": [0.1, 0.1, 0.1], "startup": [1.0, 1.0, 1.0]}
+        assert line.protocol["train.budget_seconds"] == 10.0 and line.protocol["metric.name"] == "val_bpb"
+        assert [(r.reason, r.best_id, r.for_id) for r in store.remeasures("t")] == [
+            ("settle", best.id, None), ("speed", best.id, history[5].id)]  # settled:2, speed-checked:6
+        assert store.line("never-ran") == LineRecord("never-ran")
     raw = sqlite3.connect(folder / ".autoresearch" / "store.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     with pytest.raises(sqlite3.IntegrityError, match="a recorded run cannot be changed"):
         raw.execute("UPDATE runs SET metric = 0.1 WHERE experiment_id = 2")
     with pytest.raises(sqlite3.IntegrityError, match="runs are never deleted"):
         raw.execute("DELETE FROM runs")
+
+
+def test_a_line_is_a_row_set_field_by_field(store):
+    assert store.line("l") == LineRecord("l")  # nothing set yet: the defaults
+    store.set_line("l", budget_seconds=300, protocol={"device": "cuda"})
+    store.set_line("l", speed_tolerance=0.1, lineup="a+b", lineup_since=4)
+    line = store.line("l")
+    assert (line.budget_seconds, line.protocol, line.speed_tolerance, line.lineup, line.lineup_since) == (
+        300.0, {"device": "cuda"}, 0.1, "a+b", 4)
+    assert [store.request_recalibration("l") for _ in range(3)] == [1, 2, 3]
+    assert store.line("l").recalibrations_requested == 3 and store.line("other").recalibrations_requested == 0
+    with pytest.raises(ValueError, match="no line field budget: use"):
+        store.set_line("l", budget=3)
+    with pytest.raises(ValueError, match="finite"):
+        store.set_line("l", budget_seconds=float("inf"))
+
+
+def test_remeasures_are_recorded_in_order_and_never_changed(tmp_path, store):
+    best = store.finish(store.begin(**proposal()).id, status="keep", metric=1.0)
+    store.add_remeasure(best, Remeasure(best.id, "settle", 2, 1))
+    store.add_remeasure(best, Remeasure(best.id, "requested", 3, 3, requests_served=2))
+    assert store.remeasures("nov27") == [Remeasure(best.id, "settle", 2, 1),
+                                         Remeasure(best.id, "requested", 3, 3, requests_served=2)]
+    assert store.remeasures("other") == []
+    with pytest.raises(StoreError, match="reason 'lucky'"):
+        store.add_remeasure(best, Remeasure(best.id, "lucky", 1, 1))
+    raw = sqlite3.connect(tmp_path / ".autoresearch" / "store.sqlite")
+    for forbidden in ("UPDATE remeasures SET runs_made = 9", "DELETE FROM remeasures"):
+        with pytest.raises(sqlite3.IntegrityError, match="autoresearch"):
+            raw.execute(forbidden)

@@ -30,6 +30,7 @@ from autoresearch.config import (
 )
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
 from autoresearch.data.sources import DataError, parse_data_spec
+from autoresearch.decide.measured import measured
 from autoresearch.report.safe_text import for_markup, for_terminal
 from autoresearch.run.diskguard import DiskSpaceError
 from autoresearch.run.runner import Outcome, run_experiment
@@ -519,7 +520,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
             if loop["alive"] is not False:  # a dead loop's RUNNING experiment makes no progress: no bar for it
                 progress = read_progress(running[-1].log_path) if running and running[-1].log_path else None
                 parts.append(running_view(running_line(store, tag), progress,
-                                          store.get_state(f"budget:{tag}", config.train.budget_seconds)))
+                                          store.line(tag).budget_seconds or config.train.budget_seconds))
             return Group(*parts)
 
         if not watch:
@@ -542,7 +543,7 @@ def _runs(store, task_dir: Path, config: TaskConfig, tags: list[str] | None = No
     if not tags:
         _fail("no experiments yet: start a run with `autoresearch run`")
     alive = {tag: _loop_state(task_dir, tag)["alive"] for tag in tags}
-    return [summarize(tag, store.measured(tag), metric=config.metric) for tag in tags], alive
+    return [summarize(tag, measured(store, tag), metric=config.metric) for tag in tags], alive
 
 
 def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> None:
@@ -568,7 +569,7 @@ def _runs_view(store, task_dir: Path, config: TaskConfig):
         running = store.running(summary.tag)
         doing[summary.tag] = "between experiments"  # the agent proposing, or the loop at git and the store
         if running:
-            budget = store.get_state(f"budget:{summary.tag}", config.train.budget_seconds)
+            budget = store.line(summary.tag).budget_seconds or config.train.budget_seconds
             doing[summary.tag] = (f"#{running[-1].seq} {running[-1].description[:40]}: "
                                   f"{progress_text(read_progress(running[-1].log_path), budget)}")
     return runs_table(summaries, alive, metric=config.metric, doing=doing)
@@ -624,7 +625,7 @@ def show(seq: int = typer.Argument(None, help="The experiment's number in its ru
     config = _task(task_dir)
     with _store(task_dir) as store:
         tag = _latest_tag(store, tag)
-        history = store.measured(tag)
+        history = measured(store, tag)
         if not history:
             _fail(f"run {tag!r} has no experiments yet")
         wanted = len(history) - 1 if seq is None else seq

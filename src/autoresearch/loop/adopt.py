@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from autoresearch.decide import same_code
+from autoresearch.decide.measured import current_runs
 from autoresearch.decide.stats import standard_error
 from autoresearch.loop import exchange
 from autoresearch.loop.line import Line, named
@@ -64,7 +65,7 @@ class Adopter:
         best = line.incumbent()
         if not line.config.loop.adopt_from or best is None or line.worktree.head() != best.commit:
             return None
-        ours = line.store.current_runs(best)
+        ours = current_runs(line.store, best)
         if not ours or self._since_keep(best) < line.config.loop.adopt_after:
             return None
         margin = 0.0
@@ -91,7 +92,7 @@ class Adopter:
             if not line.same_budget(tag):
                 continue
             kept = [e for e in line.store.experiments(tag) if e.status == Status.KEEP and e.commit]
-            runs = line.store.current_runs(kept[-1]) if kept else []
+            runs = current_runs(line.store, kept[-1]) if kept else []
             if runs:
                 offers.append(exchange.Offer(source=tag, seq=kept[-1].seq, description=kept[-1].description,
                                              runs=tuple(runs), code_hash=kept[-1].code_hash, commit=kept[-1].commit))
@@ -115,7 +116,7 @@ class Adopter:
         best = line.incumbent()
         if self.exchange_dir is None or best is None or not best.commit:
             return
-        runs = line.store.current_runs(best)
+        runs = current_runs(line.store, best)
         if not runs or self._published == (best.id, runs):
             return  # written already, as it is now
         files = line.worktree.files_at(best.commit, line.config.loop.editable)

@@ -75,11 +75,10 @@ def check_machine(line: Line, measurer: Measurer) -> str | None:
     crashes = crashes_in_a_row(line.experiments())
     best = line.incumbent()
     if (not every or not crashes or len(crashes) % every or best is None or line.worktree.head() != best.commit
-            or line.store.get_state(f"checked-after:{line.tag}") == crashes[0].id):
+            or any(r.reason == "machine" and r.for_id == crashes[0].id for r in line.store.remeasures(line.tag))):
         return None
-    line.store.set_state(f"checked-after:{line.tag}", crashes[0].id)
     line.on_event({"event": "check_machine", "crashes": len(crashes), "seq": best.seq})
-    ran = measurer.remeasure(best, 1, Purpose.REMEASURE)
+    ran = measurer.remeasure(best, 1, Purpose.REMEASURE, reason="machine", for_id=crashes[0].id)
     line.export()
     if ran:
         line.on_event({"event": "machine_ok", "seq": best.seq})

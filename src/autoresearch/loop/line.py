@@ -13,10 +13,12 @@ from pathlib import Path
 
 from autoresearch.config import TaskConfig
 from autoresearch.decide import same_code
+from autoresearch.decide.measured import measured
 from autoresearch.decide.rule import KeepRule, measured_noise
 from autoresearch.decide.stats import Noise
 from autoresearch.report.summary import latest_speed
 from autoresearch.store import Experiment, Run, Status, Store
+from autoresearch.store.export import export_results_tsv
 from autoresearch.workspace import Worktree
 
 BASELINE = "baseline"  # the description of a line's first experiment: the task's own code, run as it is
@@ -74,7 +76,7 @@ class Line:
         return history[0].parent_commit if history else None
 
     def export(self) -> None:
-        self.store.export_results_tsv(self.tag, self.results_path, self.config.metric.name)
+        export_results_tsv(measured(self.store, self.tag), self.results_path, self.config.metric.name)
 
     def history(self) -> tuple[list[Run], ...]:
         """The runs of each piece of code measured to a result so far: what the noise is measured on."""
@@ -95,11 +97,11 @@ class Line:
 
     def same_budget(self, tag: str) -> bool:
         """Whether line `tag` trains for this line's budget, so that its metrics compare with this one's."""
-        theirs = self.store.get_state(f"budget:{tag}")
+        theirs = self.store.line(tag).budget_seconds
         return theirs is not None and math.isclose(float(theirs), self.budget, rel_tol=1e-9)
 
     def code_hash(self) -> str:
-        """What code the worktree holds now: its editable files, as `codehash` compares them."""
+        """What code the worktree holds now: its editable files, as `same_code` compares them."""
         return same_code.code_hash(self.worktree.editable_files(self.config.loop.editable))
 
     def program(self) -> str:

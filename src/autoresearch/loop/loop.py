@@ -55,9 +55,7 @@ class Limits:
 def request_recalibration(store: Store, tag: str) -> int:
     """Ask the loop of `tag` to measure the best again (`keep.noise_seeds` more runs) before its next
     experiment, whether it runs now or is resumed later. Returns the number of requests so far."""
-    count = store.get_state(f"recalibrate-requested:{tag}", 0) + 1
-    store.set_state(f"recalibrate-requested:{tag}", count)
-    return count
+    return store.request_recalibration(tag)
 
 
 def _unboxed_sessions(agent: Agent) -> list[str]:
@@ -125,8 +123,8 @@ class Loop:
         device = resolve_device(config.train.device) if config.evaluated else "-"
         self.protocol = protocol.of(config, self.budget, device)  # what this line's metric is measured under
         self._record_protocol(resume)
-        self.store.set_state(f"budget:{tag}", self.budget)  # for `status`'s progress bar
-        self.store.set_speed_tolerance(tag, config.keep.speed_tolerance)  # for the figures, wherever they are shown
+        # the budget for `status`'s progress bar, the tolerance for the figures wherever they are shown
+        self.store.set_line(tag, budget_seconds=self.budget, speed_tolerance=config.keep.speed_tolerance)
         if hasattr(agent, "lineup"):
             self._record_lineup(agent)
         # pipelining: the next proposal is drafted in a second worktree while an experiment trains
@@ -149,7 +147,7 @@ class Loop:
         """The training budget of this line: a resumed line keeps the one it was started with, since results
         measured with another budget do not compare with its best. A different `--budget` is refused."""
         configured = self.config.train.budget_seconds
-        recorded = self.store.get_state(f"budget:{self.tag}") if resume else None
+        recorded = self.store.line(self.tag).budget_seconds if resume else None
         if recorded is None:
             return configured if budget is None else budget
         recorded = float(recorded)
@@ -165,25 +163,23 @@ class Loop:
         """Record the settings this line measures under (`protocol.of`, for `compare`). A resumed line whose task
         settings now measure differently from those it began with is refused: its best would not compare
         with what it runs next."""
-        key = f"protocol:{self.tag}"
-        recorded = self.store.get_state(key) if resume else None
+        recorded = self.store.line(self.tag).protocol if resume else None
         changed = protocol.changes(recorded, self.protocol, ignore=protocol.STEERING) if recorded else []
         if changed:
             raise LoopError(f"the task's settings changed since run {self.tag!r} began ({'; '.join(changed)}), and "
                             "its best was measured under the old ones, so it would not compare with what runs next. "
                             "Put the settings in autoresearch.toml back to resume, or start a new run with --tag NEW")
-        self.store.set_state(key, self.protocol)
+        self.store.set_line(self.tag, protocol=self.protocol)
 
     def _record_lineup(self, agent: Agent) -> None:
         """Agents taking turns (`Rotation`): record their lineup and the experiment at which it began, from
         which their turns count (a line another agent began does not hand the newcomer every turn); `compare`
         credits the line to all of them."""
-        key = f"lineup:{self.tag}"
-        recorded = self.store.get_state(key)
-        if not isinstance(recorded, dict) or recorded.get("lineup") != agent.lineup:
-            recorded = {"lineup": agent.lineup, "since": len(self.store.experiments(self.tag))}
-            self.store.set_state(key, recorded)
-        agent.since = recorded["since"]
+        recorded = self.store.line(self.tag)
+        if recorded.lineup != agent.lineup:
+            recorded = self.store.set_line(self.tag, lineup=agent.lineup,
+                                           lineup_since=len(self.store.experiments(self.tag)))
+        agent.since = recorded.lineup_since
 
     def _reconcile(self) -> None:
         head, line = self.worktree.head(), self.line

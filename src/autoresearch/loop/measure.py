@@ -18,7 +18,7 @@ from autoresearch.loop.line import BASELINE, Line, fault_point
 from autoresearch.run import clock
 from autoresearch.run.runner import logged_progress, run_folder
 from autoresearch.run.seam import Outcome, Runner, RunRequest
-from autoresearch.store import Experiment, Run, Status
+from autoresearch.store import Experiment, Remeasure, Run, Status
 
 
 def failure_status(outcome: Outcome) -> Status | None:
@@ -48,17 +48,16 @@ class Measurer:
         runs = line.store.runs(experiment)  # those made before a restart
         outcomes: list[Outcome] = []
         shift, failed = None, None
-        checked_key = f"speed-checked:{experiment.id}"
         while True:
-            answer = line.rule.next(self._case(experiment, incumbent, runs, line.store.get_state(checked_key, False)))
+            checked = any(r.reason == "speed" and r.for_id == experiment.id for r in line.store.remeasures(line.tag))
+            answer = line.rule.next(self._case(experiment, incumbent, runs, checked))
             if isinstance(answer, Decision):
                 break
             if isinstance(answer, RemeasureBest):
                 shift = answer.shift
                 line.on_event({"event": "speed", "seq": experiment.seq, "best_seq": incumbent.seq, "then": answer.then,
                                "now": answer.now, "shift": shift, "runs": answer.runs})
-                self.remeasure(incumbent, answer.runs, answer.purpose)
-                line.store.set_state(checked_key, True)
+                self.remeasure(incumbent, answer.runs, answer.purpose, reason="speed", for_id=experiment.id)
                 incumbent = line.store.get(incumbent.id)
                 continue
             assert isinstance(answer, RunAgain)
@@ -163,10 +162,13 @@ class Measurer:
 
     # -- the best, again ----------------------------------------------------------------------------
 
-    def remeasure(self, best: Experiment, more: int, purpose: Purpose) -> int:
+    def remeasure(self, best: Experiment, more: int, purpose: Purpose, *, reason: str, for_id: int | None = None,
+                  requests_served: int = 0) -> int:
         """Run the best `more` times with its next seeds, each run recorded as it ends (`Store.add_run`),
         whatever the worktree holds now (a candidate's code is put back afterwards). Stops at a run that
-        fails: the best no longer runs as it did, and the noise is left as it was. Returns the runs made."""
+        fails: the best no longer runs as it did, and the noise is left as it was. Then records that it was
+        measured again and why (`Store.add_remeasure`: `reason`, for the candidate or crash `for_id`, answering
+        `requests_served` requests). Returns the runs made."""
         store = self.line.store
         made = 0
         while made < more:
@@ -179,6 +181,7 @@ class Measurer:
                           outcome.log_path)
             made += 1
         self.drop_models(best)
+        store.add_remeasure(best, Remeasure(best.id, reason, more, made, for_id, requests_served))
         return made
 
     def recalibrate(self) -> None:
@@ -189,23 +192,22 @@ class Measurer:
         incumbent = line.incumbent()
         if incumbent is None or line.worktree.head() != incumbent.commit:
             return
-        requested = store.get_state(f"recalibrate-requested:{tag}", 0)
-        mark = store.get_state(f"calibrated:{tag}", 0)
-        state = BestState(runs=len(store.measured_runs(incumbent)),
-                          settled=store.get_state(f"settled:{incumbent.id}", False),
+        requested = store.line(tag).recalibrations_requested
+        done = store.remeasures(tag)
+        calibrations = [r for r in done if r.reason in ("noise", "requested")]
+        seq_of = {e.id: e.seq for e in line.experiments()}
+        mark = max((seq_of.get(r.best_id, 0) for r in calibrations), default=0)
+        state = BestState(runs=len(store.runs(incumbent)),
+                          settled=any(r.reason == "settle" and r.best_id == incumbent.id for r in done),
                           keeps_since_noise=sum(1 for e in line.experiments() if e.status == Status.KEEP and e.seq > mark),
-                          requested=requested > store.get_state(f"recalibrate-served:{tag}", 0))
+                          requested=requested > max((r.requests_served for r in calibrations), default=0))
         asked = line.rule.before_proposal(state)
         if asked is None:
             return
         line.on_event({"event": "recalibrate", "seq": incumbent.seq, "runs": asked.runs, "requested": state.requested,
                        "why": asked.reason})
-        self.remeasure(incumbent, asked.runs, asked.purpose)
-        if asked.reason == "settle":  # once, even if a run failed: a best that no longer runs is not retried forever
-            store.set_state(f"settled:{incumbent.id}", True)
-        else:
-            store.set_state(f"calibrated:{tag}", incumbent.seq)
-            store.set_state(f"recalibrate-served:{tag}", requested)
+        # recorded even if a run failed: a best that no longer runs is not settled or calibrated forever
+        self.remeasure(incumbent, asked.runs, asked.purpose, reason=asked.reason, requests_served=requested)
         line.export()  # results.tsv shows the best as now measured
 
     # -- what a run may take ------------------------------------------------------------------------
@@ -240,8 +242,8 @@ class Measurer:
         phases = self._phases()
         phases["startup"] = [*phases["startup"], outcome.startup_seconds][-20:]
         phases["finish"] = [*phases["finish"], outcome.finish_seconds][-20:]
-        self.line.store.set_state(f"phases:{self.line.tag}", phases)
+        self.line.store.set_line(self.line.tag, phases=phases)
 
     def _phases(self) -> dict[str, list[float]]:
         """The baseline's start-up and finish seconds so far (its latest 20 runs), by the harness's clock."""
-        return self.line.store.get_state(f"phases:{self.line.tag}", {"startup": [], "finish": []})
+        return dict(self.line.store.line(self.line.tag).phases)

@@ -19,6 +19,7 @@ from autoresearch.agents import (
 )
 from autoresearch.agents.base import NOTES
 from autoresearch.agents.prompt import OTHERS
+from autoresearch.decide.measured import current_runs, measured
 from autoresearch.decide.stats import clear_margin
 from autoresearch.loop.drafts import Draft, Drafter
 from autoresearch.loop.line import Line, fault_point
@@ -49,12 +50,12 @@ class Proposer:
         noise = line.noise() if line.rule.weighs_noise else None
         known = noise is not None and noise.known
         best = line.incumbent()
-        measured = tuple(line.store.current_runs(best)) if best is not None else ()
-        margin = clear_margin(noise, len(measured), line.rule.thresholds) if known and measured else None
+        best_runs = tuple(current_runs(line.store, best)) if best is not None else ()
+        margin = clear_margin(noise, len(best_runs), line.rule.thresholds) if known and best_runs else None
         return ProposalContext(program=line.program(), editable=list(line.config.loop.editable),
-                               history=line.store.measured(line.tag), best=best, failure=failure,
+                               history=measured(line.store, line.tag), best=best, failure=failure,
                                budget_seconds=line.budget, pending=pending,
-                               noise=noise.sigma if known else None, keep_margin=margin, best_measured=measured,
+                               noise=noise.sigma if known else None, keep_margin=margin, best_measured=best_runs,
                                others=self._others_tried(),
                                shared_runs=tuple(tag for tag in line.named_runs() if line.same_budget(tag)))
 
@@ -140,10 +141,10 @@ class Proposer:
                         description, usage=usage, agent=agent)
             return None
         code = line.code_hash()
-        measured = line.store.same_code(line.tag, code)
-        if measured is not None:
-            self.reject(parent, self._already_measured(measured), description,
-                        usage={**usage, "same_code_as": measured.seq}, agent=agent)
+        earlier = line.store.same_code(line.tag, code)
+        if earlier is not None:
+            self.reject(parent, self._already_measured(earlier), description,
+                        usage={**usage, "same_code_as": earlier.seq}, agent=agent)
             return None
         diff = worktree.diff()
         commit = worktree.commit(description)
@@ -163,7 +164,7 @@ class Proposer:
 
     def _already_measured(self, earlier: Experiment) -> str:
         """Why a change whose code `earlier` measured is not run (docs/loop.md, "Changes already measured")."""
-        runs = self.line.store.current_runs(earlier)  # a best measured again is shown at the mean of its runs
+        runs = current_runs(self.line.store, earlier)  # a best measured again is shown at the mean of its runs
         value = f"{self.line.config.metric.name} {sum(runs) / len(runs):.6f}" if runs else "no result"
         best = self.line.incumbent()
         if best is not None and earlier.id == best.id:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.config import MetricConfig
+from autoresearch.decide.measured import measured
 from autoresearch.report.html import report_html
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.progress import (
@@ -43,6 +44,7 @@ from autoresearch.report.summary import (
     summarize,
 )
 from autoresearch.store import Store
+from autoresearch.store.export import export_results_tsv
 
 __all__ = [
     "build_table", "caption", "deltas", "parse_events", "progress_from_text", "progress_text", "read_progress",
@@ -52,7 +54,7 @@ __all__ = [
 
 
 def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig = MetricConfig()) -> list[Path]:
-    """Write `results.tsv` (`Store.export_results_tsv`, its metric column named after `metric`),
+    """Write `results.tsv` (`store.export.export_results_tsv`, its metric column named after `metric`),
     `progress.png`, `report.md` and `report.html` (the same, with every experiment's change, for a browser)
     for `tag` into `out_dir` (created if missing) and return their paths in that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
     `out_dir`."""
@@ -60,9 +62,9 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    experiments = store.measured(tag)
+    experiments = measured(store, tag)
     tsv = out_dir / "results.tsv"
-    store.export_results_tsv(tag, tsv, metric_name=metric.name)
+    export_results_tsv(experiments, tsv, metric_name=metric.name)
     noise = noise_data(store, tag)
     png = plot_progress(tag, experiments, out_dir / "progress.png", metric=metric, noise=noise["sigma"])
     texts = store.programs(e.metrics["program"] for e in experiments if isinstance(e.metrics.get("program"), str))

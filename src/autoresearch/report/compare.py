@@ -24,6 +24,7 @@ from pathlib import Path
 from autoresearch import protocol
 from autoresearch.config import MetricConfig
 from autoresearch.decide import speed
+from autoresearch.decide.measured import current_runs, measured, speed_tolerance
 from autoresearch.report.safe_text import for_markdown, for_terminal
 from autoresearch.report.summary import (
     Summary,
@@ -279,7 +280,7 @@ def compare_data(contenders: Sequence[Contender], metric: MetricConfig, *,
 # -- reading the store ------------------------------------------------------------------------------
 
 def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
-    experiments = store.measured(tag)
+    experiments = measured(store, tag)
     summary = summarize(tag, experiments, metric=metric)
     finished = [e for e in experiments if e.finished]
     start = min((e.started_at for e in experiments), default=0.0)
@@ -287,17 +288,17 @@ def contender(store: Store, tag: str, metric: MetricConfig) -> Contender:
     curve = tuple((i + 1, ((e.ended_at or start) - start) / 3600, b)
                   for i, (e, b) in enumerate(zip(finished, best_so_far, strict=True)) if b is not None)
     # the best's runs, from its record as stored (`measured` shows its metric as their mean already)
-    runs = tuple(store.current_runs(store.get(summary.best.id))) if summary.best is not None else ()
+    runs = tuple(current_runs(store, store.get(summary.best.id))) if summary.best is not None else ()
     made = sorted(proposers(experiments, metric=metric), key=lambda row: -row["proposals"])  # most first
     noise = measured_noise(store, tag, speed_now=latest_speed(store, tag))
-    budget = store.get_state(f"budget:{tag}")
+    line = store.line(tag)
     programs = tuple(dict.fromkeys(e.metrics["program"] for e in experiments
                                    if isinstance(e.metrics.get("program"), str)))
     return Contender(tag=tag, agents=tuple(row["agent"] for row in made), summary=summary, curve=curve,
                      best_runs=runs, sigma=noise.sigma if noise.known else None,
-                     budget=float(budget) if budget is not None else None, speed=speed_data(store, tag).get("median"),
-                     programs=programs, lineup=(store.get_state(f"lineup:{tag}") or {}).get("lineup"),
-                     protocol=store.get_state(f"protocol:{tag}"), adopted=tuple(dict.fromkeys(
+                     budget=line.budget_seconds, speed=speed_data(store, tag).get("median"),
+                     programs=programs, lineup=line.lineup,
+                     protocol=line.protocol, adopted=tuple(dict.fromkeys(
                          a["source"] for a in adoptions(experiments) if a["status"] == Status.KEEP.value)))
 
 
@@ -355,7 +356,7 @@ def compare_markdown(contenders: Sequence[Contender], metric: MetricConfig, *, i
 def tolerance_of(store: Store, tags: Sequence[str]) -> float:
     """How far apart two machine speeds may be and still count as alike: the tags' `keep.speed_tolerance`
     (the largest; the default where every tag had the check off)."""
-    return max((store.speed_tolerance(t) for t in tags), default=0.0) or speed.DEFAULT_TOLERANCE
+    return max((speed_tolerance(store, t) for t in tags), default=0.0) or speed.DEFAULT_TOLERANCE
 
 
 def write_compare(found: Sequence[Contender], out_dir: Path, metric: MetricConfig, *,

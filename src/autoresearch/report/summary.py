@@ -39,6 +39,7 @@ from rich.text import Text
 
 from autoresearch.config import MetricConfig
 from autoresearch.decide import rule
+from autoresearch.decide.measured import measured, speed_tolerance
 from autoresearch.decide.stats import Noise
 from autoresearch.report.safe_text import for_terminal
 from autoresearch.store import Experiment, Run, Status, Store
@@ -362,7 +363,7 @@ def measured_noise(store: Store, tag: str, extra: Sequence[float] | None = None,
     """The run-to-run noise of `tag`'s metric as measured so far (`decide.rule.measured_noise`), with `extra`
     (a group of runs being made) and at the machine speed `speed_now` (as `latest_speed`)."""
     return rule.measured_noise(line_runs(store, tag), [Run(v) for v in extra or ()], speed_now=speed_now,
-                               tolerance=store.speed_tolerance(tag))
+                               tolerance=speed_tolerance(store, tag))
 
 
 def line_runs(store: Store, tag: str) -> list[list[Run]]:
@@ -442,7 +443,7 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
                 metric: MetricConfig = MetricConfig()) -> dict:
     """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
     experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
-    experiments = store.measured(tag)
+    experiments = measured(store, tag)
     summary = summarize(tag, experiments, now, metric=metric)
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
@@ -515,7 +516,7 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
 def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None,
                  metric: MetricConfig = MetricConfig()) -> Table:
     """`build_table` of the experiments of `tag` in `store` (an empty table with a clear caption if none)."""
-    return build_table(tag, store.measured(tag), now=now, last=last, metric=metric)
+    return build_table(tag, measured(store, tag), now=now, last=last, metric=metric)
 
 
 def describe_running(experiment: Experiment | None, now: float | None = None) -> str | None:
