@@ -39,10 +39,10 @@ CPU_LRS = {"MATRIX_LR": 0.02, "EMBED_LR": 0.15, "HEAD_LR": 0.005}  # the CPU pro
 def divide_lrs(train: str, divisor: float) -> str:
     """train.py with the CPU profile's learning rates divided by `divisor`."""
     for name, value in CPU_LRS.items():
-        line = f"        {name}={value},\n"
-        if line not in train:
-            raise SystemExit(f"--lr-div: train.py has no line {line.strip()!r}; pass --ab OLD=>NEW instead")
-        train = train.replace(line, f"        {name}={value / divisor:.6g},\n", 1)
+        line = re.compile(rf"^{name} = {re.escape(str(value))}(?=\s|$)", flags=re.M)  # the flat constants at the top
+        if line.search(train) is None:
+            raise SystemExit(f"--lr-div: train.py has no line {name} = {value}; pass --ab OLD=>NEW instead")
+        train = line.sub(f"{name} = {value / divisor:.6g}", train, count=1)
     return train
 
 

@@ -3,18 +3,19 @@ baseline's first run compiled (the frozen cache), and what it writes is thrown a
 
 Usage: python bench/compile_cache.py [--runs 4] [--budget 5] [--profile cpu] [--task DIR]
 
-Runs the loop on a task whose baseline train.py compiles (`COMPILE=True` in the chosen profile, committed as
+Runs the loop on a task whose baseline train.py compiles (`COMPILE = True` for the chosen profile, committed as
 the task's code: on a CPU the cpu profile, which does not compile by default), with proposals that leave
 the compiled graphs as they are (an unused constant each), and prints:
 - each run's start-up by the harness's clock: the baseline's first run compiles cold, the later ones start
   from the copy of the frozen cache, warm;
-- the frozen cache's size, and the time to make a run's copy of it (`runner.reset_compile_cache`), which is
+- the frozen cache's size, and the time to make a run's copy of it (`folders.reset_compile_cache`), which is
   all the design adds to a warm start.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +24,18 @@ from pathlib import Path
 
 from common import default_task, run_replay
 
-from autoresearch.run.runner import compile_cache, frozen_cache, reset_compile_cache
+from autoresearch.run.folders import compile_cache, frozen_cache, reset_compile_cache
+
+
+def compiling(train: str, profile: str) -> str:
+    """train.py with `COMPILE = True` for `profile`: in the profile's `if PROFILE == ...:` block if that sets
+    COMPILE, else in the flat constants at the top (those of the cpu profile, and of any profile without its
+    own value)."""
+    block = re.search(rf'^if PROFILE == "{re.escape(profile)}":.*\n(?:(?:    .*)?\n)*', train, flags=re.M)
+    if block is not None and re.search(r"^    COMPILE = ", block.group(0), flags=re.M):
+        inside = re.sub(r"^    COMPILE = False\b", "    COMPILE = True", block.group(0), count=1, flags=re.M)
+        return train[:block.start()] + inside + train[block.end():]
+    return re.sub(r"^COMPILE = False\b", "COMPILE = True", train, count=1, flags=re.M)
 
 
 def main() -> None:
@@ -35,9 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     task = default_task(args.task or Path(tempfile.mkdtemp()) / "task")
     train = (task / "train.py").read_text()
-    head, sep, rest = train.partition(f'    "{args.profile}": dict(')
-    profile, close, tail = rest.partition("    ),\n")
-    compiled = head + sep + profile.replace("COMPILE=False", "COMPILE=True") + close + tail
+    compiled = compiling(train, args.profile)
     if compiled != train:  # the task's own train.py compiles: the baseline is what the frozen cache is made of
         (task / "train.py").write_text(compiled)
         subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam",

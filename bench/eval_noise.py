@@ -19,8 +19,8 @@ from common import autoresearch, default_task, last_json
 
 from autoresearch.config import load_config
 from autoresearch.data.prepare import open_dataset
+from autoresearch.run.environment import resolve_device
 from autoresearch.run.evaluate import evaluate, paired_stderr
-from autoresearch.run.runner import resolve_device
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 # Throughput of variants of the baseline's `h100` profile, for choosing its shape: one short
 # `autoresearch bench` per variant (cold compile each, as the shapes differ), then a table of tokens/s,
 # MFU, start-up and peak memory. Runs in the task that bench/gpu_report.sh prepared (same data cache).
-# A variant is a space-free list of edits joined by commas: NAME=VALUE sets one of the profile's constants
-# (or one of train.py's shared ones, such as WARMDOWN_FRAC); +NAME applies bench/variants/NAME.patch, a
-# change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile unchanged. Variants that
-# would end after DEADLINE (epoch seconds) are skipped. DRY_RUN=1 only writes each variant's folder.
+# A variant is a space-free list of edits joined by commas: NAME=VALUE sets one of the constants of train.py's
+# `if PROFILE == "h100":` block (or one of its shared ones, such as WARMDOWN_FRAC); +NAME applies
+# bench/variants/NAME.patch, a change to the code (e.g. "+fused_qkv,LOGIT_SOFTCAP=0"). "base" is the profile
+# unchanged. Variants that would end after DEADLINE (epoch seconds) are skipped. DRY_RUN=1 only writes each
+# variant's folder.
 # Usage: OUT=/tmp/out bash bench/gpu_sweep.sh [VARIANT ...]     (run from the repository root)
 set -euo pipefail
 REPO=$PWD
@@ -17,6 +18,7 @@ TASK=${TASK:-/tmp/autoresearch-gpu-task}
 BUDGET=${SWEEP_BUDGET:-15}
 DEADLINE=${DEADLINE:-$(( $(date +%s) + 3600 ))}
 [ -f "$TASK/autoresearch.toml" ] || { echo "no task at $TASK: run bench/gpu_report.sh first" >&2; exit 1; }
+H100_BLOCK='/^if PROFILE == "h100":/,/^[^ ]/'  # sed's range of train.py's h100 block, to its first unindented line
 # by default, the changes that cut the memory traffic or the kernels' time at the default shape
 # (docs/baseline.md), most telling first, as a GPU's time may end before the list: the two that leave the
 # arithmetic as it is together, then the bf16 residual stream with them, then with each compiler setting as
@@ -38,11 +40,11 @@ for variant in "$@"; do
       if [ "${edit#+}" != "$edit" ]; then
         (cd "$dir" && git apply "$REPO/bench/variants/${edit#+}.patch") ||
           { echo "bench/variants/${edit#+}.patch does not apply to train.py" >&2; exit 1; }
-      elif grep -q "^        $name=" "$dir/train.py"; then
-        # the first NAME=... in train.py is the h100 profile's (it comes before the cpu profile)
-        sed -i "0,/^        $name=[^,]*,/s//        $edit,/" "$dir/train.py"
+      elif sed -n "$H100_BLOCK p" "$dir/train.py" | grep -q "^    $name = "; then
+        # one the h100 profile sets in its own block (the line of the same name above it is the cpu profile's)
+        sed -i "$H100_BLOCK s/^    $name = [^#]*[^# ]/    $name = $value/" "$dir/train.py"
       elif grep -q "^$name = " "$dir/train.py"; then  # a constant shared by the profiles
-        sed -i "0,/^$name = [^ ]*/s//$name = $value/" "$dir/train.py"
+        sed -i "0,/^$name = [^#]*[^# ]/s//$name = $value/" "$dir/train.py"
       else
         echo "no constant $name in train.py" >&2; exit 1
       fi

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from autoresearch.config import load_config
 from autoresearch.decide.prune import Pruner, Settings, curve_of
-from autoresearch.run.runner import logged_progress, run_folder
+from autoresearch.run.supervise import logged_progress, run_folder
 from autoresearch.store import Status, Store
 
 

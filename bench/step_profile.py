@@ -132,7 +132,7 @@ def main() -> None:
 
     from autoresearch.config import load_config
     from autoresearch.data.prepare import open_dataset
-    from autoresearch.run.runner import experiment_env
+    from autoresearch.run.environment import experiment_env
 
     task = (args.task or default_task(Path(tempfile.mkdtemp()) / "task")).resolve()
     config = load_config(task)

@@ -26,6 +26,7 @@ the step runs in bf16, which CPUs without bf16 matrix instructions do slowly).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import Counter
 from contextlib import contextmanager, nullcontext
@@ -133,7 +134,7 @@ class RandomBatches:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-py", type=Path, default=TEMPLATE, help="the train.py to measure")
-    parser.add_argument("--profile", default="h100", help="the PROFILES entry to compile (default h100)")
+    parser.add_argument("--profile", default="h100", help="the profile of train.py to compile (default h100)")
     parser.add_argument("--batch", type=int, default=4, help="sequences per micro-batch (default 4)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a profile constant, e.g. LOGIT_SOFTCAP=0")
@@ -149,33 +150,33 @@ def main() -> None:
 
     inductor_config.fx_graph_cache = False  # a cached graph is not lowered again, so it would not be counted
     functorch_config.enable_autograd_cache = False
+    os.environ["AUTORESEARCH_PROFILE"] = args.profile  # the top of train.py picks the profile's constants
     train = load_train_py(args.train_py)
-    hp = dict(train.PROFILES[args.profile])
     for item in args.set:
         name, _, value = item.partition("=")
-        if name not in hp:
-            parser.error(f"--set {item}: {name} is not a constant of the {args.profile} profile")
-        hp[name] = parse_value(value, hp[name])
+        if not name.isupper() or not isinstance(getattr(train, name, None), (bool, int, float)):
+            parser.error(f"--set {item}: {name} is not a constant of train.py")
+        setattr(train, name, parse_value(value, getattr(train, name)))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    config = train.make_config(hp, VOCAB, hp["SEQ_LEN"])
+    config = train.make_config(VOCAB, train.SEQ_LEN)
     n_layer = config["n_layer"]
     model = train.build_model({**config, "n_layer": 1}).to(device)
-    optimizers = train.make_optimizers(model, hp, device)
+    optimizers = train.make_optimizers(model, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-    tokens = args.batch * hp["SEQ_LEN"]
+    tokens = args.batch * train.SEQ_LEN
     counter = ByteCounter()
     started = time.time()
     gpu_rules = device.type == "cpu" and not args.cpu_rules
     try:
         with train.attention_backends() if device.type == "cuda" else nullcontext():  # as train.py's main()
             with gpu_realization_rules() if gpu_rules else nullcontext():
-                train.compile_and_warm_up(model, optimizers, RandomBatches(args.batch, hp["SEQ_LEN"], device),
+                train.compile_and_warm_up(model, optimizers, RandomBatches(args.batch, train.SEQ_LEN, device),
                                           autocast)
     finally:
         counter.close()
     rules = " (Inductor's GPU rules for stored values)" if gpu_rules else ""
     print(f"{args.train_py} ({args.profile}{', ' + ', '.join(args.set) if args.set else ''}) on {device.type}{rules}: "
-          f"width {config['model_dim']}, {n_layer} blocks, {args.batch} x {hp['SEQ_LEN']} tokens per micro-batch; "
+          f"width {config['model_dim']}, {n_layer} blocks, {args.batch} x {train.SEQ_LEN} tokens per micro-batch; "
           f"compiled in {time.time() - started:.0f} s")
     print(f"{'graph':<16} {'kernels':>7} {'matmul':>8} {'attention':>9} {'fused':>8} {'total':>8}   KB per token")
     per_step = Counter()

@@ -1,7 +1,7 @@
 """The compile cache: each run starts from a fresh copy of the frozen cache, and what a run writes there never
 reaches the next run or the frozen cache."""
 
-from autoresearch.run.runner import compile_cache, freeze_compile_cache, frozen_cache, reset_compile_cache
+from autoresearch.run.folders import compile_cache, freeze_compile_cache, frozen_cache, reset_compile_cache
 
 
 def test_what_a_run_writes_is_gone_at_the_next_run(tmp_path, monkeypatch):

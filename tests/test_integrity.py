@@ -97,7 +97,7 @@ def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(t
 
 
 def test_progress_lines_from_the_candidate_are_cleaned():
-    from autoresearch.run.runner import parse_progress
+    from autoresearch.run.supervise import parse_progress
 
     assert parse_progress('@autoresearch {"event": "eval", "val_bpb": 0.0001, "seconds": 1}') is None
     assert parse_progress('@autoresearch {"event": "decided", "status": "keep"}') is None

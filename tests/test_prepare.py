@@ -15,7 +15,7 @@ import pytest
 from autoresearch.config import ConfigError, DataConfig, config_from_dict
 from autoresearch.data import splitkey
 from autoresearch.data.prepare import open_dataset, prepare, sha256_file
-from autoresearch.data.sources import DataError
+from autoresearch.data.spec import DataError
 
 TINY = DataConfig(vocab_size=512, train_mb=0.6, val_mb=0.1, test_mb=0.1, tokenizer_sample_mb=0.6)
 
@@ -182,7 +182,7 @@ def test_unknown_data_form_is_refused():
 def test_a_changed_generator_gets_a_new_dataset(monkeypatch):
     from autoresearch.data import builtin
     from autoresearch.data import prepare as prep
-    from autoresearch.data.sources import parse_data_spec
+    from autoresearch.data.spec import parse_data_spec
 
     spec = parse_data_spec("builtin")
     key = bytes(32)

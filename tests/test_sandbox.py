@@ -248,9 +248,9 @@ def test_killing_the_box_kills_a_double_forked_daemon(layout):
 
 
 def test_a_file_larger_than_the_limit_cannot_be_written(layout, monkeypatch):
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits, sandbox
 
-    monkeypatch.setattr(sandbox, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 1 << 20)
     work, _ = layout
     proc = sandbox.start_python(["-c", textwrap.dedent("""
         try:
@@ -274,11 +274,11 @@ def test_the_box_is_there_where_it_is_required():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pids cgroups are Linux only")
 def test_a_fork_bomb_meets_the_process_limit(layout, monkeypatch):
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits, sandbox
 
-    if sandbox._pids_parent() is None:
+    if limits._pids_parent() is None:
         pytest.skip("no writable pids cgroup here")
-    monkeypatch.setattr(sandbox, "MAX_TASKS", 64)
+    monkeypatch.setattr(limits, "MAX_TASKS", 64)
     work, _ = layout
     proc = sandbox.start_python(["-c", textwrap.dedent("""
         import os, time
@@ -386,9 +386,9 @@ def test_landlock_cuts_tcp_and_signals_to_the_harness(landlock_layer, layout):
 
 
 def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock_layer, layout):
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits, sandbox
 
-    if sandbox._pids_parent() is None:
+    if limits._pids_parent() is None:
         pytest.skip("without a pids cgroup, a daemon can leave the Landlock layer's process group")
     work, _ = layout
     beat = work / ".autoresearch" / "model" / "heartbeat"  # (no new files at the top of the folder)
@@ -398,13 +398,13 @@ def test_landlock_layer_kills_a_double_forked_daemon_through_its_cgroup(landlock
 def test_the_harness_start_folder_is_not_shown_to_candidates(monkeypatch, tmp_path):
     import sys
 
-    from autoresearch.run import sandbox
+    from autoresearch.run import sandbox, view
 
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
-    assert str(tmp_path) not in sandbox.python_paths()
+    assert str(tmp_path) not in view.python_paths()
     work = tmp_path / "task" / ".autoresearch" / "worktrees" / "t"
     work.mkdir(parents=True)
-    assert sandbox._shown(sandbox.Box(work), [str(tmp_path), sys.prefix]) == [os.path.realpath(sys.prefix)]
+    assert view.shown(sandbox.Box(work), [str(tmp_path), sys.prefix]) == [os.path.realpath(sys.prefix)]
 
 
 def test_a_prestarted_interpreter_is_landlocked_with_rules_made_when_it_is_told_to_run(landlock_layer, layout):
@@ -429,7 +429,7 @@ def test_a_prestarted_interpreter_is_landlocked_with_rules_made_when_it_is_told_
 
 
 def test_output_is_read_in_lines_until_the_process_ends_even_if_a_daemon_holds_the_pipe():
-    from autoresearch.run.runner import output_lines
+    from autoresearch.run.supervise import output_lines
 
     code = textwrap.dedent("""
         import os, subprocess, sys
@@ -448,9 +448,9 @@ def test_output_is_read_in_lines_until_the_process_ends_even_if_a_daemon_holds_t
 # ------------------------------------------------------------------------------------ the memory limit
 
 def memory_cgroup_or_skip() -> None:
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits
 
-    if sys.platform != "linux" or sandbox._memory_parent() is None:
+    if sys.platform != "linux" or limits._memory_parent() is None:
         pytest.skip("no memory cgroup of ours here")
 
 
@@ -548,11 +548,11 @@ def test_dev_is_read_only_in_the_box_and_its_shared_memory_is_small_but_works(la
 
 
 def test_without_a_memory_cgroup_a_cpu_candidate_gets_an_address_space_limit(layout, monkeypatch):
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits, sandbox
 
     if sys.platform != "linux":
         pytest.skip("rlimits as Linux applies them")
-    monkeypatch.setattr(sandbox, "_memory_parent", lambda: None)  # as where no memory cgroup is ours
+    monkeypatch.setattr(limits, "_memory_parent", lambda: None)  # as where no memory cgroup is ours
     work, _ = layout
     proc = sandbox.start_python(["-c", "try:\n" + textwrap.indent(HOG, "    ") + "\nexcept MemoryError:\n"
                                  "    print('refused', flush=True)\n"], sandbox.Box(work, max_memory_gb=0.5), {})
@@ -560,11 +560,11 @@ def test_without_a_memory_cgroup_a_cpu_candidate_gets_an_address_space_limit(lay
     proc.wait(timeout=60)
     held = [int(line.split()[1]) for line in out.splitlines() if line.startswith("allocated")]
     assert "refused" in out and max(held, default=0) < 512, out
-    assert sandbox._MemoryLimit(1 << 30, gpu=True).rlimit is None  # CUDA reserves far more address space
+    assert limits.MemoryLimit(1 << 30, gpu=True).rlimit is None  # CUDA reserves far more address space
 
 
 def test_a_kill_for_memory_is_read_from_the_counters_of_cgroup_v1_and_v2(tmp_path):
-    from autoresearch.run.sandbox import _oom_killed
+    from autoresearch.run.limits import _oom_killed
 
     v1, v2, old = tmp_path / "v1", tmp_path / "v2", tmp_path / "old-kernel"
     for folder in (v1, v2, old):
@@ -584,14 +584,14 @@ def test_a_kill_for_memory_is_read_from_the_counters_of_cgroup_v1_and_v2(tmp_pat
 
 
 def test_the_default_memory_limit_is_a_share_of_the_machines_split_among_parallel_loops(tmp_path, monkeypatch):
-    from autoresearch.run import sandbox
+    from autoresearch.run import limits, sandbox
 
     monkeypatch.delenv("AUTORESEARCH_MEMORY_SHARE", raising=False)
-    total = sandbox.machine_memory()
-    assert sandbox.memory_limit(sandbox.Box(tmp_path)) == int(0.75 * total) > 0
-    assert sandbox.memory_limit(sandbox.Box(tmp_path, max_memory_gb=1.5)) == int(1.5 * (1 << 30))
+    total = limits.machine_memory()
+    assert limits.memory_limit(sandbox.Box(tmp_path)) == int(0.75 * total) > 0
+    assert limits.memory_limit(sandbox.Box(tmp_path, max_memory_gb=1.5)) == int(1.5 * (1 << 30))
     monkeypatch.setenv("AUTORESEARCH_MEMORY_SHARE", "0.25")  # what `--parallel 3` gives each loop
-    assert sandbox.memory_limit(sandbox.Box(tmp_path)) == int(0.25 * total)
+    assert limits.memory_limit(sandbox.Box(tmp_path)) == int(0.25 * total)
 
 
 # ------------------------------------------------------------------------------------ the GPUs of a box
@@ -631,7 +631,7 @@ def node_names(found) -> list[str]:
 
 
 def test_a_box_gets_the_nodes_of_the_gpus_cuda_visible_devices_names_by_index_in_pci_order(tmp_path):
-    from autoresearch.run.sandbox import gpu_nodes
+    from autoresearch.run.gpus import gpu_nodes
 
     driver, dev = nvidia_tree(tmp_path)
     found = gpu_nodes("1", driver, dev)  # the second by PCI address, 0000:1b:00.0
@@ -652,7 +652,7 @@ def test_a_box_gets_the_nodes_of_the_gpus_cuda_visible_devices_names_by_index_in
 
 
 def test_a_box_gets_the_nodes_of_the_gpus_named_by_uuid_and_of_a_mig_devices_gpu(tmp_path):
-    from autoresearch.run.sandbox import gpu_nodes, mig_parents
+    from autoresearch.run.gpus import gpu_nodes, mig_parents
 
     driver, dev = nvidia_tree(tmp_path)
     found = gpu_nodes("GPU-cccccccc", driver, dev)  # a unique start of a UUID, as CUDA takes it
@@ -669,7 +669,7 @@ def test_a_box_gets_the_nodes_of_the_gpus_named_by_uuid_and_of_a_mig_devices_gpu
 
 
 def test_what_cannot_be_mapped_to_a_gpu_gets_every_node_and_says_why(tmp_path):
-    from autoresearch.run.sandbox import gpu_nodes
+    from autoresearch.run.gpus import gpu_nodes
 
     driver, dev = nvidia_tree(tmp_path)
     every = sorted([*CONTROL, "nvidia0", "nvidia1", "nvidia2"])
@@ -690,10 +690,10 @@ def test_what_cannot_be_mapped_to_a_gpu_gets_every_node_and_says_why(tmp_path):
 
 
 def test_a_box_with_the_gpu_binds_only_the_nodes_it_is_given_and_then_makes_dev_read_only(tmp_path):
-    from autoresearch.run import sandbox
+    from autoresearch.run import bwrap, sandbox
 
-    argv = sandbox.bwrap_argv(sandbox.Box(tmp_path, gpu=True), devices=["/dev/nvidiactl", "/dev/nvidia1"],
-                              tmp_bytes=1 << 20, shm_bytes=2 << 20)
+    argv = bwrap.bwrap_argv(sandbox.Box(tmp_path, gpu=True), devices=["/dev/nvidiactl", "/dev/nvidia1"],
+                            tmp_bytes=1 << 20, shm_bytes=2 << 20)
     assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--dev-bind"] == ["/dev/nvidiactl", "/dev/nvidia1"]
     text = " ".join(argv)
     assert "--dev /dev" in text and "--size 2097152 --tmpfs /dev/shm --remount-ro /dev" in text
@@ -749,11 +749,11 @@ def test_the_box_covers_a_worktree_git_file(layout):
 
 
 def test_landlock_leaves_a_worktree_git_file_alone(landlock_layer, layout):
-    from autoresearch.run import sandbox
+    from autoresearch.run import landlock_rules, sandbox, view
 
     work = git_file_layout(layout)
     (work / "sub").mkdir()
-    rules = sandbox.landlock_ruleset(sandbox.Box(work), python_paths=sandbox.python_paths())
+    rules = landlock_rules.landlock_ruleset(sandbox.Box(work), python_paths=view.python_paths())
     assert not [path for path, _ in rules.rules if path == str(work / ".git")]  # no right on it at all
     out = run_landlocked(sandbox.Box(work), ATTEMPTS_ON_THE_GIT_FILE.format(work=work))
     assert "unreadable" in out and "done" not in out and out.count("refused") == 4, out

@@ -1,4 +1,5 @@
-"""Tests for autoresearch.data.sources: --data parsing, local splits, and Hugging Face downloads.
+"""Tests for the real-data sources: --data parsing (spec), local splits (local, readers), and Hugging
+Face downloads (hub, hub_retry, hub_cache).
 
 The Hugging Face tests run the real huggingface_hub client against tests/fakehub.py, a Hub-compatible
 HTTP server on 127.0.0.1; nothing leaves the machine and every cache lives under tmp_path.
@@ -26,15 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fakehub import FakeHub, closed_port_endpoint  # noqa: E402
 
-from autoresearch.data.sources import (  # noqa: E402
-    DOC_SEPARATOR,
-    DataError,
-    DataSpec,
-    SourceSplits,
-    hf_splits,
-    local_splits,
-    parse_data_spec,
-)
+from autoresearch.data.hub import hf_splits  # noqa: E402
+from autoresearch.data.local import local_splits  # noqa: E402
+from autoresearch.data.readers import DOC_SEPARATOR  # noqa: E402
+from autoresearch.data.spec import DataError, DataSpec, SourceSplits, parse_data_spec  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
 # helpers

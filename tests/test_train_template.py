@@ -32,10 +32,21 @@ def template_path() -> Path:
 TRAIN_PY = template_path()
 
 
-def load_template(path: Path = TRAIN_PY, name: str = "train_template_under_test"):
+def load_template(path: Path = TRAIN_PY, name: str = "train_template_under_test", profile: str | None = None):
+    """train.py imported as a module; `profile` is its AUTORESEARCH_PROFILE while the top of the file picks the
+    hyperparameters (unset: whatever the environment says)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = os.environ.get("AUTORESEARCH_PROFILE")
+    if profile is not None:
+        os.environ["AUTORESEARCH_PROFILE"] = profile
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            os.environ.pop("AUTORESEARCH_PROFILE", None)
+        else:
+            os.environ["AUTORESEARCH_PROFILE"] = saved
     return module
 
 
@@ -47,7 +58,7 @@ def patched_template(folder: Path, patch: Path):
     (folder / "train.py").write_text(TRAIN_PY.read_text())
     applied = subprocess.run(["git", "apply", str(patch)], cwd=folder, capture_output=True, text=True)
     assert applied.returncode == 0, f"{patch.name} no longer applies to the template: {applied.stderr}"
-    return load_template(folder / "train.py", f"train_variant_{patch.stem}")
+    return load_template(folder / "train.py", f"train_variant_{patch.stem}", profile="h100")
 
 
 def base_env(tmp: Path, tokens: Path) -> dict[str, str]:
@@ -197,6 +208,26 @@ def test_missing_env_var_is_named(tmp_path, tokens, missing):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_profile_it_does_not_know_is_named(tmp_path, tokens):
+    env = {**base_env(tmp_path, tokens), "AUTORESEARCH_PROFILE": "a100"}
+    result = run_train(env, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0 and "AUTORESEARCH_PROFILE" in result.stderr and "'a100'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("profile", ["cpu", "h100"])
+def test_the_constants_tune_edits_are_the_ones_the_profile_runs(profile):
+    """Each profile runs the flat constants at the top, with its own block's in place of some: the `tune`
+    agent must see the same values, or its edits would change nothing."""
+    from autoresearch.agents.tune import find_constants
+
+    train = load_template(profile=profile)
+    found = find_constants(TRAIN_PY.read_text(), profile)
+    assert train.PROFILE == profile and train.COMPILE is (profile == "h100")
+    assert {c.name: getattr(train, c.name) for c in found} == {c.name: c.value for c in found}
+    assert {"DEPTH", "SEQ_LEN", "MATRIX_LR", "WARMDOWN_FRAC"} <= {c.name for c in found}
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_stacked_muon_follows_torch_muon(weight_decay):
     """The template's Muon stacks matrices of one shape; its steps must match torch.optim.Muon's rule."""
@@ -248,9 +279,11 @@ def test_muon_orthogonalises_in_fp32_off_a_gpu_with_the_same_steps():
 
 
 def small_h100_model(train, seed=0):
+    """The h100 profile's model of `train` (loaded with profile="h100"), two blocks deep, for sequences of 64."""
+    assert train.PROFILE == "h100"
     torch.manual_seed(seed)
-    hp = {**train.PROFILES["h100"], "DEPTH": 2, "SEQ_LEN": 64}
-    model = train.build_model(train.make_config(hp, VOCAB, 64))
+    train.DEPTH, train.SEQ_LEN = 2, 64
+    model = train.build_model(train.make_config(VOCAB, 64))
     for block in model.blocks:  # the zero-initialised projections would hide what comes before them
         torch.nn.init.normal_(block.attn.proj.weight, std=0.02)
         torch.nn.init.normal_(block.mlp.proj.weight, std=0.02)
@@ -292,7 +325,7 @@ def test_every_default_variant_of_the_gpu_sweep_is_written_and_trains(tmp_path):
                 assert all(line in code.splitlines() for line in added), (variant, edit)
             else:
                 assert f"{edit}," in code or edit.replace("=", " = ") in code, (variant, edit)
-        model = small_h100_model(load_template(Path(folder) / "train.py", f"train_sweep_{number}"))
+        model = small_h100_model(load_template(Path(folder) / "train.py", f"train_sweep_{number}", profile="h100"))
         x = torch.randint(0, VOCAB, (2, 64))
         model(x, x).backward()
         assert all(p.grad is not None for p in model.parameters()), variant
@@ -302,7 +335,7 @@ def test_every_default_variant_of_the_gpu_sweep_is_written_and_trains(tmp_path):
 def test_a_fused_variant_computes_what_the_template_does(tmp_path, patch):
     """These variants only reorganise the work (one matrix product for q, k and v; the logits' gradient
     computed with the loss): the loss and every gradient must stay the template's."""
-    template = small_h100_model(load_template())
+    template = small_h100_model(load_template(profile="h100"))
     fused = small_h100_model(patched_template(tmp_path, VARIANTS_DIR / f"{patch}.patch"))
     fused.load_state_dict(template.state_dict())
     x = torch.randint(0, VOCAB, (2, 64))

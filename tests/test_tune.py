@@ -22,6 +22,7 @@ from autoresearch.agents.tune import (
     format_value,
     infer_range,
     param_value,
+    profiles_of,
     read_overrides,
     search_space,
 )
@@ -66,17 +67,51 @@ def values_of(source: str) -> dict[str, int | float]:
 def test_constants_of_the_baseline_are_module_level_and_active_profile_only() -> None:
     source = TEMPLATE.read_text()
     found = {c.name: c for c in find_constants(source, "cpu")}
-    assert found["DEPTH"].value == 1 and found["DEPTH"].profile == "cpu"
+    assert found["DEPTH"].value == 1 and found["DEPTH"].profile is None  # the cpu profile's are the flat ones
     assert found["TOKENS_PER_STEP"].value == 8 * 256  # a constant expression counts
     assert found["MATRIX_LR"].value == 0.02 and found["WARMDOWN_FRAC"].value == 0.4
-    assert found["WARMDOWN_FRAC"].profile is None  # a constant shared by the profiles
-    assert found["LOGIT_SOFTCAP"].value == 0.0 and found["LOGIT_SOFTCAP"].profile == "cpu"
+    assert found["LOGIT_SOFTCAP"].value == 0.0
     assert "COMPILE" not in found and "ADAM_BETAS" not in found and "T_PROCESS_START" not in found
-    h100 = {c.name: c.value for c in find_constants(source, "h100")}
-    assert h100["DEPTH"] == 8 and h100["TOKENS_PER_STEP"] == 2**19
+    assert "PROFILE" not in found and "DEVICE" not in found
+    h100 = {c.name: c for c in find_constants(source, "h100")}
+    assert h100["DEPTH"].value == 8 and h100["DEPTH"].profile == "h100"
+    assert h100["TOKENS_PER_STEP"].value == 2**19 and h100["LOGIT_SOFTCAP"].value == 15.0
+    assert h100["WARMDOWN_FRAC"] == found["WARMDOWN_FRAC"] and h100["WARMDOWN_FRAC"].profile is None  # shared
+    assert set(h100) == set(found)  # one constant per name: the h100 block's replaces the cpu line above it
     # the span is exactly the value's source text
     data = source.encode()
     assert data[found["TOKENS_PER_STEP"].start:found["TOKENS_PER_STEP"].end] == b"8 * 256"
+    assert data[h100["TOKENS_PER_STEP"].start:h100["TOKENS_PER_STEP"].end] == b"2**19"
+    assert profiles_of(source) == ["cpu", "h100"]
+
+
+def test_profile_blocks_follow_what_python_runs() -> None:
+    source = ('PROFILES = ("a", "b", "c")\nPROFILE = "a"\nLR = 0.1  # shared\nDEPTH = 2\nWIDTH = 64\n'
+              'if PROFILE == "b":\n    DEPTH = 4\n    WIDTH = "wide"\nelif PROFILE in ("c",):\n    DEPTH = 6\n'
+              'else:\n    WIDTH = 32\nif DEBUG == "b":\n    LR = 9.0\nDEPTH = DEPTH + 0  # not a literal\n'
+              'LR = 0.2\n')
+
+    def values(profile: str | None) -> dict[str, tuple[int | float, str | None]]:
+        return {c.name: (c.value, c.profile) for c in find_constants(source, profile)}
+    assert values("a") == {"LR": (0.2, None), "WIDTH": (32, "a")}  # the else branch; DEPTH is reassigned
+    assert values("b") == {"LR": (0.2, None)}  # a string value removes WIDTH
+    assert values("c") == {"LR": (0.2, None), "WIDTH": (64, None)}
+    assert values(None) == {"LR": (0.2, None), "WIDTH": (64, None)}
+
+
+def test_an_older_train_py_with_a_profiles_dict_is_still_tuned() -> None:
+    """train.py files made before the flat constants hold `PROFILES = {"cpu": dict(...), ...}`."""
+    source = ('PROFILES = {\n    "h100": dict(DEPTH=8, MATRIX_LR=0.02),\n    "cpu": dict(\n        DEPTH=1,\n'
+              '        TOKENS_PER_STEP=8 * 256,\n        COMPILE=False,\n    ),\n}\nWARMDOWN_FRAC = 0.4\n'
+              'DEPTH = 3\n')
+    found = {c.name: c for c in find_constants(source, "cpu")}
+    assert set(found) == {"cpu.DEPTH", "TOKENS_PER_STEP", "WARMDOWN_FRAC", "DEPTH"}
+    assert found["cpu.DEPTH"].value == 1 and found["cpu.DEPTH"].profile == "cpu"
+    assert source.encode()[found["TOKENS_PER_STEP"].start:found["TOKENS_PER_STEP"].end] == b"8 * 256"
+    edited = apply_values(source, [(found["TOKENS_PER_STEP"], 4096)])
+    assert "TOKENS_PER_STEP=4096," in edited and {c.name: c.value for c in find_constants(edited, "h100")} == \
+        {"h100.DEPTH": 8, "MATRIX_LR": 0.02, "WARMDOWN_FRAC": 0.4, "DEPTH": 3}
+    assert profiles_of(source) == ["h100", "cpu"]
 
 
 def test_edit_changes_exactly_the_suggested_values_and_keeps_the_rest() -> None:
@@ -170,6 +205,28 @@ def test_propose_writes_a_trial_into_the_worktree_and_the_study_shares_the_store
     assert optuna.load_study(study_name=f"autoresearch-{TAG}", storage=agent.storage_url).trials[0].number == 0
 
 
+def test_an_h100_trial_edits_the_h100_block_and_leaves_the_cpu_profile_alone(task: Path) -> None:
+    source = TEMPLATE.read_text()
+    shared = [c.name for c in find_constants(source, "h100") if c.profile is None]
+    (task / "autoresearch.toml").write_text("[tune]\n" + "".join(f"{name} = false\n" for name in shared))
+    with Store.open(task) as store:
+        history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
+    agent = TuneAgent(task, "h100", sampler="random")
+    for _ in range(3):
+        description = agent.propose(worktree(task), context(history)).description
+        after = (worktree(task) / "train.py").read_text()
+        assert values_of(after) == values_of(source)  # the cpu profile's values, as they were
+        h100 = {c.name: c.value for c in find_constants(after, "h100")}
+        assert h100 != {c.name: c.value for c in find_constants(source, "h100")}
+        assert description.split(" ", 1)[0] in h100
+        with Store.open(task) as store:
+            history.append(run(store, description, "tune:random", Status.DISCARD, 1.6))
+        (worktree(task) / "train.py").write_text(source)
+    agent.close()
+    with pytest.raises(AgentConfigError, match="not in PROFILES"):
+        TuneAgent(task, "a100")
+
+
 def test_resume_continues_numbering_and_tells_results(task: Path) -> None:
     with Store.open(task) as store:
         history = [run(store, "baseline", "-", Status.KEEP, 1.5)]
@@ -241,7 +298,7 @@ def test_a_trial_that_changes_nothing_is_told_the_incumbent_and_reasked(task: Pa
     (task / "autoresearch.toml").write_text('[tune]\n' + "".join(
         f"{c.name} = false\n" for c in find_constants(TEMPLATE.read_text(), "cpu") if c.name != "DEPTH")
         + 'DEPTH = [1, 1.5, "float"]\n')
-    (worktree(task) / "train.py").write_text(TEMPLATE.read_text().replace("DEPTH=1,", "DEPTH=1.0,"))
+    (worktree(task) / "train.py").write_text(TEMPLATE.read_text().replace("\nDEPTH = 1  #", "\nDEPTH = 1.0  #"))
     agent = TuneAgent(task, "cpu", max_reasks=3)
     agent.propose(worktree(task), context(history))  # floats almost never repeat: a change is made
     agent.close()

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import workspace
-from autoresearch.workspace import GitError, NothingToCommit, Workspace, Worktree, matches_scope
+from autoresearch.workspace import (
+    ConfigSnapshot,
+    GitError,
+    NothingToCommit,
+    Workspace,
+    Worktree,
+    config_changes,
+    matches_scope,
+)
+from autoresearch.workspace import locks as ws_locks
+from autoresearch.workspace.git import _user_cache
 
 BRANCH = "autoresearch/run-1"
 
@@ -518,7 +527,7 @@ def test_every_stale_lock_a_killed_git_left_is_removed(wt, caplog):
 
 
 def test_young_lock_without_a_git_process_is_removed_after_the_grace_period(wt, monkeypatch):
-    monkeypatch.setattr(workspace, "STALE_LOCK_SECONDS", 0.3)
+    monkeypatch.setattr(ws_locks, "STALE_LOCK_SECONDS", 0.3)
     lock = lock_path(wt.path, "index.lock")
     lock.write_text("")  # a restart right after kill -9: the lock is fresh but nobody holds it
     (wt.path / "train.py").write_text("lr = 0.2\n")
@@ -529,8 +538,8 @@ def test_young_lock_without_a_git_process_is_removed_after_the_grace_period(wt, 
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc to see live git processes")
 def test_lock_held_by_a_live_git_process_is_left_alone(wt, monkeypatch):
-    monkeypatch.setattr(workspace, "LOCK_WAIT_SECONDS", 0.5)
-    monkeypatch.setattr(workspace, "STALE_LOCK_SECONDS", 0.0)
+    monkeypatch.setattr(ws_locks, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(ws_locks, "STALE_LOCK_SECONDS", 0.0)
     holder = subprocess.Popen(["git", "cat-file", "--batch"], cwd=wt.path, stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = lock_path(wt.path, "index.lock")
@@ -648,7 +657,7 @@ def test_a_rewritten_git_file_and_hostile_configuration_run_nothing(wt, tmp_path
     (wt.path / ".gitattributes").write_text("* filter=evil diff=evil merge=evil\n")
     time.sleep(0.01)
     (wt.path / "train.py").write_text("lr = 0.3\n")  # a change git must hash (through the filter, if it ran one)
-    workspace._user_cache.clear()
+    _user_cache.clear()
     fresh = Workspace(ws.root).open_worktree(wt.path, BRANCH)  # reads the user's identity from that file
     assert not fresh.restore_link()  # opening it put the .git file back already
     (wt.path / ".git").write_text(f"gitdir: {evil}\n")
@@ -726,7 +735,7 @@ def test_a_changed_git_configuration_is_found_and_put_back(wt):
     sample.chmod(mode ^ 0o111)  # made executable, or not
     (wt.admin_dir / "config.worktree").write_text("[core]\n\tfsmonitor = touch x\n")
     (wt.path / ".git").write_text("gitdir: /elsewhere\n")
-    assert workspace.config_changes(before, ws.config_snapshot())  # found by comparing
+    assert config_changes(before, ws.config_snapshot())  # found by comparing
     changed = ws.restore_config(before)
     name = wt.admin_dir.name
     assert sorted(changed) == sorted([".git/config", ".git/info/attributes", ".git/hooks/pre-commit",
@@ -741,10 +750,10 @@ def test_a_changed_git_configuration_is_found_and_put_back(wt):
 
 
 def test_config_changes_compares_snapshots():
-    a = workspace.ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o644), "/r/.git/hooks": ("folder", b"", 0o755)})
-    assert workspace.config_changes(a, a) == []
-    b = workspace.ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o755), "/r/.git/hooks/h": ("file", b"", 0o755)})
-    assert workspace.config_changes(a, b) == ["/r/.git/config", "/r/.git/hooks", "/r/.git/hooks/h"]
+    a = ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o644), "/r/.git/hooks": ("folder", b"", 0o755)})
+    assert config_changes(a, a) == []
+    b = ConfigSnapshot({"/r/.git/config": ("file", b"x", 0o755), "/r/.git/hooks/h": ("file", b"", 0o755)})
+    assert config_changes(a, b) == ["/r/.git/config", "/r/.git/hooks", "/r/.git/hooks/h"]
 
 
 def test_remove_ignored_deletes_what_the_ignore_rules_hide_and_nothing_else(tmp_path):

@@ -29,11 +29,12 @@ from autoresearch.config import (
     render_config,
 )
 from autoresearch.data.prepare import SPLITS, open_dataset, prepare
-from autoresearch.data.sources import DataError, parse_data_spec
+from autoresearch.data.spec import DataError, parse_data_spec
 from autoresearch.decide.measured import measured
 from autoresearch.report.safe_text import for_markup, for_terminal
 from autoresearch.run.diskguard import DiskSpaceError
-from autoresearch.run.runner import Outcome, run_experiment
+from autoresearch.run.outcome import Outcome
+from autoresearch.run.runner import run_experiment
 from autoresearch.workspace import GitError, Workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -174,7 +175,7 @@ def _prepare_command(task_dir: Path, config: TaskConfig) -> None:
         out.print("nothing to prepare: this task sets no train.prepare_command")
         return
     out.print(f"running {command}", markup=False)
-    from autoresearch.run.runner import split_command
+    from autoresearch.run.environment import split_command
 
     try:
         code = subprocess.call(split_command(command), cwd=task_dir)
@@ -339,7 +340,7 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
     from autoresearch.agents import AgentConfigError, make_agents
     from autoresearch.loop import Limits, Loop, LoopError, request_recalibration
     from autoresearch.loop.drafts import wants_pipeline
-    from autoresearch.run.runner import resolve_device
+    from autoresearch.run.environment import resolve_device
 
     config = _task(task_dir)
     given = {"adopt_from": None if adopt_from is None else [t.strip() for t in adopt_from.split(",") if t.strip()],

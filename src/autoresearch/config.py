@@ -195,96 +195,17 @@ class TaskConfig:
         return self.metric.source == "evaluator"
 
     def validate(self) -> TaskConfig:
-        d, t, e = self.data, self.train, self.eval
-        if d.vocab_size < 256:
-            raise ConfigError(f"data.vocab_size = {d.vocab_size} is too small: it counts the 256 byte tokens, "
-                              "so use 256 (plain bytes) or more, e.g. 2048 or 8192")
-        if d.vocab_size > 1_000_000:
-            raise ConfigError(f"data.vocab_size = {d.vocab_size} is too large: use at most 1,000,000")
-        for name in ("train_mb", "val_mb", "test_mb", "tokenizer_sample_mb"):
-            if getattr(d, name) <= 0:
-                raise ConfigError(f"data.{name} must be positive")
-        if t.budget_seconds <= 0:
-            raise ConfigError("train.budget_seconds must be positive, e.g. 60 on CPU or 300 on a GPU")
-        if min(self.train.startup_allowance_seconds, self.train.finish_allowance_seconds) <= 0 \
-                or self.train.allowance_factor < 1 or self.train.allowance_margin_seconds < 0:
-            raise ConfigError("train.startup_allowance_seconds and train.finish_allowance_seconds must be positive, "
-                              "train.allowance_factor at least 1 and train.allowance_margin_seconds 0 or more, "
-                              "e.g. 180, 60, 2 and 5")
-        if t.profile not in ("auto", *PROFILES):
-            raise ConfigError(f"train.profile = {t.profile!r}: use auto, cpu or h100")
-        if t.device not in ("auto", "cpu", "cuda", "mps"):
-            raise ConfigError(f"train.device = {t.device!r}: use auto, cpu, cuda or mps")
-        if e.probe not in ("keeps", "all"):
-            raise ConfigError(f"eval.probe = {e.probe!r}: use keeps (probe results that would be kept) or all")
-        if e.seq_len < 2 or e.tokens < e.seq_len or e.batch_size < 1:
-            raise ConfigError("eval needs seq_len >= 2, tokens >= seq_len and batch_size >= 1")
-        if not self.loop.editable or not all(isinstance(p, str) and p for p in self.loop.editable):
-            raise ConfigError('loop.editable must list the files the agent may edit, e.g. ["train.py"]')
+        """This config, checked section by section; a `ConfigError` names the first setting that is wrong."""
+        _validate_data(self.data)
+        _validate_train(self.train)
+        _validate_eval(self.eval)
+        _validate_editable(self.loop)
         self._validate_metric()
-        if self.agent.price_in_per_mtok < 0 or self.agent.price_out_per_mtok < 0:
-            raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
-        if not 0 <= self.loop.fix_attempts <= 10:
-            raise ConfigError(f"loop.fix_attempts = {self.loop.fix_attempts}: use 0 (never) to 10")
-        if not isinstance(self.loop.adopt_from, (list, tuple)) or \
-                not all(isinstance(t, str) and t.strip() for t in self.loop.adopt_from):
-            raise ConfigError(f"loop.adopt_from = {self.loop.adopt_from!r}: list the run tags to take the best "
-                              'from, e.g. ["gpu0", "gpu1"], or ["*"] for every other run of this folder')
-        if self.loop.adopt_after < 0:
-            raise ConfigError(f"loop.adopt_after = {self.loop.adopt_after}: give how many experiments without a keep "
-                              "a run makes before it takes up another run's best, e.g. 5 (0: at once)")
-        if self.loop.check_best_after_crashes < 0:
-            raise ConfigError(f"loop.check_best_after_crashes = {self.loop.check_best_after_crashes}: give how many "
-                              "crashes in a row make the best run again, e.g. 5 (0: never)")
-        if not self.loop.agent_retry_seconds >= 0 or self.loop.stop_after_agent_failures < 0:
-            raise ConfigError("loop.agent_retry_seconds and loop.stop_after_agent_failures must be 0 or more, "
-                              "e.g. 10 (seconds) and 20 (failures in a row; 0: never stop)")
-        if self.loop.keep_models not in ("kept", "all", "none"):
-            raise ConfigError(f"loop.keep_models = {self.loop.keep_models!r}: use kept (the models of kept "
-                              "experiments), all or none")
-        if self.loop.pipeline not in ("auto", "on", "off"):
-            raise ConfigError(f"loop.pipeline = {self.loop.pipeline!r}: use auto (on for API agents), on or off")
-        if self.loop.turns not in TURNS:
-            raise ConfigError(f"loop.turns = {self.loop.turns!r}: use fixed (each agent as often as it is listed) "
-                              "or adaptive (more turns to the agents whose proposals get kept)")
-        for name in ("read", "write", "env"):
-            if not all(isinstance(item, str) and item for item in getattr(self.sandbox, name)):
-                raise ConfigError(f"sandbox.{name} must be a list of non-empty strings, e.g. "
-                                  + ('["~/.cache/mydata"]' if name != "env" else '["MY_DATA_DIR"]'))
-        if not self.sandbox.min_free_gb > 0 or not self.sandbox.max_write_gb > 0:
-            raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
-                              "e.g. 4 and 32")
-        if not self.sandbox.max_memory_gb >= 0:
-            raise ConfigError(f"sandbox.max_memory_gb = {self.sandbox.max_memory_gb!r}: give the most GB of memory a "
-                              "run may use, e.g. 16 (0: 75% of the machine's)")
-        if not self.sandbox.compile_cache_gb >= 0:
-            raise ConfigError(f"sandbox.compile_cache_gb = {self.sandbox.compile_cache_gb!r}: give the most GB the "
-                              "compile cache may hold, e.g. 20 (0: no cap)")
-        k = self.keep
-        if k.rule not in ("confirm", "strict"):
-            raise ConfigError(f"keep.rule = {k.rule!r}: use confirm (noise-aware) or strict (any gain)")
-        if not 1 <= k.noise_seeds <= 20 or k.recalibrate_every < 0 or not 0 <= k.max_confirm <= 10:
-            raise ConfigError("keep needs 1 <= noise_seeds <= 20 (3 is the default), recalibrate_every >= 0 and "
-                              "0 <= max_confirm <= 10")
-        if not k.clear_z >= k.confirm_z > k.futility_z or k.gate_z > k.clear_z or k.tie_z < 0:
-            raise ConfigError("keep thresholds need clear_z >= confirm_z > futility_z, gate_z <= clear_z and "
-                              "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
-        if not 0 <= k.widen_z <= 5:
-            raise ConfigError(f"keep.widen_z = {k.widen_z}: use a number from 0 (no widening) to 5; 2 is the default")
-        if not 1 <= k.best_runs <= 10:
-            raise ConfigError(f"keep.best_runs = {k.best_runs}: use a whole number from 1 (a best kept on one run "
-                              "is not run again) to 10; 2 is the default")
-        if not 0 <= k.speed_tolerance < 1:
-            raise ConfigError(f"keep.speed_tolerance = {k.speed_tolerance}: use a fraction from 0 (no speed check) "
-                              "to below 1; 0.25 (runs within 25% of each other's machine speed) is the default")
-        if not 0 <= k.learn_dof <= 100:
-            raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
-                              "default")
-        p = self.prune
-        if not (0 <= p.after < p.until <= 1 and 0 < p.window <= 1 and p.catch_up >= 1 and p.margin >= 0
-                and p.hold >= 0):
-            raise ConfigError("prune needs 0 <= after < until <= 1, 0 < window <= 1, catch_up >= 1, margin >= 0 and "
-                              "hold >= 0 (defaults 0.25, 0.75, 0.1, 2, 0.02 and 0.1); enabled = false turns it off")
+        _validate_agent(self.agent)
+        _validate_loop(self.loop)
+        _validate_sandbox(self.sandbox)
+        _validate_keep(self.keep)
+        _validate_prune(self.prune)
         return self
 
     def _validate_metric(self) -> None:
@@ -314,6 +235,120 @@ class TaskConfig:
                 raise ConfigError(f"train.command = {self.train.command!r} does not parse: {err}") from err
             if not argv:
                 raise ConfigError("train.command is blank: leave it out to run `python <script>`")
+
+
+def _validate_data(d: DataConfig) -> None:
+    if d.vocab_size < 256:
+        raise ConfigError(f"data.vocab_size = {d.vocab_size} is too small: it counts the 256 byte tokens, "
+                          "so use 256 (plain bytes) or more, e.g. 2048 or 8192")
+    if d.vocab_size > 1_000_000:
+        raise ConfigError(f"data.vocab_size = {d.vocab_size} is too large: use at most 1,000,000")
+    for name in ("train_mb", "val_mb", "test_mb", "tokenizer_sample_mb"):
+        if getattr(d, name) <= 0:
+            raise ConfigError(f"data.{name} must be positive")
+
+
+def _validate_train(t: TrainConfig) -> None:
+    if t.budget_seconds <= 0:
+        raise ConfigError("train.budget_seconds must be positive, e.g. 60 on CPU or 300 on a GPU")
+    if min(t.startup_allowance_seconds, t.finish_allowance_seconds) <= 0 \
+            or t.allowance_factor < 1 or t.allowance_margin_seconds < 0:
+        raise ConfigError("train.startup_allowance_seconds and train.finish_allowance_seconds must be positive, "
+                          "train.allowance_factor at least 1 and train.allowance_margin_seconds 0 or more, "
+                          "e.g. 180, 60, 2 and 5")
+    if t.profile not in ("auto", *PROFILES):
+        raise ConfigError(f"train.profile = {t.profile!r}: use auto, cpu or h100")
+    if t.device not in ("auto", "cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device = {t.device!r}: use auto, cpu, cuda or mps")
+
+
+def _validate_eval(e: EvalConfig) -> None:
+    if e.probe not in ("keeps", "all"):
+        raise ConfigError(f"eval.probe = {e.probe!r}: use keeps (probe results that would be kept) or all")
+    if e.seq_len < 2 or e.tokens < e.seq_len or e.batch_size < 1:
+        raise ConfigError("eval needs seq_len >= 2, tokens >= seq_len and batch_size >= 1")
+
+
+def _validate_editable(loop: LoopConfig) -> None:
+    if not loop.editable or not all(isinstance(p, str) and p for p in loop.editable):
+        raise ConfigError('loop.editable must list the files the agent may edit, e.g. ["train.py"]')
+
+
+def _validate_agent(a: AgentConfig) -> None:
+    if a.price_in_per_mtok < 0 or a.price_out_per_mtok < 0:
+        raise ConfigError("agent prices must be 0 (unknown) or positive dollars per million tokens")
+
+
+def _validate_loop(loop: LoopConfig) -> None:
+    """The [loop] settings but `editable` (checked first, before the metric: `_validate_editable`)."""
+    if not 0 <= loop.fix_attempts <= 10:
+        raise ConfigError(f"loop.fix_attempts = {loop.fix_attempts}: use 0 (never) to 10")
+    if not isinstance(loop.adopt_from, (list, tuple)) or \
+            not all(isinstance(t, str) and t.strip() for t in loop.adopt_from):
+        raise ConfigError(f"loop.adopt_from = {loop.adopt_from!r}: list the run tags to take the best "
+                          'from, e.g. ["gpu0", "gpu1"], or ["*"] for every other run of this folder')
+    if loop.adopt_after < 0:
+        raise ConfigError(f"loop.adopt_after = {loop.adopt_after}: give how many experiments without a keep "
+                          "a run makes before it takes up another run's best, e.g. 5 (0: at once)")
+    if loop.check_best_after_crashes < 0:
+        raise ConfigError(f"loop.check_best_after_crashes = {loop.check_best_after_crashes}: give how many "
+                          "crashes in a row make the best run again, e.g. 5 (0: never)")
+    if not loop.agent_retry_seconds >= 0 or loop.stop_after_agent_failures < 0:
+        raise ConfigError("loop.agent_retry_seconds and loop.stop_after_agent_failures must be 0 or more, "
+                          "e.g. 10 (seconds) and 20 (failures in a row; 0: never stop)")
+    if loop.keep_models not in ("kept", "all", "none"):
+        raise ConfigError(f"loop.keep_models = {loop.keep_models!r}: use kept (the models of kept "
+                          "experiments), all or none")
+    if loop.pipeline not in ("auto", "on", "off"):
+        raise ConfigError(f"loop.pipeline = {loop.pipeline!r}: use auto (on for API agents), on or off")
+    if loop.turns not in TURNS:
+        raise ConfigError(f"loop.turns = {loop.turns!r}: use fixed (each agent as often as it is listed) "
+                          "or adaptive (more turns to the agents whose proposals get kept)")
+
+
+def _validate_sandbox(s: SandboxConfig) -> None:
+    for name in ("read", "write", "env"):
+        if not all(isinstance(item, str) and item for item in getattr(s, name)):
+            raise ConfigError(f"sandbox.{name} must be a list of non-empty strings, e.g. "
+                              + ('["~/.cache/mydata"]' if name != "env" else '["MY_DATA_DIR"]'))
+    if not s.min_free_gb > 0 or not s.max_write_gb > 0:
+        raise ConfigError("sandbox.min_free_gb and sandbox.max_write_gb must be positive numbers of GB, "
+                          "e.g. 4 and 32")
+    if not s.max_memory_gb >= 0:
+        raise ConfigError(f"sandbox.max_memory_gb = {s.max_memory_gb!r}: give the most GB of memory a "
+                          "run may use, e.g. 16 (0: 75% of the machine's)")
+    if not s.compile_cache_gb >= 0:
+        raise ConfigError(f"sandbox.compile_cache_gb = {s.compile_cache_gb!r}: give the most GB the "
+                          "compile cache may hold, e.g. 20 (0: no cap)")
+
+
+def _validate_keep(k: KeepConfig) -> None:
+    if k.rule not in ("confirm", "strict"):
+        raise ConfigError(f"keep.rule = {k.rule!r}: use confirm (noise-aware) or strict (any gain)")
+    if not 1 <= k.noise_seeds <= 20 or k.recalibrate_every < 0 or not 0 <= k.max_confirm <= 10:
+        raise ConfigError("keep needs 1 <= noise_seeds <= 20 (3 is the default), recalibrate_every >= 0 and "
+                          "0 <= max_confirm <= 10")
+    if not k.clear_z >= k.confirm_z > k.futility_z or k.gate_z > k.clear_z or k.tie_z < 0:
+        raise ConfigError("keep thresholds need clear_z >= confirm_z > futility_z, gate_z <= clear_z and "
+                          "tie_z >= 0 (defaults 3, 2, 1, 0.5 and 1)")
+    if not 0 <= k.widen_z <= 5:
+        raise ConfigError(f"keep.widen_z = {k.widen_z}: use a number from 0 (no widening) to 5; 2 is the default")
+    if not 1 <= k.best_runs <= 10:
+        raise ConfigError(f"keep.best_runs = {k.best_runs}: use a whole number from 1 (a best kept on one run "
+                          "is not run again) to 10; 2 is the default")
+    if not 0 <= k.speed_tolerance < 1:
+        raise ConfigError(f"keep.speed_tolerance = {k.speed_tolerance}: use a fraction from 0 (no speed check) "
+                          "to below 1; 0.25 (runs within 25% of each other's machine speed) is the default")
+    if not 0 <= k.learn_dof <= 100:
+        raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
+                          "default")
+
+
+def _validate_prune(p: PruneSettings) -> None:
+    if not (0 <= p.after < p.until <= 1 and 0 < p.window <= 1 and p.catch_up >= 1 and p.margin >= 0
+            and p.hold >= 0):
+        raise ConfigError("prune needs 0 <= after < until <= 1, 0 < window <= 1, catch_up >= 1, margin >= 0 and "
+                          "hold >= 0 (defaults 0.25, 0.75, 0.1, 2, 0.02 and 0.1); enabled = false turns it off")
 
 
 def _check_regex(name: str, pattern: str, *, required: bool) -> None:

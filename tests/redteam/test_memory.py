@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TOML
 
-from autoresearch.run import landlock, sandbox
+from autoresearch.run import landlock, limits, sandbox
 from autoresearch.store import Status, Store
 
 pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
@@ -42,7 +42,7 @@ def run_env(root: Path, layer: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """The tiny task, prepared once for the three layers (each runs under a tag of its own)."""
-    if sys.platform != "linux" or sandbox._memory_parent() is None:
+    if sys.platform != "linux" or limits._memory_parent() is None:
         pytest.skip("no memory cgroup of ours here")
     root = tmp_path_factory.mktemp("memory")
     task = root / "task"

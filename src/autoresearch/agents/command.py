@@ -9,7 +9,7 @@ It can also fix crashes: the prompt then carries the crash.
 The command is the user's own (`claude -p ...`, `codex exec ...`, `aider ...`, a script), so it runs
 through `/bin/sh` with the user's environment. It is not candidate code, and the harness still checks,
 commits, runs and judges whatever it leaves behind. Where the bubblewrap box works, it runs in a box that
-hides the harness's records of the task and the data (`sandbox.agent_argv`): the hidden test split's
+hides the harness's records of the task and the data (`bwrap.agent_argv`): the hidden test split's
 figures are never within its reach. `[agent] box = false` turns that off.
 """
 
@@ -26,7 +26,7 @@ from autoresearch.agents import AgentConfigError, AgentError, Proposal, Proposal
 from autoresearch.agents.base import Agent
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.config import cache_root
-from autoresearch.run import sandbox
+from autoresearch.run import bwrap, sandbox
 
 DEFAULT_TIMEOUT_S = 1800.0  # an agent session longer than this is stopped and counted as a failure
 
@@ -48,7 +48,7 @@ class SessionAgent(Agent):
         self.editable = list(editable or ["train.py"])
         self.task_dir = Path(task_dir).resolve()
         self.home = self.task_dir / ".autoresearch" / "agent"
-        self.box = box  # in the agent's box, where bubblewrap works (`sandbox.agent_argv`)
+        self.box = box  # in the agent's box, where bubblewrap works (`bwrap.agent_argv`)
         self._process: subprocess.Popen | None = None  # the session running now
 
     def cancel(self) -> None:
@@ -124,7 +124,7 @@ class SessionAgent(Agent):
     def _boxed(self, argv: list[str], workdir: Path) -> list[str]:
         if self.unboxed:
             return argv
-        return sandbox.agent_argv(workdir, self.task_dir, shown=(self.home,), hidden=(cache_root(),)) + argv
+        return bwrap.agent_argv(workdir, self.task_dir, shown=(self.home,), hidden=(cache_root(),)) + argv
 
 
 class CommandAgent(SessionAgent):

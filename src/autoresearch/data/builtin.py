@@ -29,7 +29,7 @@ class Document:
 def generator_fingerprint() -> str:
     """A digest of the grammar's source: any change to the generator makes a new dataset, not a stale cache."""
     digest = hashlib.sha256()
-    for module in ("choice", "lexicon", "stories"):  # read, not imported (see `tell`)
+    for module in ("choice", "lexicon", "phrases", "arcs", "stories"):  # read, not imported (see `tell`)
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return digest.hexdigest()[:16]
 

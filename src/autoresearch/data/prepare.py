@@ -31,7 +31,9 @@ import numpy as np
 
 from autoresearch.config import DataConfig, cache_root
 from autoresearch.data import builtin, splitkey
-from autoresearch.data.sources import DataError, DataSpec, hf_splits, local_splits, parse_data_spec
+from autoresearch.data.hub import hf_splits
+from autoresearch.data.local import local_splits
+from autoresearch.data.spec import DataError, DataSpec, parse_data_spec
 from autoresearch.data.tokenizer import BPETokenizer, TokenizerError, batched, token_dtype
 
 FORMAT_VERSION = 1

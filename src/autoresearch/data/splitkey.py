@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 
 from autoresearch.config import cache_root
-from autoresearch.data.sources import DataError
+from autoresearch.data.spec import DataError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The parts: `Proposer` asks and commits (propose.py), `Measurer` runs through a `Runner` and records what the
 keep rule decides (measure.py), `Adopter` shares bests between lines (adopt.py), health.py keeps an
-unattended night going. Git lives in workspace.py, records in store.py; this module opens a line, resumes
+unattended night going. Git lives in workspace/, records in store.py; this module opens a line, resumes
 it, and turns the wheel.
 
 Crash safety rests on an order of operations and a reconciliation on resume:
@@ -38,7 +38,7 @@ from autoresearch.loop.measure import Measurer
 from autoresearch.loop.propose import Proposer
 from autoresearch.report.summary import agent_usage
 from autoresearch.run import diskguard
-from autoresearch.run.runner import resolve_device
+from autoresearch.run.environment import resolve_device
 from autoresearch.run.seam import Runner
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.store import Experiment, Status, Store

@@ -16,22 +16,17 @@ from autoresearch.decide.rule import BestState, Case, Decision, Purpose, Remeasu
 from autoresearch.decide.stats import Verdict, is_simpler
 from autoresearch.loop.line import BASELINE, Line, fault_point
 from autoresearch.run import clock
-from autoresearch.run.runner import logged_progress, run_folder
 from autoresearch.run.seam import Outcome, Runner, RunRequest
+from autoresearch.run.supervise import logged_progress, run_folder
 from autoresearch.store import Experiment, Remeasure, Run, Status
 
 
 def failure_status(outcome: Outcome) -> Status | None:
     """What went wrong in a run (it timed out, was pruned, tampered, crashed); None if it ran to a metric."""
-    if outcome.status == "timeout":
-        return Status.TIMEOUT
-    if outcome.status == "pruned":
-        return Status.PRUNED
-    if outcome.status == "void":
-        return Status.TAMPERED
-    if outcome.status != "ok" or outcome.metric is None:
-        return Status.CRASH
-    return None
+    if outcome.status == "ok":
+        return None if outcome.metric is not None else Status.CRASH
+    status = Status(outcome.status)  # the run speaks the store's words for a failure (run/outcome.py)
+    return status if status in (Status.TIMEOUT, Status.PRUNED, Status.TAMPERED) else Status.CRASH
 
 
 class Measurer:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from autoresearch.run.sandbox import MEMORY_SHARE
+from autoresearch.run.limits import MEMORY_SHARE
 
 
 class ParallelError(Exception):
@@ -47,10 +47,10 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
     `all` (one loop per GPU). `gpus`: the ids of the visible GPUs (what `CUDA_VISIBLE_DEVICES` names, or
     0..n-1); `cpus`: the cores this process may use. With GPUs, loop i gets GPU i and CUDA_DEVICE_ORDER=PCI_BUS_ID,
     so that CUDA counts the GPUs in the order in which the box of its runs finds the device node of GPU i
-    (`sandbox.gpu_nodes`: it gets that GPU's only); without, the cores are cut into `count` runs of neighbours,
+    (`gpus.gpu_nodes`: it gets that GPU's only); without, the cores are cut into `count` runs of neighbours,
     as even as they go, and each loop's maths libraries get as many threads as it has cores. Each loop's runs
     get an equal part of the memory that one run may take by default (AUTORESEARCH_MEMORY_SHARE, read by
-    `sandbox.memory_limit`), so that the loops together cannot take the machine's."""
+    `limits.memory_limit`), so that the loops together cannot take the machine's."""
     if count.strip().lower() == "all":
         if not gpus:
             raise ParallelError("--parallel all means one loop per GPU, and no GPU is visible here: give how many "

@@ -1,6 +1,7 @@
 """Reporting on a run: the status table, live progress of the running experiment, and report files.
 
-- `status_table(store, tag)`, `status_data(store, tag)` (for `--json`), `running_line(store, tag)`;
+- `status_table(store, tag)`, `status_data(store, tag)` (for `--json`), `running_line(store, tag)`
+  (`report.status`; the figures they show are `report.summary`'s);
 - `read_progress(log_path)`, `render_progress(progress, budget_seconds)`, `progress_text(...)`;
 - `write_report(store, tag, out_dir)`: results.tsv, progress.png, report.md.
 
@@ -22,6 +23,7 @@ from autoresearch.config import MetricConfig
 from autoresearch.decide.measured import measured
 from autoresearch.report.html import report_html
 from autoresearch.report.markdown import report_markdown
+from autoresearch.report.noise import noise_data, speed_data
 from autoresearch.report.progress import (
     parse_events,
     progress_from_text,
@@ -30,19 +32,8 @@ from autoresearch.report.progress import (
     render_progress,
     running_view,
 )
-from autoresearch.report.summary import (
-    build_table,
-    caption,
-    deltas,
-    noise_data,
-    running_best,
-    running_line,
-    speed_data,
-    status_data,
-    status_table,
-    steering,
-    summarize,
-)
+from autoresearch.report.status import build_table, running_line, status_data, status_table
+from autoresearch.report.summary import caption, deltas, running_best, steering, summarize
 from autoresearch.store import Store
 from autoresearch.store.export import export_results_tsv
 

@@ -25,18 +25,10 @@ from autoresearch import protocol
 from autoresearch.config import MetricConfig
 from autoresearch.decide import speed
 from autoresearch.decide.measured import current_runs, measured, speed_tolerance
+from autoresearch.report.noise import latest_speed, measured_noise, speed_data
 from autoresearch.report.safe_text import for_markdown, for_terminal
-from autoresearch.report.summary import (
-    Summary,
-    adoptions,
-    format_duration,
-    latest_speed,
-    measured_noise,
-    proposers,
-    running_best,
-    speed_data,
-    summarize,
-)
+from autoresearch.report.summary import Summary, adoptions, proposers, running_best, summarize
+from autoresearch.report.text import format_duration
 from autoresearch.store import Status, Store
 
 CLEAR_Z = 2.0  # a difference of at least this many standard errors is called more than the noise
@@ -201,12 +193,17 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
     and what makes the tags unlike (budgets, machine speeds)."""
     order = ranked(contenders, metric)
     scored = [c for c in order if c.best is not None]
-    lines: list[str] = []
     if not scored:
         return ["No run has a best yet."]
-    lines.append("Ranking by the best as measured: " + "; ".join(
+    return [*_ranking(scored, metric), *_agents(scored, metric), *_unlike(contenders, tolerance)]
+
+
+def _ranking(scored: Sequence[Contender], metric: MetricConfig) -> list[str]:
+    """The ranking of the tags with a best (`scored`, best first), the leader against each other, and the
+    bests at equal effort (experiments, then hours)."""
+    lines = ["Ranking by the best as measured: " + "; ".join(
         f"{c.label} {c.best:.6f}" + (f" (mean of {len(c.best_runs)} runs)" if len(c.best_runs) > 1 else "")
-        for c in scored) + ".")
+        for c in scored) + "."]
     lead = scored[0]
     for other in scored[1:]:
         lines.append(run_gap(lead, other, metric).sentence(metric) + ".")
@@ -219,6 +216,13 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
                      + ", ".join(f"{t} {_value(v)}" for t, v in at_n) + ".")
         lines.append(f"After {format_duration(shortest * 3600)} each: "
                      + ", ".join(f"{t} {_value(v)}" for t, v in at_t) + ".")
+    return lines
+
+
+def _agents(scored: Sequence[Contender], metric: MetricConfig) -> list[str]:
+    """Each agent's mean best over its tags or searches, and the two leading agents against each other (or
+    why they cannot be compared yet)."""
+    lines = []
     agents = by_agent(scored, metric)
     repeated = [a for a in agents if len(a.bests) >= 2]
     for a in repeated:
@@ -232,6 +236,13 @@ def findings(contenders: Sequence[Contender], metric: MetricConfig, *,
         lines.append(f"Each agent has one {one} here, and a search's best is partly the luck of its path: to compare "
                      f"agents rather than {one}s, give each two or more, each under its own tag (autoresearch run "
                      "--agent tune --tag tune-2).")
+    return lines
+
+
+def _unlike(contenders: Sequence[Contender], tolerance: float) -> list[str]:
+    """What makes the tags unlike or not independent: budgets, settings, program.md texts, shared bests and
+    machine speeds."""
+    lines = []
     budgets = {c.budget for c in contenders if c.budget is not None}
     if len(budgets) > 1:
         lines.append("Not like for like: the runs trained for different budgets ("

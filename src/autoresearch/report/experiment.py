@@ -11,7 +11,8 @@ import time
 from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.summary import experiment_deltas, experiment_row, format_duration, running_best
+from autoresearch.report.summary import experiment_deltas, experiment_row, running_best
+from autoresearch.report.text import format_duration
 from autoresearch.store import Experiment, Status
 
 _AGENT_PREFIX = "agent_"

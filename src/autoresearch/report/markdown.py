@@ -7,22 +7,19 @@ import time
 from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
+from autoresearch.report.noise import confirmations_text, speed_text
 from autoresearch.report.safe_text import for_markdown, markdown_code
 from autoresearch.report.summary import (
+    Summary,
     adoptions,
     adoptions_text,
     carryover_warning,
-    confirmations_text,
-    error_line,
     experiment_deltas,
-    format_duration,
-    noun,
     proposers,
-    speed_text,
     steering_text,
     summarize,
-    truncate,
 )
+from autoresearch.report.text import error_line, format_duration, noun, truncate
 from autoresearch.store import Experiment, Status
 
 
@@ -64,8 +61,8 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
     relative improvement, total time), the kept changes in order with the metric and delta vs the best
     before them, the crashes and timeouts with their first error line (`error_line`), and `image` (if
     given). With no experiments it says so. Definitions as in `autoresearch.report.summary`. `noise`
-    (`summary.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations; `speed`
-    (`summary.speed_data`) the machine's speed at the runs and when it moved; `steered` (`summary.steering`)
+    (`noise.noise_data`) adds the measured run-to-run noise and the runs spent on confirmations; `speed`
+    (`noise.speed_data`) the machine's speed at the runs and when it moved; `steered` (`summary.steering`)
     when program.md changed.
     """
     s = summarize(tag, experiments, now, metric=metric)
@@ -75,8 +72,27 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines += [f"No experiments yet for tag {markdown_code(tag)}: start a run with "
                   f"{markdown_code(f'autoresearch run --tag {tag}')}.", ""]
         return "\n".join(lines)
+    lines += _headline(s, name, metric)
+    lines += _containment(experiments)
+    lines += _measurement(name, noise, speed)
+    lines += _history(experiments, steered, s.agent)
+    lines.append("")
+    kept = [e for e in experiments if e.status is Status.KEEP]
+    lines += _kept_changes(experiments, kept, name, metric)
+    lines += _val_vs_test(kept)
+    lines += _agents(experiments, metric)
+    lines += _failures(experiments)
+    lines += _pruned(experiments)
+    if image:
+        lines += ["## Progress", "", f"![{name} per experiment]({image})", ""]
+    return "\n".join(lines)
+
+
+def _headline(s: Summary, name: str, metric: MetricConfig) -> list[str]:
+    """The first items of the headline: dates, counts, baseline and best (`name`: the metric's, for markdown),
+    total time."""
     counts = ", ".join(f"{n} {status}" for status, n in s.counts.items() if n)
-    lines += [
+    lines = [
         f"- **Dates:** {_date(s.first_started)} to {_date(s.last_ended)}"
         + (" (an experiment is still running)" if s.running else ""),
         f"- **Experiments:** {s.total} ({counts})"
@@ -94,7 +110,12 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
                      f"{s.improvement:.6f} {way} than the baseline ({pct})")
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
-    lines += _containment(experiments)
+    return lines
+
+
+def _measurement(name: str, noise: dict | None, speed: dict | None) -> list[str]:
+    """The headline's items on the measured run-to-run noise and the machine's speed, where known."""
+    lines = []
     if noise is not None and noise.get("sigma") is not None:
         lines.append(f"- **Noise:** runs of the same code differ by {noise['sigma']:.6f} {name} (one standard "
                      f"deviation, {noun(noise['dof'], 'degree')} of freedom); {confirmations_text(noise)}, "
@@ -103,24 +124,34 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
         lines.append(f"- **Machine speed:** {speed_text(speed)}" + (
             " (runs are compared only with runs of the best made at about their speed; docs/keep.md)"
             if speed["shifts"] else ""))
+    return lines
+
+
+def _history(experiments: Sequence[Experiment], steered: Sequence[dict], agent: dict) -> list[str]:
+    """The headline's items on how the run was led: steering, bests taken from other runs, the agent's
+    spend (`agent`: `Summary.agent`)."""
+    lines = []
     steering = steering_text(experiments, steered)
     if steering is not None:
         lines.append(f"- **Steering:** {steering}")
     taken = adoptions_text(adoptions(experiments))
     if taken is not None:
         lines.append(f"- **Taken from other runs:** {for_markdown(taken)} (docs/loop.md, \"Runs that share their best\")")
-    if s.agent:
-        spent = [f"${s.agent['cost_usd']:.2f}"] if "cost_usd" in s.agent else []
-        if "tokens_in" in s.agent or "tokens_out" in s.agent:
-            spent.append(f"{s.agent.get('tokens_in', 0):,.0f} tokens in, {s.agent.get('tokens_out', 0):,.0f} out")
-        if "seconds" in s.agent:
-            spent.append(f"{format_duration(s.agent['seconds'])} of agent time")
+    if agent:
+        spent = [f"${agent['cost_usd']:.2f}"] if "cost_usd" in agent else []
+        if "tokens_in" in agent or "tokens_out" in agent:
+            spent.append(f"{agent.get('tokens_in', 0):,.0f} tokens in, {agent.get('tokens_out', 0):,.0f} out")
+        if "seconds" in agent:
+            spent.append(f"{format_duration(agent['seconds'])} of agent time")
         lines.append(f"- **Agent spend:** {', '.join(spent)}")
-    lines.append("")
+    return lines
 
+
+def _kept_changes(experiments: Sequence[Experiment], kept: list[Experiment], name: str,
+                  metric: MetricConfig) -> list[str]:
+    """The "Kept changes" section: each keep's metric, runs, delta vs the best before it and measured gain."""
     deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments, metric=metric), strict=True))
-    kept = [e for e in experiments if e.status is Status.KEEP]
-    lines += ["## Kept changes", ""]
+    lines = ["## Kept changes", ""]
     if kept:
         lines += [f"| # | {name} | runs | delta | gain ± standard error | description |",
                   "|---:|---:|---:|---:|---:|---|"]
@@ -132,13 +163,13 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
                          f"{'-' if d is None else f'{d:+.6f}'} | {gained} | {_cell(e.description)} |")
     else:
         lines.append("None.")
-    lines.append("")
+    return lines + [""]
 
-    lines += _val_vs_test(kept)
-    lines += _agents(experiments, metric)
 
+def _failures(experiments: Sequence[Experiment]) -> list[str]:
+    """The "Crashes and timeouts" section, with each one's first error line."""
     failed = [e for e in experiments if e.status in (Status.CRASH, Status.TIMEOUT)]
-    lines += ["## Crashes and timeouts", ""]
+    lines = ["## Crashes and timeouts", ""]
     if failed:
         lines += ["| # | status | description | first error line |", "|---:|---|---|---|"]
         for e in failed:
@@ -146,18 +177,19 @@ def report_markdown(tag: str, experiments: Sequence[Experiment], *, now: float |
                          f"{_cell(error_line(e.error) or '(no error text)', 160)} |")
     else:
         lines.append("None.")
-    lines.append("")
+    return lines + [""]
+
+
+def _pruned(experiments: Sequence[Experiment]) -> list[str]:
+    """The "Stopped early as hopeless" section, only when some run was stopped early."""
     pruned = [e for e in experiments if e.status is Status.PRUNED]
-    if pruned:
-        lines += ["## Stopped early as hopeless", "",
-                  f"{len(pruned)} runs were stopped partway: their training curves showed they could not beat the "
-                  "best (`[prune]`, docs/keep.md). Stopping can only ever discard.", "",
-                  "| # | description | why |", "|---:|---|---|"]
-        lines += [f"| {e.seq} | {_cell(e.description, 60)} | {_cell(e.error or '', 240)} |" for e in pruned]
-        lines.append("")
-    if image:
-        lines += ["## Progress", "", f"![{name} per experiment]({image})", ""]
-    return "\n".join(lines)
+    if not pruned:
+        return []
+    return ["## Stopped early as hopeless", "",
+            f"{len(pruned)} runs were stopped partway: their training curves showed they could not beat the "
+            "best (`[prune]`, docs/keep.md). Stopping can only ever discard.", "",
+            "| # | description | why |", "|---:|---|---|",
+            *(f"| {e.seq} | {_cell(e.description, 60)} | {_cell(e.error or '', 240)} |" for e in pruned), ""]
 
 
 def _containment(experiments: list[Experiment]) -> list[str]:

@@ -17,7 +17,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from autoresearch.config import MetricConfig
 from autoresearch.report.safe_text import for_terminal
-from autoresearch.report.summary import running_best, summarize, truncate
+from autoresearch.report.summary import running_best, summarize
+from autoresearch.report.text import truncate
 from autoresearch.store import Experiment, Status
 
 LABEL_WIDTH = 32  # characters of a kept experiment's description written next to its dot
@@ -82,6 +83,21 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
         fig.savefig(path, format="png")
         return path
 
+    last_seq = _set_scale(ax, tag, experiments, scored, metric)
+    _draw_scored(ax, scored, metric)
+    _draw_running_best(ax, finished, last_seq, metric, noise)
+    _draw_failures(ax, finished)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="center right", fontsize=8, framealpha=0.85)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def _set_scale(ax, tag: str, experiments: Sequence[Experiment], scored: list[Experiment],
+               metric: MetricConfig) -> int:
+    """Fit the axes to the experiments (`scored`: those with a metric; with none, the chart says so) and
+    return the last seq."""
     summary = summarize(tag, experiments, metric=metric)
     values = [e.metric for e in scored]
     if values:
@@ -92,11 +108,16 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
         ax.set_yticks([])
         ax.text(0.5, 0.5, f"no experiment produced a {metric.name}", ha="center", va="center",
                 transform=ax.transAxes, fontsize=13, color="grey")
-    bottom_lim, top = ax.get_ylim()
     last_seq = max(e.seq for e in experiments)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(-0.5 - 0.01 * last_seq, last_seq + 0.5 + 0.01 * last_seq)
+    return last_seq
 
+
+def _draw_scored(ax, scored: list[Experiment], metric: MetricConfig) -> None:
+    """The dots of the experiments with a metric: discarded grey (triangles on the edge when off the scale),
+    kept green and labelled."""
+    bottom_lim, top = ax.get_ylim()
     others = [e for e in scored if e.status is not Status.KEEP]
     inside = [e for e in others if bottom_lim <= e.metric <= top]
     if inside:
@@ -116,15 +137,25 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
             ax.annotate(truncate(for_terminal(e.description), LABEL_WIDTH), (e.seq, e.metric), xytext=(5, 6 + 7 * (i % 2)),
                         textcoords="offset points", fontsize=7, rotation=25, color="#1b5e20", zorder=5,
                         clip_on=True, parse_math=False)  # an agent's `$...$` is text, not (broken) mathtext
+
+
+def _draw_running_best(ax, finished: list[Experiment], last_seq: int, metric: MetricConfig,
+                       noise: float | None) -> None:
+    """The step line of the running best, with a band of the measured noise around it when `noise` is given."""
     best = running_best([(e.status, e.metric) for e in finished], metric=metric)
     steps = [(e.seq, b) for e, b in zip(finished, best, strict=True) if b is not None]
-    if steps:
-        xs = [x for x, _ in steps] + [last_seq]
-        ys = [y for _, y in steps] + [steps[-1][1]]
-        ax.step(xs, ys, where="post", color="#2ca02c", linewidth=1.6, alpha=0.85, label="running best", zorder=3)
-        if noise:  # the measured run-to-run noise around the best: results inside it are re-run before a keep
-            ax.fill_between(xs, [y - noise for y in ys], [y + noise for y in ys], step="post", color="#2ca02c",
-                            alpha=0.12, linewidth=0, label=f"best ± noise (sigma {noise:.4g})", zorder=2)
+    if not steps:
+        return
+    xs = [x for x, _ in steps] + [last_seq]
+    ys = [y for _, y in steps] + [steps[-1][1]]
+    ax.step(xs, ys, where="post", color="#2ca02c", linewidth=1.6, alpha=0.85, label="running best", zorder=3)
+    if noise:  # the measured run-to-run noise around the best: results inside it are re-run before a keep
+        ax.fill_between(xs, [y - noise for y in ys], [y + noise for y in ys], step="post", color="#2ca02c",
+                        alpha=0.12, linewidth=0, label=f"best ± noise (sigma {noise:.4g})", zorder=2)
+
+
+def _draw_failures(ax, finished: list[Experiment]) -> None:
+    """Crashes, timeouts and runs stopped early, as crosses along the bottom edge."""
     bottom = blended_transform_factory(ax.transData, ax.transAxes)
     for status, color, label in ((Status.CRASH, "#d62728", "crash"), (Status.TIMEOUT, "#ff7f0e", "timeout"),
                                  (Status.PRUNED, "#1f77b4", "stopped early")):
@@ -132,8 +163,3 @@ def plot_progress(tag: str, experiments: Sequence[Experiment], path: Path, *,
         if seqs:
             ax.scatter(seqs, [0.03] * len(seqs), marker="x", s=36, color=color, transform=bottom,
                        label=label, zorder=4, clip_on=False)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="center right", fontsize=8, framealpha=0.85)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.report.safe_text import for_terminal
-from autoresearch.report.summary import format_duration
+from autoresearch.report.text import format_duration
 
 PROGRESS_PREFIX = "@autoresearch "
 HEAD_BYTES = 256 * 1024  # of a large log, the head (where `start` is) and the tail (the latest `step`) are read

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.run.runner import PROGRESS_PREFIX, remove_models
+from autoresearch.run.folders import remove_models
 from autoresearch.run.seam import Outcome, RunRequest
+from autoresearch.run.supervise import PROGRESS_PREFIX
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Scripted:
     """What one fake run measures. `curve`: its (seconds of training, train loss) points, as step events."""
 
     metric: float | None = None
-    status: str = "ok"  # ok | crash | timeout | void
+    status: str = "ok"  # ok | crash | timeout | pruned | tampered (`Status` values)
     speed: float | None = None  # the machine's speed (GFLOP/s) the run reports
     curve: Sequence[tuple[float, float]] = ()
     error: str | None = None

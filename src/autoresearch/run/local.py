@@ -15,16 +15,10 @@ from pathlib import Path
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.run import integrity, sandbox
+from autoresearch.run.environment import can_prestart, candidate_box, spare_workers, static_env
 from autoresearch.run.evaluate import SpareWorkers
-from autoresearch.run.runner import (
-    can_prestart,
-    candidate_box,
-    freeze_compile_cache,
-    remove_models,
-    run_experiment,
-    spare_workers,
-    static_env,
-)
+from autoresearch.run.folders import freeze_compile_cache, remove_models
+from autoresearch.run.runner import run_experiment
 from autoresearch.run.seam import Outcome, RunRequest
 from autoresearch.workspace import Worktree
 
@@ -65,7 +59,7 @@ class LocalRunner:
             self._prestart()  # when the one started above was used up (a crash before it began)
             tampering = self._tampering(before, request.commit, outcome.isolation, on_event)
             if tampering:
-                outcome = replace(outcome, status="void", error=tampering)
+                outcome = replace(outcome, status="tampered", error=tampering)
             if request.trusted and outcome.status == "ok":
                 frozen = freeze_compile_cache(self.worktree.path, self.config.sandbox.compile_cache_gb)
                 if frozen:

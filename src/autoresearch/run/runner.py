@@ -3,31 +3,39 @@
 Tasks outside the built-in contract run their own command instead, and their metric is read from what
 the run reports (`reported.py`).
 
-train.py reports progress as `@autoresearch {json}` lines (docs/contract.md). They drive the live
-display and the throughput figures; the metric comes from `evaluate.py` alone.
+`run_experiment` goes through the phases of `_Run`: prepare (the folders, the cache), launch (a prestarted
+interpreter or a fresh box), supervise (the output, the clock, the disk), classify (how it ended), evaluate
+(the trusted metric, the causality probe, the floor), finish (the model kept, outcome.json). Beside it:
+`outcome.py` (what it measures), `environment.py` (what a run is started with), `folders.py` (the model folder
+and the compile cache), `supervise.py` (reading the output, progress lines, the clock's watch).
+
+Invariants: a candidate's failure never raises, it is an `Outcome` that says so; the metric comes from the
+trusted evaluation (or, outside the built-in contract, from what the run reports), never from progress lines.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import select
-import shlex
-import shutil
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 
 from autoresearch.config import TaskConfig
 from autoresearch.data.prepare import Dataset
 from autoresearch.decide import speed
 from autoresearch.run import diskguard, floor, reported, sandbox
-from autoresearch.run.clock import STOP, Clock
+from autoresearch.run.clock import Clock
+from autoresearch.run.environment import (
+    can_prestart,
+    candidate_box,
+    command_argv,
+    device_name,
+    experiment_env,
+    resolve_device,
+    spare_workers,
+)
 from autoresearch.run.evaluate import (
     EvalResult,
     EvaluationError,
@@ -37,264 +45,18 @@ from autoresearch.run.evaluate import (
     verify,
 )
 from autoresearch.run.flops import mfu
+from autoresearch.run.folders import empty, keep_model, model_dir, reset_compile_cache
+from autoresearch.run.outcome import Outcome, OutcomeBuilder, absorb
+from autoresearch.run.supervise import LOG_LIMIT_BYTES, Watch, output_lines, parse_progress
+from autoresearch.run.view import HIDDEN_IN_WORKDIR
 
-PROGRESS_PREFIX = "@autoresearch "
-LOG_LIMIT_BYTES = 32 << 20  # of a run's output kept in train.log; the rest is read and dropped
-MAX_LINE_BYTES = 1 << 20  # output is read in lines of at most this many bytes (a line without end is cut)
-STOP_LINE = b"stop\n"  # written to train.py's standard input when the budget is spent (docs/contract.md)
 ERROR_CHARS = 4000  # of a crashed run's output, at most, in its error
-
-
-CANDIDATE_EVENTS = ("start", "step", "done")  # what train.py may report; every other name is the harness's
-INTEGER_FIELDS = frozenset({"params", "step", "steps", "tokens", "peak_memory_bytes"})
-TEXT_FIELDS = frozenset({"device", "profile"})  # every other field is a number
 
 
 def capped(text: str, limit: int = ERROR_CHARS) -> str:
     """The end of `text`, at most `limit` characters: what of a run's own output may go into its error (which
     reaches the agent)."""
     return text if len(text) <= limit else "[... cut]\n" + text[-limit:]
-
-
-def parse_progress(line: str) -> dict | None:
-    """The event of a progress line, or None for free-form output and malformed lines.
-
-    The line is candidate output, so it is cleaned before anything uses it: only the contract's events
-    (`CANDIDATE_EVENTS`), and of their fields only finite numbers (whole numbers where counts are meant)
-    and, for `TEXT_FIELDS`, short strings. A line that claims to be the harness's own event (an evaluation) is ignored."""
-    if not line.startswith(PROGRESS_PREFIX):
-        return None
-    try:
-        event = json.loads(line[len(PROGRESS_PREFIX):])
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    if not isinstance(event, dict) or event.get("event") not in CANDIDATE_EVENTS:
-        return None
-    clean: dict = {"event": event["event"]}
-    for key, value in event.items():
-        if key == "event" or not isinstance(key, str):
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            clean[key] = int(value) if key in INTEGER_FIELDS else value
-        elif isinstance(value, str) and len(value) <= 200 and key in TEXT_FIELDS:
-            clean[key] = value
-    return clean
-
-
-def run_folder(experiment_dir: Path, index: int) -> Path:
-    """Where run `index` (0 first) of an experiment writes its train.log: the experiment's log folder for the
-    first, `run-<index + 1>/` in it for the confirmation runs and the later runs of a best."""
-    return experiment_dir / f"run-{index + 1}" if index else experiment_dir
-
-
-def logged_progress(log_path: Path) -> list[dict]:
-    """The progress events in a run's log file (`parse_progress`); none if the file is missing."""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as log:
-            return [event for line in log if (event := parse_progress(line.rstrip("\n"))) is not None]
-    except OSError:
-        return []
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one run of an experiment's code measured (frozen: a runner builds it with `OutcomeBuilder`)."""
-
-    status: str  # ok | crash | timeout | pruned (stopped early: `stop_when`) | void (evaluate.EvaluationVoid)
-    metric: float | None = None  # the task's metric (val_bpb with the built-in evaluation)
-    metric_name: str = "val_bpb"
-    val_bpb: float | None = None
-    val_bpb_stderr: float | None = None
-    training_seconds: float | None = None  # built-in contract: `start` line to `done` line, as the harness read them
-    total_seconds: float = 0.0
-    startup_seconds: float | None = None  # from launch to the `start` line, by the harness's clock
-    finish_seconds: float | None = None  # from the `done` line to the exit (saving), by the harness's clock
-    reported_training_seconds: float | None = None  # what train.py said (its `done` line); not trusted
-    eval_seconds: float | None = None
-    peak_memory_bytes: int | None = None
-    tokens: int | None = None
-    steps: int | None = None
-    params: int | None = None
-    flops_per_token: float | None = None
-    tokens_per_s: float | None = None
-    mfu: float | None = None
-    device: str | None = None
-    prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
-    machine_speed: float | None = None  # GFLOP/s of the harness's probe before train.py (speed.py; CPU: and after)
-    isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
-    causal_tv: float | None = None  # the causality probe's largest total variation (None: not probed)
-    test_bpb: float | None = None  # on the hidden test split, measured with the probe; never used to decide
-    probe_seconds: float | None = None  # the probe and the test evaluation
-    seed: int = 0
-    budget_seconds: float = 0.0
-    log_path: str = ""
-    error: str | None = None
-    events: tuple[dict, ...] = field(default=(), repr=False)
-
-    def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "events"}
-
-
-class OutcomeBuilder:
-    """An `Outcome` being measured: its fields, set one by one as the run goes; `done` freezes them."""
-
-    def __init__(self, **given: object) -> None:
-        unknown = set(given) - {f.name for f in fields(Outcome)}
-        if unknown:
-            raise TypeError(f"Outcome has no field {sorted(unknown)}")
-        for f in fields(Outcome):
-            setattr(self, f.name, given.get(f.name, [] if f.name == "events" else f.default))
-
-    def done(self) -> Outcome:
-        values = {f.name: getattr(self, f.name) for f in fields(Outcome)}
-        return Outcome(**{**values, "events": tuple(values["events"])})
-
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.get_device_name(0)
-    return device
-
-
-def command_argv(config: TaskConfig, script: Path) -> list[str]:
-    """The experiment's command line: `train.command` split like a shell would (without running a shell),
-    or `python <script>`. A leading `python`/`python3` is the interpreter autoresearch itself runs on."""
-    return split_command(config.train.command) if config.train.command else [sys.executable, str(script)]
-
-
-def split_command(command: str) -> list[str]:
-    """`command` split like a shell would (no shell runs it); a leading python/python3 is this interpreter."""
-    argv = shlex.split(command)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    return argv
-
-
-def static_env(task_dir: Path, config: TaskConfig) -> dict[str, str]:
-    """The part of a run's environment that is the same for every experiment of a task: what a
-    prestarted interpreter (`prestart_python`) is started with, before it knows its experiment."""
-    cache = compile_cache(task_dir)
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache), "TRITON_CACHE_DIR": str(cache / "triton"),
-           "AUTORESEARCH_OUTPUT_DIR": str(model_dir(task_dir))}
-    if config.evaluated:
-        env["AUTORESEARCH_DEVICE"] = resolve_device(config.train.device)
-    return env
-
-
-def experiment_env(task_dir: Path, config: TaskConfig, dataset: Dataset | None, budget: float,
-                   seed: int) -> dict[str, str]:
-    """The variables an experiment's run is given, beyond the allow-listed environment (docs/contract.md)."""
-    env = {
-        "AUTORESEARCH_TIME_BUDGET": repr(float(budget)),
-        "AUTORESEARCH_SEED": str(seed),
-    }
-    if config.evaluated:
-        assert dataset is not None, "the built-in contract needs the prepared dataset"
-        env.update({
-            "AUTORESEARCH_TRAIN_TOKENS": str(dataset.tokens_path("train")),
-            "AUTORESEARCH_VOCAB_SIZE": str(dataset.vocab_size),
-            "AUTORESEARCH_BOS_ID": str(dataset.bos_id),
-            "AUTORESEARCH_EVAL_SEQ_LEN": str(config.eval.seq_len),
-        })
-        if config.train.profile != "auto":
-            env["AUTORESEARCH_PROFILE"] = config.train.profile
-    env.update(static_env(task_dir, config))
-    return env
-
-
-def model_dir(task_dir: Path) -> Path:
-    """Where train.py saves its model: a fixed folder of the working folder, emptied before each run and
-    moved into the run's log folder after it (fixed, so a prestarted interpreter's box can show it)."""
-    return task_dir / ".autoresearch" / "model"
-
-
-def compile_cache(task_dir: Path) -> Path:
-    """The compile cache a run writes (torch.compile's and Triton's): its own copy of the frozen cache
-    (`frozen_cache`), made afresh before each run and thrown away after it, so that nothing one run compiles (or
-    plants there) reaches another. A fixed folder, like the model folder, so a prestarted interpreter's box
-    shows it."""
-    return task_dir / ".autoresearch" / "compile-cache"
-
-
-def frozen_cache(task_dir: Path) -> Path:
-    """The compile cache each run starts from: what the loop's own baseline compiled in its first run
-    (`freeze_compile_cache`), never written by a candidate; or the folder a person named in
-    TORCHINDUCTOR_CACHE_DIR, which is only ever read."""
-    placed = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    return Path(placed) if placed else task_dir / ".autoresearch" / "compile-cache-frozen"
-
-
-def reset_compile_cache(task_dir: Path) -> None:
-    """Make the run's compile cache an exact copy of the frozen one: emptied in place (a prestarted box has it
-    mounted), then filled. Symbolic links in the frozen cache are not followed."""
-    run = compile_cache(task_dir)
-    _empty(run)
-    frozen = frozen_cache(task_dir)
-    if frozen.is_dir():
-        shutil.copytree(frozen, run, symlinks=True, dirs_exist_ok=True)
-
-
-def freeze_compile_cache(task_dir: Path, max_gb: float) -> int | None:
-    """Keep what the run just compiled as the frozen cache, unless there is one already (or a person placed
-    theirs). Called by the loop after its baseline's first sound run only: the baseline is the task's own code.
-    Returns the bytes frozen; None when nothing was, because the cache was over `max_gb` (0: no cap)."""
-    frozen, run = frozen_cache(task_dir), compile_cache(task_dir)
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ or frozen.exists() or not run.is_dir():
-        return 0
-    size = sum(f.stat().st_size for f in run.rglob("*") if f.is_file() and not f.is_symlink())
-    if max_gb > 0 and size > max_gb * diskguard.GB:
-        return None
-    scratch = frozen.with_name(frozen.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.copytree(run, scratch, symlinks=True)
-    os.replace(scratch, frozen)
-    return size
-
-
-def candidate_box(task_dir: Path, config: TaskConfig, dataset: Dataset | None) -> sandbox.Box:
-    """What train.py (or the task's command) may see and touch: its folder, the train split (not val or
-    test), its model folder and its copy of the compile cache (`compile_cache`)."""
-    env = static_env(task_dir, config)
-    writable = [model_dir(task_dir), Path(env["TORCHINDUCTOR_CACHE_DIR"])]
-    for folder in writable:
-        folder.mkdir(parents=True, exist_ok=True)
-    read = [dataset.tokens_path("train")] if config.evaluated and dataset is not None else []
-    read += [path for path in _settings_paths(config.sandbox.read) if path.exists()]
-    writable += [path for path in _settings_paths(config.sandbox.write) if path.is_dir()]
-    return sandbox.Box(workdir=task_dir, read=tuple(read), write=tuple(writable),
-                       gpu=config.evaluated and env.get("AUTORESEARCH_DEVICE", "").startswith("cuda"),
-                       network=config.sandbox.network, env=tuple(config.sandbox.env),
-                       max_memory_gb=config.sandbox.max_memory_gb)
-
-
-def _settings_paths(entries: list[str]) -> list[Path]:
-    return [Path(os.path.expandvars(entry)).expanduser().resolve() for entry in entries]
-
-
-def spare_workers(task_dir: Path, config: TaskConfig, size: int = 2) -> SpareWorkers:
-    """Evaluation workers for the runs in `task_dir`, started ahead of time (see `SpareWorkers`)."""
-    device = resolve_device(config.train.device)
-    return SpareWorkers(model_dir(task_dir), device=device, cwd=task_dir, env={"AUTORESEARCH_DEVICE": device},
-                        size=size)
-
-
-def can_prestart(config: TaskConfig) -> bool:
-    """Runs of the built-in contract (`python <script>`) can use a prestarted interpreter."""
-    return config.evaluated and not config.train.command
 
 
 def run_experiment(task_dir: Path, config: TaskConfig, dataset: Dataset | None, *, budget: float | None = None,
@@ -367,7 +129,7 @@ class _Run:
             raise
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.box = candidate_box(self.task_dir, self.config, self.dataset)
-        _empty(self.output_dir)
+        empty(self.output_dir)
         reset_compile_cache(self.task_dir)
         if self.config.evaluated and not self.script.exists():
             if prestarted is not None:
@@ -384,7 +146,7 @@ class _Run:
         if it could not start (the outcome says why)."""
         config, outcome = self.config, self.outcome
         env = experiment_env(self.task_dir, config, self.dataset, self.budget, outcome.seed)
-        self.files_before = diskguard.files_in(self.task_dir, sandbox.HIDDEN_IN_WORKDIR)
+        self.files_before = diskguard.files_in(self.task_dir, HIDDEN_IN_WORKDIR)
         self.since = time.time()
         device = self.device
         self.speed_probe = device if device in ("cpu", "cuda", "mps") or device.startswith("cuda:") else None
@@ -422,7 +184,7 @@ class _Run:
         """Read the run's output to its end under the clock and the disk watch; its exit code, and when it ended."""
         config = self.config
         self.run_clock = self._clock(startup_allowance, finish_allowance)
-        self.watch = watch = _Watch(self.run_clock, proc, stops=config.evaluated)
+        self.watch = watch = Watch(self.run_clock, proc, stops=config.evaluated)
         watch.start()
         self.disk = disk = diskguard.DiskWatch(self.task_dir, lambda _: proc.kill(),
                                                max_write_gb=config.sandbox.max_write_gb,
@@ -476,7 +238,7 @@ class _Run:
                 if self.config.evaluated and event["event"] in ("start", "done"):
                     self.watch.saw(event["event"])
                 outcome.events.append(event)
-                _absorb(outcome, event)
+                absorb(outcome, event)
                 self.on_event(event)
                 if self.stop_when is not None and self.pruned is None:
                     self.pruned = self.stop_when(event)
@@ -520,7 +282,7 @@ class _Run:
             verdict = run_clock.verdict(outcome.reported_training_seconds) if outcome.status == "ok" else None
             if verdict is not None:
                 status, why = verdict
-                outcome.status = "void" if status == "tampered" else status
+                outcome.status = status
                 outcome.error = f"tampered: {why}" if status == "tampered" else f"{what} {why}"
                 self.evaluating = False
         else:
@@ -535,7 +297,7 @@ class _Run:
         what = self.what
         if self.disk.reason is not None:
             freed = diskguard.remove_written(self.task_dir, self.files_before, self.box.write, self.since,
-                                             sandbox.HIDDEN_IN_WORKDIR)
+                                             HIDDEN_IN_WORKDIR)
             self.evaluating = False
             return "crash", (f"{what} was stopped: {self.disk.reason}. The {freed / diskguard.GB:.2f} GB it wrote "
                              "were deleted (docs/security.md)")
@@ -582,9 +344,9 @@ class _Run:
                 checked_test = checked.test
             void = _impossible_scores(outcome, dataset, config, result.bpb_stderr, checked_test)
             if void is not None:
-                outcome.status, outcome.error = "void", void
+                outcome.status, outcome.error = "tampered", void
         except EvaluationVoid as err:
-            outcome.status, outcome.error = "void", str(err)
+            outcome.status, outcome.error = "tampered", str(err)
             _log_worker_output(self.run_dir, err)
         except EvaluationError as err:
             outcome.status, outcome.error = "crash", f"evaluation failed: {err}"
@@ -601,7 +363,7 @@ class _Run:
         if outcome.status == "ok" and not self.config.evaluated:
             _read_reported(outcome, self.config, self.log_path, self.json_path)
         if self.run_dir.is_dir():
-            _keep_model(self.output_dir, self.run_dir / "model")
+            keep_model(self.output_dir, self.run_dir / "model")
         outcome.total_seconds = time.perf_counter() - self.started
         measured = outcome.done()
         if self.run_dir.is_dir():
@@ -625,116 +387,6 @@ def _log_worker_output(run_dir: Path, err: EvaluationError) -> None:
     """What the evaluation worker wrote, for the person (`autoresearch show`): never for the agent."""
     if err.worker_output:
         (run_dir / "eval.log").write_text(err.worker_output[-LOG_LIMIT_BYTES:], errors="replace")
-
-
-def output_lines(popen: subprocess.Popen, max_line: int = MAX_LINE_BYTES, linger: float = 1.0) -> Iterator[bytes]:
-    """What `popen` writes to its stdout pipe, line by line (a line longer than `max_line` comes in pieces of
-    that size), until the pipe ends, or `linger` seconds after the process ended: outside the box, a process
-    it left behind (a daemon) could hold the pipe open, or keep writing to it, for ever."""
-    fd = popen.stdout.fileno()
-    buffer, ended = b"", None
-    while True:
-        if ended is None and popen.poll() is not None:
-            ended = time.monotonic()
-        if ended is not None and time.monotonic() - ended > linger:
-            break
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            break
-        buffer += chunk
-        while True:
-            cut = buffer.find(b"\n", 0, max_line)
-            if cut < 0 and len(buffer) < max_line:
-                break
-            end = cut + 1 if cut >= 0 else max_line
-            yield buffer[:end]
-            buffer = buffer[end:]
-    if buffer:
-        yield buffer
-
-
-def _empty(folder: Path) -> None:
-    """`folder` exists and is empty. Emptied in place, never replaced: a prestarted interpreter's box has
-    this very folder mounted."""
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        folder.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def remove_models(experiment_dir: Path, *, keep_first: bool) -> None:
-    """Delete the trained models in an experiment's log folder (its first run's `model/`, and each later run's
-    `run-N/model/`), all or all but the first run's."""
-    folders = sorted(experiment_dir.glob("run-*/model"))
-    if not keep_first:
-        folders.append(experiment_dir / "model")
-    for folder in folders:
-        if folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _keep_model(output_dir: Path, destination: Path) -> None:
-    """Move what the run saved into its log folder, leaving the output folder itself (see `_empty`)."""
-    entries = list(output_dir.iterdir()) if output_dir.is_dir() else []
-    if not entries:
-        return
-    if destination.exists():
-        shutil.rmtree(destination)
-    destination.mkdir(parents=True)
-    for entry in entries:
-        shutil.move(str(entry), str(destination / entry.name))
-
-
-class _Watch(threading.Thread):
-    """Carries out the run's clock (clock.py): the stop line at the budget, the kill past an allowance."""
-
-    def __init__(self, clock: Clock, proc: sandbox.CandidateProcess, *, stops: bool) -> None:
-        super().__init__(daemon=True)
-        self.clock, self.proc, self.stops = clock, proc, stops
-        self.killed: str | None = None  # why the run was killed, if it was
-        self._lock, self._changed, self._ended = threading.Lock(), threading.Event(), False
-
-    def saw(self, event: str) -> None:
-        """train.py's `start` or `done` line has just been read."""
-        with self._lock:
-            (self.clock.started if event == "start" else self.clock.done)(time.monotonic())
-        self._changed.set()
-
-    def stop(self) -> None:
-        self._ended = True
-        self._changed.set()
-        self.join(timeout=5)
-
-    def run(self) -> None:
-        while not self._ended:
-            with self._lock:
-                when, action, why = self.clock.next_action()
-            delay = when - time.monotonic()
-            if delay > 0:
-                self._changed.wait(delay)
-                self._changed.clear()
-                continue
-            if action == STOP:
-                self.clock.stop_sent = True
-                if self.stops:
-                    self._tell_stop()
-                continue
-            self.killed = why
-            self.proc.kill()
-            return
-
-    def _tell_stop(self) -> None:
-        try:
-            self.proc.popen.stdin.write(STOP_LINE)
-            self.proc.popen.stdin.flush()
-        except (OSError, ValueError):  # it closed its input, or is gone: the kill past the overrun follows
-            pass
 
 
 def _launch_prestarted(prestarted: sandbox.CandidateProcess | None, script: Path, env: dict[str, str],
@@ -777,17 +429,3 @@ def _read_reported(outcome: OutcomeBuilder, config: TaskConfig, log_path: Path, 
             outcome.peak_memory_bytes = int(reported.from_output(lines, m.memory_regex) * 2**20)
         except reported.MetricNotFound:
             pass  # memory is optional
-
-
-def _absorb(outcome: OutcomeBuilder, event: dict) -> None:
-    kind = event["event"]
-    if kind == "start":
-        outcome.params = event.get("params")
-        outcome.flops_per_token = event.get("flops_per_token")
-    elif kind == "step":
-        outcome.steps, outcome.tokens = event.get("step"), event.get("tokens")
-    elif kind == "done":
-        outcome.steps = event.get("steps", outcome.steps)
-        outcome.tokens = event.get("tokens", outcome.tokens)
-        outcome.reported_training_seconds = event.get("training_seconds")
-        outcome.peak_memory_bytes = event.get("peak_memory_bytes")

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from autoresearch.decide.prune import Pruner
 from autoresearch.decide.rule import Purpose
-from autoresearch.run.runner import Outcome
+from autoresearch.run.outcome import Outcome
 
 __all__ = ["Outcome", "Purpose", "RunRequest", "Runner"]
 
@@ -23,7 +23,7 @@ class RunRequest:
 
     experiment_id: int
     seq: int
-    index: int  # which run of this code in its experiment's log folder (0: the first; `runner.run_folder`)
+    index: int  # which run of this code in its experiment's log folder (0: the first; `supervise.run_folder`)
     commit: str  # the commit whose editable files run
     files: Mapping[str, bytes] = field(repr=False)  # those files: path -> content
     seed: int

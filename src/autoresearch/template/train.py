@@ -24,40 +24,46 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
-# Hyperparameters. A profile is picked from the hardware (AUTORESEARCH_PROFILE overrides it).
+# Hyperparameters: the `cpu` profile's values, then what the `h100` profile sets instead. The profile is
+# picked from the hardware, h100 on CUDA and cpu elsewhere; AUTORESEARCH_PROFILE overrides it.
 
-PROFILES = {
-    # One H100, 5-minute budget: ~34M parameters, 2^19 tokens per optimizer step.
-    "h100": dict(
-        DEPTH=8,  # transformer blocks: the one size dial, widths follow from it
-        ASPECT_RATIO=64,  # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
-        HEAD_DIM=128,  # width of one attention head
-        SEQ_LEN=2048,  # training context length
-        DEVICE_BATCH=64,  # sequences per forward/backward pass
-        TOKENS_PER_STEP=2**19,  # tokens per optimizer step (gradient accumulation makes up the rest)
-        MATRIX_LR=0.02,  # Muon learning rate for the 2-D weights of the blocks
-        EMBED_LR=0.3,  # AdamW learning rate for the input embedding
-        HEAD_LR=0.004,  # AdamW learning rate for the lm_head
-        LOGIT_SOFTCAP=15.0,  # logits are squashed to (-cap, cap) with tanh; 0 turns it off
-        COMPILE=True,  # torch.compile each block (regional compilation: short start-up)
-    ),
-    # A laptop/CI CPU with a 1-minute budget: tiny, fp32, no compile. Tuned for the lowest val_bpb after 60 s
-    # on 2 cores (~20K tokens/s): at this budget a wider or deeper model sees too few tokens to win. No logit
-    # soft-cap: uncompiled, its elementwise work on the logits took a quarter of the step.
-    "cpu": dict(
-        DEPTH=1,
-        ASPECT_RATIO=128,
-        HEAD_DIM=64,
-        SEQ_LEN=256,
-        DEVICE_BATCH=8,
-        TOKENS_PER_STEP=8 * 256,
-        MATRIX_LR=0.02,
-        EMBED_LR=0.15,
-        HEAD_LR=0.005,
-        LOGIT_SOFTCAP=0.0,
-        COMPILE=False,
-    ),
-}
+PROFILES = ("cpu", "h100")  # the size profiles this file knows
+DEVICE = os.environ.get("AUTORESEARCH_DEVICE") or "auto"  # cpu, cuda or mps; auto: the best one there is
+if DEVICE == "auto":
+    DEVICE = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+PROFILE = os.environ.get("AUTORESEARCH_PROFILE") or "auto"  # one of PROFILES; auto: h100 on CUDA, else cpu
+if PROFILE == "auto":
+    PROFILE = "h100" if DEVICE == "cuda" else "cpu"
+
+# cpu: a laptop/CI CPU with a 1-minute budget: tiny, fp32, no compile. Tuned for the lowest val_bpb after 60 s
+# on 2 cores (~20K tokens/s): at this budget a wider or deeper model sees too few tokens to win. No logit
+# soft-cap: uncompiled, its elementwise work on the logits took a quarter of the step.
+DEPTH = 1  # transformer blocks: the one size dial, widths follow from it
+ASPECT_RATIO = 128  # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
+HEAD_DIM = 64  # width of one attention head
+SEQ_LEN = 256  # training context length
+DEVICE_BATCH = 8  # sequences per forward/backward pass
+TOKENS_PER_STEP = 8 * 256  # tokens per optimizer step (gradient accumulation makes up the rest)
+MATRIX_LR = 0.02  # Muon learning rate for the 2-D weights of the blocks
+EMBED_LR = 0.15  # AdamW learning rate for the input embedding
+HEAD_LR = 0.005  # AdamW learning rate for the lm_head
+LOGIT_SOFTCAP = 0.0  # logits are squashed to (-cap, cap) with tanh; 0 turns it off
+COMPILE = False  # torch.compile each block (regional compilation: short start-up)
+
+if PROFILE == "h100":  # one H100, 5-minute budget: ~34M parameters, 2^19 tokens per optimizer step
+    DEPTH = 8
+    ASPECT_RATIO = 64
+    HEAD_DIM = 128
+    SEQ_LEN = 2048
+    DEVICE_BATCH = 64
+    TOKENS_PER_STEP = 2**19
+    MATRIX_LR = 0.02
+    EMBED_LR = 0.3
+    HEAD_LR = 0.004
+    LOGIT_SOFTCAP = 15.0  # compiled into the loss's kernels
+    COMPILE = True
+
+# shared by the profiles
 SCALAR_LR = 0.02  # AdamW learning rate for any other parameter (vectors, scalars)
 ADAM_BETAS = (0.8, 0.95)  # AdamW betas for the embedding, head and scalars
 MUON_MOMENTUM = 0.95  # Muon momentum (Nesterov)
@@ -177,18 +183,18 @@ def build_model(config: dict) -> nn.Module:
     return GPT(config)
 
 
-def make_config(hp, vocab_size, eval_seq_len):
-    head_dim = hp["HEAD_DIM"]
-    model_dim = math.ceil(hp["DEPTH"] * hp["ASPECT_RATIO"] / head_dim) * head_dim
+def make_config(vocab_size, eval_seq_len):
+    """The model's config from the hyperparameters at the top; saved with the weights for `build_model`."""
+    model_dim = math.ceil(DEPTH * ASPECT_RATIO / HEAD_DIM) * HEAD_DIM
     return {
         "vocab_size": vocab_size,
         "padded_vocab_size": math.ceil(vocab_size / 64) * 64,  # extra logit columns are ignored
-        "n_layer": hp["DEPTH"],
+        "n_layer": DEPTH,
         "model_dim": model_dim,
-        "n_head": model_dim // head_dim,
-        "head_dim": head_dim,
-        "max_seq_len": max(hp["SEQ_LEN"], eval_seq_len),
-        "logit_softcap": hp["LOGIT_SOFTCAP"],
+        "n_head": model_dim // HEAD_DIM,
+        "head_dim": HEAD_DIM,
+        "max_seq_len": max(SEQ_LEN, eval_seq_len),
+        "logit_softcap": LOGIT_SOFTCAP,
         "rope_base": ROPE_BASE,
     }
 
@@ -246,20 +252,20 @@ def orthogonalize(g, steps, dtype=torch.bfloat16, eps=1e-7):
     return x.mT if tall else x
 
 
-def make_optimizers(model, hp, device):
+def make_optimizers(model, device):
     matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
     seen = {id(p) for p in matrices} | {id(model.wte.weight), id(model.lm_head.weight)}
     others = [p for p in model.parameters() if id(p) not in seen]
     scale = (model.config["model_dim"] / 768) ** -0.5  # AdamW LRs were tuned at width 768
     groups = [
-        dict(params=[model.wte.weight], lr=hp["EMBED_LR"] * scale),
-        dict(params=[model.lm_head.weight], lr=hp["HEAD_LR"] * scale),
+        dict(params=[model.wte.weight], lr=EMBED_LR * scale),
+        dict(params=[model.lm_head.weight], lr=HEAD_LR * scale),
         dict(params=others, lr=SCALAR_LR),
     ]
     groups = [g for g in groups if g["params"]]
     fused = {"fused": True} if device.type == "cuda" else {}
     adamw = torch.optim.AdamW(groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0, **fused)
-    muon = Muon(matrices, lr=hp["MATRIX_LR"], momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY)
+    muon = Muon(matrices, lr=MATRIX_LR, momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY)
     optimizers = [adamw, muon]
     for opt in optimizers:
         for group in opt.param_groups:
@@ -335,17 +341,12 @@ def harness_stop():
 
 
 def pick_device():
-    name = env("AUTORESEARCH_DEVICE", default="auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name not in ("cpu", "cuda", "mps"):
-        sys.exit(f"train.py: AUTORESEARCH_DEVICE must be cpu, cuda or mps, not {name!r}")
-    profile = env("AUTORESEARCH_PROFILE", default="auto")
-    if profile == "auto":
-        profile = "h100" if name == "cuda" else "cpu"
-    if profile not in PROFILES:
-        sys.exit(f"train.py: AUTORESEARCH_PROFILE must be one of {sorted(PROFILES)}, not {profile!r}")
-    return torch.device(name), profile
+    """The device and profile chosen with the hyperparameters at the top, checked."""
+    if DEVICE not in ("cpu", "cuda", "mps"):
+        sys.exit(f"train.py: AUTORESEARCH_DEVICE must be cpu, cuda or mps, not {DEVICE!r}")
+    if PROFILE not in PROFILES:
+        sys.exit(f"train.py: AUTORESEARCH_PROFILE must be one of {sorted(PROFILES)}, not {PROFILE!r}")
+    return torch.device(DEVICE), PROFILE
 
 
 def attention_backends():
@@ -408,7 +409,6 @@ def main():
     eval_seq_len = env("AUTORESEARCH_EVAL_SEQ_LEN", int)
     out_dir = env("AUTORESEARCH_OUTPUT_DIR")
     device, profile = pick_device()
-    hp = PROFILES[profile]
 
     torch.manual_seed(seed)
     if device.type == "cpu":
@@ -420,20 +420,20 @@ def main():
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(device.type, lambda: None)
 
-    config = make_config(hp, vocab_size, eval_seq_len)
+    config = make_config(vocab_size, eval_seq_len)
     model = build_model(config).to(device)
-    optimizers = make_optimizers(model, hp, device)
+    optimizers = make_optimizers(model, device)
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = model.wte.weight.numel()  # the lm_head counts as a matrix
-    flops_per_token = 6 * (n_params - n_embed) + 12 * config["n_layer"] * config["model_dim"] * hp["SEQ_LEN"]
-    accum_steps = max(1, hp["TOKENS_PER_STEP"] // (hp["DEVICE_BATCH"] * hp["SEQ_LEN"]))
-    tokens_per_step = accum_steps * hp["DEVICE_BATCH"] * hp["SEQ_LEN"]
+    flops_per_token = 6 * (n_params - n_embed) + 12 * config["n_layer"] * config["model_dim"] * SEQ_LEN
+    accum_steps = max(1, TOKENS_PER_STEP // (DEVICE_BATCH * SEQ_LEN))
+    tokens_per_step = accum_steps * DEVICE_BATCH * SEQ_LEN
 
     with attention_backends() if device.type == "cuda" else nullcontext():
-        if hp["COMPILE"] and device.type != "mps":
-            warm_up = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed + 1, device)
+        if COMPILE and device.type != "mps":
+            warm_up = Batches(train_path, DEVICE_BATCH, SEQ_LEN, seed + 1, device)
             compile_and_warm_up(model, optimizers, warm_up, autocast)
-        batches = Batches(train_path, hp["DEVICE_BATCH"], hp["SEQ_LEN"], seed, device)
+        batches = Batches(train_path, DEVICE_BATCH, SEQ_LEN, seed, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         stop = harness_stop()

@@ -10,6 +10,12 @@ Each attack is code added to the baseline train.py; it reports what it managed a
 lines in the run's log, so the test can tell "blocked" from "not tried". The fork bomb is checked in
 tests/test_sandbox.py (with a small process limit, so that a missing limit cannot harm the machine), the
 over-budget run in tests/test_loop.py.
+
+The tests below run once per layer, each layer a module of its own (test_redteam_bwrap.py,
+test_redteam_landlock.py, test_redteam_off.py, which name it as `LAYER`), so that the layers can run side by
+side on two workers. Without a box the plant-pth attack writes into the site-packages every process of the
+machine shares (and the harness puts them back): that module is marked `serial`, and scripts/test.sh runs it
+alone, after the rest.
 """
 
 from __future__ import annotations
@@ -28,8 +34,6 @@ from conftest import cli, processes_with
 
 from autoresearch.run import landlock, sandbox
 from autoresearch.store import Status, Store
-
-pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out
 
 # The suite runs in the bubblewrap box, in the Landlock layer (what runs where bwrap cannot), and without either.
 LAYERS = ("bwrap", "landlock", "off")
@@ -194,9 +198,10 @@ def hostile(train: str, name: str) -> str:
     return code
 
 
-@pytest.fixture(scope="module", params=LAYERS)
+@pytest.fixture(scope="module")
 def redteam_run(request, tmp_path_factory):
-    layer = request.param
+    layer = request.module.LAYER
+    assert layer in LAYERS, layer
     if layer in ("bwrap", "off") and sandbox.isolation() != "bwrap":  # where the box works, all three run
         pytest.skip("no bubblewrap box here")
     if layer == "landlock" and landlock.abi() < 6:
@@ -373,7 +378,7 @@ def test_the_daemon_died_with_its_run(redteam_run):
 
 def test_a_flood_of_output_is_drained_and_the_log_capped(redteam_run):
     _, _, _, by_name, _ = redteam_run
-    from autoresearch.run.runner import LOG_LIMIT_BYTES
+    from autoresearch.run.supervise import LOG_LIMIT_BYTES
 
     log = Path(by_name["flood"].log_path)
     assert log.stat().st_size < LOG_LIMIT_BYTES + (2 << 20)

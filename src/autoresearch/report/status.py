@@ -1,0 +1,141 @@
+"""The status of one run (`autoresearch status`): the colour-coded table of its experiments, the same as
+JSON (`--json`), and the line on the experiment running now.
+
+`status_data`, `status_table` and `running_line` read the store; `build_table`, `running_data` and
+`describe_running` take experiments. The figures are `report.summary`'s, under its definitions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from autoresearch.config import MetricConfig
+from autoresearch.decide.measured import measured
+from autoresearch.report.noise import noise_data, speed_data
+from autoresearch.report.safe_text import for_terminal
+from autoresearch.report.summary import (
+    caption,
+    experiment_deltas,
+    experiment_row,
+    is_better_delta,
+    summarize,
+    summary_data,
+)
+from autoresearch.report.text import error_line, format_duration, gigabytes, or_dash, truncate
+from autoresearch.store import Experiment, Status, Store
+
+# Colour (rich style) of each status in the table.
+STATUS_STYLES: dict[Status, str] = {
+    Status.RUNNING: "bold cyan",
+    Status.KEEP: "bold green",
+    Status.DISCARD: "bright_black",
+    Status.CRASH: "bold red",
+    Status.TIMEOUT: "dark_orange",
+    Status.REJECTED: "yellow",
+    Status.TAMPERED: "bold magenta",
+    Status.PRUNED: "blue",
+}
+DESCRIPTION_WIDTH = 60  # characters of a description shown in the table
+# The statuses whose row shows the experiment's error line after its description.
+_FAILED = (Status.CRASH, Status.TIMEOUT, Status.REJECTED, Status.TAMPERED, Status.PRUNED)
+
+
+def status_data(store: Store, tag: str, now: float | None = None, *,
+                metric: MetricConfig = MetricConfig()) -> dict:
+    """Everything `autoresearch status --json` prints: `summary_data` plus `experiments` (one dict per
+    experiment, `experiment_row`) and `running` (`running_data`, or None). JSON-serialisable."""
+    experiments = measured(store, tag)
+    summary = summarize(tag, experiments, now, metric=metric)
+    rows = [experiment_row(e, d)
+            for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
+    return {**summary_data(summary), "noise": noise_data(store, tag),
+            "machine_speed": speed_data(store, tag),
+            "experiments": rows, "running": running_data(summary.running, now)}
+
+
+def running_data(experiment: Experiment | None, now: float | None = None) -> dict | None:
+    """seq, description, started_at, seconds since its start and log path of a RUNNING experiment."""
+    if experiment is None:
+        return None
+    now = time.time() if now is None else now
+    return {"seq": experiment.seq, "description": experiment.description, "started_at": experiment.started_at,
+            "running_seconds": max(0.0, now - experiment.started_at), "log_path": experiment.log_path}
+
+
+def _one_line_text(text: str) -> Text:
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | None = None,
+                last: int | None = None, metric: MetricConfig = MetricConfig()) -> Table:
+    """The status table of `experiments` (one tag's, in seq order): one row per experiment (only the
+    `last` ones if given; the caption always counts them all), status colour-coded, the metric's column
+    named after it, deltas green when better under its direction and red when worse, caption = `caption`.
+
+    Fits an 80-column terminal: the figures never wrap or shrink; the description (with a failure's
+    error line) is the column that gives way, cut with an ellipsis."""
+    summary = summarize(tag, experiments, now, metric=metric)
+    # A light frame (a rule under the header, no vertical lines, no outer edge, one space between columns)
+    # leaves the description room on an 80-column terminal.
+    table = Table(title=f"autoresearch/{tag}", caption=caption(summary), caption_justify="left",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column(metric.name, justify="right", no_wrap=True)
+    table.add_column("delta", justify="right", no_wrap=True)
+    table.add_column("train s", justify="right", no_wrap=True)
+    table.add_column("total s", justify="right", no_wrap=True)
+    table.add_column("mem GB", justify="right", no_wrap=True)
+    # The only wrapable column, so rich narrows it first when the table is too wide; its cells (and header)
+    # are single-line Text that is cut with an ellipsis instead of wrapping.
+    table.add_column(_one_line_text("description"), max_width=DESCRIPTION_WIDTH)
+    pairs = list(zip(experiments, experiment_deltas(experiments, metric=metric), strict=True))
+    if last is not None:
+        pairs = pairs[-last:] if last > 0 else []
+    for e, delta in pairs:
+        table.add_row(*_experiment_cells(e, delta, metric))
+    return table
+
+
+def _experiment_cells(e: Experiment, delta: float | None, metric: MetricConfig) -> list:
+    """The cells of one experiment's row of `build_table`."""
+    if delta is None:
+        delta_text = Text("-")
+    else:
+        colour = "" if delta == 0 else ("green" if is_better_delta(delta, metric) else "red")
+        delta_text = Text(f"{delta:+.6f}", style=colour)
+    description = e.description
+    if e.status in _FAILED and e.error:
+        description = f"{description} — {error_line(e.error)}"
+    return [str(e.seq), Text(e.status.value, style=STATUS_STYLES[e.status]), or_dash(e.metric, "{:.6f}"),
+            delta_text, or_dash(e.training_seconds, "{:.1f}"), or_dash(e.total_seconds, "{:.1f}"),
+            or_dash(gigabytes(e.peak_memory_bytes), "{:.1f}"),
+            _one_line_text(truncate(for_terminal(description), DESCRIPTION_WIDTH))]
+
+
+def status_table(store: Store, tag: str, *, now: float | None = None, last: int | None = None,
+                 metric: MetricConfig = MetricConfig()) -> Table:
+    """`build_table` of the experiments of `tag` in `store` (an empty table with a clear caption if none)."""
+    return build_table(tag, measured(store, tag), now=now, last=last, metric=metric)
+
+
+def describe_running(experiment: Experiment | None, now: float | None = None) -> str | None:
+    """`running #12: <description> (started 3m 05s ago)`, or None when nothing runs."""
+    if experiment is None:
+        return None
+    now = time.time() if now is None else now
+    ago = format_duration(max(0.0, now - experiment.started_at))
+    return f"running #{experiment.seq}: {truncate(experiment.description, 80)} (started {ago} ago)"
+
+
+def running_line(store: Store, tag: str, now: float | None = None) -> str | None:
+    """The line describing the RUNNING experiment of `tag` (the latest, if several were left over by a
+    dead loop), or None when none runs. See `describe_running`."""
+    running = store.running(tag)
+    return describe_running(running[-1] if running else None, now)
