@@ -142,9 +142,3 @@ def edit_solve(workdir: Path, step: tuple[str, ...]) -> str:
     path.write_text(text)
     return description
 
-
-def pytest_collection_modifyitems(config, items):
-    """The files with slow tests first (in their order, each file's tests in theirs): on several workers
-    (scripts/test.sh) the long ones start at once rather than last, when the other workers have run out."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)

@@ -17,8 +17,8 @@ from autoresearch.config import MetricConfig
 from autoresearch.report import build_table, report_markdown, running_view, write_report
 from autoresearch.report.compare import contenders, write_compare
 from autoresearch.report.experiment import experiment_data, experiment_lines
-from autoresearch.report.safe_text import for_html, for_markdown, for_markup, for_terminal, markdown_code
 from autoresearch.report.summary import runs_table, summarize
+from autoresearch.safe_text import for_html, for_markdown, for_markup, for_terminal, markdown_code
 from autoresearch.store import Status, Store
 
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -12,10 +12,7 @@ tests/test_sandbox.py (with a small process limit, so that a missing limit canno
 over-budget run in tests/test_loop.py.
 
 The tests below run once per layer, each layer a module of its own (test_redteam_bwrap.py,
-test_redteam_landlock.py, test_redteam_off.py, which name it as `LAYER`), so that the layers can run side by
-side on two workers. Without a box the plant-pth attack writes into the site-packages every process of the
-machine shares (and the harness puts them back): that module is marked `serial`, and scripts/test.sh runs it
-alone, after the rest.
+test_redteam_landlock.py, test_redteam_off.py, which name it as `LAYER`).
 """
 
 from __future__ import annotations

@@ -4,4 +4,4 @@ import pytest
 from redteam_suite import *  # noqa: F403 (the suite's tests and its module-scoped run)
 
 LAYER = "off"
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # it writes into the shared site-packages: alone
+pytestmark = pytest.mark.slow  # many real trainings: `pytest -m "not slow"` leaves them out

@@ -6,7 +6,7 @@
 - `write_report(store, tag, out_dir)`: results.tsv, progress.png, report.md.
 
 Text from candidate code or an agent (descriptions, logs, errors, agents' names) goes through
-`autoresearch.report.safe_text` wherever it is shown: the terminal, report.md, report.html.
+`autoresearch.safe_text` wherever it is shown: the terminal, report.md, report.html.
 
 The figures and labels follow the task's metric: every function that computes or shows them takes
 `metric=` (an `autoresearch.config.MetricConfig`: its name and whether lower or higher is better; default

@@ -26,9 +26,9 @@ from autoresearch.config import MetricConfig
 from autoresearch.decide import speed
 from autoresearch.decide.measured import current_runs, measured, speed_tolerance
 from autoresearch.report.noise import latest_speed, measured_noise, speed_data
-from autoresearch.report.safe_text import for_markdown, for_terminal
 from autoresearch.report.summary import Summary, adoptions, proposers, running_best, summarize
 from autoresearch.report.text import format_duration
+from autoresearch.safe_text import for_markdown, for_terminal
 from autoresearch.store import Status, Store
 
 CLEAR_Z = 2.0  # a difference of at least this many standard errors is called more than the noise

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 
 from autoresearch.config import MetricConfig
 from autoresearch.report.experiment import experiment_lines, experiments_data
-from autoresearch.report.safe_text import for_html
+from autoresearch.safe_text import for_html
 from autoresearch.store import Experiment
 
 MAX_DIFF_CHARS = 30_000  # a longer diff is cut in the page (the store keeps it whole: `autoresearch show`)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
 from autoresearch.report.noise import confirmations_text, speed_text
-from autoresearch.report.safe_text import for_markdown, markdown_code
 from autoresearch.report.summary import (
     Summary,
     adoptions,
@@ -20,6 +19,7 @@ from autoresearch.report.summary import (
     summarize,
 )
 from autoresearch.report.text import error_line, format_duration, noun, truncate
+from autoresearch.safe_text import for_markdown, markdown_code
 from autoresearch.store import Experiment, Status
 
 

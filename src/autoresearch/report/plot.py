@@ -16,9 +16,9 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.summary import running_best, summarize
 from autoresearch.report.text import truncate
+from autoresearch.safe_text import for_terminal
 from autoresearch.store import Experiment, Status
 
 LABEL_WIDTH = 32  # characters of a kept experiment's description written next to its dot

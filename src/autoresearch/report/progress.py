@@ -17,8 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.text import format_duration
+from autoresearch.safe_text import for_terminal
 
 PROGRESS_PREFIX = "@autoresearch "
 HEAD_BYTES = 256 * 1024  # of a large log, the head (where `start` is) and the tail (the latest `step`) are read

@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.text import format_duration, or_dash
+from autoresearch.safe_text import for_terminal
 
 if TYPE_CHECKING:  # report.summary re-exports this module's names, so it is not imported at run time
     from autoresearch.report.summary import Summary

@@ -17,7 +17,6 @@ from rich.text import Text
 from autoresearch.config import MetricConfig
 from autoresearch.decide.measured import measured
 from autoresearch.report.noise import noise_data, speed_data
-from autoresearch.report.safe_text import for_terminal
 from autoresearch.report.summary import (
     caption,
     experiment_deltas,
@@ -27,6 +26,7 @@ from autoresearch.report.summary import (
     summary_data,
 )
 from autoresearch.report.text import error_line, format_duration, gigabytes, or_dash, truncate
+from autoresearch.safe_text import for_terminal
 from autoresearch.store import Experiment, Status, Store
 
 # Colour (rich style) of each status in the table.

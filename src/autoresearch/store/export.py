@@ -63,8 +63,8 @@ _LINE_BREAKS = str.maketrans({c: " " for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2
 
 def _one_line(text: str) -> str:
     """Tabs and every kind of line break become spaces, so a description stays one TSV field; other control
-    characters (a terminal's escapes) are shown, not written (`report.safe_text.for_terminal`)."""
-    from autoresearch.report.safe_text import for_terminal
+    characters (a terminal's escapes) are shown, not written (`safe_text.for_terminal`)."""
+    from autoresearch.safe_text import for_terminal
 
     return for_terminal(text.translate(_LINE_BREAKS))
 

@@ -1,0 +1,12 @@
+"""Command line: a thin layer over the package. Each command maps onto one module's entry point.
+
+- `task.py`: init, prepare, train, bench (one task folder, one experiment);
+- `research.py`: run (the loop, or several with --parallel);
+- `look.py`: status, recalibrate, show, report, compare (what happened);
+- `common.py`: the typer app and what the commands share.
+"""
+
+from autoresearch.cli import look, research, task  # noqa: F401 (each registers its commands on the app)
+from autoresearch.cli.common import app
+
+__all__ = ["app"]
