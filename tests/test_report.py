@@ -623,7 +623,8 @@ def test_one_experiment_in_full(run: Store) -> None:
                description="A 1 -> 2\nsecond line of the why", agent="claude", seed=0, metric=0.87,
                training_seconds=300.0, total_seconds=330.0, peak_memory_bytes=3 * 1024**3,
                metrics={"runs": [0.86, 0.88], "run_seeds": [0, 1], "verdict": "+0.5 standard errors: within the noise",
-                        "agent_tokens_in": 12000.0, "agent_cost_usd": 0.25, "mfu": 0.41, "test_bpb": 0.91})
+                        "agent_tokens_in": 12000.0, "agent_cost_usd": 0.25, "mfu": 0.41, "test_bpb": 0.91,
+                        "agent_notes": {"tune_trial": 3}})  # what the agent is told back: not spend
     history = measured(run, TAG)
     data = experiment_data(history[-1], history)
     assert data["seq"] == 8 and data["best_before"] == 0.85 and data["best_before_seq"] == 5

@@ -48,7 +48,8 @@ def _data(e: Experiment, delta: float | None, best_value: float | None, best_seq
             "runs": m.get("runs"), "run_seeds": m.get("run_seeds"), "verdict": m.get("verdict"),
             "test_metric": m.get("test_bpb"), "tokens": e.tokens, "steps": e.steps, "mfu": m.get("mfu"),
             "adopted_from": m.get("adopted_from"), "same_code_as": m.get("same_code_as"),
-            "agent_spend": {k[len(_AGENT_PREFIX):]: v for k, v in m.items() if k.startswith(_AGENT_PREFIX)},
+            "agent_spend": {k[len(_AGENT_PREFIX):]: v for k, v in m.items()  # numbers; not the agent's notes
+                            if k.startswith(_AGENT_PREFIX) and isinstance(v, (int, float))},
             "error": e.error, "diff": e.diff, "log_path": e.log_path, "metrics": dict(m)}
 
 
