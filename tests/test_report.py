@@ -28,17 +28,10 @@ from autoresearch.report import (
 from autoresearch.report import plot as report_plot
 from autoresearch.report.experiment import experiment_data, experiment_lines
 from autoresearch.report.markdown import report_markdown
+from autoresearch.report.noise import noise_line
 from autoresearch.report.progress import parse_event, remaining_seconds
-from autoresearch.report.summary import (
-    error_line,
-    experiment_deltas,
-    first_line,
-    format_duration,
-    noise_line,
-    proposers,
-    summarize,
-    truncate,
-)
+from autoresearch.report.summary import experiment_deltas, proposers, summarize
+from autoresearch.report.text import error_line, first_line, format_duration, truncate
 from autoresearch.store import Run, Status, Store
 from autoresearch.store.export import results_tsv
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import cli
 from test_keep_loop import LOSS_PY, make_task
 
-from autoresearch.report.summary import loop_line
+from autoresearch.report.runs import loop_line
 from autoresearch.runlock import RunLock, RunLockHeld, holder, live_tags
 from autoresearch.store import Status, Store
 

@@ -17,7 +17,8 @@ from autoresearch.config import MetricConfig
 from autoresearch.report import build_table, report_markdown, running_view, write_report
 from autoresearch.report.compare import contenders, write_compare
 from autoresearch.report.experiment import experiment_data, experiment_lines
-from autoresearch.report.summary import runs_table, summarize
+from autoresearch.report.runs import runs_table
+from autoresearch.report.summary import summarize
 from autoresearch.safe_text import for_html, for_markdown, for_markup, for_terminal, markdown_code
 from autoresearch.store import Status, Store
 

@@ -18,7 +18,7 @@ from autoresearch.data.prepare import open_dataset
 from autoresearch.decide import speed
 from autoresearch.decide.measured import current_runs, measured
 from autoresearch.loop import Loop
-from autoresearch.report.summary import measured_noise
+from autoresearch.report.noise import measured_noise
 from autoresearch.run import sandbox
 from autoresearch.store import Run, Status, Store
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from autoresearch.agents import ProposalContext
 from autoresearch.config import MetricConfig
-from autoresearch.report.summary import deltas, error_line
+from autoresearch.report.summary import deltas
+from autoresearch.report.text import error_line
 from autoresearch.store import Experiment, Status
 
 RECENT = 20  # experiments listed one per row

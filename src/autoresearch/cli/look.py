@@ -30,7 +30,8 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     from rich.text import Text
 
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
-    from autoresearch.report.summary import loop_line, noise_data, noise_line, speed_data, speed_text
+    from autoresearch.report.noise import noise_data, noise_line, speed_data, speed_text
+    from autoresearch.report.runs import loop_line
 
     config = task_config(task_dir)
     with open_store(task_dir) as store:
@@ -85,7 +86,8 @@ def line_summaries(store, task_dir: Path, config: TaskConfig, tags: list[str] | 
 
 
 def _print_runs(store, task_dir: Path, config: TaskConfig, as_json: bool) -> None:
-    from autoresearch.report.summary import runs_table, summary_data
+    from autoresearch.report.runs import runs_table
+    from autoresearch.report.summary import summary_data
 
     summaries, alive = line_summaries(store, task_dir, config)
     if as_json:
@@ -99,7 +101,7 @@ def _runs_view(store, task_dir: Path, config: TaskConfig):
     experiment and how far its training has come)."""
     from autoresearch.report import read_progress
     from autoresearch.report.progress import progress_text
-    from autoresearch.report.summary import runs_table
+    from autoresearch.report.runs import runs_table
 
     summaries, alive = line_summaries(store, task_dir, config)
     doing = {}

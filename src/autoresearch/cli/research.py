@@ -143,7 +143,7 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
     have a run). `share`: the loops take up each other's bests (no adopt_from was given)."""
     from autoresearch.loop import branch_name
     from autoresearch.loop import parallel as par
-    from autoresearch.report.summary import runs_table
+    from autoresearch.report.runs import runs_table
 
     gpus = [] if config.train.device == "cpu" else par.visible_gpus()
     try:
@@ -206,7 +206,7 @@ class _PrefixedLines:
     def restart(self, tag: str, code: int, ran: float, wait: float) -> None:
         from rich.text import Text
 
-        from autoresearch.report.summary import format_duration
+        from autoresearch.report.text import format_duration
 
         how = f"was killed by signal {-code}" if code < 0 else f"ended with exit status {code}"
         err.print(Text(f"[{tag}]".ljust(self.width), style=self.style[tag]) + Text(
@@ -225,7 +225,7 @@ def _decided_line(event: dict) -> str:
 
 
 def _recalibrate_line(event: dict) -> str:
-    from autoresearch.report.summary import noun
+    from autoresearch.report.text import noun
 
     why = {"requested": "as asked", "settle": "as it was kept on fewer runs than keep.best_runs"}.get(
         event.get("why", ""), "for the noise")
@@ -233,7 +233,7 @@ def _recalibrate_line(event: dict) -> str:
 
 
 def _speed_line(event: dict) -> str:
-    from autoresearch.report.summary import noun
+    from autoresearch.report.text import noun
 
     return (f"  [yellow]the machine is {abs(event['shift']):.0%} {'faster' if event['shift'] > 0 else 'slower'} "
             f"than when the best (#{event['best_seq']}) was measured ({event['then']:,.0f} -> "

@@ -8,7 +8,7 @@ import time
 from autoresearch.decide.rule import Purpose
 from autoresearch.loop.line import Line
 from autoresearch.loop.measure import Measurer
-from autoresearch.report.summary import error_line
+from autoresearch.report.text import error_line
 from autoresearch.store import Experiment, Status
 
 RETRY_CAP_SECONDS = 600.0

@@ -16,7 +16,7 @@ from autoresearch.decide import same_code
 from autoresearch.decide.measured import measured
 from autoresearch.decide.rule import KeepRule, measured_noise
 from autoresearch.decide.stats import Noise
-from autoresearch.report.summary import latest_speed
+from autoresearch.report.noise import latest_speed
 from autoresearch.store import Experiment, Run, Status, Store
 from autoresearch.store.export import export_results_tsv
 from autoresearch.workspace import Worktree

@@ -4,8 +4,7 @@ Everything here is pure: the functions (`deltas`, `running_best`, `summarize`, `
 take experiments or plain values, so they can be tested without a store. Around them, each in its module:
 `report.text` (durations, counts, one-line cuts, error lines), `report.noise` (the run-to-run noise and the
 machine's speed), `report.status` (the status table and `--json` of one run) and `report.runs` (the table of
-all the runs of a folder). This module re-exports the names of `text`, `noise` and `runs` that were once
-defined here, so `from autoresearch.report.summary import ...` keeps working for them.
+all the runs of a folder).
 
 Definitions used throughout (and by `report.md` and `progress.png`):
 
@@ -18,7 +17,7 @@ Definitions used throughout (and by `report.md` and `progress.png`):
   before it (e.g. the baseline);
 - the *baseline* is the first KEEP experiment (normally seq 0, the unmodified train.py);
 - the *best* is the latest KEEP experiment, as `Store.incumbent`: the code the branch holds (each keep beat
-  the best before it). Its metric is as measured now (`Store.measured`): a best run again at a new machine
+  the best before it). Its metric is as measured now (`decide.measured`): a best run again at a new machine
   speed, or after a lucky first run, may read worse than an earlier keep's first figure, and is still the
   best, since it beat that keep when both were measured alike;
 - the *improvement* is how much better the best is than the baseline (baseline - best when minimizing,
@@ -36,31 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoresearch.config import MetricConfig
-from autoresearch.report.noise import (
-    confirmations_text,
-    latest_speed,
-    line_runs,
-    measured_noise,
-    noise_data,
-    noise_line,
-    speed_data,
-    speed_text,
-)
-from autoresearch.report.runs import loop_line, runs_table
-from autoresearch.report.text import error_line, first_line, format_duration, gigabytes, noun, truncate
+from autoresearch.report.text import error_line, format_duration, gigabytes, noun
 from autoresearch.store import Experiment, Status
-
-__all__ = [
-    # defined here
-    "CARRYOVER", "CARRYOVER_WINDOW", "Summary", "adoptions", "adoptions_text", "agent_usage", "caption",
-    "carryover_warning", "deltas", "experiment_deltas", "experiment_row", "is_better_delta", "proposers",
-    "running_best", "steering", "steering_text", "summarize", "summary_data",
-    # re-exported from report.text, report.noise and report.runs
-    "confirmations_text", "error_line", "first_line", "format_duration", "latest_speed", "line_runs",
-    "loop_line", "measured_noise", "noise_data", "noise_line", "noun", "runs_table", "speed_data",
-    "speed_text", "truncate",
-]
-
 
 # ---------------------------------------------------------------------- deltas and the running best
 

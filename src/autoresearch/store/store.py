@@ -338,8 +338,7 @@ class Store:
             raise ValueError(f"no line field {', '.join(sorted(unknown))}: use {', '.join(sorted(LINE_FIELDS))}")
         columns = line_values(values)
         with self._write(experiments=False) as conn:
-            conn.execute("INSERT INTO lines (tag, updated_at) VALUES (?, ?) ON CONFLICT (tag) DO NOTHING",
-                         (checked_text("tag", tag), time.time()))
+            _ensure_line(conn, tag)
             if columns:
                 assignments = ", ".join(f"{name} = :{name}" for name in columns)
                 conn.execute(f"UPDATE lines SET {assignments}, updated_at = :now WHERE tag = :tag",
@@ -350,8 +349,7 @@ class Store:
     def request_recalibration(self, tag: str) -> int:
         """Count one more request that the loop of `tag` measure its best again; the count so far."""
         with self._write(experiments=False) as conn:
-            conn.execute("INSERT INTO lines (tag, updated_at) VALUES (?, ?) ON CONFLICT (tag) DO NOTHING",
-                         (checked_text("tag", tag), time.time()))
+            _ensure_line(conn, tag)
             conn.execute("UPDATE lines SET recalibrations_requested = recalibrations_requested + 1, updated_at = ? "
                          "WHERE tag = ?", (time.time(), tag))
             self._lines.pop(tag, None)
@@ -489,3 +487,7 @@ class Store:
             return [experiment_of(row) for row in rows]
 
 
+def _ensure_line(conn: sqlite3.Connection, tag: str) -> None:
+    """The row of line `tag`, made with its defaults if it has none yet (inside the caller's transaction)."""
+    conn.execute("INSERT INTO lines (tag, updated_at) VALUES (?, ?) ON CONFLICT (tag) DO NOTHING",
+                 (checked_text("tag", tag), time.time()))
