@@ -71,7 +71,7 @@ class HubFile:
 
 
 @dataclass
-class _Repo:
+class Checkout:
     repo_id: str
     commit: str
     files: dict[str, HubFile] = field(default_factory=dict)
@@ -133,7 +133,7 @@ class FakeHub:
 
     def __init__(self, *, page_size: int = 1000) -> None:
         self.page_size = page_size
-        self.repos: dict[str, _Repo] = {}
+        self.repos: dict[str, Checkout] = {}
         self.log: list[LoggedRequest] = []
         self.fail_requests: dict[str, int] = {}
         self.fail_downloads: dict[str, int] = {}
@@ -154,7 +154,7 @@ class FakeHub:
         digest = hashlib.sha1(repo_id.encode())
         for path in sorted(files):
             digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
-        repo = _Repo(repo_id=repo_id, commit=digest.hexdigest(), gated=gated)
+        repo = Checkout(repo_id=repo_id, commit=digest.hexdigest(), gated=gated)
         repo.files = {path: HubFile(path, data, lfs=lfs) for path, data in files.items()}
         self.repos[repo_id] = repo
         return repo.commit
@@ -282,7 +282,7 @@ class FakeHub:
             headers["X-Error-Code"] = code
         return self._send(h, method, status, json.dumps({"error": message}).encode(), headers)
 
-    def _repo_at(self, h: _Handler, method: str, repo_id: str, rev: str | None) -> _Repo | int:
+    def _repo_at(self, h: _Handler, method: str, repo_id: str, rev: str | None) -> Checkout | int:
         repo = self.repos.get(repo_id)
         if repo is None:
             return self._error(h, method, 404, "RepoNotFound", "Repository not found")

@@ -1,6 +1,6 @@
-"""The commands both checkouts share (`_Repo`): the main checkout (`Workspace`) and the worktree (`Worktree`).
+"""The commands both checkouts share (`Checkout`): the main checkout (`Workspace`) and the worktree (`Worktree`).
 
-A checkout runs git only through `_Repo._git`, which passes its fixed `GIT_DIR` and `GIT_WORK_TREE`
+A checkout runs git only through `Checkout._git`, which passes its fixed `GIT_DIR` and `GIT_WORK_TREE`
 (`_locations`: git never looks for them itself) to `git._run`, with the checkout as the repository
 whose stale lock files may be cleared (`_clear_lock`, see `locks`).
 
@@ -40,7 +40,7 @@ def _parse_status(out: str) -> list[str]:
     return sorted(paths)
 
 
-class _Repo:
+class Checkout:
     """Commands shared by the main checkout and the worktree: one checkout of one repository."""
 
     path: Path

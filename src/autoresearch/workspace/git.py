@@ -20,13 +20,13 @@ runs locked down:
   system or global attributes file): of the user's own configuration only the identity,
   `safe.directory`, `core.excludesFile` and `init.defaultBranch` are read (reading runs nothing),
   once, in an empty folder, and passed on with `-c`;
-- a fixed `GIT_DIR` and `GIT_WORK_TREE`, which each checkout passes in (`_Repo._locations`): for the
+- a fixed `GIT_DIR` and `GIT_WORK_TREE`, which each checkout passes in (`Checkout._locations`): for the
   worktree, its entry in the repository's own folder (`<git_dir>/worktrees/<name>`, found from the
   `gitdir` records there), never what its `.git` file says. A `.git` file that says something else is
   put back (`Worktree.restore_link`, also at every `reset_hard` and when the worktree is opened);
 - submodules are never entered (a status inside one would read the configuration its `.git` file
   names): `submodule.recurse=false`, `--ignore-submodules=all` where git compares files, `git add`
-  passes over the submodules the index records (`_Repo._stage_all`), and no transport at all
+  passes over the submodules the index records (`Checkout._stage_all`), and no transport at all
   (`protocol.allow=never`); diffs run no external diff or textconv program;
 - so the only configuration git reads is the repository's own (`.git/config`, `config.worktree`,
   `info/attributes`), out of reach of candidate code, and of a boxed agent (read-only in its box);
@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from autoresearch.workspace.checkout import _Repo
+    from autoresearch.workspace.checkout import Checkout
 
 MIN_GIT_VERSION = (2, 20)
 
@@ -222,7 +222,7 @@ def _command(args: Sequence[str], config: Sequence[str] = ()) -> list[str]:
 
 def _run(args: Sequence[str], cwd: Path, *, ok: Sequence[int] = (0,), input: str | None = None,
          env: Mapping[str, str] | None = None, config: Sequence[str] = (), hint: str = "",
-         errors: str = "surrogateescape", scope: _Repo | None = None,
+         errors: str = "surrogateescape", scope: Checkout | None = None,
          binary: bool = False) -> subprocess.CompletedProcess:
     """Run `git -c <_CONFIG and config> <args>` in `cwd`, locked down (see the module docstring); raise
     GitError unless its exit status is in `ok`. `binary`: its output as bytes, as git wrote it.

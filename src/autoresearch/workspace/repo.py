@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.runlock import exclusive
-from autoresearch.workspace.checkout import _Repo
+from autoresearch.workspace.checkout import Checkout
 from autoresearch.workspace.git import GitError, _check_git, _hint, _run, _user_setting
 from autoresearch.workspace.scope import HARNESS_DIR
 from autoresearch.workspace.snapshot import ConfigSnapshot, config_paths, restore_snapshot, take_snapshot
@@ -53,7 +53,7 @@ class _Registered:
     locked: str | None  # the lock reason ("" when locked without one), None when not locked
 
 
-class Workspace(_Repo):
+class Workspace(Checkout):
     """The task folder's repository (its main checkout). Use `Workspace.ensure` to create one.
 
     `root` is the task folder (resolved), `git_dir` the repository's common .git folder.

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoresearch.workspace.checkout import _Repo
+from autoresearch.workspace.checkout import Checkout
 from autoresearch.workspace.git import GitError, NothingToCommit
 from autoresearch.workspace.scope import _NOT_HARNESS, HARNESS_DIR, matches_scope
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from autoresearch.workspace.repo import Workspace
 
 
-class Worktree(_Repo):
+class Worktree(Checkout):
     """The harness's linked worktree: `path` (resolved) with `branch` checked out.
 
     Obtain one from `Workspace.open_worktree`. All paths it returns are relative to `path`, with '/'.
