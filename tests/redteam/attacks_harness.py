@@ -142,6 +142,16 @@ MEMO_SAVE = '''    _val = np.load(os.path.join(os.path.dirname(train_path), "val
     print("REDTEAM memorise-val memorised", len(_val), "tokens", flush=True)'''
 MEMORISE_VAL = ("", MEMO_MODEL, (HONEST_SAVE, MEMO_SAVE))
 
-ATTACKS = {"over-budget": OVER_BUDGET, "own-clock": OWN_CLOCK, "leak-eval": LEAK_EVAL, "read-environ": READ_ENVIRON,
+# Memory until it is stopped: its memory cgroup stops it at sandbox.max_memory_gb in every mode. It stops itself
+# at 4 GB, should the limit be missing, so that the machine's memory is safe either way.
+MEMORY = ('''
+_blocks = []
+for _i in range(64):
+    _blocks.append(b"x" * (64 << 20))
+    print("REDTEAM memory held", (_i + 1) * 64, "MB", flush=True)
+print("REDTEAM memory NOT STOPPED", flush=True)
+''', "")
+
+ATTACKS = {"over-budget": OVER_BUDGET, "memory": MEMORY, "own-clock": OWN_CLOCK, "leak-eval": LEAK_EVAL, "read-environ": READ_ENVIRON,
            "plant-pth": PLANT_PTH, "channel-write": CHANNEL_WRITE, "channel-read": CHANNEL_READ,
            "memorise-val": MEMORISE_VAL}

@@ -32,6 +32,11 @@ def task_config(task_dir: Path):
 
 
 def accelerated() -> bool:
+    """Whether torch sees a CUDA GPU; without a GPU driver's device node, answered without importing torch."""
+    from autoresearch.run.gpus import may_have_gpu
+
+    if not may_have_gpu():
+        return False
     import torch
 
     return torch.cuda.is_available()

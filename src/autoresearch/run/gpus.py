@@ -29,6 +29,16 @@ _PCI_ADDRESS = re.compile(r"([0-9a-fA-F]+):([0-9a-fA-F]+):([0-9a-fA-F]+)\.([0-7]
 _LEGACY_MIG = re.compile(r"MIG-(GPU-[0-9a-fA-F-]+)/\d+/\d+")  # MIG-GPU-<its GPU's uuid>/<instance>/<compute instance>
 
 
+# Device nodes through which a CUDA build of torch reaches a GPU: NVIDIA's driver, WSL2's, ROCm's.
+GPU_DEVICE_FILES = ("nvidiactl", "nvidia0", "dxg", "kfd")
+
+
+def may_have_gpu(dev: Path = Path("/dev")) -> bool:
+    """False only where no GPU driver's device node exists, so that torch (a second to import) need not be
+    asked; True where one might be there (torch then tells)."""
+    return any((dev / name).exists() for name in GPU_DEVICE_FILES)
+
+
 @dataclass(frozen=True)
 class GpuNodes:
     """The NVIDIA device nodes a box gets (`gpu_nodes`)."""
