@@ -16,12 +16,16 @@ from autoresearch.store import Status, Store
 NAN_EDIT = {"file": "train.py", "search": "accum_steps, autocast)  # a GPU", "replace": "accum_steps, autocast) * float('nan')  # a GPU"}
 REAL_EDIT = {"file": "train.py", "search": "WARMDOWN_FRAC = 0.4", "replace": "WARMDOWN_FRAC = 0.5"}
 
+FOREVER = """import json, time
+print("@autoresearch " + json.dumps({"event": "start", "params": 1, "device": "cpu"}), flush=True)
+time.sleep(600)
+"""
 PROPOSALS = [
     {"description": "edit the protocol", "files": {"autoresearch.toml": "[train]\nbudget_seconds = 999.0\n"}},
     {"description": "change nothing"},
     {"description": "syntax error", "files": {"train.py": "def broken(:\n"}},
     {"description": "exit with an error", "files": {"train.py": "import sys\nsys.exit(3)\n"}},
-    {"description": "run forever", "files": {"train.py": "import time\ntime.sleep(600)\n"}},
+    {"description": "train forever", "files": {"train.py": FOREVER}},  # starts, then never stops
     {"description": "NaN loss", "edits": [NAN_EDIT]},
     {"description": "longer warmdown", "edits": [REAL_EDIT]},
 ]
@@ -61,6 +65,7 @@ def test_every_failure_is_recorded_and_the_loop_goes_on(loop_task):
     assert statuses[7] is (Status.KEEP if history[7].metric < history[0].metric else Status.DISCARD)
     assert "autoresearch.toml" in history[1].error and "empty" in history[2].error
     assert "SyntaxError" in history[3].error and "nan" in history[6].error.lower()
+    assert "past its budget" in history[5].error  # killed at the budget and its overrun, the clock from its start
     assert history[0].description == "baseline" and history[0].metric > 0
 
     # git: the branch holds the task's commits plus kept experiments only

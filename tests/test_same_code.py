@@ -1,5 +1,5 @@
 """A change whose code was measured already is not run again: what counts as the same code, the worktree's
-editable files, the loop end to end with the replay agent, and the tune agent's view of such a rejection."""
+editable files, the loop with the replay agent (on the fake runner), and the tune agent's view of such a rejection."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import cli
+from loopkit import fake_loop, make_task, proposals, settings
 from optuna.trial import TrialState
-from test_loop import REAL_EDIT, loop_task, make_loop  # noqa: F401  (loop_task is a fixture)
 from test_tune import TAG, context, run, task, worktree  # noqa: F401  (task is a fixture)
 
 from autoresearch.agents.prompt import build_prompt
+from autoresearch.agents.replay import ReplayAgent
 from autoresearch.agents.tune import TuneAgent
 from autoresearch.decide.same_code import code_hash
 from autoresearch.store import Status, Store
@@ -70,53 +72,54 @@ def test_editable_files_are_the_covered_files_on_disk_committed_or_not(tmp_path:
     assert set(tree.editable_files(["train.py"])) == {"train.py"}
 
 
-def test_the_loop_does_not_run_a_change_it_measured_already(loop_task):  # noqa: F811
-    baseline = (loop_task / "train.py").read_text()
-    line = "ROPE_BASE = 10000.0  # rotary embedding base frequency"
-    assert line in baseline
-    warmdown = baseline.replace(REAL_EDIT["search"], REAL_EDIT["replace"])
-    proposals = [
-        {"description": "longer warmdown", "edits": [REAL_EDIT]},
-        {"description": "tidy a comment", "edits": [{"file": "train.py", "search": line,
-                                                     "replace": "\n# rotary embeddings\nROPE_BASE = 1e4\n"}]},
-        {"description": "warmdown 0.50, say it again",
-         "files": {"train.py": warmdown.replace("WARMDOWN_FRAC = 0.5", "WARMDOWN_FRAC=0.50  # again")}},
-        {"description": "back to the start", "files": {"train.py": "# the baseline\n" + baseline}},
-        {"description": "less momentum", "edits": [{"file": "train.py", "search": "MUON_MOMENTUM = 0.95",
-                                                     "replace": "MUON_MOMENTUM = 0.9"}]},
-    ]
-    loop = make_loop(loop_task, proposals)
-    assert loop.run().startswith("all 5 replay proposals used")
-    history = loop.store.experiments("t")
-    prompt = build_prompt(loop.proposer.context())
-    loop.close()
-    assert [e.status for e in history[2:5]] == [Status.REJECTED] * 3
-    assert {e.status for e in (history[0], history[1], history[5])} <= {Status.KEEP, Status.DISCARD}
-    assert all(e.code_hash for e in (history[0], history[1], history[5]))
+BASELINE_PY = "LOSS = 1.0\nROPE_BASE = 10000.0  # rotary embedding base frequency\nMOMENTUM = 0.95\n"
+
+
+@pytest.mark.parametrize("first", ["kept", "discarded"])
+def test_the_loop_does_not_run_a_change_it_measured_already(tmp_path, first):
+    folder = make_task(tmp_path, train_py=BASELINE_PY)
+    changed = BASELINE_PY.replace("LOSS = 1.0", "LOSS = 0.9" if first == "kept" else "LOSS = 1.1")
+    changes = proposals(
+        ("the first change", changed),
+        ("tidy a comment", (changed if first == "kept" else BASELINE_PY).replace(
+            "ROPE_BASE = 10000.0  # rotary embedding base frequency", "\n# rotary embeddings\nROPE_BASE = 1e4\n")),
+        ("the first change, say it again", changed.replace("MOMENTUM = 0.95", "MOMENTUM=0.950  # again")),
+        ("back to the start", "# the baseline\n" + BASELINE_PY),
+        ("less momentum", BASELINE_PY.replace("MOMENTUM = 0.95", "MOMENTUM = 0.9")))
+    loop, runner = fake_loop(folder, agent=ReplayAgent(changes), config=settings(keep={"rule": "strict"}))
+    try:
+        assert loop.run().startswith("all 5 replay proposals used")
+        history = loop.store.experiments("t")
+        prompt = build_prompt(loop.proposer.context())
+    finally:
+        loop.close()
+    assert [e.status for e in history] == [Status.KEEP, Status.KEEP if first == "kept" else Status.DISCARD,
+                                           Status.REJECTED, Status.REJECTED, Status.REJECTED, Status.DISCARD]
+    assert len(runner.requests) == 3  # the baseline, the first change, less momentum: nothing else ran
     assert len({e.code_hash for e in (history[0], history[1], history[5])}) == 3
-    kept_warmdown = history[1].status is Status.KEEP
-    # a comment-only change measures the best again; whatever the first change's fate, it is named
+    # a comment-only change of the best measures the best again; the others name what they repeat and its fate
     assert "already measured" in history[2].error and "the best" in history[2].error
-    assert history[2].metrics["same_code_as"] == (1 if kept_warmdown else 0)
+    assert history[2].metrics["same_code_as"] == (1 if first == "kept" else 0)
     assert history[3].metrics["same_code_as"] == 1 and "#1" in history[3].error
-    assert ("the best" if kept_warmdown else "discarded with val_bpb") in history[3].error
+    assert ("the best" if first == "kept" else "discarded with val_bpb") in history[3].error
     assert history[4].metrics["same_code_as"] == 0 and "#0" in history[4].error
-    assert ("kept earlier" if kept_warmdown else "the best") in history[4].error
+    assert ("kept earlier" if first == "kept" else "the best") in history[4].error
     # nothing ran for them: no log, no commit, and the branch holds kept changes only
     assert [e.log_path for e in history[2:5]] == [None] * 3 and all(e.commit is None for e in history[2:5])
-    logs = sorted(p.name for p in (loop_task / ".autoresearch" / "logs" / "t").iterdir())
+    logs = sorted(p.name for p in (folder / ".autoresearch" / "logs" / "t").iterdir())
     assert logs == ["0000", "0001", "0005"]
-    subjects = subprocess.run(["git", "log", "--format=%s", "autoresearch/t"], cwd=loop_task, check=True,
+    subjects = subprocess.run(["git", "log", "--format=%s", "autoresearch/t"], cwd=folder, check=True,
                               capture_output=True, text=True).stdout
     assert "tidy a comment" not in subjects and "back to the start" not in subjects
     # the agent is told the rule and sees why each was not run
     assert "measured already (comments and layout aside) is not run again" in prompt
     assert prompt.count("already measured") >= 3
-    # status and the report count them
-    assert "3 rejected (3 already measured)" in cli("status", "--tag", "t", cwd=loop_task).stdout
-    assert json.loads(cli("status", "--json", "--tag", "t", cwd=loop_task).stdout)["already_measured"] == 3
-    cli("report", "--tag", "t", cwd=loop_task)
-    assert "3 of the rejected repeated code already measured" in (loop_task / "report.md").read_text()
+    if first == "kept":  # status and the report count them
+        (folder / "autoresearch.toml").write_text("")  # the defaults: the commands read the store
+        assert "3 rejected (3 already measured)" in cli("status", "--tag", "t", cwd=folder).stdout
+        assert json.loads(cli("status", "--json", "--tag", "t", cwd=folder).stdout)["already_measured"] == 3
+        cli("report", "--tag", "t", cwd=folder)
+        assert "3 of the rejected repeated code already measured" in (folder / "report.md").read_text()
 
 
 def test_tune_learns_the_earlier_result_of_a_trial_the_loop_did_not_run(task):  # noqa: F811
