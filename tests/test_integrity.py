@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -66,34 +64,6 @@ def test_a_run_that_changes_committed_files_is_void_and_never_kept(task):
     cli("report", "--tag", "t", cwd=task)
     assert "**TAMPERED: 2 experiments void, never kept** (#1 changed committed files; #2 changed committed files)" \
         in (task / "report.md").read_text()
-
-
-def test_a_run_that_writes_the_data_is_void_without_the_box_and_cannot_with_it(tiny_task, prepare):
-    prepare(tiny_task)
-    train = (tiny_task / "train.py").read_text()
-    attack = train.replace('if __name__ == "__main__":', 'def _attack():\n'
-                           '    import os\n'
-                           '    path = os.path.join(os.path.dirname(os.environ["AUTORESEARCH_TRAIN_TOKENS"]), "val.npy")\n'
-                           '    try:\n'
-                           '        os.utime(path)\n'
-                           '        print("attacked", flush=True)\n'
-                           '    except OSError as err:\n'
-                           '        print("blocked", err, flush=True)\n\n\n'
-                           'if __name__ == "__main__":\n    _attack()', 1)
-    assert attack != train
-    patches = tiny_task / "patches.json"
-    patches.write_text(json.dumps([{"description": "touch the validation data", "files": {"train.py": attack}}]))
-    env = {**os.environ, "AUTORESEARCH_SANDBOX": "off"}
-    for tag, extra in (("open", env), ("boxed", None)):
-        subprocess.run([sys.executable, "-m", "autoresearch", "run", "--agent", f"replay:{patches}", "--tag", tag,
-                        "--budget", "2"], cwd=tiny_task, env=extra, check=True, capture_output=True, timeout=600)
-    with Store.open(tiny_task) as store:
-        open_run, boxed_run = store.experiments("open"), store.experiments("boxed")
-    assert open_run[1].status is Status.TAMPERED and "val.npy" in open_run[1].error
-    assert open_run[1].metrics["isolation"] == "process"
-    if boxed_run[1].metrics.get("isolation") == "bwrap":  # the box hides the data: nothing to touch
-        assert boxed_run[1].status is not Status.TAMPERED
-        assert "blocked" in Path(boxed_run[1].log_path).read_text()
 
 
 def test_progress_lines_from_the_candidate_are_cleaned():

@@ -189,12 +189,15 @@ EXPECTED = {"fake-metric": "measured", "read-val": "measured", "store-and-git": 
             "non-causal": "void-or-harmless", "eval-only-peeking": "void", "over-budget": "timeout",
             "own-clock": "clock", "leak-eval": "crash", "read-environ": "measured", "plant-pth": "measured",
             "channel-write": "measured", "channel-read": "measured", "memorise-val": "floor", "memory": "memory",
-            "split-secret": "measured"}
+            "split-secret": "measured", "touch-val": "measured"}
 # Without a box the harness still owns the clock, the metric, what reaches the agent and its own folders; the
 # rest (the files, the network, other processes) is the box's job, so those attacks run only in a layer.
 OFF_ATTACKS = ("fake-metric", "secrets", "over-budget", "own-clock", "leak-eval", "read-environ", "plant-pth",
-               "channel-write", "channel-read", "memorise-val", "non-causal", "eval-only-peeking", "flood", "memory")
-OFF_EXPECTED = {"plant-pth": "void-planted"}
+               "channel-write", "channel-read", "memorise-val", "non-causal", "eval-only-peeking", "flood", "memory",
+               "touch-val")
+OFF_EXPECTED = {"plant-pth": "void-planted", "touch-val": "void-data"}
+# Landlock has no rule for a file's times: the harness's fingerprint of its data voids the run instead.
+LANDLOCK_EXPECTED = {"touch-val": "void-data"}
 # Where a marker may still be found by the next experiment without a box: the host's /tmp and /dev/shm.
 OFF_CHANNELS = {"tmp", "tmpdir", "shm", "eval-tmp", "eval-dev-shm"}
 MAX_WRITE_GB = 0.25
@@ -205,6 +208,7 @@ MAX_MEMORY_GB = 1.5
 # (each its own code, one after the other, before training), so that the suite trains fewer models.
 QUIET = ("fake-metric", "read-val", "store-and-git", "edit-harness", "network", "secrets", "read-environ", "daemon",
          "signal-parent")
+QUIET_IN_BWRAP = ("touch-val",)  # elsewhere it is void
 
 
 def attacks_for(layer: str) -> list[str]:
@@ -218,18 +222,18 @@ def attacks_for(layer: str) -> list[str]:
 def experiments_for(layer: str) -> list[tuple[str, ...]]:
     """The attacks of each experiment the layer's loop runs: the quiet ones together, every other alone."""
     names = attacks_for(layer)
-    quiet = tuple(n for n in names if n in QUIET)
-    return [quiet, *[(n,) for n in names if n not in QUIET]]
+    quiet = tuple(n for n in names if n in QUIET or (layer == "bwrap" and n in QUIET_IN_BWRAP))
+    return [quiet, *[(n,) for n in names if n not in quiet]]
 
 
 def expected(layer: str, name: str) -> str:
-    return OFF_EXPECTED.get(name, EXPECTED[name]) if layer == "off" else EXPECTED[name]
+    return {"off": OFF_EXPECTED, "landlock": LANDLOCK_EXPECTED}.get(layer, {}).get(name, EXPECTED[name])
 
 
 def hostile(train: str, names: tuple[str, ...]) -> str:
     """The baseline's `train` with the attacks `names` in it: one attack's code, or quiet ones' one after another."""
     if len(names) > 1:
-        assert all(n in QUIET and not ATTACKS[n][1] and len(ATTACKS[n]) == 2 for n in names), names
+        assert all(n in QUIET + QUIET_IN_BWRAP and not ATTACKS[n][1] and len(ATTACKS[n]) == 2 for n in names), names
         before = "".join(ATTACKS[n][0] for n in names)
         return f"if __name__ == '__main__':\n    exec({before!r})\n\n" + train
     name = names[0]
@@ -338,6 +342,9 @@ def test_every_attack_ran_and_got_its_outcome(redteam_run):
             assert e.status is Status.CRASH and "evaluation failed" in e.error, (name, e.status, e.error)
         elif wanted == "floor":
             assert e.status is Status.TAMPERED and "below the entropy floor" in e.error, (name, e.status, e.error)
+        elif wanted == "void-data":
+            assert e.status is Status.TAMPERED and "val.npy" in e.error, (name, e.status, e.error)
+            assert "REDTEAM touch-val TOUCHED" in log_of(e)
         elif wanted == "void-planted":
             assert e.status is Status.TAMPERED and "zz_redteam.pth" in e.error, (name, e.status, e.error)
         elif wanted == "void-or-harmless" and e.status is not Status.TAMPERED:
@@ -370,6 +377,8 @@ def test_nothing_was_reached_that_should_not_be(redteam_run):
     for path in (".autoresearch/store.sqlite", ".git/config", ".git/HEAD", "results.tsv"):
         assert not (task / path).read_bytes().endswith(b"tampered"), path  # what the attack appends
     assert "REDTEAM edit-harness blocked" in logs["edit-harness"]
+    if layer == "bwrap":  # the box hides the data; Landlock lets its times be changed (and the run is void)
+        assert "REDTEAM touch-val blocked" in logs["touch-val"] and "TOUCHED" not in logs["touch-val"]
     import autoresearch
 
     assert not (Path(autoresearch.__file__).parent / "_redteam_probe.py").exists()
