@@ -101,3 +101,28 @@ def test_the_loop_stops_before_a_run_when_the_disk_is_nearly_full(tiny_task, pre
     assert not (tiny_task / "results.tsv").exists() or (tiny_task / "results.tsv").read_text().count("\n") <= 1
     train = cli("train", cwd=tiny_task, check=False)
     assert train.returncode == 2 and "min_free_gb" in train.stderr
+
+
+def test_a_boxed_run_is_not_charged_with_what_others_write_to_its_disk(tmp_path):
+    own, other = tmp_path / "own", tmp_path / "other"
+    own.mkdir()
+    other.mkdir()
+    (own / "old.bin").write_bytes(b"x" * (8 << 20))  # there before the run began: not its writing
+    time.sleep(0.05)
+    stops: list[str] = []
+    watch = diskguard.DiskWatch(tmp_path, stops.append, max_write_gb=0.03, min_free_gb=0.001, own_folders=[own])
+    watch.start()
+    try:
+        (other / "theirs.bin").write_bytes(b"x" * (48 << 20))  # another process's 48 MB, on the same disk
+        os.sync()
+        time.sleep(4 * diskguard.POLL_SECONDS)
+        assert stops == [] and watch.reason is None
+        (own / "mine.bin").write_bytes(b"x" * (40 << 20))  # and 40 MB of its own: past 0.03 GB
+        os.sync()
+        deadline = time.monotonic() + 5
+        while not stops and time.monotonic() < deadline:
+            time.sleep(diskguard.POLL_SECONDS)
+    finally:
+        watch.stop()
+    assert len(stops) == 1 and "wrote 0.04 GB" in stops[0] and "max_write_gb = 0.03" in stops[0]
+    assert diskguard.written_since([own], time.time() + 60) == 0  # nothing modified after a later moment

@@ -6,6 +6,12 @@ could still fill the disk the store and the repository live on. So:
 - while it runs, `DiskWatch` reads the disk's free space a few times a second, and stops the run (the
   caller's `on_overrun`) once it has used `sandbox.max_write_gb` of it, or the free space falls under a quarter
   of `min_free_gb`; the files it wrote are then deleted (`remove_written`).
+
+Other processes write to the same disk (other loops of `--parallel`, other runs of a cluster node, anything
+else on the machine). Where the box confines the run's writes to known folders, a fall of the free space past
+the limit is therefore checked against what the run itself wrote there (`written_since`: the files in them
+modified since it began) before the run is charged with it. Without a box a run may write anywhere, and the
+whole fall is counted.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -47,20 +54,39 @@ def overrun(free_at_start: int, free_now: int, *, max_write_gb: float, min_free_
     return None
 
 
+def written_since(folders: Iterable[Path], since: float) -> int:
+    """The bytes of the files in `folders` modified at or after `since` (a time.time()): what a run confined to
+    them wrote."""
+    total = 0
+    for folder in folders:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(root, name))
+                except OSError:
+                    continue
+                if st.st_mtime >= since:
+                    total += st.st_size
+    return total
+
+
 class DiskWatch:
     """Watches the disk of `path` from a thread while a run goes on (`start` to `stop`); calls `on_overrun`
-    once, with the reason, when `overrun` says so. `reason` is then set."""
+    once, with the reason, when `overrun` says so. `reason` is then set. `own_folders`: where a boxed run can
+    write; given, a fall of the free space counts only as far as the files in them grew (`written_since`)."""
 
     def __init__(self, path: Path, on_overrun: Callable[[str], None], *, max_write_gb: float,
-                 min_free_gb: float) -> None:
+                 min_free_gb: float, own_folders: Iterable[Path] | None = None) -> None:
         self.path, self.on_overrun = path, on_overrun
         self.max_write_gb, self.min_free_gb = max_write_gb, min_free_gb
+        self.own_folders = None if own_folders is None else tuple(own_folders)
         self.reason: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="disk-watch", daemon=True)
 
     def start(self) -> None:
         self._start_free = free_bytes(self.path)
+        self._since = time.time()
         self._thread.start()
 
     def stop(self) -> None:
@@ -71,8 +97,13 @@ class DiskWatch:
     def _watch(self) -> None:
         while not self._done.wait(POLL_SECONDS):
             try:
-                reason = overrun(self._start_free, free_bytes(self.path), max_write_gb=self.max_write_gb,
+                free = free_bytes(self.path)
+                reason = overrun(self._start_free, free, max_write_gb=self.max_write_gb,
                                  min_free_gb=self.min_free_gb)
+                if reason is not None and self.own_folders is not None and free >= self.min_free_gb * GB / 4:
+                    # the disk fell past the limit: charged to the run only for what it wrote itself
+                    own = written_since(self.own_folders, self._since)
+                    reason = overrun(own, 0, max_write_gb=self.max_write_gb, min_free_gb=0.0)
             except OSError:
                 continue
             if reason is not None:

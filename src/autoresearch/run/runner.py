@@ -186,9 +186,11 @@ class _Run:
         self.run_clock = self._clock(startup_allowance, finish_allowance)
         self.watch = watch = Watch(self.run_clock, proc, stops=config.evaluated)
         watch.start()
+        confined = proc.isolation in sandbox.WRITE_CONFINED  # it writes only in its folders: told apart
         self.disk = disk = diskguard.DiskWatch(self.task_dir, lambda _: proc.kill(),
                                                max_write_gb=config.sandbox.max_write_gb,
-                                               min_free_gb=config.sandbox.min_free_gb)
+                                               min_free_gb=config.sandbox.min_free_gb,
+                                               own_folders=(self.task_dir, *self.box.write) if confined else None)
         disk.start()
         self.own_spares = spares is None and self.evaluating
         self.spares = spare_workers(self.task_dir, config, size=1 if self.probe is not None else 2) \
