@@ -443,8 +443,9 @@ def test_the_harness_attacks_get_nowhere_in_any_mode(redteam_run):
     assert found <= (OFF_CHANNELS if layer == "off" else set()), found
     assert (task / "results.tsv").read_text().count("\n") == len(experiments_for(layer)) + 2
     assert subprocess.run(["git", "fsck", "--no-progress"], cwd=task, capture_output=True).returncode == 0
-    assert all(e.status is not Status.KEEP for e in history[1:] if e.description.removeprefix("redteam ") in
-               ("over-budget", "own-clock", "leak-eval", "memorise-val", "plant-pth"))
+    # never kept: what the harness stopped or voided (in a box, plant-pth was blocked: measured, and may be kept)
+    never_kept = ("over-budget", "own-clock", "leak-eval", "memorise-val", *(("plant-pth",) if layer == "off" else ()))
+    assert all(e.status is not Status.KEEP for e in history[1:] if e.description.removeprefix("redteam ") in never_kept)
 
 
 def test_the_evaluation_workers_words_never_reach_the_agent(redteam_run, monkeypatch):
