@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 GB = 1 << 30
@@ -54,20 +54,23 @@ def overrun(free_at_start: int, free_now: int, *, max_write_gb: float, min_free_
     return None
 
 
-def written_since(folders: Iterable[Path], since: float) -> int:
-    """The bytes of the files in `folders` modified at or after `since` (a time.time()): what a run confined to
-    them wrote."""
-    total = 0
+def modified_since(folders: Iterable[Path], since: float) -> Iterator[tuple[str, os.stat_result]]:
+    """The files in `folders` modified at or after `since` (a time.time()), with their stat."""
     for folder in folders:
         for root, _, files in os.walk(folder):
             for name in files:
+                path = os.path.join(root, name)
                 try:
-                    st = os.lstat(os.path.join(root, name))
+                    st = os.lstat(path)
                 except OSError:
                     continue
                 if st.st_mtime >= since:
-                    total += st.st_size
-    return total
+                    yield path, st
+
+
+def written_since(folders: Iterable[Path], since: float) -> int:
+    """The bytes of the files in `folders` modified at or after `since`: what a run confined to them wrote."""
+    return sum(st.st_size for _, st in modified_since(folders, since))
 
 
 class DiskWatch:
@@ -129,15 +132,7 @@ def remove_written(workdir: Path, before: set[str], write_folders: Iterable[Path
     freed = 0
     skip = tuple(skip)
     created = files_in(workdir, skip) - before
-    for folder in write_folders:
-        for root, _, files in os.walk(folder):
-            for name in files:
-                path = os.path.join(root, name)
-                try:
-                    if os.lstat(path).st_mtime >= since:
-                        created.add(path)
-                except OSError:
-                    continue
+    created.update(path for path, _ in modified_since(write_folders, since))
     for path in created:
         try:
             size = os.lstat(path).st_size
