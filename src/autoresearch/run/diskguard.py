@@ -47,11 +47,15 @@ def overrun(free_at_start: int, free_now: int, *, max_write_gb: float, min_free_
     """Why a run must stop, given the disk's free bytes when it began and now; None while it may go on."""
     used = free_at_start - free_now
     if used > max_write_gb * GB:
-        return f"it wrote {used / GB:.2f} GB to its disk, more than sandbox.max_write_gb = {max_write_gb:g}"
+        return wrote_too_much(used, max_write_gb)
     if free_now < min_free_gb * GB / 4:
         return (f"the disk's free space fell to {free_now / GB:.2f} GB, under a quarter of sandbox.min_free_gb = "
                 f"{min_free_gb:g}")
     return None
+
+
+def wrote_too_much(written: int, max_write_gb: float) -> str:
+    return f"it wrote {written / GB:.2f} GB to its disk, more than sandbox.max_write_gb = {max_write_gb:g}"
 
 
 def modified_since(folders: Iterable[Path], since: float) -> Iterator[tuple[str, os.stat_result]]:
@@ -106,7 +110,11 @@ class DiskWatch:
                 if reason is not None and self.own_folders is not None and free >= self.min_free_gb * GB / 4:
                     # the disk fell past the limit: charged to the run only for what it wrote itself
                     own = written_since(self.own_folders, self._since)
-                    reason = overrun(own, 0, max_write_gb=self.max_write_gb, min_free_gb=0.0)
+                    if own > self.max_write_gb * GB:
+                        reason = wrote_too_much(own, self.max_write_gb)
+                    else:  # the rest was others' writing: counted from here, the folders walked again only
+                        reason = None  # once the disk falls by the limit once more
+                        self._start_free = free + own
             except OSError:
                 continue
             if reason is not None:
