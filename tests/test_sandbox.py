@@ -689,7 +689,6 @@ def test_what_cannot_be_mapped_to_a_gpu_gets_every_node_and_says_why(tmp_path):
     assert "no UUID" in gpu_nodes(f"1,{GPUS[2][2]}", *unknown).problem
 
 
-
 def test_torch_is_asked_about_a_gpu_only_where_a_gpu_drivers_node_exists(tmp_path):
     from autoresearch.run.gpus import may_have_gpu
 
@@ -701,6 +700,7 @@ def test_torch_is_asked_about_a_gpu_only_where_a_gpu_drivers_node_exists(tmp_pat
         (dev / node).touch()
         assert may_have_gpu(dev), node
         (dev / node).unlink()
+
 
 def test_a_box_with_the_gpu_binds_only_the_nodes_it_is_given_and_then_makes_dev_read_only(tmp_path):
     from autoresearch.run import bwrap, sandbox
