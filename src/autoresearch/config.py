@@ -14,6 +14,8 @@ from typing import Any
 from autoresearch.decide import speed
 from autoresearch.decide.prune import Settings as PruneSettings
 from autoresearch.decide.stats import Thresholds
+from autoresearch.run import executor
+from autoresearch.run.executor import ExecutorSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -188,6 +190,7 @@ class TaskConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     keep: KeepConfig = field(default_factory=KeepConfig)
     prune: PruneSettings = field(default_factory=PruneSettings)  # stopping hopeless runs early (prune.py)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where runs train (executor.py)
 
     @property
     def evaluated(self) -> bool:
@@ -206,6 +209,8 @@ class TaskConfig:
         _validate_sandbox(self.sandbox)
         _validate_keep(self.keep)
         _validate_prune(self.prune)
+        if (problem := executor.check(self.executor)) is not None:
+            raise ConfigError(problem)
         return self
 
     def _validate_metric(self) -> None:
@@ -368,7 +373,7 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
              "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig, "keep": KeepConfig,
-             "prune": PruneSettings}
+             "prune": PruneSettings, "executor": ExecutorSettings}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:

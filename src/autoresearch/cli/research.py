@@ -52,17 +52,23 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
                                                 "...: one per GPU ('all': one per visible GPU), or on a machine "
                                                 "without one, each on its share of the cores. They take up each "
                                                 "other's bests unless --adopt-from says otherwise."),
+        executor: str = typer.Option(None, help="Where runs train: local (this machine) or ray (tasks on a Ray "
+                                                "cluster, docs/ray.md) (default: executor.kind)."),
+        ray_address: str = typer.Option(None, help="With --executor ray: the cluster, auto, host:6379 or "
+                                                   "ray://host:10001 (default: executor.address)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import time
 
     config = _with_loop_options(task_config(task_dir), adopt_from=adopt_from, adopt_after=adopt_after,
                                 exchange=exchange, turns=turns)
+    config = _with_executor_options(config, kind=executor, address=ray_address)
     if parallel is not None:
         options = [word for name in agent for word in ("--agent", name)]
         for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-hours", max_hours),
                             ("--max-cost", max_cost), ("--base-url", base_url), ("--adopt-from", adopt_from),
-                            ("--adopt-after", adopt_after), ("--exchange", exchange), ("--turns", turns)):
+                            ("--adopt-after", adopt_after), ("--exchange", exchange), ("--turns", turns),
+                            ("--executor", executor), ("--ray-address", ray_address)):
             if value is not None:
                 options += [flag, str(value)]
         options += ["--recalibrate"] * recalibrate
@@ -91,6 +97,15 @@ def _with_loop_options(config: TaskConfig, **given) -> TaskConfig:
         fail(str(e))
 
 
+def _with_executor_options(config: TaskConfig, **given) -> TaskConfig:
+    """The task's settings with the [executor] settings given on the command line."""
+    try:
+        return dataclasses.replace(config, executor=dataclasses.replace(
+            config.executor, **{k: v for k, v in given.items() if v is not None})).validate()
+    except ConfigError as e:
+        fail(str(e))
+
+
 def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str, resume: bool, budget, limits,
                base_url, pipeline, recalibrate: bool):
     """The agents made and checked, the loop opened (or resumed) on `tag`; a clear error if either cannot be."""
@@ -98,6 +113,7 @@ def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str
     from autoresearch.loop import Loop, LoopError, request_recalibration
     from autoresearch.loop.drafts import wants_pipeline
     from autoresearch.run.environment import resolve_device
+    from autoresearch.run.seam import RunnerUnavailable
 
     profile = config.train.profile
     if profile == "auto":  # a task of its own command runs no profile of the baseline: torch is not needed here
@@ -109,7 +125,7 @@ def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str
         loop = Loop(task_dir, config, dataset, chosen, tag=tag, resume=resume, budget=budget, limits=limits,
                     pipeline=wants_pipeline(config.loop.pipeline if pipeline is None else pipeline, chosen),
                     on_event=_loop_events())
-    except (AgentConfigError, LoopError, GitError) as e:
+    except (AgentConfigError, LoopError, GitError, RunnerUnavailable) as e:
         fail(str(e))
     if recalibrate:
         request_recalibration(loop.store, loop.tag)
@@ -127,10 +143,14 @@ def _turn(loop) -> None:
         err.print("stopping after this experiment (Ctrl-C again to abort it)")
 
     signal.signal(signal.SIGINT, on_interrupt)
+    from autoresearch.run.seam import RunnerUnavailable
+
     try:
         reason = loop.run()
     except KeyboardInterrupt:
         reason = "aborted; the interrupted experiment runs again with --resume"
+    except RunnerUnavailable as e:
+        reason = str(e)
     finally:
         loop.close()
     out.print(f"loop stopped: {for_markup(reason)}. Results: {escape(str(loop.results_path))}")
@@ -145,9 +165,10 @@ def _run_parallel(count: str, base_tag: str, options: list[str], config: TaskCon
     from autoresearch.loop import parallel as par
     from autoresearch.report.runs import runs_table
 
-    gpus = [] if config.train.device == "cpu" else par.visible_gpus()
+    cluster = config.executor.kind == "ray"
+    gpus = [] if config.train.device == "cpu" or cluster else par.visible_gpus()
     try:
-        places = par.plan(count, base_tag, gpus, par.usable_cpus())
+        places = par.plan(count, base_tag, gpus, par.usable_cpus(), cluster=cluster)
         workspace = Workspace(task_dir)
         existing = {p.tag for p in places if workspace.branch_exists(branch_name(p.tag))}
     except (par.ParallelError, GitError) as e:

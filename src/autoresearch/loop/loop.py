@@ -135,9 +135,9 @@ class Loop:
                             "(bubblewrap, and [agent] box = true)")
         drafter = Drafter(self.workspace, self.task_dir, tag, agent, self.worktree.head()) if pipeline else None
         if runner is None:
-            from autoresearch.run.local import LocalRunner
+            from autoresearch.run.executor import make_runner
 
-            runner = LocalRunner(self.task_dir, self.worktree, config, dataset)
+            runner = make_runner(self.task_dir, self.worktree, config, dataset, tag)
         self.runner = runner
         self.measurer = Measurer(self.line, runner)
         self.proposer = Proposer(self.line, agent, self.workspace, self._execute, drafter)

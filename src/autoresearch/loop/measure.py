@@ -116,7 +116,9 @@ class Measurer:
                    "probe_seconds": sum(o.probe_seconds or 0 for o in outcomes) or None,
                    "test_bpb": sum(tested) / len(tested) if tested else None,
                    "run_speeds": speeds if ok and any(p is not None for p in speeds) else None,
-                   "speed_shift": shift, **(agent_usage or {})}
+                   "speed_shift": shift, "node": first.node,
+                   "run_nodes": [o.node for o in outcomes] if any(o.node for o in outcomes) else None,
+                   **(agent_usage or {})}
         verdict: Verdict | None = decision.verdict if decision is not None else None
         if line.rule.weighs_noise and runs:
             noise = decision.noise if decision is not None else line.rule.noise(

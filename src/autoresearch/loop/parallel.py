@@ -35,14 +35,18 @@ class Place:
     env: dict[str, str] = field(default_factory=dict)  # what its process gets on top of the harness's environment
     cpus: tuple[int, ...] | None = None  # the cores it is pinned to (None: not pinned)
 
+    cluster: bool = False  # its runs go to a Ray cluster, which places each (ray_runner.py)
+
     @property
     def where(self) -> str:
+        if self.cluster:
+            return "runs on the Ray cluster"
         if "CUDA_VISIBLE_DEVICES" in self.env:
             return f"GPU {self.env['CUDA_VISIBLE_DEVICES']}"
         return f"cores {_ranges(self.cpus or ())}"
 
 
-def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) -> list[Place]:
+def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int], *, cluster: bool = False) -> list[Place]:
     """One place per loop, tagged `<base_tag>-<i>` (a single loop: `base_tag` itself). `count`: a number, or
     `all` (one loop per GPU). `gpus`: the ids of the visible GPUs (what `CUDA_VISIBLE_DEVICES` names, or
     0..n-1); `cpus`: the cores this process may use. With GPUs, loop i gets GPU i and CUDA_DEVICE_ORDER=PCI_BUS_ID,
@@ -50,7 +54,11 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
     (`gpus.gpu_nodes`: it gets that GPU's only); without, the cores are cut into `count` runs of neighbours,
     as even as they go, and each loop's maths libraries get as many threads as it has cores. Each loop's runs
     get an equal part of the memory that one run may take by default (AUTORESEARCH_MEMORY_SHARE, read by
-    `limits.memory_limit`), so that the loops together cannot take the machine's."""
+    `limits.memory_limit`), so that the loops together cannot take the machine's. `cluster`: their runs go to
+    a Ray cluster, so that no loop is given a GPU or cores here."""
+    if cluster and count.strip().lower() == "all":
+        raise ParallelError("--parallel all counts this machine's GPUs; with --executor ray give how many loops "
+                            "to run, e.g. as many as the cluster has GPUs")
     if count.strip().lower() == "all":
         if not gpus:
             raise ParallelError("--parallel all means one loop per GPU, and no GPU is visible here: give how many "
@@ -65,6 +73,8 @@ def plan(count: str, base_tag: str, gpus: Sequence[str], cpus: Sequence[int]) ->
         if n < 1:
             raise ParallelError(f"--parallel {count}: give at least 1 loop")
     tags = [f"{base_tag}-{i}" for i in range(n)] if n > 1 else [base_tag]  # one loop: a run watched over
+    if cluster:  # the loops only propose and decide here; Ray places each run on a node
+        return [Place(tag, cluster=True) for tag in tags]
     memory = {"AUTORESEARCH_MEMORY_SHARE": f"{MEMORY_SHARE / n:.4g}"} if n > 1 else {}
     if gpus:
         if n > len(gpus):

@@ -37,6 +37,7 @@ class Outcome:
     prestarted: bool = False  # train.py ran in an interpreter started ahead of time (prestart.py)
     machine_speed: float | None = None  # GFLOP/s of the harness's probe before train.py (speed.py; CPU: and after)
     isolation: str | None = None  # how the candidate was contained: bwrap, or process (no sandbox)
+    node: str | None = None  # the cluster node that ran it (ray_runner.py); None: this machine
     causal_tv: float | None = None  # the causality probe's largest total variation (None: not probed)
     test_bpb: float | None = None  # on the hidden test split, measured with the probe; never used to decide
     probe_seconds: float | None = None  # the probe and the test evaluation

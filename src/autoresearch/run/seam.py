@@ -13,7 +13,12 @@ from autoresearch.decide.prune import Pruner
 from autoresearch.decide.rule import Purpose
 from autoresearch.run.outcome import Outcome
 
-__all__ = ["Outcome", "Purpose", "RunRequest", "Runner"]
+__all__ = ["Outcome", "Purpose", "RunRequest", "Runner", "RunnerUnavailable"]
+
+
+class RunnerUnavailable(Exception):
+    """The runner cannot run anything now (a cluster that cannot be reached, or that has no node for a run):
+    the loop stops, and the experiment it was measuring runs again with --resume. The message names the fix."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class RunRequest:
 
 class Runner(Protocol):
     """Runs what the loop asks for. Never raises for a candidate's failure: that is the outcome's status
-    (crash, timeout, pruned, void). May raise `diskguard.DiskSpaceError` before anything runs."""
+    (crash, timeout, pruned, void). May raise `diskguard.DiskSpaceError` before anything runs, and
+    `RunnerUnavailable` when it cannot run at all."""
 
     def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
         """Train and measure `request`; `on_event` gets its progress events as they come."""

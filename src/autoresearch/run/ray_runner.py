@@ -1,0 +1,108 @@
+"""`RayRunner`: each run of the loop is a Ray task on a cluster node (docs/ray.md); the driver keeps the
+agents, git, the store and every decision.
+
+A run's task asks for `[executor]`'s GPUs, CPUs and custom resources, and Ray places it; the loop never
+names a node or a GPU. The task (ray_node.py) gets the commit's files, the request and the settings, runs
+them in that node's sandbox as a local run does, and returns the `Outcome` (with the node that ran it), its
+progress events, and what the run wrote: its log, its outcome and its model, put into the run's folder here.
+A node that dies mid-run has its task run again elsewhere by Ray (`max_retries`); the loop sees one outcome.
+When no node can run it, `RunnerUnavailable` stops the loop, and `--resume` runs the experiment again.
+
+Install with `pip install 'autoresearch[ray]'`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from autoresearch.config import TaskConfig
+from autoresearch.data.prepare import Dataset
+from autoresearch.run.folders import remove_models
+from autoresearch.run.ray_node import ALL_FILES, DataOffer, NodeOrder, NodeResult, dataset_files, run_order
+from autoresearch.run.seam import Outcome, RunnerUnavailable, RunRequest
+from autoresearch.workspace import Worktree
+
+INSTALL_HINT = "pip install 'autoresearch[ray]'"
+
+
+def connect(address: str):
+    """The `ray` module, connected to the cluster at `address` ("" : RAY_ADDRESS, else a Ray started here)."""
+    try:
+        import ray
+    except ImportError as err:
+        raise RunnerUnavailable(f"executor.kind = ray needs Ray: {INSTALL_HINT}") from err
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address or None, logging_level="ERROR", log_to_driver=False,
+                     configure_logging=False, include_dashboard=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise RunnerUnavailable(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: {err}. Start "
+                                    "one with `ray start --head` (docs/ray.md), or set [executor] address") from err
+    return ray
+
+
+class RayRunner:
+    def __init__(self, task_dir: Path, worktree: Worktree, config: TaskConfig, dataset: Dataset | None,
+                 tag: str) -> None:
+        self.worktree, self.config, self.dataset, self.tag = worktree, config, dataset, tag
+        settings = config.executor
+        self.ray = connect(settings.address)
+        self._check_cluster()
+        where = f"{socket.gethostname()}:{Path(task_dir).resolve()}:{tag}"
+        self.line = hashlib.sha256(where.encode()).hexdigest()[:16]
+        self.offer = None if dataset is None else DataOffer(str(dataset.root), dataset.root.name, dataset.manifest)
+        self._task = self.ray.remote(run_order).options(
+            num_gpus=settings.gpus, num_cpus=settings.cpus, resources=dict(settings.resources) or None,
+            max_retries=settings.max_retries, retry_exceptions=False)
+        self._data_ref = None  # the dataset's files in the object store, once a node asked for them
+
+    def _check_cluster(self) -> None:
+        """A run must fit on some node: say so now, not by waiting for ever."""
+        settings = self.config.executor
+        needed = {"GPU": settings.gpus, "CPU": settings.cpus, **settings.resources}
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if not any(all(have.get(name, 0) >= amount for name, amount in needed.items() if amount)
+                   for have in nodes):
+            shown = ", ".join(f"{k} {v:g}" for k, v in needed.items() if v)
+            raise RunnerUnavailable(f"no node of the Ray cluster has what a run needs ({shown}); set [executor] "
+                                    "gpus, cpus and resources to what a node has (a CPU cluster: gpus = 0)")
+
+    def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
+        order = NodeOrder(line=self.line, tag=self.tag, base=self.worktree.files_at(request.commit, ALL_FILES),
+                          request=request, config=self.config, data=self.offer)
+        result = self._submit(order)
+        if result.need_data:
+            if self._data_ref is None:
+                self._data_ref = self.ray.put(dataset_files(self.dataset))
+            result = self._submit(order)
+        for event in result.events:
+            on_event(event)
+        request.run_dir.mkdir(parents=True, exist_ok=True)
+        for rel, content in result.files.items():
+            path = request.run_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        outcome = replace(result.outcome, log_path=str(request.run_dir / "train.log"))
+        (request.run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
+        return outcome
+
+    def _submit(self, order: NodeOrder) -> NodeResult:
+        ref = self._task.remote(order, self._data_ref)
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as err:
+            raise RunnerUnavailable(f"the run of experiment {order.request.seq} failed on the Ray cluster "
+                                    f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                                    "it runs again with --resume") from err
+
+    def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
+        remove_models(experiment_dir, keep_first=keep_first)
+
+    def close(self) -> None:
+        """Nothing to stop here: the nodes' warm interpreters end with their Ray workers, and the connection
+        to the cluster with this process."""

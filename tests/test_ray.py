@@ -1,0 +1,212 @@
+"""`--executor ray` on a real Ray cluster on 127.0.0.1: a head node and two worker nodes, each with one CPU
+and a "runs" resource of its own, started with `ray start` (each node with its own autoresearch cache, as
+separate machines would have). The loops run here, as drivers; their runs go to the workers.
+
+The task is of its own command (solve.py sleeps, so that two loops' runs overlap and need both workers);
+the built-in contract's runs on a node are the same code as local ones (test_loop.py, the red team)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli, generic_task_folder, git
+
+from autoresearch.store import Status, Store
+
+ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install 'autoresearch[ray]'")
+pytestmark = pytest.mark.slow  # a cluster of three nodes and many runs: `pytest -m "not slow"` leaves them out
+
+RAY = str(Path(sys.executable).with_name("ray"))
+SOLVE_PY = """\
+import time
+
+RATE = 0.1
+WIDTH = 4
+
+time.sleep(SLEEP)
+score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
+print(f"score: {score:.6f}")
+"""
+PROPOSALS = [
+    {"description": "RATE 0.1 -> 0.2", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
+    {"description": "RATE 0.2 -> 0.05", "edits": [{"file": "solve.py", "search": "RATE = 0.2", "replace": "RATE = 0.05"}]},
+    {"description": "WIDTH 4 -> 6", "edits": [{"file": "solve.py", "search": "WIDTH = 4", "replace": "WIDTH = 6"}]},
+]
+STATUSES = ["keep", "keep", "discard", "keep"]  # baseline, then the proposals, wherever they ran
+RUNS = [3, 2, 1, 2]  # the runs of each: the baseline's noise seeds, and each new best measured once more
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(*args: str, cache: Path) -> None:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "AUTORESEARCH_CACHE": str(cache)}
+    done = subprocess.run([RAY, "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The cluster's address and each worker's cache folder (which tells its processes apart)."""
+    root = tmp_path_factory.mktemp("ray")
+    port = _free_port()
+    _ray_start("--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false",
+               cache=root / "head")
+    workers = {name: root / name for name in ("node-a", "node-b")}
+    try:
+        for cache in workers.values():
+            _ray_start("--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--resources", '{"runs": 1}',
+                       cache=cache)
+        yield f"127.0.0.1:{port}", workers
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def ray_task(parent: Path, address: str, sleep: float, name: str = "task") -> Path:
+    task = generic_task_folder(parent, SOLVE_PY.replace("SLEEP", str(sleep)), name=name)
+    toml = (task / "autoresearch.toml").read_text()
+    toml = toml.replace('kind = "local"', 'kind = "ray"').replace('address = ""', f'address = "{address}"')
+    toml = toml.replace("gpus = 1.0", "gpus = 0.0").replace("resources = {}", "resources = { runs = 1 }")
+    (task / "autoresearch.toml").write_text(toml)
+    git(task, "commit", "-qam", "runs on the cluster")
+    (parent / "proposals.json").write_text(json.dumps(PROPOSALS))
+    return task
+
+
+def history(task: Path, tag: str) -> list:
+    with Store.open(task) as store:
+        return store.experiments(tag)
+
+
+def run_counts(task: Path, tag: str) -> list[int]:
+    """How many runs the store holds of each experiment: its own and those of it as the best."""
+    with Store.open(task) as store:
+        return [len(store.runs(e)) for e in store.experiments(tag)]
+
+
+def node_of(entry: str) -> str:
+    return entry.split("(")[1].rstrip(")")
+
+
+def test_loops_on_a_cluster_run_on_both_workers_and_record_what_a_local_run_records(cluster, tmp_path):
+    address, _ = cluster
+    task = ray_task(tmp_path, address, sleep=1.0)
+    proposals = tmp_path / "proposals.json"
+    # two loops, each its own line (no sharing, so that each makes exactly the local sequence)
+    cli("run", "--agent", f"replay:{proposals}", "--tag", "r", "--parallel", "2", "--adopt-from", "nobody",
+        cwd=task, timeout=600)
+    (tmp_path / "local").mkdir()
+    local = generic_task_folder(tmp_path / "local", SOLVE_PY.replace("SLEEP", "0"), name="task")
+    cli("run", "--agent", f"replay:{proposals}", "--tag", "r", cwd=local, timeout=600)
+    expected = [(e.description, e.status, e.metric) for e in history(local, "r")]
+    assert [s.value for _, s, _ in expected] == STATUSES and run_counts(local, "r") == RUNS
+    nodes = set()
+    for tag in ("r-0", "r-1"):
+        done = history(task, tag)
+        assert [(e.description, e.status, e.metric) for e in done] == expected  # as a local run decides
+        assert run_counts(task, tag) == RUNS
+        assert all(e.metrics.get("run_nodes") for e in done)
+        nodes |= {node_of(n) for e in done for n in e.metrics["run_nodes"]}
+        subjects = git(task, "log", "--format=%s", f"autoresearch/{tag}").splitlines()
+        assert subjects[:3] == ["WIDTH 4 -> 6", "RATE 0.1 -> 0.2", "runs on the cluster"]
+        log = Path(done[1].log_path)
+        assert log.is_file() and "score: 0.950000" in log.read_text()  # the node's log, in the driver's folder
+    tables = [path.read_text().splitlines() for path in sorted(task.glob("results*.tsv"))]
+    assert len(tables) == 2 and all([row.split("\t")[3] for row in t[1:]] == STATUSES for t in tables)
+    alive = {n["NodeID"][:8] for n in _nodes(address) if n["Resources"].get("runs")}
+    assert nodes == alive, (nodes, alive)  # both workers ran runs, and only they did
+
+
+def _nodes(address: str) -> list[dict]:
+    code = f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); print(json.dumps(ray.nodes()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return [n for n in json.loads(out.stdout.strip().splitlines()[-1]) if n["Alive"]]
+
+
+def test_a_driver_killed_outright_resumes_and_runs_what_was_in_flight_once(cluster, tmp_path):
+    address, _ = cluster
+    task = ray_task(tmp_path, address, sleep=2.0)
+    base = [sys.executable, "-m", "autoresearch", "run", "--agent", f"replay:{tmp_path / 'proposals.json'}",
+            "--tag", "k"]
+    proc = subprocess.Popen(base, cwd=task, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _running_past_baseline(task):
+        time.sleep(0.2)
+    assert _running_past_baseline(task), "the loop never got to its first proposal"
+    time.sleep(0.5)  # its run is on a node now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cli("run", "--agent", f"replay:{tmp_path / 'proposals.json'}", "--tag", "k", "--resume", cwd=task, timeout=600)
+    done = history(task, "k")
+    assert [e.description for e in done] == ["baseline"] + [p["description"] for p in PROPOSALS]
+    assert [e.status.value for e in done] == STATUSES and all(e.status is not Status.RUNNING for e in done)
+
+
+def _running_past_baseline(task: Path) -> bool:
+    if not (task / ".autoresearch" / "store.sqlite").exists():
+        return False
+    with Store.open(task) as store:
+        return any(e.seq >= 1 for e in store.running("k"))
+
+
+def test_a_worker_node_lost_mid_run_has_its_run_made_again_on_the_other_and_counted_once(cluster, tmp_path):
+    address, workers = cluster
+    task = ray_task(tmp_path, address, sleep=2.0)
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", "--agent",
+                             f"replay:{tmp_path / 'proposals.json'}", "--tag", "n"], cwd=task,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        victim = next((name for name, cache in workers.items() if _run_in_flight(cache)), None)
+        time.sleep(0.05)
+    assert victim is not None, "no run was seen on a worker"
+    raylets = _processes_of(workers[victim], "raylet")
+    assert raylets
+    for pid in raylets:
+        os.kill(pid, signal.SIGKILL)  # the node is gone: its raylet, and with it its workers and their runs
+    with Store.open(task) as store:
+        in_flight = store.running("n")[0].seq
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    done = history(task, "n")
+    assert [e.description for e in done] == ["baseline"] + [p["description"] for p in PROPOSALS]
+    assert [e.status.value for e in done] == STATUSES  # nothing lost
+    assert run_counts(task, "n") == RUNS  # nothing counted twice
+    survivor = {n["NodeID"][:8] for n in _nodes(address) if n["Resources"].get("runs")}
+    assert len(survivor) == 1  # the other worker is gone...
+    later = [node_of(n) for e in done[in_flight + 1:] for n in e.metrics["run_nodes"]]
+    assert later and set(later) == survivor  # ...and the survivor ran all that came after
+
+
+def _run_in_flight(cache: Path) -> bool:
+    """A run is under way on the node of `cache`: a copy's run folder has a log and no outcome yet."""
+    return any(not (log.parent / "outcome.json").exists() for log in cache.glob("ray/*/slot-*/run/train.log"))
+
+
+def _processes_of(cache: Path, name: str) -> list[int]:
+    """The processes named `name` that were started with AUTORESEARCH_CACHE=`cache`."""
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if name.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"AUTORESEARCH_CACHE={cache}".encode() in environ:
+            found.append(pid)
+    return found
