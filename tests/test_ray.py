@@ -7,6 +7,7 @@ the built-in contract's runs on a node are the same code as local ones (test_loo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, generic_task_folder, git
 
+from autoresearch.run import sandbox
 from autoresearch.store import Status, Store
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install 'autoresearch[ray]'")
@@ -210,3 +212,42 @@ def _processes_of(cache: Path, name: str) -> list[int]:
         if f"AUTORESEARCH_CACHE={cache}".encode() in environ:
             found.append(pid)
     return found
+
+
+def test_the_built_in_task_trains_and_is_evaluated_on_a_node_in_its_box(cluster, tiny_task, prepare, tmp_path):
+    address, workers = cluster  # after the last test, one worker is left: every run goes to it
+    toml = (tiny_task / "autoresearch.toml").read_text().replace("budget_seconds = 5.0", "budget_seconds = 1.0")
+    (tiny_task / "autoresearch.toml").write_text(
+        toml + f'\n[executor]\nkind = "ray"\naddress = "{address}"\ngpus = 0\nresources = {{ runs = 1 }}\n')
+    git(tiny_task, "commit", "-qam", "tiny settings, on the cluster")
+    prepare(tiny_task)
+    train = (tiny_task / "train.py").read_text()
+    patches = tmp_path / "patches.json"
+    patches.write_text(json.dumps([{"description": "warmdown 0.2", "files": {
+        "train.py": train.replace("WARMDOWN_FRAC = 0.4", "WARMDOWN_FRAC = 0.2")}}]))
+    cli("run", "--agent", f"replay:{patches}", "--tag", "b", cwd=tiny_task, timeout=600)
+    done = history(tiny_task, "b")
+    assert [e.description for e in done] == ["baseline", "warmdown 0.2"]
+    assert done[0].status is Status.KEEP and done[0].metric > 0.05  # the harness's own evaluation, on the node
+    assert done[0].metrics["isolation"] == sandbox.isolation()
+    assert done[0].metrics["test_bpb"] > 0 and done[0].metrics["causal_tv"] < 0.01  # the probe ran there too
+    assert (Path(done[0].log_path).parent / "model" / "model.pt").is_file()  # the kept model came back
+
+
+def test_a_node_without_the_data_takes_it_from_what_the_driver_sends_and_checks_it(tmp_path):
+    from autoresearch.data.prepare import DataError
+    from autoresearch.run.ray_node import DataOffer, node_dataset
+
+    files = {"train.npy": b"train tokens", "val.npy": b"val tokens"}
+    manifest = {"files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                          for name, data in files.items()}}
+    offer = DataOffer(root=str(tmp_path / "driver" / "data-1"), name="data-1", manifest=manifest)
+    node = tmp_path / "node"
+    assert node_dataset(offer, None, node) is None  # not here, and nothing sent: the driver is asked for it
+    dataset = node_dataset(offer, files, node)
+    assert dataset.root == node / "datasets" / "data-1" and (dataset.root / "val.npy").read_bytes() == b"val tokens"
+    assert node_dataset(offer, None, node).root == dataset.root  # once made, the node's copy is used
+    bad = DataOffer(root=offer.root, name="data-2", manifest=manifest)
+    with pytest.raises(DataError, match="val.npy"):
+        node_dataset(bad, {**files, "val.npy": b"val tokenz"}, node)  # what arrived differs from the manifest
+    assert not (node / "datasets" / "data-2").exists()
