@@ -129,6 +129,11 @@ def test_loops_on_a_cluster_run_on_both_workers_and_record_what_a_local_run_reco
     assert len(tables) == 2 and all([row.split("\t")[3] for row in t[1:]] == STATUSES for t in tables)
     alive = {n["NodeID"][:8] for n in _nodes(address) if n["Resources"].get("runs")}
     assert nodes == alive, (nodes, alive)  # both workers ran runs, and only they did
+    status = json.loads(cli("status", "--json", "--tag", "r-0", cwd=task).stdout)
+    own = sum(len(e.metrics["runs"]) for e in history(task, "r-0"))  # the experiments' own runs
+    assert sum(status["cluster"]["nodes"].values()) == own and status["cluster"]["gpu_hours"] == 0  # no GPU
+    assert "cluster: " in cli("status", "--tag", "r-0", cwd=task).stdout
+    assert "(Ray cluster)" in cli("show", "1", "--tag", "r-0", cwd=task).stdout
 
 
 def _nodes(address: str) -> list[dict]:

@@ -673,3 +673,18 @@ def test_report_html_holds_every_experiment_with_its_change_and_the_plot(run: St
     assert "<table>" in page and "Kept changes</h2>" in page  # report.md's tables, rendered
     assert 'src="data:image/png;base64,' in page and 'src="progress.png"' not in page
     assert "flash attn v9" in page and "OOM" in page  # a crash opens to why it failed
+
+
+def test_the_cluster_figures_count_the_runs_of_each_node_and_the_gpu_hours():
+    from types import SimpleNamespace
+
+    from autoresearch.report.status import cluster_data, cluster_line
+
+    ran = [SimpleNamespace(metrics={"run_nodes": ["10.0.0.5 (aa)", "10.0.0.6 (bb)", "10.0.0.5 (aa)"],
+                                    "gpu_seconds": 5400.0}),
+           SimpleNamespace(metrics={"run_nodes": ["10.0.0.6 (bb)"], "gpu_seconds": 1800.0}),
+           SimpleNamespace(metrics={})]  # a rejected proposal: no run
+    cluster = cluster_data(ran)
+    assert cluster == {"nodes": {"10.0.0.5 (aa)": 2, "10.0.0.6 (bb)": 2}, "gpu_hours": 2.0}
+    assert cluster_line(cluster) == "cluster: 2 nodes (10.0.0.5 (aa) 2 runs, 10.0.0.6 (bb) 2 runs), 2.00 GPU-hours"
+    assert cluster_data([SimpleNamespace(metrics={"isolation": "bwrap"})]) is None  # all on this machine

@@ -118,6 +118,7 @@ class Measurer:
                    "run_speeds": speeds if ok and any(p is not None for p in speeds) else None,
                    "speed_shift": shift, "node": first.node,
                    "run_nodes": [o.node for o in outcomes] if any(o.node for o in outcomes) else None,
+                   "gpu_seconds": _gpu_seconds(line.config, outcomes),
                    **(agent_usage or {})}
         verdict: Verdict | None = decision.verdict if decision is not None else None
         if line.rule.weighs_noise and runs:
@@ -244,3 +245,9 @@ class Measurer:
     def _phases(self) -> dict[str, list[float]]:
         """The baseline's start-up and finish seconds so far (its latest 20 runs), by the harness's clock."""
         return dict(self.line.store.line(self.line.tag).phases)
+
+
+def _gpu_seconds(config, outcomes: list[Outcome]) -> float | None:
+    """The GPU time the runs of a cluster took (their time on a node, times the GPUs each asked for)."""
+    on_nodes = [o.total_seconds for o in outcomes if o.node]
+    return sum(on_nodes) * config.executor.gpus if on_nodes and config.executor.gpus else None

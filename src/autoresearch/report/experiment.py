@@ -85,6 +85,9 @@ def experiment_lines(data: dict, *, metric: MetricConfig = MetricConfig()) -> li
         facts.append(f"MFU {100 * data['mfu']:.1f}%")
     if facts:
         lines.append(" · ".join(facts))
+    nodes = list(dict.fromkeys(n for n in data["metrics"].get("run_nodes") or () if n))
+    if nodes:
+        lines.append("ran on " + ", ".join(nodes) + " (Ray cluster)")
     spend = data["agent_spend"]
     if spend:
         lines.append("agent: " + ", ".join(_spend(k, v) for k, v in sorted(spend.items())))

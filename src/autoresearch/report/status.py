@@ -54,8 +54,30 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
     return {**summary_data(summary), "noise": noise_data(store, tag),
-            "machine_speed": speed_data(store, tag),
+            "machine_speed": speed_data(store, tag), "cluster": cluster_data(experiments),
             "experiments": rows, "running": running_data(summary.running, now)}
+
+
+def cluster_data(experiments: list[Experiment]) -> dict | None:
+    """For the experiments' own runs made on a cluster (`--executor ray`): the nodes that ran them (how many each) and
+    the GPU-hours they took; None if none was."""
+    runs: dict[str, int] = {}
+    gpu_seconds = 0.0
+    for e in experiments:
+        for node in e.metrics.get("run_nodes") or ():
+            if node:
+                runs[node] = runs.get(node, 0) + 1
+        gpu_seconds += e.metrics.get("gpu_seconds") or 0.0
+    if not runs:
+        return None
+    return {"nodes": dict(sorted(runs.items())), "gpu_hours": gpu_seconds / 3600}
+
+
+def cluster_line(cluster: dict) -> str:
+    """`cluster: 2 nodes (10.0.0.5 (1a2b3c4d) 12 runs, ...), 1.25 GPU-hours`."""
+    nodes = ", ".join(f"{node} {count} run{'s' * (count != 1)}" for node, count in cluster["nodes"].items())
+    return f"cluster: {len(cluster['nodes'])} node{'s' * (len(cluster['nodes']) != 1)} ({nodes}), " \
+           f"{cluster['gpu_hours']:.2f} GPU-hours"
 
 
 def running_data(experiment: Experiment | None, now: float | None = None) -> dict | None:
