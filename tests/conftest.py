@@ -114,6 +114,30 @@ def processes_with(marker: str) -> list[str]:
     return found
 
 
+# A generic task's solve.py: maximise a score that peaks at RATE = 0.3 and WIDTH = 6, after a moment of
+# "training" (so that drafts are written, or runs overlap, while it runs). RATE and WIDTH sit apart, so
+# that edits of each merge cleanly.
+SLEEPY_SOLVE_PY = """\
+import time
+
+RATE = 0.1
+
+# (the width is set further down)
+#
+#
+
+WIDTH = 4
+
+time.sleep(SLEEP)
+score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
+print(f"score: {score:.6f}")
+"""
+
+
+def sleepy_solve_py(seconds: float) -> str:
+    return SLEEPY_SOLVE_PY.replace("SLEEP", repr(seconds))
+
+
 def generic_task_folder(parent: Path, solve_py: str, name: str = "task") -> Path:
     """A committed task folder of its own command, `python solve.py`, whose metric `score` (higher is better)
     is read from the line `score: <value>` it prints; the agent may edit solve.py."""

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, generic_task_folder, git
+from conftest import cli, generic_task_folder, git, sleepy_solve_py
 
 from autoresearch.run import sandbox
 from autoresearch.store import Status, Store
@@ -27,16 +27,6 @@ ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip 
 pytestmark = pytest.mark.slow  # a cluster of three nodes and many runs: `pytest -m "not slow"` leaves them out
 
 RAY = str(Path(sys.executable).with_name("ray"))
-SOLVE_PY = """\
-import time
-
-RATE = 0.1
-WIDTH = 4
-
-time.sleep(SLEEP)
-score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
-print(f"score: {score:.6f}")
-"""
 PROPOSALS = [
     {"description": "RATE 0.1 -> 0.2", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
     {"description": "RATE 0.2 -> 0.05", "edits": [{"file": "solve.py", "search": "RATE = 0.2", "replace": "RATE = 0.05"}]},
@@ -77,7 +67,7 @@ def cluster(tmp_path_factory):
 
 
 def ray_task(parent: Path, address: str, sleep: float, name: str = "task") -> Path:
-    task = generic_task_folder(parent, SOLVE_PY.replace("SLEEP", str(sleep)), name=name)
+    task = generic_task_folder(parent, sleepy_solve_py(sleep), name=name)
     toml = (task / "autoresearch.toml").read_text()
     toml = toml.replace('kind = "local"', 'kind = "ray"').replace('address = ""', f'address = "{address}"')
     toml = toml.replace("gpus = 1.0", "gpus = 0.0").replace("resources = {}", "resources = { runs = 1 }")
@@ -110,7 +100,7 @@ def test_loops_on_a_cluster_run_on_both_workers_and_record_what_a_local_run_reco
     cli("run", "--agent", f"replay:{proposals}", "--tag", "r", "--parallel", "2", "--adopt-from", "nobody",
         cwd=task, timeout=600)
     (tmp_path / "local").mkdir()
-    local = generic_task_folder(tmp_path / "local", SOLVE_PY.replace("SLEEP", "0"), name="task")
+    local = generic_task_folder(tmp_path / "local", sleepy_solve_py(0), name="task")
     cli("run", "--agent", f"replay:{proposals}", "--tag", "r", cwd=local, timeout=600)
     expected = [(e.description, e.status, e.metric) for e in history(local, "r")]
     assert [s.value for _, s, _ in expected] == STATUSES and run_counts(local, "r") == RUNS
@@ -230,7 +220,8 @@ def test_the_built_in_task_trains_and_is_evaluated_on_a_node_in_its_box(cluster,
     patches = tmp_path / "patches.json"
     patches.write_text(json.dumps([{"description": "warmdown 0.2", "files": {
         "train.py": train.replace("WARMDOWN_FRAC = 0.4", "WARMDOWN_FRAC = 0.2")}}]))
-    cli("run", "--agent", f"replay:{patches}", "--tag", "b", cwd=tiny_task, timeout=600)
+    shown = cli("run", "--agent", f"replay:{patches}", "--tag", "b", cwd=tiny_task, timeout=600).stdout
+    assert shown.count("started: ") >= 2 and "evaluated in" in shown  # the node's progress events reached here
     done = history(tiny_task, "b")
     assert [e.description for e in done] == ["baseline", "warmdown 0.2"]
     assert done[0].status is Status.KEEP and done[0].metric > 0.05  # the harness's own evaluation, on the node

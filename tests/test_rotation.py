@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import cli, edit_solve, generic_task_folder
+from conftest import cli, edit_solve, generic_task_folder, sleepy_solve_py
 
 from autoresearch.agents import (
     Agent,
@@ -23,27 +23,9 @@ from autoresearch.config import ConfigError, load_config
 from autoresearch.loop import Limits, Loop
 from autoresearch.store import Status, Store
 
-# A generic task: maximise a score that peaks at RATE = 0.3 and WIDTH = 6, with a moment of "training" so
-# that drafts are written while it runs. RATE and WIDTH sit apart, so that edits of each merge cleanly.
-SOLVE_PY = """\
-import time
-
-RATE = 0.1
-
-# (the width is set further down)
-#
-#
-
-WIDTH = 4
-
-time.sleep(SLEEP)
-score = 1.0 - (RATE - 0.3) ** 2 - 0.01 * (WIDTH - 6) ** 2
-print(f"score: {score:.6f}")
-"""
-
 
 def make_task(tmp_path: Path, sleep: float = 0.0) -> Path:
-    return generic_task_folder(tmp_path, SOLVE_PY.replace("SLEEP", repr(sleep)))
+    return generic_task_folder(tmp_path, sleepy_solve_py(sleep))
 
 
 @dataclass

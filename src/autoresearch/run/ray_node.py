@@ -63,8 +63,10 @@ class NodeResult:
     need_data: bool = False  # this node has no copy of the data: send it (through the object store)
 
 
-def run_order(order: NodeOrder, data_files: dict | None = None) -> NodeResult:
-    """Run `order` here (a Ray task's body). `data_files`: the dataset's files, name -> content, if sent."""
+def run_order(order: NodeOrder, data_files: dict | None = None, events=None, run_id: str = "") -> NodeResult:
+    """Run `order` here (a Ray task's body). `data_files`: the dataset's files, name -> content, if sent.
+    `events`: a Ray queue that gets `(run_id, event)` for each progress event as it comes (the driver shows
+    them live); they are in the result too."""
     node = describe_node()
     dataset = None
     if order.data is not None:
@@ -72,10 +74,19 @@ def run_order(order: NodeOrder, data_files: dict | None = None) -> NodeResult:
         if dataset is None:
             return NodeResult(need_data=True, node=node)
     copy = NodeCopy.for_order(order, dataset)
-    events: list[dict] = []
-    outcome = copy.run(order.request, events.append)
+    events_seen: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        events_seen.append(event)
+        if events is not None:
+            try:
+                events.put_nowait((run_id, event))
+            except Exception:  # noqa: BLE001 (a full or lost queue: the result still has every event)
+                pass
+
+    outcome = copy.run(order.request, on_event)
     files = {str(p.relative_to(copy.run_dir)): p.read_bytes() for p in sorted(copy.run_dir.rglob("*")) if p.is_file()}
-    return NodeResult(outcome=replace(outcome, node=node), files=files, events=tuple(events), node=node)
+    return NodeResult(outcome=replace(outcome, node=node), files=files, events=tuple(events_seen), node=node)
 
 
 def describe_node() -> str:

@@ -3,8 +3,9 @@ agents, git, the store and every decision.
 
 A run's task asks for `[executor]`'s GPUs, CPUs and custom resources, and Ray places it; the loop never
 names a node or a GPU. The task (ray_node.py) gets the commit's files, the request and the settings, runs
-them in that node's sandbox as a local run does, and returns the `Outcome` (with the node that ran it), its
-progress events, and what the run wrote: its log, its outcome and its model, put into the run's folder here.
+them in that node's sandbox as a local run does, sends its progress events as they come (through a Ray
+queue), and returns the `Outcome` (with the node that ran it) and what the run wrote: its log, its outcome
+and its model, put into the run's folder here.
 A node that dies mid-run has its task run again elsewhere by Ray (`max_retries`); the loop sees one outcome.
 When no node can run it, `RunnerUnavailable` stops the loop, and `--resume` runs the experiment again.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from autoresearch.run.seam import Outcome, RunnerUnavailable, RunRequest
 from autoresearch.workspace import Worktree
 
 INSTALL_HINT = "pip install 'autoresearch[ray]'"
+EVENT_POLL_SECONDS = 0.2  # how often the driver passes on the progress events of a run in flight
 
 
 def connect(address: str):
@@ -60,6 +63,7 @@ class RayRunner:
             num_gpus=settings.gpus, num_cpus=settings.cpus, resources=dict(settings.resources) or None,
             max_retries=settings.max_retries, retry_exceptions=False)
         self._data_ref = None  # the dataset's files in the object store, once a node asked for them
+        self._events = None  # the queue of the runs' progress events (a Ray actor), made at the first run
 
     def _check_cluster(self) -> None:
         """A run must fit on some node: say so now, not by waiting for ever."""
@@ -75,13 +79,11 @@ class RayRunner:
     def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
         order = NodeOrder(line=self.line, tag=self.tag, base=self.worktree.files_at(request.commit, ALL_FILES),
                           request=request, config=self.config, data=self.offer)
-        result = self._submit(order)
+        result = self._submit(order, on_event)
         if result.need_data:
             if self._data_ref is None:
                 self._data_ref = self.ray.put(dataset_files(self.dataset))
-            result = self._submit(order)
-        for event in result.events:
-            on_event(event)
+            result = self._submit(order, on_event)
         request.run_dir.mkdir(parents=True, exist_ok=True)
         for rel, content in result.files.items():
             path = request.run_dir / rel
@@ -91,14 +93,40 @@ class RayRunner:
         (request.run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
         return outcome
 
-    def _submit(self, order: NodeOrder) -> NodeResult:
-        ref = self._task.remote(order, self._data_ref)
+    def _submit(self, order: NodeOrder, on_event: Callable[[dict], None]) -> NodeResult:
+        """Run `order` on the cluster, its progress events passed on as they come (those of an attempt on a
+        node that died included: they are for the eye; the outcome is the last attempt's)."""
+        run_id = uuid.uuid4().hex
+        ref = self._task.remote(order, self._data_ref, self._event_queue(), run_id)
         try:
-            return self.ray.get(ref)
+            while not self.ray.wait([ref], timeout=EVENT_POLL_SECONDS)[0]:
+                self._pass_events(run_id, on_event)
+            result = self.ray.get(ref)
+            self._pass_events(run_id, on_event)
+            return result
         except self.ray.exceptions.RayError as err:
             raise RunnerUnavailable(f"the run of experiment {order.request.seq} failed on the Ray cluster "
                                     f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                                     "it runs again with --resume") from err
+
+    def _event_queue(self):
+        if self._events is None:
+            from ray.util.queue import Queue
+
+            self._events = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+        return self._events
+
+    def _pass_events(self, run_id: str, on_event: Callable[[dict], None]) -> None:
+        while True:
+            try:
+                batch = self._events.get_nowait_batch(min(self._events.qsize(), 1000))
+            except Exception:  # noqa: BLE001 (nothing waiting, or the queue is gone: the result has the events)
+                return
+            if not batch:
+                return
+            for run, event in batch:
+                if run == run_id:
+                    on_event(event)
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
         remove_models(experiment_dir, keep_first=keep_first)
