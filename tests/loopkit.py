@@ -59,9 +59,10 @@ def proposals(*changes: str | tuple[str, str]) -> list[dict]:
 
 
 def fake_loop(task: Path, script: Callable | None = None, agent=None, *, config=None, tag: str = "t",
-              **kw) -> tuple[Loop, FakeRunner]:
-    """A loop on `task` whose runs `script` answers (default: the code's LOSS, no noise)."""
-    runner = FakeRunner(script or scored(loss_of))
+              runs_at_once: int = 1, seconds: float = 0.0, **kw) -> tuple[Loop, FakeRunner]:
+    """A loop on `task` whose runs `script` answers (default: the code's LOSS, no noise); `runs_at_once` of
+    them at a time, each lasting `seconds`."""
+    runner = FakeRunner(script or scored(loss_of), runs_at_once=runs_at_once, seconds=seconds)
     loop = Loop(task, config or settings(), None, agent if agent is not None else ReplayAgent([]), tag=tag,
                 runner=runner, **kw)
     return loop, runner

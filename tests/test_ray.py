@@ -120,10 +120,58 @@ def test_loops_on_a_cluster_run_on_both_workers_and_record_what_a_local_run_reco
     alive = {n["NodeID"][:8] for n in _nodes(address) if n["Resources"].get("runs")}
     assert nodes == alive, (nodes, alive)  # both workers ran runs, and only they did
     status = json.loads(cli("status", "--json", "--tag", "r-0", cwd=task).stdout)
-    own = sum(len(e.metrics["runs"]) for e in history(task, "r-0"))  # the experiments' own runs
-    assert sum(status["cluster"]["nodes"].values()) == own and status["cluster"]["gpu_hours"] == 0  # no GPU
+    every = sum(run_counts(task, "r-0"))  # the experiments' own runs, and the bests' re-runs
+    assert sum(status["cluster"]["nodes"].values()) == every and status["cluster"]["gpu_hours"] == 0  # no GPU
+    with Store.open(task) as store:
+        assert all(r.node for e in store.experiments("r-0") for r in store.runs(e))  # each run's node, recorded
     assert "cluster: " in cli("status", "--tag", "r-0", cwd=task).stdout
     assert "(Ray cluster)" in cli("show", "1", "--tag", "r-0", cwd=task).stdout
+
+
+NOISY_SOLVE_PY = """\
+import os, time
+
+print("began", time.time())
+SEED = int(os.environ["AUTORESEARCH_SEED"])
+RATE = 0.1
+time.sleep(SLEEP if SEED < 2 or RATE == 0.1 else 4 * SLEEP)  # a candidate's later confirmations: slow
+score = 1.0 - (RATE - 0.3) ** 2 + 0.001 * ((SEED * 7919) % 5 - 2)
+print(f"score: {score:.6f}")
+print("ended", time.time())
+"""
+SMALL_GAINS = [{"description": f"RATE 0.1 -> {rate}", "edits": [
+    {"file": "solve.py", "search": "RATE = 0.1", "replace": f"RATE = {rate}"}]} for rate in ("0.104", "0.108", "0.112")]
+
+
+def _span(log: Path) -> tuple[float, float]:
+    words = dict(line.split()[:2] for line in log.read_text().splitlines() if line.startswith(("began", "ended")))
+    return float(words["began"]), float(words["ended"])
+
+
+def test_a_lone_loop_trains_runs_at_once_on_both_workers_and_decides_as_one_at_a_time(cluster, tmp_path):
+    address, _ = cluster
+    task = ray_task(tmp_path, address, sleep=0)
+    (task / "solve.py").write_text(NOISY_SOLVE_PY.replace("SLEEP", "1.5"))
+    git(task, "commit", "-qam", "noisy")
+    proposals = tmp_path / "small.json"
+    proposals.write_text(json.dumps(SMALL_GAINS))
+    shown = cli("run", "--agent", f"replay:{proposals}", "--tag", "a", "--runs-at-once", "2", cwd=task,
+                timeout=600).stdout
+    assert "experiment 2 run 3 called off" in shown  # the rule decided on run 2 while run 3 was training
+    (tmp_path / "local").mkdir()
+    local = generic_task_folder(tmp_path / "local", NOISY_SOLVE_PY.replace("SLEEP", "0"), name="task")
+    cli("run", "--agent", f"replay:{proposals}", "--tag", "a", cwd=local, timeout=600)
+    done, expected = history(task, "a"), history(local, "a")
+    assert any(e.metrics.get("confirm_runs") for e in expected)  # confirmations were made
+    assert [(e.description, e.status, e.metric, e.metrics.get("run_seeds")) for e in done] == \
+        [(e.description, e.status, e.metric, e.metrics.get("run_seeds")) for e in expected]
+    assert run_counts(task, "a") == run_counts(local, "a")
+    baseline = Path(done[0].log_path).parent
+    (b0, e0), (b1, e1) = _span(baseline / "train.log"), _span(baseline / "run-2" / "train.log")
+    assert b0 < e1 and b1 < e0  # the baseline's first two seeds trained at the same time...
+    assert len({node_of(n) for n in done[0].metrics["run_nodes"][:2]}) == 2  # ...one on each worker
+    for e, runs in zip(done, run_counts(task, "a"), strict=True):  # what ran ahead, not needed, left nothing
+        assert len(list(Path(e.log_path).parent.glob("run-*"))) == runs - 1
 
 
 def _nodes(address: str) -> list[dict]:

@@ -688,3 +688,8 @@ def test_the_cluster_figures_count_the_runs_of_each_node_and_the_gpu_hours():
     assert cluster == {"nodes": {"10.0.0.5 (aa)": 2, "10.0.0.6 (bb)": 2}, "gpu_hours": 2.0}
     assert cluster_line(cluster) == "cluster: 2 nodes (10.0.0.5 (aa) 2 runs, 10.0.0.6 (bb) 2 runs), 2.00 GPU-hours"
     assert cluster_data([SimpleNamespace(metrics={"isolation": "bwrap"})]) is None  # all on this machine
+    from autoresearch.store import Run
+
+    later = [Run(0.9, 3, None, "remeasure", True, "10.0.0.7 (cc)", 3600.0), Run(0.9, 4, None, "noise", True)]
+    assert cluster_data(ran, later) == {"nodes": {"10.0.0.5 (aa)": 2, "10.0.0.6 (bb)": 2, "10.0.0.7 (cc)": 1},
+                                        "gpu_hours": 3.0}  # the bests' re-runs count too (the local one not)

@@ -447,7 +447,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_results(tmp_path):
         with pytest.raises(ValueError, match="needs its metric"):  # the CHECK constraint moved with the column
             store.record(status="keep", **proposal())
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO experiments (tag, seq, parent_commit, diff, description, agent, seed, status, "
                     "started_at, ended_at) VALUES ('x', 0, 'p', '', 'd', 'a', 0, 'keep', 1.0, 2.0)")
@@ -597,7 +597,7 @@ def test_a_store_made_by_schema_version_4_opens_and_reads_as_it_was_written(tmp_
             ("settle", best.id, None), ("speed", best.id, history[5].id)]  # settled:2, speed-checked:6
         assert store.line("never-ran") == LineRecord("never-ran")
     raw = sqlite3.connect(folder / ".autoresearch" / "store.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     with pytest.raises(sqlite3.IntegrityError, match="a recorded run cannot be changed"):
         raw.execute("UPDATE runs SET metric = 0.1 WHERE experiment_id = 2")
     with pytest.raises(sqlite3.IntegrityError, match="runs are never deleted"):

@@ -32,7 +32,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
     from autoresearch.report import read_progress, running_line, running_view, status_data, status_table
     from autoresearch.report.noise import noise_data, noise_line, speed_data, speed_text
     from autoresearch.report.runs import loop_line
-    from autoresearch.report.status import cluster_data, cluster_line
+    from autoresearch.report.status import cluster_line, cluster_of
 
     config = task_config(task_dir)
     with open_store(task_dir) as store:
@@ -56,7 +56,7 @@ def status(tag: str = typer.Option(None, help="Run tag (default: the latest)."),
                      Text(noise_line(noise_data(store, tag), config.metric), style="dim")]
             if speed["runs"]:
                 parts.append(Text(f"machine speed: {speed_text(speed)}", style="yellow" if speed["shifts"] else "dim"))
-            cluster = cluster_data(measured(store, tag))
+            cluster = cluster_of(store, measured(store, tag))
             if cluster is not None:
                 parts.append(Text(cluster_line(cluster), style="dim"))
             parts.append(line)

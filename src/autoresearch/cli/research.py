@@ -56,19 +56,24 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
                                                 "cluster, docs/ray.md) (default: executor.kind)."),
         ray_address: str = typer.Option(None, help="With --executor ray: the cluster, auto, host:6379 or "
                                                    "ray://host:10001 (default: executor.address)."),
+        runs_at_once: int = typer.Option(None, help="With --executor ray: how many runs of a loop may train at "
+                                                    "once, each on a GPU of its own: the baseline's seeds, a "
+                                                    "candidate's confirmations, the best's re-runs "
+                                                    "(default: executor.runs_at_once)."),
         task_dir: Path = typer.Option(Path("."), "--dir", help="Task folder.")):
     """Run the research loop: propose, commit, train, evaluate, keep or discard, record; repeat."""
     import time
 
     config = _with_loop_options(task_config(task_dir), adopt_from=adopt_from, adopt_after=adopt_after,
                                 exchange=exchange, turns=turns)
-    config = _with_executor_options(config, kind=executor, address=ray_address)
+    config = _with_executor_options(config, kind=executor, address=ray_address, runs_at_once=runs_at_once)
     if parallel is not None:
         options = [word for name in agent for word in ("--agent", name)]
         for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-hours", max_hours),
                             ("--max-cost", max_cost), ("--base-url", base_url), ("--adopt-from", adopt_from),
                             ("--adopt-after", adopt_after), ("--exchange", exchange), ("--turns", turns),
-                            ("--executor", executor), ("--ray-address", ray_address)):
+                            ("--executor", executor), ("--ray-address", ray_address),
+                            ("--runs-at-once", runs_at_once)):
             if value is not None:
                 options += [flag, str(value)]
         options += ["--recalibrate"] * recalibrate
@@ -302,6 +307,10 @@ _LOOP_EVENT_LINES = {
     "startup_code_restored": lambda e: (
         f"  [yellow]the run planted start-up code in Python's folders; put back as it was: "
         f"{for_markup(', '.join(e['files']))}[/]"),
+    "in_flight": lambda e: (
+        "  [dim]" + ", ".join(f"experiment {seq} run {run}" for seq, run in e["started"])
+        + f" started ({e['busy']} in flight)[/]"),
+    "called_off": lambda e: f"  [dim]experiment {e['seq']} run {e['run']} called off: the rule decided without it[/]",
     "drafting": lambda e: f"  [dim]{for_markup(e['agent'])} drafts the next proposal while this one trains[/]",
     "check_machine": lambda e: (
         f"  [yellow]{e['crashes']} experiments in a row failed: the best (#{e['seq']}) runs once more, to tell a "

@@ -153,6 +153,22 @@ class KeepRule(ABC):
             return compared
         return self._judge(case, compared)
 
+    def ahead(self, case: Case) -> int:
+        """How many runs of the candidate, beyond the one `next` asks for now, are worth starting at once when
+        runs can go in parallel (`[executor] runs_at_once`). Their seeds are the ones later answers would ask
+        for, and the loop hands this rule their results one by one, in order, as if they had been made one
+        after another: so its decisions are the same; a run it does not ask for is thrown away. The
+        baseline's further seeds are always asked for; a candidate's confirmations once one was asked for (a
+        first run is decided on its own more often than not)."""
+        if case.best is None:
+            return max(0, self.baseline_runs - len(case.runs) - 1)
+        return max(0, self.most_runs - len(case.runs) - 1) if case.runs else 0
+
+    @property
+    def most_runs(self) -> int:
+        """The most runs a candidate can be given: its first, and its confirmations."""
+        return 1
+
     def compared(self, case: Case) -> list[Run] | RemeasureBest:
         """The best's runs made at about the machine speed of the candidate's runs, to compare with. When
         none was, the best is to run again first (once per candidate), so that both are measured on the
@@ -220,6 +236,10 @@ class Confirm(KeepRule):
     @property
     def baseline_runs(self) -> int:
         return self.noise_seeds
+
+    @property
+    def most_runs(self) -> int:
+        return 1 + self.thresholds.max_confirm
 
     def _judge(self, case: Case, best: list[Run]) -> Answer:
         noise = self.noise(case)

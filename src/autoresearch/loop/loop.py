@@ -280,6 +280,7 @@ class Loop:
 
     def close(self) -> None:
         self.proposer.close()
+        self.measurer.flights.close()
         self.runner.close()
         self.store.close()
         self.lock.release()

@@ -14,6 +14,7 @@ from pathlib import Path
 from autoresearch.decide import prune
 from autoresearch.decide.rule import BestState, Case, Decision, Purpose, RemeasureBest, RunAgain, seed_for
 from autoresearch.decide.stats import Verdict, is_simpler
+from autoresearch.loop.flights import Flights
 from autoresearch.loop.line import BASELINE, Line, fault_point
 from autoresearch.run import clock
 from autoresearch.run.seam import Outcome, Runner, RunRequest
@@ -32,6 +33,7 @@ def failure_status(outcome: Outcome) -> Status | None:
 class Measurer:
     def __init__(self, line: Line, runner: Runner) -> None:
         self.line, self.runner = line, runner
+        self.flights = Flights(runner, lambda event: self.line.on_event(event))
 
     # -- an experiment ----------------------------------------------------------------------------
 
@@ -45,33 +47,48 @@ class Measurer:
         shift, failed = None, None
         while True:
             checked = any(r.reason == "speed" and r.for_id == experiment.id for r in line.store.remeasures(line.tag))
-            answer = line.rule.next(self._case(experiment, incumbent, runs, checked))
+            case = self._case(experiment, incumbent, runs, checked)
+            answer = line.rule.next(case)
             if isinstance(answer, Decision):
                 break
+            bar = statistics.fmean(line.store.measured_runs(incumbent)) if incumbent is not None else None
             if isinstance(answer, RemeasureBest):
                 shift = answer.shift
                 line.on_event({"event": "speed", "seq": experiment.seq, "best_seq": incumbent.seq, "then": answer.then,
                                "now": answer.now, "shift": shift, "runs": answer.runs})
-                self.remeasure(incumbent, answer.runs, answer.purpose, reason="speed", for_id=experiment.id)
+                # the candidate's confirmation, should the comparison ask for one, trains beside the best's re-runs
+                # (with the probe for any metric: the bar it is judged by moves with these re-runs)
+                alongside = self._ahead(experiment, len(runs), 1, Purpose.CONFIRM, None)
+                self.remeasure(incumbent, answer.runs, answer.purpose, reason="speed", for_id=experiment.id,
+                               alongside=alongside)
                 incumbent = line.store.get(incumbent.id)
                 continue
             assert isinstance(answer, RunAgain)
             if answer.purpose is Purpose.CONFIRM:
                 line.on_event({"event": "confirm", "seq": experiment.seq, "run": len(runs) + 1,
                                "reason": answer.reason})
-            bar = statistics.fmean(line.store.measured_runs(incumbent)) if incumbent is not None else None
-            outcome, failure = self._run_once(experiment, answer.seed, len(runs), answer.purpose, keep_bar=bar,
-                                              pruner=self._pruner(experiment, incumbent) if not runs else None)
+            request = self._request(experiment, answer.seed, len(runs), answer.purpose, keep_bar=bar,
+                                    pruner=self._pruner(experiment, incumbent) if not runs else None)
+            further = Purpose.NOISE if incumbent is None else Purpose.CONFIRM
+            self.flights.launch([request, *self._ahead(experiment, len(runs) + 1, line.rule.ahead(case), further,
+                                                       bar)])
+            outcome, failure = self._run_once(request)
             outcomes.append(outcome)
             if failure is not None:
                 error = outcome.error if not runs else f"run {len(runs) + 1} (seed {answer.seed}): {outcome.error}"
                 failed = (failure, error)
                 break
             runs.append(line.store.add_run(experiment, Run(outcome.metric, answer.seed, outcome.machine_speed,
-                                                           str(answer.purpose)), outcome.log_path))
+                                                           str(answer.purpose), node=outcome.node,
+                                                           gpu_seconds=_gpu_seconds(line.config, [outcome])),
+                                           outcome.log_path))
             fault_point("after-run")
         decision = answer if isinstance(answer, Decision) else None
         status, error = failed if failed is not None else (Status.KEEP if decision.keep else Status.DISCARD, None)
+        if status is Status.KEEP and (void := self._void_ahead(experiment)) is not None:
+            outcomes.append(void)
+            status, error = Status.TAMPERED, f"a further run of it made at the same time: {void.error}"
+        self.flights.forget(keep=experiment.id if status is Status.KEEP else incumbent.id if incumbent else None)
         return self._decided(experiment, incumbent, status, runs, outcomes, decision, error, agent_usage, shift)
 
     def _case(self, experiment: Experiment, incumbent: Experiment | None, runs: list[Run], checked: bool) -> Case:
@@ -80,22 +97,39 @@ class Measurer:
         return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=is_simpler(experiment.diff),
                     speed_checked=checked, speed_now=line.speed_now())
 
-    def _run_once(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
-                  keep_bar: float | None = None, pruner: prune.Pruner | None = None) -> tuple[Outcome, Status | None]:
-        """One run of `experiment`'s code with `seed`: its outcome, and what went wrong in it (None: nothing)."""
+    def _request(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
+                 keep_bar: float | None = None, pruner: prune.Pruner | None = None) -> RunRequest:
+        """Run `index` of `experiment`'s code, with `seed`, as the runner gets it."""
         line = self.line
-        trusted = experiment.description == BASELINE and experiment.agent == "-"
         startup, finish = self._allowances()
-        request = RunRequest(experiment_id=experiment.id, seq=experiment.seq, index=index, commit=experiment.commit,
-                             files=line.worktree.files_at(experiment.commit, line.config.loop.editable), seed=seed,
-                             budget=line.budget, run_dir=run_folder(Path(experiment.log_path).parent, index),
-                             purpose=purpose, keep_bar=keep_bar, pruner=pruner, startup_allowance=startup,
-                             finish_allowance=finish, trusted=trusted)
-        outcome = self.runner.run(request, line.on_event)
+        return RunRequest(experiment_id=experiment.id, seq=experiment.seq, index=index, commit=experiment.commit,
+                          files=line.worktree.files_at(experiment.commit, line.config.loop.editable), seed=seed,
+                          budget=line.budget, run_dir=run_folder(Path(experiment.log_path).parent, index),
+                          purpose=purpose, keep_bar=keep_bar, pruner=pruner, startup_allowance=startup,
+                          finish_allowance=finish,
+                          trusted=experiment.description == BASELINE and experiment.agent == "-")
+
+    def _ahead(self, experiment: Experiment, index: int, count: int, purpose: Purpose,
+               bar: float | None) -> list[RunRequest]:
+        """The `count` runs of `experiment` from `index` on that may be started before they are asked for
+        (flights.py); none when runs go one after another."""
+        if self.flights.width < 2:
+            return []
+        return [self._request(experiment, seed_for(experiment.seed, i), i, purpose, keep_bar=bar)
+                for i in range(index, index + count)]
+
+    def _run_once(self, request: RunRequest) -> tuple[Outcome, Status | None]:
+        """One run: its outcome, and what went wrong in it (None: nothing)."""
+        outcome = self.flights.run(request)
         failure = failure_status(outcome)
-        if trusted and failure is None:
+        if request.trusted and failure is None:
             self._measured_phases(outcome)
         return outcome, failure
+
+    def _void_ahead(self, experiment: Experiment) -> Outcome | None:
+        """A run of `experiment` started ahead and not taken that found the candidate at work on what it may
+        not touch: a change is kept only when every run of it that was made came back clean."""
+        return next((o for o in self.flights.outcomes_of(experiment.id) if o.status == Status.TAMPERED.value), None)
 
     def _decided(self, experiment: Experiment, incumbent: Experiment | None, status: Status, runs: list[Run],
                  outcomes: list[Outcome], decision: Decision | None, error: str | None, agent_usage: dict | None,
@@ -161,21 +195,25 @@ class Measurer:
     # -- the best, again ----------------------------------------------------------------------------
 
     def remeasure(self, best: Experiment, more: int, purpose: Purpose, *, reason: str, for_id: int | None = None,
-                  requests_served: int = 0) -> int:
-        """Run the best `more` times with its next seeds, each run recorded as it ends (`Store.add_run`),
+                  requests_served: int = 0, alongside: list[RunRequest] = ()) -> int:
+        """Run the best `more` times with its next seeds (at once, as far as the runner can, and with the runs
+        `alongside` should there be room left), each run recorded in order as it ends (`Store.add_run`),
         whatever the worktree holds now (a candidate's code is put back afterwards). Stops at a run that
         fails: the best no longer runs as it did, and the noise is left as it was. Then records that it was
         measured again and why (`Store.add_remeasure`: `reason`, for the candidate or crash `for_id`, answering
         `requests_served` requests). Returns the runs made."""
         store = self.line.store
+        first = len(store.runs(best))
+        requests = [self._request(best, seed_for(best.seed, n), n, purpose) for n in range(first, first + more)]
+        self.flights.launch([*requests, *alongside])
         made = 0
-        while made < more:
-            n = len(store.runs(best))
-            seed = seed_for(best.seed, n)
-            outcome, failure = self._run_once(best, seed, n, purpose)
+        for request in requests:
+            seed = request.seed
+            outcome, failure = self._run_once(request)
             if failure is not None:
                 break
-            store.add_run(best, Run(outcome.metric, seed, outcome.machine_speed, str(purpose), of_best=True),
+            store.add_run(best, Run(outcome.metric, seed, outcome.machine_speed, str(purpose), of_best=True,
+                                    node=outcome.node, gpu_seconds=_gpu_seconds(self.line.config, [outcome])),
                           outcome.log_path)
             made += 1
         self.drop_models(best)

@@ -27,7 +27,7 @@ from autoresearch.report.summary import (
 )
 from autoresearch.report.text import error_line, format_duration, gigabytes, or_dash, truncate
 from autoresearch.safe_text import for_terminal
-from autoresearch.store import Experiment, Status, Store
+from autoresearch.store import Experiment, Run, Status, Store
 
 # Colour (rich style) of each status in the table.
 STATUS_STYLES: dict[Status, str] = {
@@ -54,13 +54,14 @@ def status_data(store: Store, tag: str, now: float | None = None, *,
     rows = [experiment_row(e, d)
             for e, d in zip(experiments, experiment_deltas(experiments, metric=metric), strict=True)]
     return {**summary_data(summary), "noise": noise_data(store, tag),
-            "machine_speed": speed_data(store, tag), "cluster": cluster_data(experiments),
+            "machine_speed": speed_data(store, tag), "cluster": cluster_of(store, experiments),
             "experiments": rows, "running": running_data(summary.running, now)}
 
 
-def cluster_data(experiments: list[Experiment]) -> dict | None:
-    """For the experiments' own runs made on a cluster (`--executor ray`): the nodes that ran them (how many each) and
-    the GPU-hours they took; None if none was."""
+def cluster_data(experiments: list[Experiment], remeasured: list[Run] = ()) -> dict | None:
+    """For the runs made on a cluster (`--executor ray`): the nodes that ran them (how many each) and the
+    GPU-hours they took; None if none was. The experiments' own runs (failed ones too) come from their
+    metrics, and `remeasured`: the runs the bests got later (`cluster_of`)."""
     runs: dict[str, int] = {}
     gpu_seconds = 0.0
     for e in experiments:
@@ -68,9 +69,18 @@ def cluster_data(experiments: list[Experiment]) -> dict | None:
             if node:
                 runs[node] = runs.get(node, 0) + 1
         gpu_seconds += e.metrics.get("gpu_seconds") or 0.0
+    for run in remeasured:
+        if run.node:
+            runs[run.node] = runs.get(run.node, 0) + 1
+            gpu_seconds += run.gpu_seconds or 0.0
     if not runs:
         return None
     return {"nodes": dict(sorted(runs.items())), "gpu_hours": gpu_seconds / 3600}
+
+
+def cluster_of(store: Store, experiments: list[Experiment]) -> dict | None:
+    """`cluster_data` of `experiments`, with the re-runs their bests got from the store."""
+    return cluster_data(experiments, [r for e in experiments for r in store.runs(e) if r.of_best])
 
 
 def cluster_line(cluster: dict) -> str:

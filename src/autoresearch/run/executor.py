@@ -29,6 +29,9 @@ class ExecutorSettings:
     max_retries: int = 3  # a run whose node died is run again elsewhere, at most this many times
     # Where each node keeps its copies of the task and of the data; "" is the node's own autoresearch cache.
     node_cache: str = ""
+    # How many runs of one loop may train at once (the baseline's seeds, a candidate's confirmations, the
+    # best's re-runs, each on a GPU of its own: loop/flights.py); 1: one after another. Ray only.
+    runs_at_once: int = 1
 
 
 def check(settings: ExecutorSettings) -> str | None:
@@ -42,6 +45,11 @@ def check(settings: ExecutorSettings) -> str | None:
     if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
                for k, v in s.resources.items()):
         return f'executor.resources = {s.resources!r}: give names and positive amounts, e.g. {{ a100 = 1 }}'
+    if not (isinstance(s.runs_at_once, int) and 1 <= s.runs_at_once <= 64):
+        return f"executor.runs_at_once = {s.runs_at_once!r}: use 1 (one run after another) to 64"
+    if s.runs_at_once > 1 and s.kind != "ray":
+        return (f"executor.runs_at_once = {s.runs_at_once}: this machine trains one run at a time; runs at once "
+                "need kind = ray (a Ray cluster, which may be this machine alone: docs/ray.md)")
     if not 0 <= s.max_retries <= 100:
         return f"executor.max_retries = {s.max_retries}: use 0 (never run again) to 100"
     return None

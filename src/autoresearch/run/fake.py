@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,16 +37,36 @@ Script = Callable[[RunRequest], "Scripted | float"]
 
 class FakeRunner:
     """Answers each request with `script(request)`: a `Scripted`, or just a metric. Keeps every request it
-    got in `requests`, in order."""
+    got in `requests`, in order. With `runs_at_once` > 1 the loop runs that many at once, from threads; each
+    run then lasts `seconds` (so that several overlap), and `cancelled` lists the requests the loop called
+    off."""
 
-    def __init__(self, script: Script) -> None:
-        self.script = script
+    def __init__(self, script: Script, *, runs_at_once: int = 1, seconds: float = 0.0) -> None:
+        self.script, self.runs_at_once, self.seconds = script, runs_at_once, seconds
         self.requests: list[RunRequest] = []
+        self.cancelled: list[RunRequest] = []
+        self.most_at_once = 0  # the most runs that were in flight together
+        self.spans: dict[tuple[int, int, int], tuple[float, float]] = {}  # each run's (start, end), by its key
+        self._lock = threading.Lock()
+        self._running = 0
         self.dropped: list[tuple[Path, bool]] = []
         self.closed = False
 
     def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
-        self.requests.append(request)
+        with self._lock:
+            self.requests.append(request)
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        start = time.monotonic()
+        try:
+            time.sleep(self.seconds)
+            return self._run(request, on_event)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self.spans[request.key] = (start, time.monotonic())
+
+    def _run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
         answer = self.script(request)
         scripted = answer if isinstance(answer, Scripted) else Scripted(metric=float(answer))
         request.run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +104,10 @@ class FakeRunner:
             (request.run_dir / "model").mkdir(exist_ok=True)
             (request.run_dir / "model" / "model.pt").write_bytes(b"fake")
         return outcome
+
+    def cancel(self, request: RunRequest) -> None:
+        with self._lock:
+            self.cancelled.append(request)
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
         self.dropped.append((experiment_dir, keep_first))

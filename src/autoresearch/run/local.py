@@ -26,6 +26,8 @@ KEPT_FOR_COMMANDS = (".venv/",)  # ignored files a task's own command may keep b
 
 
 class LocalRunner:
+    runs_at_once = 1  # one working copy, one device: runs go one after another
+
     def __init__(self, task_dir: Path, worktree: Worktree, config: TaskConfig, dataset: Dataset | None) -> None:
         self.task_dir, self.worktree, self.config, self.dataset = task_dir, worktree, config, dataset
         self._prestarted: sandbox.CandidateProcess | None = None  # the next run's interpreter
@@ -69,6 +71,9 @@ class LocalRunner:
         finally:
             self._clean()  # whatever the run wrote into the working copy
         return outcome
+
+    def cancel(self, request: RunRequest) -> None:
+        """Nothing runs here that the loop did not wait for."""
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
         remove_models(experiment_dir, keep_first=keep_first)

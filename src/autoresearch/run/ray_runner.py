@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -64,6 +65,11 @@ class RayRunner:
             max_retries=settings.max_retries, retry_exceptions=False)
         self._data_ref = None  # the dataset's files in the object store, once a node asked for them
         self._events = None  # the queue of the runs' progress events (a Ray actor), made at the first run
+        self.runs_at_once = settings.runs_at_once  # runs go from the loop's threads (loop/flights.py), so:
+        self._lock = threading.Lock()  # guards the data, the queue, the mailboxes and the tasks in flight
+        self._mail: dict[str, list[dict]] = {}  # progress events taken from the queue, by run, not passed on yet
+        self._tasks: dict[tuple[int, int, int], object] = {}  # the Ray task of each run in flight
+        self._bases: dict[str, dict] = {}  # the files of the latest commits run (each run sends its commit's)
 
     def _check_cluster(self) -> None:
         """A run must fit on some node: say so now, not by waiting for ever."""
@@ -77,12 +83,13 @@ class RayRunner:
                                     "gpus, cpus and resources to what a node has (a CPU cluster: gpus = 0)")
 
     def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
-        order = NodeOrder(line=self.line, tag=self.tag, base=self.worktree.files_at(request.commit, ALL_FILES),
-                          request=request, config=self.config, data=self.offer)
+        order = NodeOrder(line=self.line, tag=self.tag, base=self._base(request.commit), request=request,
+                          config=self.config, data=self.offer)
         result = self._submit(order, on_event)
         if result.need_data:
-            if self._data_ref is None:
-                self._data_ref = self.ray.put(dataset_files(self.dataset))
+            with self._lock:
+                if self._data_ref is None:
+                    self._data_ref = self.ray.put(dataset_files(self.dataset))
             result = self._submit(order, on_event)
         request.run_dir.mkdir(parents=True, exist_ok=True)
         for rel, content in result.files.items():
@@ -96,8 +103,10 @@ class RayRunner:
     def _submit(self, order: NodeOrder, on_event: Callable[[dict], None]) -> NodeResult:
         """Run `order` on the cluster, its progress events passed on as they come (those of an attempt on a
         node that died included: they are for the eye; the outcome is the last attempt's)."""
-        run_id = uuid.uuid4().hex
-        ref = self._task.remote(order, self._data_ref, self._event_queue(), run_id)
+        run_id, key = uuid.uuid4().hex, order.request.key
+        with self._lock:
+            self._mail[run_id] = []
+            ref = self._tasks[key] = self._task.remote(order, self._data_ref, self._event_queue(), run_id)
         try:
             while not self.ray.wait([ref], timeout=EVENT_POLL_SECONDS)[0]:
                 self._pass_events(run_id, on_event)
@@ -108,6 +117,29 @@ class RayRunner:
             raise RunnerUnavailable(f"the run of experiment {order.request.seq} failed on the Ray cluster "
                                     f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                                     "it runs again with --resume") from err
+        finally:
+            with self._lock:
+                self._mail.pop(run_id, None)
+                if self._tasks.get(key) is ref:
+                    del self._tasks[key]
+
+    def cancel(self, request: RunRequest) -> None:
+        """Call off a run no longer wanted: Ray interrupts its task on the node, whose local runner stops the
+        training as at Ctrl-C; its `run` here then raises `RunnerUnavailable`, which nobody waits for."""
+        with self._lock:
+            ref = self._tasks.get(request.key)
+        if ref is not None:
+            self.ray.cancel(ref)
+
+    def _base(self, commit: str) -> dict:
+        """The commit's files (its task folder), read from git once for the few latest commits."""
+        with self._lock:
+            files = self._bases.get(commit)
+        if files is None:
+            files = self.worktree.files_at(commit, ALL_FILES)
+            with self._lock:
+                self._bases = {**dict(list(self._bases.items())[-3:]), commit: files}
+        return files
 
     def _event_queue(self):
         if self._events is None:
@@ -117,16 +149,21 @@ class RayRunner:
         return self._events
 
     def _pass_events(self, run_id: str, on_event: Callable[[dict], None]) -> None:
-        while True:
-            try:
-                batch = self._events.get_nowait_batch(min(self._events.qsize(), 1000))
-            except Exception:  # noqa: BLE001 (nothing waiting, or the queue is gone: the result has the events)
-                return
-            if not batch:
-                return
-            for run, event in batch:
-                if run == run_id:
-                    on_event(event)
+        """Hand on the events of `run_id` that came: from the queue, the runs' mailboxes filled on the way."""
+        with self._lock:
+            while True:
+                try:
+                    batch = self._events.get_nowait_batch(min(self._events.qsize(), 1000))
+                except Exception:  # noqa: BLE001 (nothing waiting, or the queue is gone: the result has the events)
+                    break
+                if not batch:
+                    break
+                for run, event in batch:
+                    if run in self._mail:  # the events of a run already over are for nobody
+                        self._mail[run].append(event)
+            mine, self._mail[run_id] = self._mail.get(run_id, []), []
+        for event in mine:
+            on_event(event)
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:
         remove_models(experiment_dir, keep_first=keep_first)

@@ -42,14 +42,29 @@ class RunRequest:
     finish_allowance: float | None = None  # seconds from its `done` line to its exit
     trusted: bool = False  # the task's own code (the baseline), never a candidate's
 
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """(experiment id, index, seed): which run this is, wherever and whenever it trains."""
+        return self.experiment_id, self.index, self.seed
+
 
 class Runner(Protocol):
     """Runs what the loop asks for. Never raises for a candidate's failure: that is the outcome's status
     (crash, timeout, pruned, void). May raise `diskguard.DiskSpaceError` before anything runs, and
-    `RunnerUnavailable` when it cannot run at all."""
+    `RunnerUnavailable` when it cannot run at all.
+
+    `runs_at_once`: how many runs it can train at the same time (1: one after another). With more, the loop
+    calls `run` from several threads at once (loop/flights.py), and `cancel` for a run it no longer wants."""
+
+    runs_at_once: int
 
     def run(self, request: RunRequest, on_event: Callable[[dict], None]) -> Outcome:
         """Train and measure `request`; `on_event` gets its progress events as they come."""
+        ...
+
+    def cancel(self, request: RunRequest) -> None:
+        """Stop `request`'s run if it is in flight (its `run` then raises or returns, and what it returns is
+        thrown away); nothing if it is not, or if the runner runs one at a time."""
         ...
 
     def drop_models(self, experiment_dir: Path, *, keep_first: bool) -> None:

@@ -94,6 +94,8 @@ class Run:
     speed: float | None = None  # the machine's speed at the run (GFLOP/s, speed.py; None: not measured)
     purpose: str = "own"  # why it was made: one of PURPOSES
     of_best: bool = False  # made later, when the experiment was the best and was measured again
+    node: str | None = None  # the cluster node that made it (`--executor ray`); None: this machine
+    gpu_seconds: float | None = None  # the GPU time it took on that node
 
 
 

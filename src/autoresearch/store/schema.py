@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autoresearch.store.records import PURPOSES, REMEASURE_REASONS, StoreError
 
-SCHEMA_VERSION = 6  # PRAGMA user_version of the schema this module writes
+SCHEMA_VERSION = 7  # PRAGMA user_version of the schema this module writes
 APPLICATION_ID = 0x41525331  # "ARS1", PRAGMA application_id: marks the file as an autoresearch store
 BUSY_TIMEOUT_S = 60.0  # how long any statement waits for another process's lock before failing
 
@@ -280,9 +280,16 @@ JOIN experiments b ON b.id = (SELECT MAX(k.id) FROM experiments k WHERE k.tag = 
 """
 
 # Migrations from version N-1 to N.
+# Version 7: where each run trained, for runs on a cluster (`--executor ray`): the node, and the GPU time it
+# took there (its seconds times the GPUs it asked for); NULL for runs on this machine and for older runs.
+_SCHEMA_V7 = """
+ALTER TABLE runs ADD COLUMN node TEXT;
+ALTER TABLE runs ADD COLUMN gpu_seconds REAL CHECK (gpu_seconds IS NULL OR gpu_seconds >= 0);
+"""
+
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
                                4: _SCHEMA_V4.replace("{columns}", COLUMNS), 5: _SCHEMA_V5,
-                               6: _SCHEMA_V6}
+                               6: _SCHEMA_V6, 7: _SCHEMA_V7}
 
 
 def configure(conn: sqlite3.Connection, path: Path) -> None:

@@ -252,9 +252,10 @@ class Store:
         with self._write(experiments=False) as conn:
             (idx,) = conn.execute("SELECT COUNT(*) FROM runs WHERE experiment_id = ?", (experiment.id,)).fetchone()
             conn.execute("INSERT INTO runs (experiment_id, idx, seed, metric, speed, purpose, of_best, log_path, "
-                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "recorded_at, node, gpu_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (experiment.id, idx, checked_int("seed", run.seed), metric, optional_float("speed", run.speed),
-                          run.purpose, int(run.of_best), log_path, time.time()))
+                          run.purpose, int(run.of_best), log_path, time.time(), run.node,
+                          optional_float("gpu_seconds", run.gpu_seconds)))
             self._runs.pop(experiment.id, None)
         return run
 
@@ -267,10 +268,10 @@ class Store:
             cached = self._runs.get(experiment.id)
             if cached is None:
                 rows = self._connection.execute(
-                    "SELECT metric, seed, speed, purpose, of_best FROM runs WHERE experiment_id = ? ORDER BY idx",
-                    (experiment.id,))
-                cached = [Run(row["metric"], row["seed"], row["speed"], row["purpose"], bool(row["of_best"]))
-                          for row in rows]
+                    "SELECT metric, seed, speed, purpose, of_best, node, gpu_seconds FROM runs WHERE experiment_id = ? "
+                    "ORDER BY idx", (experiment.id,))
+                cached = [Run(row["metric"], row["seed"], row["speed"], row["purpose"], bool(row["of_best"]),
+                              row["node"], row["gpu_seconds"]) for row in rows]
                 self._runs[experiment.id] = cached
             return list(cached)
 
