@@ -1,7 +1,7 @@
 """Experiments per hour on a local Ray cluster with 1, 2 and 4 workers, against the local runner, and the
 time Ray adds to each experiment.
 
-Usage: python bench/ray_scale.py [--workers 1,2,4] [--experiments 12] [--seconds 2]
+Usage: python bench/ray_scale.py [--workers 1,2,4] [--experiments 12] [--seconds 2] [--lone 1,2,4]
 
 The task is one of its own command whose "training" is `time.sleep(--seconds)`: it needs no CPU, so that
 on a small machine the figures measure the orchestration (the loop, the agent, git, the store, Ray's
@@ -11,6 +11,12 @@ trainings for few cores. The keep rule is strict: one run per experiment.
 - local: one loop, `--experiments` replay proposals, with the local runner.
 - ray W: a cluster of a head (no CPUs) and W worker nodes with one "runs" slot each; `--parallel W` loops,
   each `--experiments` proposals, every run a Ray task.
+
+- lone loop (`--lone 1,2,4`): one loop whose keep rule is confirm and whose runs are noisy (the score
+  moves with the seed, and the proposals are small gains), so the baseline takes 3 seeds and candidates
+  are confirmed; on a cluster of max(--lone) workers, with `--runs-at-once` each of the given numbers.
+  Prints its wall seconds, runs, experiments per hour, and whether its decisions equal those of
+  `--runs-at-once 1`.
 
 Prints, for each: experiments, wall seconds, experiments per hour, the seconds one experiment takes
 beyond its training, and the accelerator idle fraction (the share of the workers' time in which no run
@@ -75,6 +81,56 @@ def measure(task: Path, loops: int, env: dict) -> dict:
     return {"experiments": len(done), "wall": wall, "busy": busy}
 
 
+NOISY = ("import os, time\n\nRATE = {rate}\nSEED = int(os.environ['AUTORESEARCH_SEED'])\n\ntime.sleep({seconds})\n"
+         "print(f'score: {{1.0 - (RATE - 0.3) ** 2 + 0.001 * ((SEED * 7919) % 5 - 2):.6f}}')\n")
+
+
+def make_noisy_task(parent: Path, seconds: float, experiments: int) -> Path:
+    task = parent / "task"
+    task.mkdir(parents=True)
+    (task / "solve.py").write_text(NOISY.format(rate=0.1, seconds=seconds))
+    autoresearch("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
+                 "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=parent)
+    toml = (task / "autoresearch.toml").read_text().replace('kind = "local"', 'kind = "ray"')
+    toml = toml.replace("gpus = 1.0", "gpus = 0.0").replace("resources = {}", "resources = { runs = 1 }")
+    (task / "autoresearch.toml").write_text(toml)
+    for args in (["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "task"]):
+        subprocess.run(["git", *args], cwd=task, check=True, capture_output=True)
+    proposals = [{"description": f"rate {i}", "files": {"solve.py": NOISY.format(rate=0.1 + 0.004 * (i + 1),
+                                                                                  seconds=seconds)}}
+                 for i in range(experiments)]
+    (parent / "proposals.json").write_text(json.dumps(proposals))
+    return task
+
+
+def lone(root: Path, widths: list[int], seconds: float, experiments: int, env: dict) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from autoresearch.store import Store
+
+    address = start_cluster(root / "cluster-lone", max(widths))
+    rows, first = [], None
+    try:
+        for width in widths:
+            task = make_noisy_task(root / f"lone-{width}", seconds, experiments)
+            proposals = task.parent / "proposals.json"
+            start = time.perf_counter()
+            autoresearch("run", "--agent", f"replay:{proposals}", "--tag", "b", "--runs-at-once", str(width),
+                         cwd=task, env={**env, "RAY_ADDRESS": address})
+            wall = time.perf_counter() - start
+            with Store.open(task) as store:
+                done = store.experiments("b")
+                decisions = [(e.status.value, e.metric, tuple(r.seed for r in store.runs(e))) for e in done]
+                runs = sum(len(store.runs(e)) for e in done)
+            first = first or decisions
+            rows.append((width, len(done), runs, wall, decisions == first))
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+    print(f"\nlone loop, confirm rule, {max(widths)} workers, {seconds:g} s runs")
+    print(f"{'runs at once':>12} {'exps':>5} {'runs':>5} {'wall s':>8} {'exp/hour':>9} {'same decisions':>15}")
+    for width, exps, runs, wall, same in rows:
+        print(f"{width:>12} {exps:>5} {runs:>5} {wall:>8.1f} {3600 * exps / wall:>9.0f} {str(same):>15}")
+
+
 def start_cluster(root: Path, workers: int) -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,7 +151,14 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--experiments", type=int, default=12, help="proposals per loop")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of 'training' per run")
+    parser.add_argument("--lone", default="", help="runs at once of one loop to compare, e.g. 1,2,4 (and then "
+                                                   "only that)")
     args = parser.parse_args()
+    if args.lone:
+        with tempfile.TemporaryDirectory() as tmp:
+            lone(Path(tmp), [int(w) for w in args.lone.split(",")], args.seconds, args.experiments,
+                 {"AUTORESEARCH_CACHE": str(Path(tmp) / "driver-cache")})
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

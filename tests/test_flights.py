@@ -132,3 +132,19 @@ def test_the_rule_says_how_many_runs_may_start_ahead():
 def test_runs_at_once_is_checked(executor, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"executor": executor}).validate()
+
+
+@pytest.mark.parametrize("train, executor, device", [
+    ({"device": "auto"}, {"kind": "ray", "gpus": 1.0}, "cuda"),  # the nodes' GPU, whatever the driver has
+    ({"device": "auto"}, {"kind": "ray", "gpus": 0.0, "cpus": 4.0}, "cpu"),
+    ({"device": "cuda"}, {"kind": "ray", "gpus": 0.0}, "cuda"),  # what the task says, when it says it
+    ({"device": "auto", "command": "python solve.py"}, {"kind": "ray"}, "-"),  # nothing the harness evaluates
+])
+def test_the_device_of_runs_on_a_cluster_is_the_nodes(train, executor, device):
+    from autoresearch.run.executor import run_device
+
+    config = config_from_dict({"train": train, "executor": executor,
+                               "metric": {"source": "regex", "regex": "^score: (\\S+)", "name": "score", "direction": "maximize"}
+                               if "command" in train else {},
+                               "loop": {"editable": ["solve.py"]} if "command" in train else {}})
+    assert run_device(config.validate()) == device

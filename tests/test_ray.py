@@ -295,3 +295,30 @@ def test_a_node_without_the_data_takes_it_from_what_the_driver_sends_and_checks_
     with pytest.raises(DataError, match="val.npy"):
         node_dataset(bad, {**files, "val.npy": b"val tokenz"}, node)  # what arrived differs from the manifest
     assert not (node / "datasets" / "data-2").exists()
+
+
+def test_what_a_node_sends_back_is_the_runs_own_files_and_lands_only_in_its_folder(tmp_path):
+    from autoresearch.run.ray_node import run_files
+    from autoresearch.run.ray_runner import inside
+
+    secret = tmp_path / "node-secret"
+    secret.write_text("credentials")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "key").write_text("more")
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "train.log").write_text("log")
+    (run / "model" / "model.pt").write_bytes(b"weights")
+    (run / "model" / "leak").symlink_to(secret)  # a candidate's links, to files of the node
+    (run / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    os.mkfifo(run / "pipe")
+    assert run_files(run) == {"train.log": b"log", "model/model.pt": b"weights"}
+    assert inside(tmp_path, "model/model.pt") == tmp_path / "model" / "model.pt"
+    assert [inside(tmp_path, bad) for bad in ("../x", "/etc/passwd", "model/../../x", "")] == [None] * 4
+
+
+def test_a_node_sends_only_the_models_that_can_stay():
+    from autoresearch.run.ray_node import model_may_stay
+
+    assert model_may_stay(0, "kept") and not model_may_stay(1, "kept")  # a confirmation's model is deleted
+    assert model_may_stay(3, "all") and not model_may_stay(0, "none")

@@ -117,12 +117,12 @@ def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str
     from autoresearch.agents import AgentConfigError, make_agents
     from autoresearch.loop import Loop, LoopError, request_recalibration
     from autoresearch.loop.drafts import wants_pipeline
-    from autoresearch.run.environment import resolve_device
+    from autoresearch.run.executor import run_device
     from autoresearch.run.seam import RunnerUnavailable
 
     profile = config.train.profile
     if profile == "auto":  # a task of its own command runs no profile of the baseline: torch is not needed here
-        profile = "h100" if config.evaluated and resolve_device(config.train.device) == "cuda" else "cpu"
+        profile = "h100" if run_device(config).startswith("cuda") else "cpu"  # where the runs train
     dataset = dataset_for(config)
     try:
         chosen = make_agents(agent, task_dir.resolve(), profile, base_url=base_url, turns=config.loop.turns)

@@ -38,7 +38,7 @@ from autoresearch.loop.measure import Measurer
 from autoresearch.loop.propose import Proposer
 from autoresearch.report.summary import agent_usage
 from autoresearch.run import diskguard
-from autoresearch.run.environment import resolve_device
+from autoresearch.run.executor import run_device
 from autoresearch.run.seam import Runner
 from autoresearch.runlock import RunLock, RunLockHeld, live_tags
 from autoresearch.store import Experiment, Status, Store
@@ -120,8 +120,8 @@ class Loop:
                          rule=keep_rule(config.keep, maximize=config.metric.maximize), budget=self.budget,
                          results_path=self.results_path, on_event=self._on_event)
         self._reconcile()
-        device = resolve_device(config.train.device) if config.evaluated else "-"
-        self.protocol = protocol.of(config, self.budget, device)  # what this line's metric is measured under
+        # what this line's metric is measured under (on a cluster: the nodes' device, not this machine's)
+        self.protocol = protocol.of(config, self.budget, run_device(config))
         self._record_protocol(resume)
         # the budget for `status`'s progress bar, the tolerance for the figures wherever they are shown
         self.store.set_line(tag, budget_seconds=self.budget, speed_tolerance=config.keep.speed_tolerance)

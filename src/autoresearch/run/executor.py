@@ -55,6 +55,21 @@ def check(settings: ExecutorSettings) -> str | None:
     return None
 
 
+def run_device(config: TaskConfig) -> str:
+    """The kind of device the task's runs train on: `train.device`, and for "auto" what the runs will find:
+    on a Ray cluster, a GPU if each run asks Ray for one (the driver may have none), else the CPU; here,
+    what this machine has. "-" for a task of its own command (the harness evaluates nothing)."""
+    if not config.evaluated:
+        return "-"
+    if config.train.device != "auto":
+        return config.train.device
+    if config.executor.kind == "ray":
+        return "cuda" if config.executor.gpus > 0 else "cpu"
+    from autoresearch.run.environment import resolve_device
+
+    return resolve_device("auto")
+
+
 def make_runner(task_dir: Path, worktree: Worktree, config: TaskConfig, dataset: Dataset | None, tag: str) -> Runner:
     """The runner `config.executor` names, for the loop of `tag` on `worktree`."""
     if config.executor.kind == "ray":

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,8 +86,34 @@ def run_order(order: NodeOrder, data_files: dict | None = None, events=None, run
                 pass
 
     outcome = copy.run(order.request, on_event)
-    files = {str(p.relative_to(copy.run_dir)): p.read_bytes() for p in sorted(copy.run_dir.rglob("*")) if p.is_file()}
+    files = run_files(copy.run_dir)
+    if not model_may_stay(order.request.index, order.config.loop.keep_models):
+        files = {rel: content for rel, content in files.items() if not rel.startswith("model/")}
     return NodeResult(outcome=replace(outcome, node=node), files=files, events=tuple(events_seen), node=node)
+
+
+def model_may_stay(index: int, keep_models: str) -> bool:
+    """Whether the model of run `index` of an experiment can outlive its decision (`loop.keep_models`): all
+    models with "all"; with "kept", only a first run's (that of a kept experiment stays); none with "none".
+    The others are not sent over the network only to be deleted."""
+    return keep_models == "all" or keep_models == "kept" and index == 0
+
+
+def run_files(folder: Path) -> dict[str, bytes]:
+    """What a run left in `folder`, to send to the driver: its regular files, by path within it. A link is
+    not followed, to a file or to a folder (a candidate could point one at any file this node's worker may
+    read: credentials, the other lines' copies), and what is not a plain file is left out."""
+    files = {}
+    for root, _dirs, names in os.walk(folder):  # never into a linked folder
+        for name in sorted(names):
+            path = Path(root) / name
+            try:
+                regular = stat.S_ISREG(path.lstat().st_mode)
+            except OSError:
+                continue
+            if regular:
+                files[str(path.relative_to(folder))] = path.read_bytes()
+    return files
 
 
 def describe_node() -> str:

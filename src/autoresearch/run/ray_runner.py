@@ -50,6 +50,14 @@ def connect(address: str):
     return ray
 
 
+def inside(folder: Path, rel: str) -> Path | None:
+    """`folder / rel` if that names a file within `folder` (no absolute path, no `..`); else None."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or any(part in ("..", "") for part in parts):
+        return None
+    return folder.joinpath(*parts)
+
+
 class RayRunner:
     def __init__(self, task_dir: Path, worktree: Worktree, config: TaskConfig, dataset: Dataset | None,
                  tag: str) -> None:
@@ -93,8 +101,11 @@ class RayRunner:
             result = self._submit(order, on_event)
         request.run_dir.mkdir(parents=True, exist_ok=True)
         for rel, content in result.files.items():
-            path = request.run_dir / rel
+            path = inside(request.run_dir, rel)
+            if path is None:
+                continue  # a node's answer never writes outside the run's folder
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)  # a link left there is replaced, never written through
             path.write_bytes(content)
         outcome = replace(result.outcome, log_path=str(request.run_dir / "train.log"))
         (request.run_dir / "outcome.json").write_text(json.dumps(outcome.summary(), indent=2))
