@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+NOISY = ("import os, time\n\nRATE = {rate}\nSEED = int(os.environ['AUTORESEARCH_SEED'])\n\ntime.sleep({seconds})\n"
+         "print(f'score: {{1.0 - (RATE - 0.3) ** 2 + 0.001 * ((SEED * 7919) % 5 - 2):.6f}}')\n")
 SOLVE = "import time\n\nRATE = {rate}\n\ntime.sleep({seconds})\nprint(f'score: {{1.0 - (RATE - 0.3) ** 2:.6f}}')\n"
 
 
@@ -48,18 +50,24 @@ def autoresearch(*args: str, cwd: Path, env: dict | None = None) -> str:
     return done.stdout
 
 
-def make_task(parent: Path, seconds: float, experiments: int, executor: str) -> Path:
+def make_task(parent: Path, seconds: float, experiments: int, executor: str, *, noisy: bool = False) -> Path:
+    """The task, and its replay proposals beside it: strict rule and exact scores; or (`noisy`) the confirm
+    rule, scores that move with the seed, and proposals of small gains, which get confirmed."""
+    template, first = (NOISY, 0.1) if noisy else (SOLVE, 0.0)
     task = parent / "task"
     task.mkdir(parents=True)
-    (task / "solve.py").write_text(SOLVE.format(rate=0.0, seconds=seconds))
+    (task / "solve.py").write_text(template.format(rate=first, seconds=seconds))
     autoresearch("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
                  "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=parent)
-    toml = (task / "autoresearch.toml").read_text().replace('rule = "confirm"', 'rule = "strict"')
+    toml = (task / "autoresearch.toml").read_text()
+    toml = toml if noisy else toml.replace('rule = "confirm"', 'rule = "strict"')
     toml = toml.replace('kind = "local"', f'kind = "{executor}"').replace("gpus = 1.0", "gpus = 0.0")
     (task / "autoresearch.toml").write_text(toml.replace("resources = {}", "resources = { runs = 1 }"))
     for args in (["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "task"]):
         subprocess.run(["git", *args], cwd=task, check=True, capture_output=True)
-    proposals = [{"description": f"rate {i}", "files": {"solve.py": SOLVE.format(rate=0.01 * (i + 1), seconds=seconds)}}
+    step = 0.004 if noisy else 0.01
+    proposals = [{"description": f"rate {i}", "files": {"solve.py": template.format(rate=first + step * (i + 1),
+                                                                                     seconds=seconds)}}
                  for i in range(experiments)]
     (parent / "proposals.json").write_text(json.dumps(proposals))
     return task
@@ -81,28 +89,6 @@ def measure(task: Path, loops: int, env: dict) -> dict:
     return {"experiments": len(done), "wall": wall, "busy": busy}
 
 
-NOISY = ("import os, time\n\nRATE = {rate}\nSEED = int(os.environ['AUTORESEARCH_SEED'])\n\ntime.sleep({seconds})\n"
-         "print(f'score: {{1.0 - (RATE - 0.3) ** 2 + 0.001 * ((SEED * 7919) % 5 - 2):.6f}}')\n")
-
-
-def make_noisy_task(parent: Path, seconds: float, experiments: int) -> Path:
-    task = parent / "task"
-    task.mkdir(parents=True)
-    (task / "solve.py").write_text(NOISY.format(rate=0.1, seconds=seconds))
-    autoresearch("init", str(task), "--command", "python solve.py", "--metric-regex", r"^score:\s*(\S+)",
-                 "--metric-name", "score", "--maximize", "--editable", "solve.py", cwd=parent)
-    toml = (task / "autoresearch.toml").read_text().replace('kind = "local"', 'kind = "ray"')
-    toml = toml.replace("gpus = 1.0", "gpus = 0.0").replace("resources = {}", "resources = { runs = 1 }")
-    (task / "autoresearch.toml").write_text(toml)
-    for args in (["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "task"]):
-        subprocess.run(["git", *args], cwd=task, check=True, capture_output=True)
-    proposals = [{"description": f"rate {i}", "files": {"solve.py": NOISY.format(rate=0.1 + 0.004 * (i + 1),
-                                                                                  seconds=seconds)}}
-                 for i in range(experiments)]
-    (parent / "proposals.json").write_text(json.dumps(proposals))
-    return task
-
-
 def lone(root: Path, widths: list[int], seconds: float, experiments: int, env: dict) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from autoresearch.store import Store
@@ -111,7 +97,7 @@ def lone(root: Path, widths: list[int], seconds: float, experiments: int, env: d
     rows, first = [], None
     try:
         for width in widths:
-            task = make_noisy_task(root / f"lone-{width}", seconds, experiments)
+            task = make_task(root / f"lone-{width}", seconds, experiments, "ray", noisy=True)
             proposals = task.parent / "proposals.json"
             start = time.perf_counter()
             autoresearch("run", "--agent", f"replay:{proposals}", "--tag", "b", "--runs-at-once", str(width),

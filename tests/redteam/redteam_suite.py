@@ -17,6 +17,7 @@ test_redteam_landlock.py, test_redteam_off.py, which name it as `LAYER`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -291,11 +292,16 @@ def redteam_run(request, tmp_path_factory):
         pytest.skip("no bubblewrap box here")
     if layer == "landlock" and landlock.abi() < 6:
         pytest.skip("the Landlock layer needs ABI 6 (TCP rules and signal scoping) to pass the suite")
-    root = tmp_path_factory.mktemp(f"redteam-{layer}")
+    executor = getattr(request.module, "EXECUTOR", "local")
+    root = tmp_path_factory.mktemp(f"redteam-{layer}-{executor}")
     saved = os.environ.get("AUTORESEARCH_CACHE")
     os.environ["AUTORESEARCH_CACHE"] = str(root / "cache")  # the module-scoped task has its own cache
     try:
-        yield (layer, *_run(root, layer))
+        if executor == "ray":  # the attacks run on a cluster's node, and what it sends back comes here
+            with ray_cluster(root) as address:
+                yield (layer, *_run(root, layer, address))
+        else:
+            yield (layer, *_run(root, layer))
     finally:
         if saved is None:
             os.environ.pop("AUTORESEARCH_CACHE", None)
@@ -310,16 +316,40 @@ def _clear_markers() -> None:
             marker.unlink(missing_ok=True)
 
 
-def _run(root: Path, layer: str):
+@contextlib.contextmanager
+def ray_cluster(root: Path):
+    """A Ray cluster on 127.0.0.1: a head without CPUs and one worker node with a "runs" slot and a cache of
+    its own (`node_cache`: where its copies of the task are); yields its address."""
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    for args, cache in ((["--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false"], "head"),
+                        (["--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--resources", '{"runs": 1}'], "node")):
+        subprocess.run([ray_cli, "start", *args, *common], check=True, capture_output=True, timeout=180,
+                       env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "AUTORESEARCH_CACHE": str(root / cache)})
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def node_cache(task: Path) -> Path:
+    """The worker node's cache of a run through `ray_cluster` (its copies of the task are under `ray/`)."""
+    return task.parent / "node"
+
+
+def _run(root: Path, layer: str, address: str | None = None):
     _clear_markers()
     try:
-        return _run_attacks(root, layer)
+        return _run_attacks(root, layer, address)
     finally:
         _clear_markers()
         Path(PAYLOAD).unlink(missing_ok=True)
 
 
-def _run_attacks(root: Path, layer: str):
+def _run_attacks(root: Path, layer: str, address: str | None = None):
     task = root / "task"
     cli("init", str(task), cwd=root)
     from conftest import TINY_TOML
@@ -327,6 +357,8 @@ def _run_attacks(root: Path, layer: str):
     toml = TINY_TOML.replace("budget_seconds = 5.0", "budget_seconds = 1.0").replace(
         "startup_allowance_seconds = 120.0", "startup_allowance_seconds = 60.0") + 'probe = "all"\n' \
         + f"\n[sandbox]\nmax_write_gb = {MAX_WRITE_GB}\nmin_free_gb = 1\nmax_memory_gb = {MAX_MEMORY_GB}\n"  # [eval] was last
+    if address is not None:
+        toml += f'\n[executor]\nkind = "ray"\naddress = "{address}"\ngpus = 0\nresources = {{ runs = 1 }}\n'
     (task / "autoresearch.toml").write_text(toml)
     subprocess.run(["git", "commit", "-qam", "tiny settings"], cwd=task, check=True,
                    env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
@@ -403,12 +435,15 @@ def test_nothing_was_reached_that_should_not_be(redteam_run):
         pytest.skip("without a box, files, network and processes are reachable (docs/security.md)")
     logs = {name: log_of(e) for name, e in by_name.items()}
     assert "REDTEAM fake-metric printed" in logs["fake-metric"]
-    assert logs["read-val"].count("REDTEAM read-val blocked") == 2 and "READ" not in logs["read-val"]
+    assert logs["read-val"].count("REDTEAM read-val blocked") == 2 and "read-val READ" not in logs["read-val"]
     # reading is blocked; a write may land in the box's own scratch (where the folders around the task
     # lie under /tmp), but never in the real files
     assert logs["store-and-git"].count("blocked reading") == 2 and "READ " not in logs["store-and-git"]
-    for path in (".autoresearch/store.sqlite", ".git/config", ".git/HEAD", "results.tsv"):
-        assert not (task / path).read_bytes().endswith(b"tampered"), path  # what the attack appends
+    copies = list(node_cache(task).glob("ray/*/slot-*/task"))  # on a cluster, the node's copies of the task too
+    for folder in (task, *copies):
+        for path in (".autoresearch/store.sqlite", ".git/config", ".git/HEAD", "results.tsv"):
+            real = folder / path
+            assert not (real.is_file() and real.read_bytes().endswith(b"tampered")), real  # what the attack appends
     assert "REDTEAM edit-harness blocked" in logs["edit-harness"]
     if layer == "bwrap":  # the box hides the data; Landlock lets its times be changed (and the run is void)
         assert "REDTEAM touch-val blocked" in logs["touch-val"] and "TOUCHED" not in logs["touch-val"]
@@ -491,7 +526,8 @@ def test_a_disk_fill_is_stopped_and_its_files_deleted(redteam_run):
     assert "REDTEAM disk-fill started" in log_of(e) and "NOT STOPPED" not in log_of(e)
     assert f"sandbox.max_write_gb = {MAX_WRITE_GB}" in e.error
     run_dir = Path(e.log_path).parent
-    leftovers = [*run_dir.rglob("fill*.bin"), *(task / ".autoresearch").rglob("fill*.bin")]
+    leftovers = [*run_dir.rglob("fill*.bin"), *(task / ".autoresearch").rglob("fill*.bin"),
+                 *node_cache(task).rglob("fill*.bin")]  # (on a cluster, where its node keeps the task)
     assert not leftovers, leftovers[:5]
 
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from autoresearch.run.seam import Outcome, Runner, RunRequest
 
@@ -44,6 +45,7 @@ class Flights:
         self._event_lock = threading.Lock()
         self._flights: dict[Key, _Flight] = {}  # started, not taken
         self._busy = 0  # runs training now, taken or not
+        self._starts: dict[Key, int] = {}  # how often each run was started
         self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="run") if self.width > 1 else None
 
     def _event(self, event: dict) -> None:
@@ -71,6 +73,7 @@ class Flights:
 
     def _start(self, request: RunRequest) -> _Flight:
         self._busy += 1
+        self._starts[request.key] = self._starts.get(request.key, 0) + 1
         future = self._pool.submit(self.runner.run, request, self._event)
         future.add_done_callback(self._landed)
         flight = self._flights[request.key] = _Flight(request, future)
@@ -123,8 +126,15 @@ class Flights:
             if not flight.future.done():
                 self.runner.cancel(flight.request)
                 self._event({"event": "called_off", "seq": flight.request.seq, "run": flight.request.index + 1})
-            flight.future.add_done_callback(lambda _f, folder=flight.request.run_dir:
-                                            shutil.rmtree(folder, ignore_errors=True))
+            flight.future.add_done_callback(partial(self._clear, flight.request, self._starts[flight.request.key]))
+
+    def _clear(self, request: RunRequest, start: int, _future: Future) -> None:
+        """Delete the folder of a run thrown away, once it is over: unless the same run was started again
+        since (its folder is the new one's), and never an experiment's own folder (its first run's)."""
+        with self._lock:
+            again = self._starts.get(request.key) != start
+        if not again and request.index > 0:
+            shutil.rmtree(request.run_dir, ignore_errors=True)
 
     def close(self) -> None:
         """Throw away what is in flight and wait for the threads to end."""
