@@ -46,7 +46,9 @@ class Flights:
         self._flights: dict[Key, _Flight] = {}  # started, not taken
         self._busy = 0  # runs training now, taken or not
         self._starts: dict[Key, int] = {}  # how often each run was started
-        self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="run") if self.width > 1 else None
+        # threads to spare: `launch` keeps `width` runs training, and the run asked for, or one being called
+        # off, still gets a thread at once
+        self._pool = ThreadPoolExecutor(2 * self.width, thread_name_prefix="run") if self.width > 1 else None
 
     def _event(self, event: dict) -> None:
         with self._event_lock:  # handlers print and count: one event at a time, whichever run it came from
