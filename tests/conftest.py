@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +168,27 @@ def edit_solve(workdir: Path, step: tuple[str, ...]) -> str:
     path.write_text(text)
     return description
 
+
+
+@contextlib.contextmanager
+def ray_cluster(root: Path, workers: tuple[str, ...]):
+    """A real Ray cluster on 127.0.0.1, started with `ray start`: a head without CPUs and a worker node per
+    name in `workers`, each with one CPU, a "runs" resource of its own and its own autoresearch cache
+    (`root / name`, as separate machines would have); yields its address, and stops it."""
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = [(["--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false"], "head")]
+    nodes += [(["--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--resources", '{"runs": 1}'], name)
+              for name in workers]
+    try:
+        for args, cache in nodes:
+            done = subprocess.run([ray_cli, "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args],
+                                  capture_output=True, text=True, timeout=180,
+                                  env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                                       "AUTORESEARCH_CACHE": str(root / cache)})
+            assert done.returncode == 0, done.stdout + done.stderr
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)

@@ -11,14 +11,13 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli, generic_task_folder, git, sleepy_solve_py
+from conftest import cli, generic_task_folder, git, ray_cluster, sleepy_solve_py
 
 from autoresearch.run import sandbox
 from autoresearch.store import Status, Store
@@ -26,7 +25,6 @@ from autoresearch.store import Status, Store
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install 'autoresearch[ray]'")
 pytestmark = pytest.mark.slow  # a cluster of three nodes and many runs: `pytest -m "not slow"` leaves them out
 
-RAY = str(Path(sys.executable).with_name("ray"))
 PROPOSALS = [
     {"description": "RATE 0.1 -> 0.2", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
     {"description": "RATE 0.2 -> 0.05", "edits": [{"file": "solve.py", "search": "RATE = 0.2", "replace": "RATE = 0.05"}]},
@@ -36,34 +34,13 @@ STATUSES = ["keep", "keep", "discard", "keep"]  # baseline, then the proposals, 
 RUNS = [3, 2, 1, 2]  # the runs of each: the baseline's noise seeds, and each new best measured once more
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_start(*args: str, cache: Path) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "AUTORESEARCH_CACHE": str(cache)}
-    done = subprocess.run([RAY, "start", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *args],
-                          env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """The cluster's address and each worker's cache folder (which tells its processes apart)."""
     root = tmp_path_factory.mktemp("ray")
-    port = _free_port()
-    _ray_start("--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false",
-               cache=root / "head")
     workers = {name: root / name for name in ("node-a", "node-b")}
-    try:
-        for cache in workers.values():
-            _ray_start("--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--resources", '{"runs": 1}',
-                       cache=cache)
-        yield f"127.0.0.1:{port}", workers
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    with ray_cluster(root, tuple(workers)) as address:
+        yield address, workers
 
 
 def ray_task(parent: Path, address: str, sleep: float, name: str = "task") -> Path:

@@ -17,7 +17,6 @@ test_redteam_landlock.py, test_redteam_off.py, which name it as `LAYER`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from attacks_harness import ATTACKS as HARNESS_ATTACKS
-from conftest import cli, processes_with
+from conftest import cli, processes_with, ray_cluster
 from repo_whole import assert_repository_whole
 
 from autoresearch.run import landlock, limits, sandbox
@@ -298,7 +297,7 @@ def redteam_run(request, tmp_path_factory):
     os.environ["AUTORESEARCH_CACHE"] = str(root / "cache")  # the module-scoped task has its own cache
     try:
         if executor == "ray":  # the attacks run on a cluster's node, and what it sends back comes here
-            with ray_cluster(root) as address:
+            with ray_cluster(root, ("node",)) as address:
                 yield (layer, *_run(root, layer, address))
         else:
             yield (layer, *_run(root, layer))
@@ -316,27 +315,8 @@ def _clear_markers() -> None:
             marker.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def ray_cluster(root: Path):
-    """A Ray cluster on 127.0.0.1: a head without CPUs and one worker node with a "runs" slot and a cache of
-    its own (`node_cache`: where its copies of the task are); yields its address."""
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    for args, cache in ((["--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard", "false"], "head"),
-                        (["--address", f"127.0.0.1:{port}", "--num-cpus", "1", "--resources", '{"runs": 1}'], "node")):
-        subprocess.run([ray_cli, "start", *args, *common], check=True, capture_output=True, timeout=180,
-                       env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "AUTORESEARCH_CACHE": str(root / cache)})
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
-
-
 def node_cache(task: Path) -> Path:
-    """The worker node's cache of a run through `ray_cluster` (its copies of the task are under `ray/`)."""
+    """The worker node's cache of a run on `ray_cluster` (its copies of the task are under `ray/`)."""
     return task.parent / "node"
 
 
