@@ -165,6 +165,12 @@ def test_the_openai_agent_drives_the_loop(tmp_path):
     assert log[0] == "Raise the rate"
     stored = json.dumps([e.metrics for e in history]) + (task / "results.tsv").read_text()
     assert "sk-" not in stored
+    with Store.open(task) as store:  # what the agent was asked and answered, kept beside each record
+        said = store.transcript(history[1].id)
+        retried = store.transcript(history[3].id)
+    assert said["prompt"].startswith("[system]") and "RATE = 0.1" in said["prompt"]
+    assert said["answer"] == f"[assistant]\n{GOOD}"
+    assert retried is None  # edits that never applied: a failed proposal has no answer to show
 
 
 def test_prices_give_the_cost_and_the_cost_limit_stops_the_loop(tmp_path):
@@ -206,4 +212,7 @@ def test_an_api_agent_drafts_ahead_and_its_draft_is_rebased(tmp_path):
     assert "Experiment #1 (Raise the rate) is training now" in prompts[1]
     assert history[2].parent_commit == history[1].commit and history[2].metrics["rebased"] == 1
     assert history[2].metrics["agent_tokens_in"] == 100  # each draft's own usage, not the next one's
+    with Store.open(task) as store:  # a drafted proposal keeps its own prompt and answer
+        assert "Wider" in store.transcript(history[2].id)["answer"]
+        assert "Raise the rate" in store.transcript(history[1].id)["answer"]
     assert float(history[2].metric) == pytest.approx(1.0)

@@ -44,6 +44,9 @@ def test_a_coding_agent_proposes_fixes_and_improves(task, agent):
         assert metrics["agent_cost_usd"] == pytest.approx(0.0123) and metrics["agent_tokens_in"] == 1000
     if agent == "codex":
         assert metrics["agent_tokens_in"] == 700 and metrics["agent_tokens_out"] == 40
+    with Store.open(task) as store:  # each proposal's prompt and what the program printed, for the dashboard
+        said = store.transcript(history[3].id)
+    assert "RATE 0.1 -> 0.3; fix: use the right variable name" in said["prompt"] and said["answer"].strip()
     last_prompt = (task / ".autoresearch" / "agent" / "prompt.md").read_text()
     assert "RATE 0.1 -> 0.3; fix: use the right variable name" in last_prompt  # the memory of what was tried
 

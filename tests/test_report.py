@@ -667,9 +667,10 @@ def test_report_html_holds_every_experiment_with_its_change_and_the_plot(run: St
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!doctype html>") and "<script>" not in page  # text from agents stays text
     assert "LR 1 -&gt; 2 &lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert '<span class="add">+LR = 2  # &lt;b&gt;bold?&lt;/b&gt;</span>' in page
-    assert '<span class="del">-LR = 1</span>' in page and '<span class="hunk">@@ -1 +1 @@</span>' in page
-    assert page.count("<details>") == 9 and page.index("#8 ") < page.index("#0 ")  # the latest first
+    assert '<span class="gi">+LR = 2  # &lt;b&gt;bold?&lt;/b&gt;</span>' in page  # the dashboard's highlighting
+    assert '<span class="gd">-LR = 1</span>' in page and '<span class="gu">@@ -1 +1 @@</span>' in page
+    assert page.count('<details class="experiment">') == 9 and page.index("#8 ") < page.index("#0 ")  # latest first
+    assert ".status.keep" in page and ".diff .gi" in page  # the dashboard's styles, inline: no file to fetch
     assert "<table>" in page and "Kept changes</h2>" in page  # report.md's tables, rendered
     assert 'src="data:image/png;base64,' in page and 'src="progress.png"' not in page
     assert "flash attn v9" in page and "OOM" in page  # a crash opens to why it failed

@@ -14,6 +14,9 @@ from typing import Any
 from autoresearch.decide import speed
 from autoresearch.decide.prune import Settings as PruneSettings
 from autoresearch.decide.stats import Thresholds
+from autoresearch.observe import notify, track
+from autoresearch.observe.notify import NotifySettings
+from autoresearch.observe.track import TrackSettings
 from autoresearch.run import executor
 from autoresearch.run.executor import ExecutorSettings
 
@@ -191,6 +194,8 @@ class TaskConfig:
     keep: KeepConfig = field(default_factory=KeepConfig)
     prune: PruneSettings = field(default_factory=PruneSettings)  # stopping hopeless runs early (prune.py)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)  # where runs train (executor.py)
+    notify: NotifySettings = field(default_factory=NotifySettings)  # alerts to a webhook (observe/notify.py)
+    track: TrackSettings = field(default_factory=TrackSettings)  # MLflow, TensorBoard, W&B (observe/track.py)
 
     @property
     def evaluated(self) -> bool:
@@ -209,8 +214,9 @@ class TaskConfig:
         _validate_sandbox(self.sandbox)
         _validate_keep(self.keep)
         _validate_prune(self.prune)
-        if (problem := executor.check(self.executor)) is not None:
-            raise ConfigError(problem)
+        for problem in (executor.check(self.executor), notify.check(self.notify), track.check(self.track)):
+            if problem is not None:
+                raise ConfigError(problem)
         return self
 
     def _validate_metric(self) -> None:
@@ -373,7 +379,8 @@ def _check_regex(name: str, pattern: str, *, required: bool) -> None:
 
 _SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "metric": MetricConfig,
              "loop": LoopConfig, "agent": AgentConfig, "sandbox": SandboxConfig, "keep": KeepConfig,
-             "prune": PruneSettings, "executor": ExecutorSettings}
+             "prune": PruneSettings, "executor": ExecutorSettings, "notify": NotifySettings,
+             "track": TrackSettings}
 
 
 def config_from_dict(raw: dict[str, Any], origin: str = CONFIG_NAME) -> TaskConfig:

@@ -62,6 +62,7 @@ class ApiAgent(Agent):
         self.metric_name, self.maximize = metric_name, maximize
         self.edit_retries, self.max_tokens = edit_retries, max_tokens
         self.spent: dict[str, float] = {}  # of the session now: tokens_in, tokens_out, seconds, requests
+        self.messages: list[dict[str, str]] = []  # the session now: what was sent and answered
         self.client = _client(provider, base_url, max_retries, timeout)
         # The model thinks on someone else's machine, so the next proposal is drafted while an experiment
         # trains; not for a model served on this machine, which would take the accelerator from the training.
@@ -93,8 +94,10 @@ class ApiAgent(Agent):
     def _counted(self, workdir: Path, context: ProposalContext) -> Proposal:
         """`_session` with what it cost: on the proposal, or on the error."""
         self.spent = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "seconds": 0.0}
+        self.messages: list[dict[str, str]] = []
         try:
-            return Proposal(self._session(workdir, context), usage=dict(self.spent))
+            description = self._session(workdir, context)
+            return Proposal(description, usage=dict(self.spent), transcript=conversation(SYSTEM, self.messages))
         except AgentError as err:
             err.usage = dict(self.spent)
             raise
@@ -104,7 +107,7 @@ class ApiAgent(Agent):
     def _session(self, workdir: Path, context: ProposalContext) -> str:
         started = time.perf_counter()
         files = self._files(workdir, context.editable)
-        messages = [{"role": "user", "content": self._prompt(context, files)}]
+        messages = self.messages = [{"role": "user", "content": self._prompt(context, files)}]
         try:
             attempt = 0
             while True:  # one answer per turn, until the edits apply or the retries run out
@@ -125,6 +128,7 @@ class ApiAgent(Agent):
                                   "again in full: the description line, then corrected blocks."}]
                     attempt += 1
                     continue
+                messages.append({"role": "assistant", "content": answer})
                 for path, text in changed.items():
                     target = workdir / path
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +185,15 @@ class ApiAgent(Agent):
             raise
         except Exception as err:  # the SDKs' APIError family, and their parsing errors
             raise AgentError(f"{self.name}: {_describe(err)}") from err
+
+
+def conversation(system: str, messages: list[dict[str, str]]) -> dict[str, str]:
+    """A conversation as the transcript people read: the prompt (the system text and the first request), and
+    the answer (every turn after it: the model's answers, and what it was told when its edits did not apply)."""
+    if not messages:
+        return {}
+    turns = [f"[{m['role']}]\n{m['content']}" for m in messages[1:]]
+    return {"prompt": f"[system]\n{system}\n\n[user]\n{messages[0]['content']}", "answer": "\n\n".join(turns)}
 
 
 def _client(provider: str, base_url: str | None, max_retries: int, timeout: float) -> Any:

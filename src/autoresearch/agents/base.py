@@ -31,6 +31,9 @@ class Proposal:
     #                                                             seconds, requests, cost_usd (each if known)
     notes: Mapping[str, object] = field(default_factory=dict)  # kept with the experiment's record, for the agent
     #                                                             to find it again (`tune`: its trial's number)
+    # What the agent was asked and what it answered, as text ({"prompt": ..., "answer": ...}; either may be
+    # missing): kept beside the experiment's record for people to read (`autoresearch serve`), never for the loop.
+    transcript: Mapping[str, str] = field(default_factory=dict)
 
 
 def as_proposal(answer: Proposal | str) -> Proposal:

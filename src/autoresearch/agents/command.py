@@ -73,10 +73,21 @@ class SessionAgent(Agent):
     def _session(self, workdir: Path, context: ProposalContext) -> Proposal:
         spent: dict[str, float] = {}  # what it reported spending, and its seconds
         try:
-            return Proposal(self._run(workdir, context, spent), usage=spent)
+            description = self._run(workdir, context, spent)
+            return Proposal(description, usage=spent, transcript=self._transcript())
         except AgentError as err:
             err.usage = spent
             raise
+
+    def _transcript(self) -> dict[str, str]:
+        """The session as people read it: the prompt file it was given, and what it printed."""
+        said = {}
+        for key, name in (("prompt", "prompt.md"), ("answer", "session.out")):
+            try:
+                said[key] = (self.home / name).read_text(errors="replace")
+            except OSError:
+                pass
+        return said
 
     def _run(self, workdir: Path, context: ProposalContext, spent: dict[str, float]) -> str:
         started = time.perf_counter()

@@ -3,10 +3,11 @@
 - `task.py`: init, prepare, train, bench (one task folder, one experiment);
 - `research.py`: run (the loop, or several with --parallel);
 - `look.py`: status, recalibrate, show, report, compare (what happened);
+- `serve.py`: serve (the web dashboard);
 - `common.py`: the typer app and what the commands share.
 """
 
-from autoresearch.cli import look, research, task  # noqa: F401 (each registers its commands on the app)
+from autoresearch.cli import look, research, serve, task  # noqa: F401 (each registers its commands on the app)
 from autoresearch.cli.common import app
 
 __all__ = ["app"]

@@ -85,10 +85,10 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
         return
     from autoresearch.loop import Limits
 
-    loop = _open_loop(task_dir, config, agent, tag=tag or time.strftime("%b%d").lower(), resume=resume,
-                      budget=budget, limits=Limits(max_experiments, max_hours, max_cost), base_url=base_url,
-                      pipeline=pipeline, recalibrate=recalibrate)
-    _turn(loop)
+    loop, watchers = _open_loop(task_dir, config, agent, tag=tag or time.strftime("%b%d").lower(), resume=resume,
+                                budget=budget, limits=Limits(max_experiments, max_hours, max_cost),
+                                base_url=base_url, pipeline=pipeline, recalibrate=recalibrate)
+    _turn(loop, watchers)
 
 
 def _with_loop_options(config: TaskConfig, **given) -> TaskConfig:
@@ -117,6 +117,7 @@ def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str
     from autoresearch.agents import AgentConfigError, make_agents
     from autoresearch.loop import Loop, LoopError, request_recalibration
     from autoresearch.loop.drafts import wants_pipeline
+    from autoresearch.observe import ObserverError, Observers, observers_for
     from autoresearch.run.executor import run_device
     from autoresearch.run.seam import RunnerUnavailable
 
@@ -132,13 +133,27 @@ def _open_loop(task_dir: Path, config: TaskConfig, agent: list[str], *, tag: str
                     on_event=_loop_events())
     except (AgentConfigError, LoopError, GitError, RunnerUnavailable) as e:
         fail(str(e))
+    try:
+        watchers = Observers(observers_for(config, task_dir.resolve(), loop.store, loop.tag),
+                             warn=lambda text: err.print(f"[yellow]{for_markup(text)}[/]", highlight=False))
+    except ObserverError as e:
+        loop.close()
+        fail(str(e))
+    if watchers:
+        printer = loop.on_event
+
+        def on_event(event: dict) -> None:
+            printer(event)
+            watchers.on_event(event)
+        loop.on_event = on_event
     if recalibrate:
         request_recalibration(loop.store, loop.tag)
-    return loop
+    return loop, watchers
 
 
-def _turn(loop) -> None:
-    """Run the loop until it stops; the first Ctrl-C stops it after this experiment, a second aborts that."""
+def _turn(loop, watchers) -> None:
+    """Run the loop until it stops; the first Ctrl-C stops it after this experiment, a second aborts that.
+    `watchers` (`observe.Observers`) are told how it stopped, a crash included."""
     import signal
 
     def on_interrupt(signum, frame):
@@ -150,13 +165,20 @@ def _turn(loop) -> None:
     signal.signal(signal.SIGINT, on_interrupt)
     from autoresearch.run.seam import RunnerUnavailable
 
+    crashed = True
+    reason = "crashed"
     try:
         reason = loop.run()
+        crashed = False
     except KeyboardInterrupt:
-        reason = "aborted; the interrupted experiment runs again with --resume"
+        reason, crashed = "aborted; the interrupted experiment runs again with --resume", False
     except RunnerUnavailable as e:
         reason = str(e)
+    except BaseException as e:
+        reason = f"crashed: {type(e).__name__}: {e}"
+        raise
     finally:
+        watchers.on_stop(reason, crashed=crashed)
         loop.close()
     out.print(f"loop stopped: {for_markup(reason)}. Results: {escape(str(loop.results_path))}")
 

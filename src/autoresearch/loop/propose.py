@@ -33,6 +33,7 @@ class Proposer:
     def __init__(self, line: Line, agent: Agent, workspace: Workspace, execute: Execute,
                  drafter: Drafter | None = None) -> None:
         self.line, self.agent, self.workspace, self.execute, self.drafter = line, agent, workspace, execute, drafter
+        self.transcript: dict[str, str] = {}  # the last proposal's prompt and answer, until its record is made
 
     def propose_and_run(self, limit_reached: Callable[[], str | None]) -> None:
         """One proposal and its experiment; after a crash, up to `loop.fix_attempts` fixes by an agent that
@@ -92,6 +93,7 @@ class Proposer:
             self.reject(parent, f"agent failed: {err}", "(no description)", usage=self.agent_usage(err.usage))
             return None
         proposal = as_proposal(answer)
+        self.transcript = dict(proposal.transcript)  # kept with the record made next (`_keep_transcript`)
         description = proposal.description
         if failure is not None:
             description = f"{failure.description.split('; fix: ')[0]}; fix: {description}"
@@ -110,6 +112,7 @@ class Proposer:
         assert self.drafter is not None
         draft = self.drafter.take()
         assert draft is not None
+        self.transcript = dict(draft.transcript)
         self.line.on_event({"event": "propose", "agent": draft.agent, "fix": False, "drafted": True})
         usage = {**self.recorded(Proposal(draft.description, draft.usage, draft.notes)),
                  **self.steered_by(draft.program)}
@@ -153,9 +156,16 @@ class Proposer:
                                       description=description, agent=agent or self.agent.name,
                                       seed=line.config.loop.seed, log_path=line.log_path(), code_hash=code)
         fault_point("after-begin")
+        self._keep_transcript(experiment)
         finished = self.execute(experiment, usage)
         self._observed(finished)
         return finished
+
+    def _keep_transcript(self, experiment: Experiment) -> None:
+        """Keep the last proposal's prompt and answer beside `experiment`'s record, once."""
+        said, self.transcript = self.transcript, {}
+        if said:
+            self.line.store.keep_transcript(experiment.id, said.get("prompt", ""), said.get("answer", ""))
 
     def _observed(self, experiment: Experiment) -> None:
         """Tell the agent of its proposal's record (not of a best taken up from another line)."""
@@ -193,6 +203,7 @@ class Proposer:
         recorded = line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=parent, diff=diff,
                                      description=description, agent=agent or self.agent.name,
                                      seed=line.config.loop.seed, error=reason, metrics=usage or {})
+        self._keep_transcript(recorded)
         self._observed(recorded)
         line.export()
         line.on_event({"event": "decided", "status": "rejected", "reason": reason})
@@ -241,6 +252,7 @@ class Proposer:
                                      description=draft.description or "(no description)",
                                      agent=draft.agent or self.agent.name, seed=line.config.loop.seed, error=error,
                                      metrics=self.recorded(Proposal(draft.description, draft.usage, draft.notes)))
+        self._keep_transcript(recorded)
         self._observed(recorded)
         line.export()
         line.on_event({"event": "decided", "status": "rejected", "reason": error})

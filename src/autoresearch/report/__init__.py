@@ -21,7 +21,6 @@ from pathlib import Path
 
 from autoresearch.config import MetricConfig
 from autoresearch.decide.measured import measured
-from autoresearch.report.html import report_html
 from autoresearch.report.markdown import report_markdown
 from autoresearch.report.noise import noise_data, speed_data
 from autoresearch.report.progress import (
@@ -49,6 +48,7 @@ def write_report(store: Store, tag: str, out_dir: Path, *, metric: MetricConfig 
     `progress.png`, `report.md` and `report.html` (the same, with every experiment's change, for a browser)
     for `tag` into `out_dir` (created if missing) and return their paths in that order. Works for a tag with no experiments (the files say so). Overwrites earlier reports in
     `out_dir`."""
+    from autoresearch.report.html import report_html  # shares the dashboard's page code (serve.pages)
     from autoresearch.report.plot import plot_progress  # matplotlib: only when a report is written
 
     out_dir = Path(out_dir)

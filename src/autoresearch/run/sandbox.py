@@ -92,6 +92,13 @@ class Box:
     max_memory_gb: float = 0.0  # the most memory its processes may use together; 0: a share (`limits.memory_limit`)
 
 
+def reaches_candidates(name: str, names: Iterable[str] = ()) -> bool:
+    """Does the environment variable `name` reach candidates' runs: on the allow-list (or in `names`, which
+    the task's settings pass on), and not named like a credential?"""
+    return (name in ENV_NAMES or name in names or name.startswith(ENV_PREFIXES)) and not _SECRET.search(name) \
+        and name not in HARNESS_ONLY
+
+
 def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Iterable[str] = (),
                   tmpdir: str | None = None) -> dict[str, str]:
     """The harness's environment cut to the allow-list (and `names`, which the task's settings pass on),
@@ -99,8 +106,7 @@ def candidate_env(extra: Mapping[str, str], *, boxed: bool = False, names: Itera
     In a box, TMPDIR is the box's /tmp (or `tmpdir`); HOME keeps its value, but only what the box shows of
     it exists."""
     allowed = set(names)
-    env = {k: v for k, v in os.environ.items() if (k in ENV_NAMES or k in allowed or k.startswith(ENV_PREFIXES))
-           and not _SECRET.search(k) and k not in HARNESS_ONLY}
+    env = {k: v for k, v in os.environ.items() if reaches_candidates(k, allowed)}
     env["PYTHONUNBUFFERED"] = "1"
     if boxed or tmpdir:
         env["TMPDIR"] = tmpdir or "/tmp"

@@ -126,6 +126,31 @@ class Store:
         conn.row_factory = sqlite3.Row
         return cls(path, conn)
 
+    @classmethod
+    def open_readonly(cls, task_dir: Path) -> Store:
+        """Open the store of `task_dir` for reading only (`autoresearch serve`): SQLite's `mode=ro` and
+        `query_only`, so nothing through this connection can change it, and no schema is created or
+        upgraded. Raises `StoreError` when there is no store, or it is of another schema version."""
+        path = Path(task_dir) / STORE_DIR / STORE_NAME
+        if not path.is_file():
+            raise StoreError(f"no experiment store in {task_dir}: run `autoresearch run` there first")
+        try:
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot read the experiment store {path}: {err}") from err
+        if version != schema.SCHEMA_VERSION:
+            conn.close()
+            newer = version > schema.SCHEMA_VERSION
+            raise StoreError(f"the experiment store {path} has schema version {version}, this autoresearch reads "
+                             f"{schema.SCHEMA_VERSION}: " + ("upgrade autoresearch (pip install -U autoresearch)"
+                                                            if newer else "run `autoresearch status` there once "
+                                                            "to bring it up to date"))
+        conn.row_factory = sqlite3.Row
+        return cls(path, conn)
+
     def close(self) -> None:
         """Close the connection. Idempotent; the store cannot be used afterwards."""
         with self._lock:
@@ -418,6 +443,23 @@ class Store:
         found = {key: self.get_state(f"program:{key}") for key in set(keys)}
         return {key: text for key, text in found.items() if isinstance(text, str)}
 
+    def keep_transcript(self, experiment_id: int, prompt: str, answer: str) -> None:
+        """Keep what the agent was asked for an experiment and what it answered (`autoresearch serve` shows
+        them); each cut to `TRANSCRIPT_CHARS`. Kept in the state table, out of the history's rows and of the
+        read caches, so a night of long prompts does not slow every read of the history."""
+        text = json.dumps({"prompt": _cut(prompt), "answer": _cut(answer)})
+        with self._write(experiments=False) as conn:
+            conn.execute("INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                         (f"transcript:{experiment_id}", text, time.time()))
+
+    def transcript(self, experiment_id: int) -> dict | None:
+        """`{"prompt", "answer"}` kept for an experiment by `keep_transcript`; None if none was."""
+        with self._lock:
+            row = self._connection.execute("SELECT value FROM state WHERE key = ?",
+                                           (f"transcript:{experiment_id}",)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
     # ------------------------------------------------------------------ internals
 
     @property
@@ -492,3 +534,11 @@ def _ensure_line(conn: sqlite3.Connection, tag: str) -> None:
     """The row of line `tag`, made with its defaults if it has none yet (inside the caller's transaction)."""
     conn.execute("INSERT INTO lines (tag, updated_at) VALUES (?, ?) ON CONFLICT (tag) DO NOTHING",
                  (checked_text("tag", tag), time.time()))
+
+
+TRANSCRIPT_CHARS = 200_000  # of a prompt or an answer kept by `Store.keep_transcript`; the rest is cut
+
+
+def _cut(text: str) -> str:
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS] + "\n... (cut)"
