@@ -181,6 +181,7 @@ def test_pages_in_a_browser(task, page):
         statuses = page.locator("table.experiments tbody tr").evaluate_all("rs => rs.map(r => r.dataset.status)")
         assert {"keep", "discard", "crash"} <= set(statuses)
         assert page.locator("#lineage li").count() == sum(1 for e in demo if e.status.value == "keep")
+        assert "taken up" not in page.locator("#lineage").inner_text()  # the other run shares only the start
 
         # the description with a <script> is text on the page, in the table and the tree alike
         cell = page.locator("table.experiments td", has_text="alert('pwned')")
@@ -255,6 +256,8 @@ def test_new_experiments_appear_without_a_reload(tmp_path, page):
         assert "RATE 0.3 now" in page.locator("#live-text").inner_text()
         page.wait_for_function("() => (document.getElementById('live-chart').data || [{x: []}])[0].x.length > 0",
                                timeout=60_000)  # its training curve, step by step
+        names = page.evaluate("() => document.getElementById('live-chart').data.map(t => t.name)")
+        assert "the best, #1 (its runs)" in names  # against the curves of the best's runs
         _shoot(page, "live")
         page.wait_for_function(f"() => document.querySelectorAll('table.experiments tbody tr').length > {rows}",
                                timeout=60_000)

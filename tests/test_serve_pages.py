@@ -47,6 +47,9 @@ def test_a_line_of_research_reads_top_to_bottom_and_forks_are_indented():
                             "parent": None, "adopted_from": None})  # #1 has two children: #2 and #4
     html = pages.lineage_tree(view)
     assert html.count("<ul>") == 3 and html.index("c2") < html.index("c3") and html.index("c1") < html.index("c4")
+    view["lineage"][-1]["adopted_from"] = "gpu1 #7"
+    assert "#4</a> <code>444444444444</code> 1.000000 · c4 <span class=\"muted\">(taken up from gpu1 #7)</span>" \
+        in pages.lineage_tree(view)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
                                                       "agents take turns (one listed twice gets twice the turns)."),
         budget: float = typer.Option(None, help="Seconds of training per experiment (default: the task's)."),
         max_experiments: int = typer.Option(None, help="Stop when the run has this many experiments."),
+        max_runs: int = typer.Option(None, help="Stop when the run has made this many training runs (confirmations "
+                                                "and the best's re-runs included)."),
         max_hours: float = typer.Option(None, help="Stop after this many hours."),
         max_cost: float = typer.Option(None, help="Stop once the agent has spent this many dollars in the run "
                                                   "(as the agent reports it)."),
@@ -69,7 +71,8 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
     config = _with_executor_options(config, kind=executor, address=ray_address, runs_at_once=runs_at_once)
     if parallel is not None:
         options = [word for name in agent for word in ("--agent", name)]
-        for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-hours", max_hours),
+        for flag, value in (("--budget", budget), ("--max-experiments", max_experiments), ("--max-runs", max_runs),
+                            ("--max-hours", max_hours),
                             ("--max-cost", max_cost), ("--base-url", base_url), ("--adopt-from", adopt_from),
                             ("--adopt-after", adopt_after), ("--exchange", exchange), ("--turns", turns),
                             ("--executor", executor), ("--ray-address", ray_address),
@@ -86,7 +89,7 @@ def run(agent: list[str] = typer.Option(["tune"], help=f"Agent: {describe_backen
     from autoresearch.loop import Limits
 
     loop, watchers = _open_loop(task_dir, config, agent, tag=tag or time.strftime("%b%d").lower(), resume=resume,
-                                budget=budget, limits=Limits(max_experiments, max_hours, max_cost),
+                                budget=budget, limits=Limits(max_experiments, max_hours, max_cost, max_runs),
                                 base_url=base_url, pipeline=pipeline, recalibrate=recalibrate)
     _turn(loop, watchers)
 

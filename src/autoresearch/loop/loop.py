@@ -50,6 +50,7 @@ class Limits:
     max_experiments: int | None = None  # experiments in the tag, baseline included
     max_hours: float | None = None  # wall-clock hours of this invocation
     max_cost: float | None = None  # dollars the agent may spend in this tag (as agents report it)
+    max_runs: int | None = None  # training runs in the tag: every run of every experiment, the best's re-runs too
 
 
 def request_recalibration(store: Store, tag: str) -> int:
@@ -74,10 +75,11 @@ class Loop:
     def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset | None, agent: Agent, *, tag: str,
                  resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
                  pipeline: bool = False, on_event: Callable[[dict], None] = lambda _: None,
-                 runner: Runner | None = None) -> None:
+                 runner: Runner | None = None, start: str | None = None) -> None:
         self.task_dir = task_dir.resolve()
         self.config, self.dataset, self.agent = config, dataset, agent
         self.tag, self.limits, self._on_event = tag, limits, on_event
+        self.start = start  # the commit a new line starts from (None: the task's HEAD)
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -105,7 +107,7 @@ class Loop:
         if not exists:
             if resume:
                 raise LoopError(f"nothing to resume: no branch {branch}; start it without --resume")
-            self.workspace.create_branch(branch, self.workspace.head())
+            self.workspace.create_branch(branch, self.start or self.workspace.head())
         self.worktree = self.workspace.open_worktree(self.task_dir / ".autoresearch" / "worktrees" / tag, branch)
         # A run started beside another live one (one per GPU, say) gets a table of its own, so they never mix.
         alongside = [t for t in live_tags(self.task_dir) if t != tag]
@@ -251,6 +253,10 @@ class Loop:
         done = len(self.line.experiments())
         if self.limits.max_experiments is not None and done >= self.limits.max_experiments:
             return f"reached {self.limits.max_experiments} experiments"
+        if self.limits.max_runs is not None:
+            runs = sum(len(self.store.runs(e)) for e in self.line.experiments())
+            if runs >= self.limits.max_runs:
+                return f"reached {self.limits.max_runs} runs"
         if self.limits.max_hours is not None and time.time() - started >= self.limits.max_hours * 3600:
             return f"reached {self.limits.max_hours} hours"
         if self.limits.max_cost is not None:

@@ -96,21 +96,28 @@ def _point(d: dict) -> dict:
 def lineage(store: Store, tag: str, experiments: list[Experiment]) -> list[dict]:
     """The kept commits of `tag` as a tree: each kept experiment with the kept experiment its commit was
     built on (`parent_seq`, or `parent` as `tag #seq` for a best taken up from another run), root first."""
-    by_commit = {e.commit: e for t in store.tags() for e in (store.experiments(t) if t != tag else experiments)
-                 if e.status is Status.KEEP and e.commit}
+    # this run's own commits win: runs of one folder start from the same commit, so baselines share theirs
+    others = [e for t in store.tags() if t != tag for e in store.experiments(t)]
+    by_commit = {e.commit: e for e in [*others, *experiments] if e.status is Status.KEEP and e.commit}
     out = []
     for e in experiments:
         if e.status is not Status.KEEP:
             continue
-        parent = by_commit.get(e.parent_commit)
-        if parent is not None and parent.id == e.id:  # the baseline is its own start
-            parent = None
+        parent = None if e.commit == e.parent_commit else by_commit.get(e.parent_commit)  # a baseline: a root
         out.append({"seq": e.seq, "commit": (e.commit or "")[:12], "metric": e.metric,
                     "description": (e.description or "").splitlines()[0] if e.description else "",
                     "parent_seq": parent.seq if parent is not None and parent.tag == tag else None,
                     "parent": None if parent is None or parent.tag == tag else f"{parent.tag} #{parent.seq}",
-                    "adopted_from": e.metrics.get("adopted_from")})
+                    "adopted_from": _adopted(e.metrics)})
     return out
+
+
+def _adopted(metrics: dict) -> str | None:
+    """`gpu1 #7`: the run and experiment a best taken up came from (`loop/adopt.py`); None if it was not."""
+    source = metrics.get("adopted_from")
+    if not source:
+        return None
+    return f"{source} #{metrics['adopted_seq']}" if metrics.get("adopted_seq") is not None else str(source)
 
 
 def experiment_view(store: Store, tag: str, seq: int, *, metric: MetricConfig) -> dict | None:
@@ -164,8 +171,8 @@ def curve(log_path: str | None) -> list[list[float]]:
 
 
 def live_view(store: Store, tag: str, *, budget: float) -> dict:
-    """The running experiment of `tag` (None when none runs) with its training curve, and the best's curve
-    to compare at the same second; `version` changes whenever something new happened in the run (an
+    """The running experiment of `tag` (None when none runs) with its training curve, and the curves of the
+    best's runs to compare at the same second; `version` changes whenever something new happened in the run (an
     experiment began or ended, the running one logged a step)."""
     experiments = store.experiments(tag)
     running = next((e for e in reversed(experiments) if e.status is Status.RUNNING), None)
@@ -181,7 +188,18 @@ def live_view(store: Store, tag: str, *, budget: float) -> dict:
     finished = sum(1 for e in experiments if e.finished)
     return {"tag": tag, "running": live, "version": f"{len(experiments)}.{finished}.{size}",
             "best": None if best is None else {"seq": best.seq, "metric": best.metric,
-                                               "curve": curve(best.log_path)}}
+                                               "curves": [c for c in map(curve, run_logs(best.log_path)) if c]}}
+
+
+def run_logs(log_path: str | None, most: int = 8) -> list[str]:
+    """The logs of an experiment's runs: its first run's (`log_path`), then those of its further runs
+    (`run-N/train.log` beside it: confirmations, noise seeds, re-measurements), at most `most`."""
+    if not log_path:
+        return []
+    first = Path(log_path)
+    others = sorted(first.parent.glob("run-*/" + first.name), key=lambda p: int(p.parent.name[4:] or 0)
+                    if p.parent.name[4:].isdigit() else 0)
+    return [str(p) for p in [first, *others][:most]]
 
 
 def _size(path: str | None) -> int:

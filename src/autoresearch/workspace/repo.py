@@ -202,6 +202,15 @@ class Workspace(Checkout):
                            hint="pick another name, or open the existing branch with open_worktree to resume it")
         self._git("branch", "--no-track", name, self._commit_of(start))
 
+    def reset_branch(self, name: str, start: str) -> None:
+        """Point branch `name` at commit `start`, creating it if needed (a result rewritten from scratch). The
+        branch must not be checked out in a worktree."""
+        self._git("branch", "-f", "--no-track", self._check_branch(name), self._commit_of(start))
+
+    def tree_of(self, commit: str) -> str:
+        """The sha of `commit`'s tree: two commits with the same files have the same tree."""
+        return self._git("rev-parse", f"{self._commit_of(commit)}^{{tree}}").stdout.strip()
+
     # -- worktrees -----------------------------------------------------------------------------------
 
     def _registered(self) -> list[_Registered]:

@@ -100,9 +100,12 @@
     if (!window.Plotly) return;
     const traces = [{ name: "#" + live.running.seq + " (running)", x: live.running.curve.map(p => p[0]),
                       y: live.running.curve.map(p => p[1]), mode: "lines", line: { color: "#0969da", width: 2 } }];
-    if (live.best && live.best.curve.length) {
-      traces.push({ name: "the best, #" + live.best.seq, x: live.best.curve.map(p => p[0]), y: live.best.curve.map(p => p[1]),
-                    mode: "lines", line: { color: COLOURS.keep, dash: "dot" } });
+    if (live.best) {
+      live.best.curves.forEach((curve, i) => {
+        traces.push({ name: "the best, #" + live.best.seq + (live.best.curves.length > 1 ? " (its runs)" : ""),
+                      x: curve.map(p => p[0]), y: curve.map(p => p[1]), mode: "lines", showlegend: i === 0,
+                      legendgroup: "best", line: { color: COLOURS.keep, dash: "dot", width: 1 } });
+      });
     }
     Plotly.react(element, traces, { margin: { t: 10, r: 10, b: 40, l: 60 },
                                     xaxis: { title: { text: "training seconds" }, range: [0, live.running.budget] },
