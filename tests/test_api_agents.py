@@ -216,3 +216,20 @@ def test_an_api_agent_drafts_ahead_and_its_draft_is_rebased(tmp_path):
         assert "Wider" in store.transcript(history[2].id)["answer"]
         assert "Raise the rate" in store.transcript(history[1].id)["answer"]
     assert float(history[2].metric) == pytest.approx(1.0)
+
+
+def test_the_models_rationale_is_kept_with_its_change_and_shown_in_distill_md(tmp_path):
+    task = score_task(tmp_path)
+    reasoned = ("Raise the rate\n\nThe score peaks near RATE = 0.3, and 0.1 is far below it; raising it should\n"
+                "gain about 0.04.\n\nsolve.py\n<<<<<<< SEARCH\nRATE = 0.1\n=======\nRATE = 0.3\n>>>>>>> REPLACE\n")
+    with FakeApi([Reply(reasoned)]) as api:
+        cli("run", "--agent", "openai:test-model", "--base-url", api.url + "/v1", "--tag", "why",
+            "--max-experiments", "2", cwd=task)
+    with Store.open(task) as store:
+        kept = store.experiments("why")[1]
+    assert kept.metrics["rationale"] == ("The score peaks near RATE = 0.3, and 0.1 is far below it; raising it "
+                                         "should gain about 0.04.")
+    assert "the agent's rationale: The score peaks near" in cli("show", "1", "--tag", "why", cwd=task).stdout
+    cli("distill", "--tag", "why", cwd=task)
+    assert "| 1 | Raise the rate | +0.040000 |" in (task / "distill.md").read_text()
+    assert "The score peaks near RATE = 0.3" in (task / "distill.md").read_text()

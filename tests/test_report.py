@@ -317,7 +317,8 @@ def test_write_report(run: Store, tmp_path: Path) -> None:
     assert (out / "results.tsv").read_text() == results_tsv(measured(run, TAG))
     assert md.startswith(f"# autoresearch report: `{TAG}`")
     for needle in ("wider MLP", "rope base 50k", "0.850000", "1.000000", "0.150000", "15.00%",
-                   "| 2 | 0.900000 | 1 | -0.100000 | - | wider MLP |", "| 5 | 0.850000 | 1 | -0.050000 | - | rope base 50k |",
+                   "| 2 | 0.900000 | 1 | -0.100000 | - | - | wider MLP |",
+                   "| 5 | 0.850000 | 1 | -0.050000 | - | - | rope base 50k |",
                    "| 3 | crash | flash attn v9 | OOM |",
                    "ran past 420 s", "progress.png", "Total time:", "8 (", "3 keep", "1 rejected"):
         assert needle in md, needle
@@ -499,9 +500,9 @@ def test_markdown_maximize(acc_run: Store) -> None:
     md = report_markdown(TAG, acc_run.experiments(TAG), metric=ACCURACY)
     for needle in ("**Baseline accuracy:** 0.500000 (#0, baseline)",
                    "**Best accuracy:** 0.750000 (#5, more epochs): 0.250000 higher than the baseline (50.00%)",
-                   "| # | accuracy | runs | delta | gain ± standard error | description |",
-                   "| 2 | 0.600000 | 1 | +0.100000 | - | mixup |",
-                   "| 5 | 0.750000 | 1 | +0.150000 | - | more epochs |", "![accuracy per experiment](progress.png)"):
+                   "| # | accuracy | runs | delta | gain ± standard error | lines | description |",
+                   "| 2 | 0.600000 | 1 | +0.100000 | - | - | mixup |",
+                   "| 5 | 0.750000 | 1 | +0.150000 | - | - | more epochs |", "![accuracy per experiment](progress.png)"):
         assert needle in md, needle
     assert "val_bpb" not in md and "lower than" not in md
     crashed = report_markdown(TAG, [e for e in acc_run.experiments(TAG) if e.metric is None], metric=ACCURACY)

@@ -320,7 +320,7 @@ def test_the_prompt_carries_the_program_the_memory_and_the_crash():
     prompt = build_prompt(context, metric_name="score", maximize=True)
     assert "Find the best RATE." in prompt and "Editable files (paths or globs): solve.py" in prompt
     assert "score (higher is better)" in prompt and "Best so far: score 0.500000" in prompt
-    assert "| 1 | crash | - | - | wider \\| faster (ZeroDivisionError) |" in prompt  # escaped cells, the cause
+    assert "| 1 | crash | - | - | +1/-0 | wider \\| faster (ZeroDivisionError) |" in prompt  # escaped cells, the cause
     assert "- #1 crash: wider \\| faster: ZeroDivisionError" in prompt
     assert "# Fix this crash" in prompt and "+x = 1/0" in prompt and "ZeroDivisionError" in prompt
     assert prompt.count("line\n") == 39  # only the log's tail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -177,6 +178,15 @@ class KeepConfig:
     # A run is compared only with runs of the best made at about its machine speed (within this fraction); if
     # there are none, the best runs again first (docs/keep.md, "Machine speed"). 0 turns the check off.
     speed_tolerance: float = speed.DEFAULT_TOLERANCE
+    # The price of code (docs/keep.md, "The price of complexity"): a change must beat the best by more than the
+    # noise asks plus this much of the metric per line of code it adds (a change that removes lines earns it
+    # back). 0: lines are free.
+    complexity_cost: float = 0.0
+    # Commands that must pass on a candidate before it is kept, run in the box in its worktree, e.g.
+    # ["ruff check train.py", "pytest -q tests/"] (docs/keep.md, "Checks"): a failure makes it rejected, and
+    # their output goes to the agent with its next request. Empty: no checks.
+    checks: list = field(default_factory=list)
+    checks_timeout_seconds: float = 300.0  # each check's time limit
 
     def thresholds(self) -> Thresholds:
         return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
@@ -353,6 +363,21 @@ def _validate_keep(k: KeepConfig) -> None:
     if not 0 <= k.learn_dof <= 100:
         raise ConfigError(f"keep.learn_dof = {k.learn_dof}: use a whole number from 0 (never) to 100; 5 is the "
                           "default")
+    if not 0 <= k.complexity_cost < math.inf:
+        raise ConfigError(f"keep.complexity_cost = {k.complexity_cost}: use 0 (lines are free) or a positive "
+                          "price of the metric per added line, e.g. 0.0001 (docs/keep.md)")
+    if not isinstance(k.checks, list) or not all(isinstance(c, str) and c.strip() for c in k.checks):
+        raise ConfigError(f"keep.checks = {k.checks!r}: list the commands as strings, e.g. "
+                          '["ruff check train.py", "pytest -q tests/"]')
+    for command in k.checks:
+        try:
+            if not shlex.split(command):
+                raise ValueError("it is blank")
+        except ValueError as err:
+            raise ConfigError(f"keep.checks: {command!r} does not parse ({err}): write it as you would in a "
+                              "shell, without pipes") from err
+    if not 1 <= k.checks_timeout_seconds <= 3600:
+        raise ConfigError(f"keep.checks_timeout_seconds = {k.checks_timeout_seconds}: use 1 to 3600 seconds")
 
 
 def _validate_prune(p: PruneSettings) -> None:

@@ -49,6 +49,7 @@ class ProposalContext:
     #                                      oldest first: what the agents beside this one tried
     shared_runs: tuple[str, ...] = ()  # the tags of those runs that trained for this run's budget: their
     #                                    metrics compare with this run's (`tune` learns from their trials)
+    complexity_cost: float = 0.0  # `keep.complexity_cost`: the metric a change must gain per line it adds
 
 
 def guard_git_config(workspace: Workspace, session: Callable[[], T]) -> T:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.agents import AgentConfigError, AgentError, Proposal, ProposalContext
-from autoresearch.agents.base import Agent
+from autoresearch.agents.base import Agent, rationale_in
 from autoresearch.agents.edits import EditError, apply, parse
 from autoresearch.agents.prompt import build_prompt
 
@@ -63,6 +63,7 @@ class ApiAgent(Agent):
         self.edit_retries, self.max_tokens = edit_retries, max_tokens
         self.spent: dict[str, float] = {}  # of the session now: tokens_in, tokens_out, seconds, requests
         self.messages: list[dict[str, str]] = []  # the session now: what was sent and answered
+        self.rationale: str | None = None  # the session now: why the model expects its change to help
         self.client = _client(provider, base_url, max_retries, timeout)
         # The model thinks on someone else's machine, so the next proposal is drafted while an experiment
         # trains; not for a model served on this machine, which would take the accelerator from the training.
@@ -95,9 +96,11 @@ class ApiAgent(Agent):
         """`_session` with what it cost: on the proposal, or on the error."""
         self.spent = {"tokens_in": 0, "tokens_out": 0, "requests": 0, "seconds": 0.0}
         self.messages: list[dict[str, str]] = []
+        self.rationale = None
         try:
             description = self._session(workdir, context)
-            return Proposal(description, usage=dict(self.spent), transcript=conversation(SYSTEM, self.messages))
+            return Proposal(description, usage=dict(self.spent), transcript=conversation(SYSTEM, self.messages),
+                            rationale=self.rationale)
         except AgentError as err:
             err.usage = dict(self.spent)
             raise
@@ -134,6 +137,7 @@ class ApiAgent(Agent):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_text(text)
                 first = next((line.strip() for line in prose.splitlines() if line.strip()), "")
+                self.rationale = rationale_in(prose, skip=tuple(changed))
                 return first[:300] or f"change by {self.name}"
         finally:
             self.spent["seconds"] = time.perf_counter() - started

@@ -34,6 +34,35 @@ class Proposal:
     # What the agent was asked and what it answered, as text ({"prompt": ..., "answer": ...}; either may be
     # missing): kept beside the experiment's record for people to read (`autoresearch serve`), never for the loop.
     transcript: Mapping[str, str] = field(default_factory=dict)
+    # Why the agent expects its change to help, in its own words (a paragraph at most): kept with the record,
+    # and shown beside what was measured (distill.md). None: it said nothing beyond the description.
+    rationale: str | None = None
+
+
+RATIONALE_CHARS = 600  # of an agent's rationale, kept
+
+
+def rationale_in(text: str, *, skip: tuple[str, ...] = ()) -> str | None:
+    """The paragraph an agent wrote after its description line, as one line: the first block of text after
+    the first non-blank line (a `Description:` line counts as that line). Lines in `skip` (the names of the
+    files it edited, written before their edit blocks) are left out; None when there is no such text."""
+    lines = [line.strip() for line in (text or "").splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.lower().startswith("description:")), None)
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if line), None)
+    if start is None:
+        return None
+    paragraph: list[str] = []
+    for line in lines[start + 1:]:
+        if line.startswith(("```", "<<<<<<<")):  # an edit begins: the prose is over
+            break
+        if not line or line in skip:
+            if paragraph:
+                break
+            continue
+        paragraph.append(line)
+    said = " ".join(paragraph).strip()
+    return said[:RATIONALE_CHARS] or None
 
 
 def as_proposal(answer: Proposal | str) -> Proposal:

@@ -67,6 +67,13 @@ class ClaudeAgent(CodingAgent):
             spent["cost_usd"] = float(result["total_cost_usd"])
         return described_in(str(result.get("result", ""))), spent
 
+    def final_message(self, stdout: str) -> str:
+        try:
+            result = json.loads(stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            return stdout
+        return str(result.get("result", "")) if isinstance(result, dict) else stdout
+
 
 class CodexAgent(CodingAgent):
     """`codex exec` in a workspace-write sandbox, stdin closed, its last message kept for the description."""
@@ -92,6 +99,9 @@ class CodexAgent(CodingAgent):
                 spent["tokens_out"] += float(usage.get("output_tokens", 0))
         last = self.last_message.read_text(errors="replace") if self.last_message.exists() else ""
         return described_in(last), spent
+
+    def final_message(self, stdout: str) -> str:
+        return self.last_message.read_text(errors="replace") if self.last_message.exists() else ""
 
 
 class AiderAgent(CodingAgent):

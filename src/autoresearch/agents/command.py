@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from autoresearch.agents import AgentConfigError, AgentError, Proposal, ProposalContext
-from autoresearch.agents.base import Agent
+from autoresearch.agents.base import Agent, rationale_in
 from autoresearch.agents.prompt import build_prompt
 from autoresearch.config import cache_root
 from autoresearch.run import bwrap, sandbox
@@ -64,6 +64,11 @@ class SessionAgent(Agent):
         """The description the program gave (None: none) and what it reported spending."""
         return described_in(stdout), {}
 
+    def final_message(self, stdout: str) -> str:
+        """What the session said at its end, where its description and rationale are (for a plain command:
+        all it printed)."""
+        return stdout
+
     def propose(self, workdir: Path, context: ProposalContext) -> Proposal:
         return self._session(Path(workdir), context)
 
@@ -72,9 +77,10 @@ class SessionAgent(Agent):
 
     def _session(self, workdir: Path, context: ProposalContext) -> Proposal:
         spent: dict[str, float] = {}  # what it reported spending, and its seconds
+        self._rationale: str | None = None
         try:
             description = self._run(workdir, context, spent)
-            return Proposal(description, usage=spent, transcript=self._transcript())
+            return Proposal(description, usage=spent, transcript=self._transcript(), rationale=self._rationale)
         except AgentError as err:
             err.usage = spent
             raise
@@ -124,6 +130,7 @@ class SessionAgent(Agent):
         spent.update(reported)
         written = description_file.read_text(errors="replace") if description_file.exists() else ""
         described = described_in(written) or description
+        self._rationale = rationale_in(written) or rationale_in(self.final_message(output))
         return (described or f"change by {self.name}")[:300]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from autoresearch.agents import ProposalContext
 from autoresearch.config import MetricConfig
+from autoresearch.decide import complexity
 from autoresearch.report.summary import deltas
 from autoresearch.report.text import error_line
 from autoresearch.store import Experiment, Status
@@ -35,6 +36,7 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
     metric = MetricConfig(name=metric_name, direction="maximize" if maximize else "minimize")
     history = context.history
     changes = deltas([(e.status, e.metric) for e in history], metric=metric)
+    costs = _code_costs(history)
     budget_seconds = budget_seconds or context.budget_seconds
     fixed = [_program(context), _rules(context, metric, budget_seconds),
              _results(history, context.best, metric, context.noise, context.keep_margin, context.best_measured)]
@@ -42,9 +44,11 @@ def build_prompt(context: ProposalContext, *, metric_name: str = "val_bpb", maxi
         fixed.append(_pending(context.pending, context.best))
     if context.failure is not None:
         fixed.append(_failure(context.failure))
+    fixed.append(_checks_failed(history))
     room = max_chars - sum(len(part) for part in fixed)
     recent = history[-RECENT:]
-    optional = [_recent(recent, changes[-len(recent):] if recent else [], metric),
+    optional = [_recent(recent, changes[-len(recent):] if recent else [], costs[-len(recent):] if recent else [],
+                        metric),
                 _near_misses(history, changes, recent, metric), _crashes(history), _others(context.others, metric)]
     kept_parts = []
     for part in optional:
@@ -72,7 +76,28 @@ def _rules(context: ProposalContext, metric: MetricConfig, budget_seconds: float
         "and do not touch the evaluation or the data. Make one focused change. A change whose code was "
         "measured already (comments and layout aside) is not run again.",
         "When done, write a one-line description of the change to the file named by "
-        "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'.", ""])
+        "$AUTORESEARCH_DESCRIPTION_FILE, or give it on a line of its own that starts with 'Description:'. "
+        "After it, in one short paragraph, say why you expect the change to help: it is kept with the change, "
+        "beside what was measured.", *_price(context, metric), ""])
+
+
+def _price(context: ProposalContext, metric: MetricConfig) -> list[str]:
+    """The price of code (`keep.complexity_cost`), when there is one."""
+    if not context.complexity_cost:
+        return []
+    return [f"Code has a price: a change must beat the best by {context.complexity_cost:g} {metric.name} more for "
+            "each line of code it adds (net of the lines it removes; a change that removes lines earns it back)."]
+
+
+def _checks_failed(history: list[Experiment]) -> str:
+    """The output of the user's checks (`keep.checks`) that vetoed the latest proposal, for the agent to fix."""
+    last = next((e for e in reversed(history) if e.status is not Status.RUNNING), None)
+    if last is None or not last.metrics.get("checks_failed") or not last.error:
+        return ""
+    tail = "\n".join(last.error.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
+    return ("# The checks failed on the last proposal\n\n"
+            f"#{last.seq} ({_cell(last.description)}) was better, but the checks the human set vetoed it, so it "
+            "was not kept. Make them pass this time. Their output:\n\n```\n" + tail + "\n```\n")
 
 
 def _results(history: list[Experiment], best: Experiment | None, metric: MetricConfig,
@@ -90,6 +115,10 @@ def _results(history: list[Experiment], best: Experiment | None, metric: MetricC
         value = sum(runs) / len(runs)
         lines.append(f"Best so far: {metric.name} {value:.6f}" + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else "")
                      + f" (#{best.seq}: {_cell(best.description)}).")
+        code = complexity.summary_text(best.metrics, baseline.metrics if baseline is not None
+                                       and baseline.seq != best.seq else None)
+        if code is not None:
+            lines.append(f"Code of the best: {code}.")
     since = _since_last_keep(history)
     if since >= PLATEAU:
         lines.append(f"No change has been kept in the last {since} experiments: the small variations around the "
@@ -114,17 +143,30 @@ def _since_last_keep(history: list[Experiment]) -> int:
     return len(finished) - 1 - keeps[-1] if keeps else len(finished)
 
 
-def _recent(recent: list[Experiment], changes: list[float | None], metric: MetricConfig) -> str:
+def _code_costs(history: list[Experiment]) -> list[str]:
+    """What each experiment's change cost in code, as a cell (`complexity.change_cell`): the code lines it
+    added and removed, and its complexity against the best of its time (the latest keep before it)."""
+    cells, best = [], None
+    for e in history:
+        code = complexity.recorded(e.metrics)
+        cells.append(complexity.change_cell(e.diff, complexity.complexity_delta(code, best)))
+        if e.status is Status.KEEP:
+            best = code
+    return cells
+
+
+def _recent(recent: list[Experiment], changes: list[float | None], costs: list[str], metric: MetricConfig) -> str:
     if not recent:
         return ""
-    rows = ["# Recent experiments", "", f"| # | status | {metric.name} | delta vs best then | description |",
-            "|---:|---|---:|---:|---|"]
-    for e, delta in zip(recent, changes, strict=True):
+    rows = ["# Recent experiments", "",
+            f"| # | status | {metric.name} | delta vs best then | code lines +/- (complexity vs best then) | "
+            "description |", "|---:|---|---:|---:|---:|---|"]
+    for e, delta, cost in zip(recent, changes, costs, strict=True):
         value = "-" if e.metric is None else f"{e.metric:.6f}"
         change = "-" if delta is None else f"{delta:+.6f}"
         why = f" ({_cell(error_line(e.error), 80)})" if e.status in (Status.CRASH, Status.TIMEOUT, Status.REJECTED,
                                                                   Status.PRUNED) and e.error else ""
-        rows.append(f"| {e.seq} | {e.status.value} | {value} | {change} | {_cell(e.description)}{why} |")
+        rows.append(f"| {e.seq} | {e.status.value} | {value} | {change} | {cost} | {_cell(e.description)}{why} |")
     return "\n".join(rows + [""])
 
 

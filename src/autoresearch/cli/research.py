@@ -335,6 +335,7 @@ _LOOP_EVENT_LINES = {
     "in_flight": lambda e: (
         "  [dim]" + ", ".join(f"experiment {seq} run {run}" for seq, run in e["started"])
         + f" started ({e['busy']} in flight)[/]"),
+    "checks": lambda e: f"  [dim]#{e['seq']} would be kept: the checks run ({for_markup(', '.join(e['commands']))})[/]",
     "called_off": lambda e: f"  [dim]experiment {e['seq']} run {e['run']} called off: the rule decided without it[/]",
     "drafting": lambda e: f"  [dim]{for_markup(e['agent'])} drafts the next proposal while this one trains[/]",
     "check_machine": lambda e: (

@@ -83,6 +83,7 @@ class Case:
     history: tuple[Group, ...] = ()  # the groups of runs of one code measured so far in the line (the noise)
     first_seed: int = 0  # the candidate's first seed
     simpler: bool = False  # its change removes more lines than it adds
+    added_lines: int = 0  # code lines its change adds, less those it removes (decide/complexity.py)
     speed_checked: bool = False  # the best ran again at this candidate's machine speed already
     speed_now: float | None = None  # the machine's latest speed, for a candidate without runs that measured it
 
@@ -132,15 +133,23 @@ class BestState:
 class KeepRule(ABC):
     """A keep rule. `noise_seeds`: the baseline's runs; `speed_tolerance`: runs whose machine speeds differ
     by more than this fraction are not compared (0: the check is off); `best_runs`: how often the best runs
-    again when its runs were all made at another speed."""
+    again when its runs were all made at another speed; `complexity_cost`: how much of the metric each code
+    line a change adds must gain on top of what the rule asks otherwise (a line it removes earns as much
+    back; docs/keep.md, "The price of complexity")."""
 
     name: str
     weighs_noise = False  # whether its decisions rest on the measured noise (recorded with each experiment)
 
     def __init__(self, *, maximize: bool = False, noise_seeds: int = 3, best_runs: int = 2,
-                 speed_tolerance: float = 0.0, thresholds: Thresholds = Thresholds()) -> None:
+                 speed_tolerance: float = 0.0, thresholds: Thresholds = Thresholds(),
+                 complexity_cost: float = 0.0) -> None:
         self.maximize, self.noise_seeds, self.best_runs = maximize, noise_seeds, best_runs
-        self.speed_tolerance, self.thresholds = speed_tolerance, thresholds
+        self.speed_tolerance, self.thresholds, self.complexity_cost = speed_tolerance, thresholds, complexity_cost
+
+    def price(self, case: Case) -> float:
+        """What the candidate's change costs, in the metric: `complexity_cost` per code line it adds net
+        (negative, a credit, when it removes more than it adds)."""
+        return self.complexity_cost * case.added_lines
 
     def next(self, case: Case) -> Answer:
         """What to do with the candidate now."""
@@ -213,14 +222,22 @@ class KeepRule(ABC):
 
 
 class Strict(KeepRule):
-    """Keep whatever is better than the best's mean, by any amount: one run each."""
+    """Keep whatever is better than the best's mean, by any amount (by more than its price, with
+    `complexity_cost`): one run each."""
 
     name = "strict"
 
     def _judge(self, case: Case, best: list[Run]) -> Answer:
+        """Better than the best's mean by more than the change's price (by anything, when lines are free)."""
         mean = statistics.fmean(r.metric for r in best)
-        keep = self.better(case.runs[0].metric, mean)
-        return Decision(keep, None, noise=self.noise(case))
+        price = self.price(case)
+        if not price:
+            return Decision(self.better(case.runs[0].metric, mean), None, noise=self.noise(case))
+        gain = (case.runs[0].metric - mean) * (1 if self.maximize else -1)
+        keep = gain > price
+        reason = (f"{'better' if keep else 'not better'} than the best by more than the price of its code "
+                  f"({gain:+.6g} against {price:+.6g} for {case.added_lines:+d} lines)")
+        return Decision(keep, reason, noise=self.noise(case))
 
 
 class Confirm(KeepRule):
@@ -244,7 +261,7 @@ class Confirm(KeepRule):
     def _judge(self, case: Case, best: list[Run]) -> Answer:
         noise = self.noise(case)
         verdict = judge([r.metric for r in case.runs], [r.metric for r in best], noise, maximize=self.maximize,
-                        simpler=case.simpler, thresholds=self.thresholds)
+                        simpler=case.simpler, price=self.price(case), thresholds=self.thresholds)
         if verdict.action == "confirm":
             return RunAgain(seed_for(case.first_seed, len(case.runs)), Purpose.CONFIRM, verdict.reason)
         return Decision(verdict.action == "keep", verdict.reason, verdict, noise)
@@ -270,7 +287,8 @@ RULES: dict[str, type[KeepRule]] = {"strict": Strict, "confirm": Confirm}
 def keep_rule(keep, *, maximize: bool = False) -> KeepRule:
     """The rule `[keep]` (config.KeepConfig) names, with its settings."""
     common = dict(maximize=maximize, noise_seeds=keep.noise_seeds, best_runs=keep.best_runs,
-                  speed_tolerance=keep.speed_tolerance, thresholds=keep.thresholds())
+                  speed_tolerance=keep.speed_tolerance, thresholds=keep.thresholds(),
+                  complexity_cost=keep.complexity_cost)
     if keep.rule == "confirm":
         return Confirm(recalibrate_every=keep.recalibrate_every, **common)
     return RULES[keep.rule](**common)

@@ -23,6 +23,10 @@ keeps anything lower by any amount (`strict`) keeps about half of the changes th
 - A tie (|z| < `tie_z` once it has been confirmed, or at once) goes to the simpler change: a candidate
   whose change removes more lines than it adds is kept when it is no worse than the best by more than
   `tie_z` standard errors (the simplicity criterion, made mechanical).
+- With a `price` (`[keep] complexity_cost` times the code lines the change adds net, decide/complexity.py),
+  z is taken of the improvement less the price: a change must beat the best by the price more than the
+  noise asks, and one that removes code (a negative price) by less (docs/keep.md, "The price of
+  complexity").
 
 The loop applies this through the rule objects of `decide.rule`; their false-keep and true-keep rates are
 measured by `bench/keep_rule_sim.py` (docs/keep.md).
@@ -84,45 +88,59 @@ class Verdict:
     reason: str
     improvement: float  # how much better the candidate's mean is than the best's (positive: better)
     stderr: float  # the standard error of `improvement` (nan when the noise is unknown)
-    z: float  # improvement / stderr
+    z: float  # (improvement - price) / stderr
+    price: float = 0.0  # what the change's added code costs, in the metric (negative: credit for removed code)
 
 
 def judge(candidate: Sequence[float], best: Sequence[float], noise: Noise, *, maximize: bool = False,
-          simpler: bool = False, thresholds: Thresholds = Thresholds()) -> Verdict:
+          simpler: bool = False, price: float = 0.0, thresholds: Thresholds = Thresholds()) -> Verdict:
     """What to do with a candidate, given its runs so far (`candidate`: the first run, then the confirmation
-    runs), the best's runs (`best`), and the noise. `simpler`: its change removes more lines than it adds."""
+    runs), the best's runs (`best`), and the noise. `simpler`: its change removes more lines than it adds.
+    `price`: how much better than the best it must be on top of what the noise asks (the price of the code
+    it adds; negative, a credit, for code it removes): z is that of the improvement less the price, so the
+    price moves every threshold by the same amount of the metric."""
     if not candidate or not best:
         raise ValueError("judge needs at least one run of the candidate and of the best")
     th = thresholds
     sign = 1.0 if maximize else -1.0
     improvement = sign * (_mean(candidate) - _mean(best))
+    net = improvement - price
+    priced = _priced(price)
+
+    def verdict(action: str, reason: str, stderr: float = math.nan, z: float = math.nan) -> Verdict:
+        return Verdict(action, reason + priced, improvement, stderr, z, price)
+
     if not noise.known:  # nothing to measure the noise by yet: a better result is run again, to measure it
-        if improvement <= 0:
-            return Verdict(DISCARD, "not better (the noise is not measured yet)", improvement, math.nan, math.nan)
+        if net <= 0:
+            return verdict(DISCARD, "not better (the noise is not measured yet)")
         if len(candidate) - 1 < th.max_confirm:
-            return Verdict(CONFIRM, "better, but the noise is not measured yet: run again with a fresh seed",
-                           improvement, math.nan, math.nan)
-        return Verdict(KEEP, "better (the noise could not be measured)", improvement, math.nan, math.nan)
+            return verdict(CONFIRM, "better, but the noise is not measured yet: run again with a fresh seed")
+        return verdict(KEEP, "better (the noise could not be measured)")
     stderr = standard_error(noise, len(candidate), len(best), th)
-    z = improvement / stderr if stderr > 0 else math.copysign(math.inf, improvement) if improvement else 0.0
+    z = net / stderr if stderr > 0 else math.copysign(math.inf, net) if net else 0.0
     confirmed = len(candidate) > 1
     keep_at = th.confirm_z if confirmed else th.clear_z
     if z >= keep_at:
         how = f"after {len(candidate) - 1} confirmation run{'s' if len(candidate) > 2 else ''}" if confirmed else \
             "at once"
-        return Verdict(KEEP, f"better {_by(z)}: kept {how}", improvement, stderr, z)
+        return verdict(KEEP, f"better {_by(z)}: kept {how}", stderr, z)
     if simpler and z > -th.tie_z:
-        return Verdict(KEEP, f"a simpler change, as good within the noise ({z:+.1f} standard errors): kept",
-                       improvement, stderr, z)
+        return verdict(KEEP, f"a simpler change, as good within the noise ({z:+.1f} standard errors): kept", stderr, z)
     floor = th.futility_z if confirmed else th.gate_z if noise.dof >= th.learn_dof else 0.0
     if z <= floor:
-        return Verdict(DISCARD, f"{_at(z)}: " + ("not better" if improvement <= 0 else
-                       "within the noise"), improvement, stderr, z)
+        return verdict(DISCARD, f"{_at(z)}: " + ("not better" if net <= 0 else "within the noise"), stderr, z)
     if len(candidate) - 1 >= th.max_confirm:
-        return Verdict(DISCARD, f"{z:+.1f} standard errors after {th.max_confirm} confirmation runs: not clearly "
-                       "better", improvement, stderr, z)
-    return Verdict(CONFIRM, f"better {_by(z)}, within the noise: run again with a fresh seed",
-                   improvement, stderr, z)
+        return verdict(DISCARD, f"{z:+.1f} standard errors after {th.max_confirm} confirmation runs: not clearly "
+                       "better", stderr, z)
+    return verdict(CONFIRM, f"better {_by(z)}, within the noise: run again with a fresh seed", stderr, z)
+
+
+def _priced(price: float) -> str:
+    """What a verdict's reason adds of the price it was judged with (nothing when there was none)."""
+    if not price:
+        return ""
+    return f" (net of the code's price, {price:+.6g}: " + ("its added lines raised the bar)" if price > 0 else
+                                                            "its removed lines lowered the bar)")
 
 
 def _by(z: float) -> str:

@@ -45,6 +45,7 @@ class Draft:
     usage: dict[str, float] = field(default_factory=dict)  # what the agent reported spending on it
     notes: dict[str, object] = field(default_factory=dict)  # the proposal's notes (`Proposal.notes`)
     transcript: dict[str, str] = field(default_factory=dict)  # what the agent was asked and answered
+    rationale: str | None = None  # why the agent expects it to help (`Proposal.rationale`)
     seconds: float = 0.0
     program: str = ""  # the program.md the agent was given for it
     agent: str = ""  # who wrote it (of agents taking turns, the member whose turn it was)
@@ -127,7 +128,7 @@ class Drafter:
             proposal = as_proposal(guard_git_config(self.worktree.workspace,
                                                     lambda: self.agent.propose(self.worktree.path, context)))
             draft.description, draft.usage, draft.notes = proposal.description, dict(proposal.usage), dict(proposal.notes)
-            draft.transcript = dict(proposal.transcript)
+            draft.transcript, draft.rationale = dict(proposal.transcript), proposal.rationale
             draft.agent = self.agent.name  # a member that had nothing more to propose passed the turn on
             draft.diff = self.worktree.diff()
             if not self.worktree.changed_files():

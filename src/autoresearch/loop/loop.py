@@ -279,7 +279,14 @@ class Loop:
         self._execute(experiment)
 
     def _execute(self, experiment: Experiment, agent_usage: dict | None = None) -> Experiment:
-        """Measure a begun experiment and record its decision; the next proposal is drafted meanwhile."""
+        """Measure a begun experiment and record its decision; the next proposal is drafted meanwhile. An
+        experiment that comes without the size and complexity of its code (the baseline, one resumed after a
+        restart; a proposal has them from `Proposer.submit`) has them measured on its commit."""
+        from autoresearch.decide.complexity import LINES, measure_code
+
+        if LINES not in (agent_usage or {}):
+            files = self.worktree.files_at(experiment.commit, self.config.loop.editable)
+            agent_usage = {**measure_code(files).metrics(), **(agent_usage or {})}
         self.on_event({"event": "experiment", "seq": experiment.seq, "description": experiment.description})
         self.proposer.draft_ahead(experiment, self.limits.max_experiments)
         return self.measurer.execute(experiment, agent_usage)

@@ -88,14 +88,33 @@ class Measurer:
         if status is Status.KEEP and (void := self._void_ahead(experiment)) is not None:
             outcomes.append(void)
             status, error = Status.TAMPERED, f"a further run of it made at the same time: {void.error}"
+        if status is Status.KEEP and incumbent is not None and (vetoed := self._checks(experiment)) is not None:
+            status, error = Status.REJECTED, vetoed
+            agent_usage = {**(agent_usage or {}), "checks_failed": 1}
         self.flights.forget(keep=experiment.id if status is Status.KEEP else incumbent.id if incumbent else None)
         return self._decided(experiment, incumbent, status, runs, outcomes, decision, error, agent_usage, shift)
 
+    def _checks(self, experiment: Experiment) -> str | None:
+        """The user's checks (`[keep] checks`) on a candidate the rule would keep, in its box: why they veto
+        it, or None when they pass (or there are none). run/checks.py."""
+        keep = self.line.config.keep
+        if not keep.checks:
+            return None
+        from autoresearch.run.checks import run_checks
+
+        self.line.on_event({"event": "checks", "seq": experiment.seq, "commands": list(keep.checks)})
+        failure = run_checks(keep.checks, lambda folder: self.line.worktree.export(experiment.commit, folder),
+                             timeout=keep.checks_timeout_seconds,
+                             scratch=self.line.task_dir / ".autoresearch" / "checks")
+        return None if failure is None else failure.text()
+
     def _case(self, experiment: Experiment, incumbent: Experiment | None, runs: list[Run], checked: bool) -> Case:
+        from autoresearch.decide.complexity import net_added_lines  # priced by [keep] complexity_cost
+
         line = self.line
         best = tuple(line.store.runs(incumbent)) if incumbent is not None else None
         return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=is_simpler(experiment.diff),
-                    speed_checked=checked, speed_now=line.speed_now())
+                    added_lines=net_added_lines(experiment.diff), speed_checked=checked, speed_now=line.speed_now())
 
     def _request(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
                  keep_bar: float | None = None, pruner: prune.Pruner | None = None) -> RunRequest:
@@ -180,7 +199,8 @@ class Measurer:
         line.export()
         line.on_event({"event": "decided", "status": status.value, "metric": metric,
                        "metric_name": line.config.metric.name, "seq": experiment.seq, "runs": len(values),
-                       "reason": verdict.reason if verdict is not None else error if status is Status.PRUNED else None})
+                       "reason": error.splitlines()[0] if status is Status.REJECTED and error else
+                       verdict.reason if verdict is not None else error if status is Status.PRUNED else None})
         return finished
 
     def drop_models(self, experiment: Experiment) -> None:

@@ -58,7 +58,8 @@ class Proposer:
                                budget_seconds=line.budget, pending=pending,
                                noise=noise.sigma if known else None, keep_margin=margin, best_measured=best_runs,
                                others=self._others_tried(),
-                               shared_runs=tuple(tag for tag in line.named_runs() if line.same_budget(tag)))
+                               shared_runs=tuple(tag for tag in line.named_runs() if line.same_budget(tag)),
+                               complexity_cost=line.config.keep.complexity_cost)
 
     def _others_tried(self, count: int = 2 * OTHERS) -> tuple[Experiment, ...]:
         """The latest `count` finished experiments of the runs that `loop.adopt_from` names, by when they ended:
@@ -114,7 +115,7 @@ class Proposer:
         assert draft is not None
         self.transcript = dict(draft.transcript)
         self.line.on_event({"event": "propose", "agent": draft.agent, "fix": False, "drafted": True})
-        usage = {**self.recorded(Proposal(draft.description, draft.usage, draft.notes)),
+        usage = {**self.recorded(Proposal(draft.description, draft.usage, draft.notes, rationale=draft.rationale)),
                  **self.steered_by(draft.program)}
         if draft.commit is None:
             self.reject(parent, draft.error or "the draft failed", draft.description, diff=draft.diff, usage=usage,
@@ -132,12 +133,16 @@ class Proposer:
 
     def submit(self, parent: str, description: str, usage: dict, agent: str | None = None) -> Experiment | None:
         """Check the uncommitted change in the worktree, commit it and run it; or reject it. `agent`: who
-        proposed it, if not the loop's agent."""
+        proposed it, if not the loop's agent. The size and complexity of the editable files as they would
+        run go with its record (decide/complexity.py), whether it runs or not."""
+        from autoresearch.decide.complexity import measure_code
+
         line, worktree = self.line, self.line.worktree
         editable = line.config.loop.editable
         if not worktree.changed_files():
             self.reject(parent, "empty proposal: no file changed", description, usage=usage, agent=agent)
             return None
+        usage = {**usage, **measure_code(worktree.editable_files(editable)).metrics()}
         outside = worktree.out_of_scope(editable)
         if outside:
             self.reject(parent, f"edits outside the editable files {editable}: {', '.join(outside)}",
@@ -195,9 +200,15 @@ class Proposer:
     def reject(self, parent: str, reason: str, description: str, *, diff: str | None = None,
                usage: dict | None = None, agent: str | None = None) -> None:
         """Record a proposal that is not run. `diff`: the change, when it is not in the worktree; `agent`: who
-        proposed it, if not the loop's agent."""
+        proposed it, if not the loop's agent. A change in the worktree is recorded with the size and
+        complexity of its editable files (decide/complexity.py), unless `usage` has them already."""
+        from autoresearch.decide.complexity import LINES, measure_code
+
         line = self.line
+        in_worktree = diff is None
         diff = line.worktree.diff() if diff is None else diff
+        if in_worktree and diff and LINES not in (usage or {}):
+            usage = {**(usage or {}), **measure_code(line.worktree.editable_files(line.config.loop.editable)).metrics()}
         line.worktree.discard_changes()
         fault_point("after-reject")
         recorded = line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=parent, diff=diff,
@@ -221,7 +232,8 @@ class Proposer:
 
     def recorded(self, proposal: Proposal) -> dict:
         """What a proposal's record holds of it beyond its change: its cost, and its notes for the agent."""
-        return {**self.agent_usage(proposal.usage), **({NOTES: dict(proposal.notes)} if proposal.notes else {})}
+        return {**self.agent_usage(proposal.usage), **({NOTES: dict(proposal.notes)} if proposal.notes else {}),
+                **({"rationale": proposal.rationale} if proposal.rationale else {})}
 
     # -- drafting ahead -------------------------------------------------------------------------
 
@@ -251,7 +263,8 @@ class Proposer:
         recorded = line.store.record(status=Status.REJECTED, tag=line.tag, parent_commit=draft.base, diff=draft.diff,
                                      description=draft.description or "(no description)",
                                      agent=draft.agent or self.agent.name, seed=line.config.loop.seed, error=error,
-                                     metrics=self.recorded(Proposal(draft.description, draft.usage, draft.notes)))
+                                     metrics=self.recorded(Proposal(draft.description, draft.usage, draft.notes,
+                                                                    rationale=draft.rationale)))
         self._keep_transcript(recorded)
         self._observed(recorded)
         line.export()

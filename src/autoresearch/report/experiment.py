@@ -68,6 +68,8 @@ def experiment_lines(data: dict, *, metric: MetricConfig = MetricConfig()) -> li
             value += (f"; {data['delta']:+.6f} against the best before it, #{data['best_before_seq']} at "
                       f"{data['best_before']:.6f}")
         lines.append(value)
+    if data["metrics"].get("rationale"):
+        lines.append(f"the agent's rationale: {data['metrics']['rationale']}")
     if data["verdict"]:
         lines.append(f"verdict: {data['verdict']}")
     if data["test_metric"] is not None:

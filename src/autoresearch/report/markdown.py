@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from autoresearch.config import MetricConfig
+from autoresearch.decide import complexity
 from autoresearch.report.noise import confirmations_text, speed_text
 from autoresearch.report.summary import (
     Summary,
@@ -110,7 +111,20 @@ def _headline(s: Summary, name: str, metric: MetricConfig) -> list[str]:
                      f"{s.improvement:.6f} {way} than the baseline ({pct})")
     lines.append(f"- **Total time:** {format_duration(s.wall_seconds)} wall clock, "
                  f"{format_duration(s.experiment_seconds)} in experiments")
-    return lines
+    return lines + _code(s)
+
+
+def _code(s: Summary) -> list[str]:
+    """The headline's item on the code's size and complexity, baseline -> best (decide/complexity.py), where
+    they were measured: what the gains cost in code."""
+    best = complexity.recorded(s.best.metrics) if s.best is not None else None
+    if best is None:
+        return []
+    baseline = complexity.recorded(s.baseline.metrics) if s.baseline is not None else None
+    if baseline is None or s.baseline is s.best:
+        return [f"- **Code:** {complexity.describe(best)} (the best, #{s.best.seq})"]
+    return [f"- **Code:** baseline {complexity.describe(baseline)} -> best {complexity.describe(best)} "
+            f"({complexity.describe_change(best, baseline)})"]
 
 
 def _measurement(name: str, noise: dict | None, speed: dict | None) -> list[str]:
@@ -149,18 +163,24 @@ def _history(experiments: Sequence[Experiment], steered: Sequence[dict], agent: 
 
 def _kept_changes(experiments: Sequence[Experiment], kept: list[Experiment], name: str,
                   metric: MetricConfig) -> list[str]:
-    """The "Kept changes" section: each keep's metric, runs, delta vs the best before it and measured gain."""
+    """The "Kept changes" section: each keep's metric, runs, delta vs the best before it, measured gain, and
+    what it cost in code: the code lines it added and removed, and how much the complexity grew since the
+    keep before it (where both were measured)."""
     deltas = dict(zip((e.seq for e in experiments), experiment_deltas(experiments, metric=metric), strict=True))
     lines = ["## Kept changes", ""]
     if kept:
-        lines += [f"| # | {name} | runs | delta | gain ± standard error | description |",
-                  "|---:|---:|---:|---:|---:|---|"]
+        lines += [f"| # | {name} | runs | delta | gain ± standard error | lines | description |",
+                  "|---:|---:|---:|---:|---:|---:|---|"]
+        before = None
         for e in kept:
             d = deltas[e.seq]
             gain, err = e.metrics.get("improvement"), e.metrics.get("improvement_stderr")
             gained = "-" if gain is None else f"{gain:+.6f}" + ("" if err is None else f" ± {err:.6f}")
+            code = complexity.recorded(e.metrics)
+            cost = complexity.change_cell(e.diff, complexity.complexity_delta(code, before))
+            before = code
             lines.append(f"| {e.seq} | {e.metric:.6f} | {len(e.metrics.get('runs') or [e.metric])} | "
-                         f"{'-' if d is None else f'{d:+.6f}'} | {gained} | {_cell(e.description)} |")
+                         f"{'-' if d is None else f'{d:+.6f}'} | {gained} | {cost} | {_cell(e.description)} |")
     else:
         lines.append("None.")
     return lines + [""]

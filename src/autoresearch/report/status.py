@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.config import MetricConfig
+from autoresearch.decide import complexity
 from autoresearch.decide.measured import measured
 from autoresearch.report.noise import noise_data, speed_data
 from autoresearch.report.summary import (
@@ -110,11 +111,16 @@ def build_table(tag: str, experiments: Sequence[Experiment], *, now: float | Non
     named after it, deltas green when better under its direction and red when worse, caption = `caption`.
 
     Fits an 80-column terminal: the figures never wrap or shrink; the description (with a failure's
-    error line) is the column that gives way, cut with an ellipsis."""
+    error line) is the column that gives way, cut with an ellipsis. Under the caption, a line on the best's
+    code (`code: 120 lines, 8 functions, complexity 14 (+20 lines, ... since the baseline)`, where it was
+    measured: decide/complexity.py), so that code growing one gain at a time shows."""
     summary = summarize(tag, experiments, now, metric=metric)
+    code = complexity.summary_text(summary.best.metrics, summary.baseline.metrics if summary.baseline else None) \
+        if summary.best is not None else None
     # A light frame (a rule under the header, no vertical lines, no outer edge, one space between columns)
     # leaves the description room on an 80-column terminal.
-    table = Table(title=f"autoresearch/{tag}", caption=caption(summary), caption_justify="left",
+    table = Table(title=f"autoresearch/{tag}", caption=caption(summary) + (f"\ncode: {code}" if code else ""),
+                  caption_justify="left",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   collapse_padding=True)
     table.add_column("#", justify="right", no_wrap=True)

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoresearch.config import MetricConfig
+from autoresearch.decide import complexity
 from autoresearch.report.text import error_line, format_duration, gigabytes, noun
 from autoresearch.store import Experiment, Status
 
@@ -194,11 +195,17 @@ def caption(summary: Summary, *, metric: MetricConfig | None = None) -> str:
 
 
 def experiment_row(e: Experiment, delta: float | None) -> dict:
-    """The JSON-ready figures of one experiment as shown in the status table."""
+    """The JSON-ready figures of one experiment as shown in the status table, with its code's size and
+    complexity (`code_lines`, `code_functions`, `code_complexity`: None where not measured) and the code
+    lines its change added and removed (`code_lines_added`, `code_lines_removed`: None without a diff, as
+    the baseline's); decide/complexity.py counts them."""
+    added, removed = complexity.changed_code_lines(e.diff) if e.diff else (None, None)
     return {"seq": e.seq, "status": e.status.value, "metric": e.metric, "delta": delta,
             "training_seconds": e.training_seconds, "total_seconds": e.total_seconds,
             "peak_memory_gb": gigabytes(e.peak_memory_bytes), "commit": e.commit, "description": e.description,
-            "error": error_line(e.error) or None, "started_at": e.started_at, "ended_at": e.ended_at}
+            "error": error_line(e.error) or None, "started_at": e.started_at, "ended_at": e.ended_at,
+            **{key: e.metrics.get(key) for key in (complexity.LINES, complexity.FUNCTIONS, complexity.COMPLEXITY)},
+            "code_lines_added": added, "code_lines_removed": removed}
 
 
 def summary_data(summary: Summary) -> dict:

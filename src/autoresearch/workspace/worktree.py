@@ -189,6 +189,20 @@ class Worktree(Checkout):
                                     binary=True).stdout  # bytes, as stored
         return files
 
+    def export(self, commit: str, folder: Path) -> None:
+        """Write the files of `commit` (all of them, as `git archive` gives them) into `folder`, which must be
+        empty or missing: a copy of the code that nothing done in it can change here. Reads only."""
+        import io
+        import tarfile
+
+        archive = self._git("--no-optional-locks", "archive", "--format=tar", self._commit_of(commit), binary=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(folder, filter="data")  # no links out of the folder, no device files
+            else:  # Python < 3.10.12: git's archive of a tree has no absolute or `..` paths to begin with
+                tar.extractall(folder)
+
     def put_files(self, files: Mapping[str, bytes], editable: Sequence[str]) -> None:
         """Make the files that `editable` covers exactly `files` (path -> content), uncommitted, with HEAD left
         where it is: covered files not in `files` are removed, every other file stays as it is. With `files_at`,
