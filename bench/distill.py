@@ -51,8 +51,8 @@ def main() -> None:
           f"{len(kept) - len(dropped)} survive distillation, {len(dropped)} dropped")
     print(f"the search: {run_runs} runs in {searched / 60:.1f} min; the distillation: {removal_runs} runs in "
           f"{distilled / 60:.1f} min ({removal_runs / max(run_runs, 1):.0%} of the search's runs)")
-    print(f"val_bpb: original best {line[0].metric:.4f} (mean of its runs in the distillation), distilled "
-          f"{final.metric:.4f}")
+    print(f"val_bpb: original best {line[0].metric:.4f} (its runs in the distillation), distilled "
+          f"{final.metric:.4f} (#{final.seq} of the distill line)")
     print((task / "distill.md").read_text())
 
 

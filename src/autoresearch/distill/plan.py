@@ -116,8 +116,11 @@ class FinalCheck:
     stderr: float
     z: float
     passed: bool  # not worse than the original best beyond the noise
+    unchanged: bool = False  # nothing was dropped: the distilled code is the original best's
 
     def text(self, metric: MetricConfig) -> str:
+        if self.unchanged:
+            return f"nothing was dropped: the distilled code is the original best's ({metric.name} {self.original:.6f})"
         verdict = "not worse beyond the noise" if self.passed else "WORSE than the original best beyond the noise"
         spread = f" ± {self.stderr:.6f} ({self.z:+.1f} standard errors)" if math.isfinite(self.z) else ""
         return (f"the distilled code's {metric.name} is {self.distilled:.6f} against {self.original:.6f} for the "

@@ -132,6 +132,10 @@ def _final_check(store: Store, line: str, config: TaskConfig) -> tuple[plan.Fina
     original, final = history[0], store.incumbent(line)
     if final is None or original.status is not Status.KEEP:
         return None, original.commit
+    if final.id == original.id:
+        runs = current_runs(store, original)
+        mean = sum(runs) / len(runs)
+        return plan.FinalCheck(mean, mean, 0.0, 0.0, 0.0, True, unchanged=True), final.commit
     keep = config.keep.thresholds()
     check = plan.final_check(current_runs(store, original), current_runs(store, final), measured_noise(store, line),
                              maximize=config.metric.maximize, thresholds=keep)
