@@ -76,7 +76,8 @@ def test_distill_keeps_the_changes_that_matter_and_drops_the_one_worth_nothing(t
     assert "RATE = 0.3" in code and "BONUS = 1" in code and "SPARE = 0.0001" not in code
 
     report = (task / "distill.md").read_text()
-    assert "3 kept changes; 2 matter, 1 dropped" in report and "Dropped: #2 (a spare constant)." in report
+    assert "3 kept changes; 2 matter, 1 dropped as worth nothing, 0 superseded" in report
+    assert "Dropped: #2 (a spare constant)." in report
     assert "| 1 | RATE 0.1 -&gt; 0.3 | +0.040000 | +0.09" in report  # with it: its own gain and the bonus
 
     # the result is what was measured: the distill line's final best, within the noise of the original best
@@ -85,7 +86,7 @@ def test_distill_keeps_the_changes_that_matter_and_drops_the_one_worth_nothing(t
     assert git(task, "rev-parse", f"{branch}^{{tree}}") == git(task, "rev-parse", f"{final.commit}^{{tree}}")
 
 
-def test_a_change_later_ones_build_on_cannot_be_removed_alone(tmp_path):
+def test_a_change_whose_lines_a_later_one_rewrote_is_superseded_and_folded_into_it(tmp_path):
     folder = generic_task_folder(tmp_path, SOLVE_PY)
     steps = [{"description": "RATE 0.2", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.2"}]},
              {"description": "RATE 0.3", "edits": [{"file": "solve.py", "search": "RATE = 0.2", "replace": "RATE = 0.3"}]}]
@@ -93,11 +94,14 @@ def test_a_change_later_ones_build_on_cannot_be_removed_alone(tmp_path):
     toml = (folder / "autoresearch.toml").read_text().replace('rule = "confirm"', 'rule = "strict"')
     (folder / "autoresearch.toml").write_text(toml)
     cli("run", "--agent", f"replay:{tmp_path / 'steps.json'}", "--tag", "n", cwd=folder)
-    done = cli("distill", "--tag", "n", cwd=folder).stdout
-    assert "#1 RATE 0.2: cannot be removed alone" in done  # its line was changed again by #2
+    done = " ".join(cli("distill", "--tag", "n", cwd=folder).stdout.split())
+    assert "#1 RATE 0.2: superseded: every line it changed was changed again later" in done  # by #2
     assert "#2 RATE 0.3:" in done and "worse without it: kept" in done
-    code = git(folder, "show", "autoresearch/n-distilled:solve.py")
-    assert "RATE = 0.3" in code
+    assert "(one commit" not in done  # the survivor applies on its own: RATE 0.1 -> 0.3 in one commit
+    log = git(folder, "log", "--format=%s", "autoresearch/n-distilled").splitlines()
+    assert log[0] == "RATE 0.3" and "RATE 0.2" not in log
+    assert "RATE = 0.3" in git(folder, "show", "autoresearch/n-distilled:solve.py")
+    assert "1 superseded by later ones" in (folder / "distill.md").read_text()
     again = cli("distill", "--tag", "n", cwd=folder, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
 

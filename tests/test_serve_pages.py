@@ -93,3 +93,22 @@ def test_the_app_cannot_write_the_store(client_for, tmp_path):
     with pytest.raises(Exception, match="readonly|read-only|query_only"):
         store.set_state("x", 1)
     assert client.get("/").status_code == 200
+
+
+def test_an_experiment_page_shows_the_agents_prompt_and_answer_as_text():
+    from autoresearch.config import MetricConfig
+
+    view = {"tag": "t", "seq": 3, "status": "discard", "metric": 0.9, "delta": 0.01, "description": "wider",
+            "agent": "openai:m", "metric_name": "val_bpb", "diff": "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n",
+            "run_list": [{"seed": 0, "metric": 0.9, "speed": 150.0, "purpose": "own", "of_best": False,
+                          "node": None}],
+            "transcript": {"prompt": "[user]\nmake it <b>wider</b>", "answer": "[assistant]\n</pre><script>x()</script>"},
+            "log_tail": "step 1", "started_at": 0.0, "total_seconds": 3.0, "runs": [0.9], "best_before": 0.89,
+            "best_before_seq": 1, "verdict": "not better", "test_metric": None, "training_seconds": 2.0,
+            "peak_memory_gb": None, "steps": 10, "tokens": 100, "mfu": None, "metrics": {"rationale": "more room"},
+            "agent_spend": {"cost_usd": 0.01}, "adopted_from": None, "same_code_as": None, "parent_commit": "a" * 40,
+            "commit": "b" * 40, "on_branch": False, "error": None}
+    page = pages.experiment_page(view, MetricConfig())
+    assert "make it &lt;b&gt;wider&lt;/b&gt;" in page and "&lt;/pre&gt;&lt;script&gt;x()&lt;/script&gt;" in page
+    assert "<script>x()" not in page and "the agent&#x27;s rationale: more room" in page
+    assert "$0.0100" in page and "150" in page  # its cost and each run's machine speed

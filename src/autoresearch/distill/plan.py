@@ -23,6 +23,7 @@ from autoresearch.store import Experiment, Status
 DISTILL_SUFFIX = "-distill"  # the line of removals: tag `<tag>-distill`
 RESULT_SUFFIX = "-distilled"  # the branch of what is left: `autoresearch/<tag>-distilled`
 AGENT = "distill"
+SUPERSEDED = "superseded"  # the reason a removal fails when nothing of the change is left in the code
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,11 @@ def outcome_of(change: KeptChange, removal: Experiment | None) -> ChangeOutcome:
         return ChangeOutcome(change, True, "worth nothing beyond the noise: dropped", worth, stderr, removal.seq)
     if removal.status is Status.DISCARD:
         return ChangeOutcome(change, False, "worse without it: kept", worth, stderr, removal.seq)
+    if removal.status is Status.REJECTED and SUPERSEDED in (removal.error or ""):
+        return ChangeOutcome(change, True, "superseded: every line it changed was changed again later, so it "
+                             "lives on in those changes", experiment=removal.seq)
     if removal.status is Status.REJECTED:
-        return ChangeOutcome(change, False, "cannot be removed alone (later changes build on it): kept",
-                             experiment=removal.seq)
+        return ChangeOutcome(change, False, "cannot be removed alone: kept", experiment=removal.seq)
     return ChangeOutcome(change, False, f"without it the run fails ({removal.status.value}): kept",
                          experiment=removal.seq)
 
@@ -169,8 +172,10 @@ def report_markdown(tag: str, results: Sequence[ChangeOutcome], check: FinalChec
     the distilled code compares with the original best."""
     kept = [r for r in results if not r.dropped]
     dropped = [r for r in results if r.dropped]
+    superseded = [r for r in dropped if r.why.startswith(SUPERSEDED)]
     lines = [f"# Distillation of {tag}", "",
-             f"{len(results)} kept changes; {len(kept)} matter, {len(dropped)} dropped; {runs} training runs.", ""]
+             f"{len(results)} kept changes; {len(kept)} matter, {len(dropped) - len(superseded)} dropped as worth "
+             f"nothing, {len(superseded)} superseded by later ones; {runs} training runs.", ""]
     if branch:
         lines.append(f"Branch `{branch}`: the changes that matter, one commit each"
                      + (" (squashed into one: they no longer apply one by one without the dropped ones)"
@@ -191,7 +196,11 @@ def report_markdown(tag: str, results: Sequence[ChangeOutcome], check: FinalChec
             f" ± {r.stderr:.6f}" if r.stderr is not None else "")
         lines.append(f"| {c.seq} | {for_markdown(c.description)} | {at_keep} | {at_end} | {r.why} | "
                      f"{for_markdown(c.rationale) if c.rationale else '-'} |")
-    if dropped:
+    worthless = [r for r in dropped if r not in superseded]
+    if worthless:
         lines += ["", "Dropped: " + ", ".join(f"#{r.change.seq} ({for_markdown(r.change.description)})"
-                                              for r in dropped) + "."]
+                                              for r in worthless) + "."]
+    if superseded:
+        lines += ["", "Superseded (folded into the later changes that rewrote their lines): " + ", ".join(
+            f"#{r.change.seq} ({for_markdown(r.change.description)})" for r in superseded) + "."]
     return "\n".join(lines) + "\n"

@@ -8,9 +8,10 @@
    and machine-speed comparison. A removal kept means the change was worth nothing beyond the noise, and
    the next removals are measured without it (greedy: drop, re-measure).
 3. The branch `autoresearch/<tag>-distilled`: the run's baseline and, one commit each, the changes that
-   stayed, in their original order, each message with what it is worth. Its code is the distill line's
-   final best, which was measured; where the changes no longer apply one by one without the dropped ones,
-   it is one commit of that code, and distill.md says so.
+   stayed, in their original order, each message with what it is worth (where a line was set by a
+   superseded change and then by this one, the commit sets it to this one's value). Its code is the distill
+   line's final best, which was measured; where the changes no longer give that code one by one, it is one
+   commit of that code, and distill.md says so.
 4. The final check (`plan.final_check`): the distilled code against the original best, both measured in
    the distill line; and distill.md.
 """
@@ -151,10 +152,13 @@ def _write_branch(workspace: Workspace, task_dir: Path, branch: str, base: str, 
     workspace.reset_branch(branch, base)
     tree = workspace.open_worktree(scratch, branch)
     try:
-        for outcome in kept:
-            if tree.apply_change(outcome.change.commit):
+        for outcome in kept:  # a line a superseded change set first takes the value its successor gives it
+            if tree.apply_change(outcome.change.commit, prefer_change=True):
                 break
-            tree.commit(plan.commit_message(outcome, tag, config.metric))
+            try:
+                tree.commit(plan.commit_message(outcome, tag, config.metric))
+            except NothingToCommit:
+                continue
         else:
             if workspace.tree_of(tree.head()) == workspace.tree_of(final):
                 return False

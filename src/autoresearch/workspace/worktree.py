@@ -153,12 +153,14 @@ class Worktree(Checkout):
         uncommitted changes (what `changed_files`, `diff` and `commit` see). GitError if not a commit."""
         self._git("reset", "--soft", "-q", self._commit_of(commit))
 
-    def apply_change(self, commit: str) -> list[str]:
+    def apply_change(self, commit: str, *, prefer_change: bool = False) -> list[str]:
         """Apply the change that `commit` made to its parent onto the files here, uncommitted: a three-way
         merge, as a rebase does it. Returns [] when it applied; when it conflicts, the files are restored to
-        HEAD and the conflicting paths are returned. The files must have no uncommitted changes."""
+        HEAD and the conflicting paths are returned. The files must have no uncommitted changes.
+        `prefer_change`: a conflicting hunk takes the change's lines (`-X theirs`), so it never conflicts."""
         sha = self._commit_of(commit)
-        if self._git("cherry-pick", "--no-commit", sha, ok=(0, 1)).returncode == 0:
+        prefer = ["--strategy-option=theirs"] if prefer_change else []
+        if self._git("cherry-pick", "--no-commit", *prefer, sha, ok=(0, 1)).returncode == 0:
             return []
         conflicts = self._git("diff", "--name-only", "--no-ext-diff", "--ignore-submodules=all", "--diff-filter=U",
                               "-z").stdout.split("\0")
