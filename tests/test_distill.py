@@ -106,6 +106,20 @@ def test_a_change_whose_lines_a_later_one_rewrote_is_superseded_and_folded_into_
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+def test_a_tie_goes_to_the_removal_even_when_it_only_changes_a_value_back(tmp_path):
+    folder = generic_task_folder(tmp_path, SOLVE_PY.replace('SPARE = globals().get("SPARE", 0.0)', "SPARE = 0.0"))
+    toml = (folder / "autoresearch.toml").read_text().replace('rule = "confirm"', 'rule = "strict"')
+    (folder / "autoresearch.toml").write_text(toml)
+    steps = [{"description": "RATE 0.3", "edits": [{"file": "solve.py", "search": "RATE = 0.1", "replace": "RATE = 0.3"}]},
+             {"description": "SPARE 0.0001", "edits": [{"file": "solve.py", "search": "SPARE = 0.0",
+                                                       "replace": "SPARE = 0.0001"}]}]  # a value: one line for one
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    cli("run", "--agent", f"replay:{tmp_path / 'steps.json'}", "--tag", "v", cwd=folder)
+    done = " ".join(cli("distill", "--tag", "v", cwd=folder).stdout.split())
+    assert "#2 SPARE 0.0001:" in done and "worth nothing beyond the noise: dropped" in done
+    assert "SPARE = 0.0\n" in git(folder, "show", "autoresearch/v-distilled:solve.py")
+
+
 # ------------------------------------------------------------------------------------------- pure
 
 

@@ -5,8 +5,9 @@
 2. A loop on the line `<tag>-distill`, started at the run's best, with `DistillAgent` proposing one removal
    at a time. The line's baseline is the original best, run with the noise seeds; each removal is judged by
    the keep rule (the confirm rule, whatever the run used: it needs the noise), with its confirmation runs
-   and machine-speed comparison. A removal kept means the change was worth nothing beyond the noise, and
-   the next removals are measured without it (greedy: drop, re-measure).
+   and machine-speed comparison. A tie within the noise (`keep.tie_z` standard errors) goes to the removal,
+   whatever its line count: a removal kept means the change was worth nothing beyond the noise, and the
+   next removals are measured without it (greedy: drop, re-measure).
 3. The branch `autoresearch/<tag>-distilled`: the run's baseline and, one commit each, the changes that
    stayed, in their original order, each message with what it is worth (where a line was set by a
    superseded change and then by this one, the commit sets it to this one's value). Its code is the distill
@@ -75,7 +76,8 @@ def distill(task_dir: Path, config: TaskConfig, dataset: Dataset | None, tag: st
         order, base, best = _plan(store, tag, config)
     if order:
         loop = Loop(task_dir, _distill_config(config), dataset, DistillAgent(order), tag=line, resume=resume,
-                    budget=budget, limits=limits, runner=runner, on_event=on_event, start=best)
+                    budget=budget, limits=limits, runner=runner, on_event=on_event, start=best,
+                    ties_to_candidate=True)
         try:
             stopped = loop.run()
         finally:

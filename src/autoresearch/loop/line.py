@@ -59,6 +59,10 @@ class Line:
     results_path: Path
     on_event: Callable[[dict], None]
     stop_requested: bool = False
+    # A tie within the noise goes to every candidate, not only to one that removes more lines than it adds:
+    # in a distillation (distill/), each candidate is the best with one change taken out, less of the
+    # night's code whatever its line count.
+    ties_to_candidate: bool = False
 
     def experiments(self) -> list[Experiment]:
         return self.store.experiments(self.tag)

@@ -75,11 +75,12 @@ class Loop:
     def __init__(self, task_dir: Path, config: TaskConfig, dataset: Dataset | None, agent: Agent, *, tag: str,
                  resume: bool = False, budget: float | None = None, limits: Limits = Limits(),
                  pipeline: bool = False, on_event: Callable[[dict], None] = lambda _: None,
-                 runner: Runner | None = None, start: str | None = None) -> None:
+                 runner: Runner | None = None, start: str | None = None, ties_to_candidate: bool = False) -> None:
         self.task_dir = task_dir.resolve()
         self.config, self.dataset, self.agent = config, dataset, agent
         self.tag, self.limits, self._on_event = tag, limits, on_event
         self.start = start  # the commit a new line starts from (None: the task's HEAD)
+        self.ties_to_candidate = ties_to_candidate  # `Line.ties_to_candidate`
         self.workspace = Workspace.ensure(self.task_dir)
         self.store = Store.open(self.task_dir)
         branch = branch_name(tag)
@@ -120,7 +121,8 @@ class Loop:
         self.budget = self._run_budget(resume, budget)
         self.line = Line(tag=tag, task_dir=self.task_dir, config=config, store=self.store, worktree=self.worktree,
                          rule=keep_rule(config.keep, maximize=config.metric.maximize), budget=self.budget,
-                         results_path=self.results_path, on_event=self._on_event)
+                         results_path=self.results_path, on_event=self._on_event,
+                         ties_to_candidate=self.ties_to_candidate)
         self._reconcile()
         # what this line's metric is measured under (on a cluster: the nodes' device, not this machine's)
         self.protocol = protocol.of(config, self.budget, run_device(config))

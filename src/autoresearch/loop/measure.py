@@ -113,7 +113,8 @@ class Measurer:
 
         line = self.line
         best = tuple(line.store.runs(incumbent)) if incumbent is not None else None
-        return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=is_simpler(experiment.diff),
+        simpler = line.ties_to_candidate or is_simpler(experiment.diff)
+        return Case(tuple(runs), best, line.history(), first_seed=experiment.seed, simpler=simpler,
                     added_lines=net_added_lines(experiment.diff), speed_checked=checked, speed_now=line.speed_now())
 
     def _request(self, experiment: Experiment, seed: int, index: int, purpose: Purpose, *,
