@@ -148,3 +148,17 @@ def test_a_commit_message_says_what_the_change_is_worth_and_where_it_came_from()
     assert message.splitlines()[0] == "change 7"
     assert "Effect: val_bpb -0.015000 ± 0.004000 with it" in message and "When kept: -0.020000" in message
     assert "From experiment #7 of night (commit 000000000000)." in message
+
+
+def test_a_change_next_to_lines_tuned_later_is_still_removed_and_measured(tmp_path):
+    folder = generic_task_folder(tmp_path, "A = 1\nB = 2\nprint(f'score: {A + B:.6f}')\n")
+    toml = (folder / "autoresearch.toml").read_text().replace('rule = "confirm"', 'rule = "strict"')
+    (folder / "autoresearch.toml").write_text(toml)
+    steps = [{"description": "A 2", "edits": [{"file": "solve.py", "search": "A = 1", "replace": "A = 2"}]},
+             {"description": "B 3", "edits": [{"file": "solve.py", "search": "B = 2", "replace": "B = 3"}]}]
+    (tmp_path / "steps.json").write_text(json.dumps(steps))  # B's line is next to A's: a 3-way revert conflicts
+    cli("run", "--agent", f"replay:{tmp_path / 'steps.json'}", "--tag", "ab", cwd=folder)
+    done = " ".join(cli("distill", "--tag", "ab", cwd=folder).stdout.split())
+    assert "#1 A 2: worth +1.000000" in done and "#2 B 3: worth +1.000000" in done and "superseded" not in done
+    assert "(one commit" not in done
+    assert git(folder, "log", "--format=%s", "autoresearch/ab-distilled").splitlines()[:2] == ["B 3", "A 2"]
