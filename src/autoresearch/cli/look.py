@@ -120,14 +120,9 @@ def _runs_view(store, task_dir: Path, config: TaskConfig):
 
 
 def _loop_state(task_dir: Path, tag: str) -> dict:
-    """Whether the loop of `tag` is alive (None: unknown here), who runs it, and the other live tags."""
-    from autoresearch.runlock import holder, live_tags
+    from autoresearch.report.runs import loop_state
 
-    who = holder(task_dir, tag)
-    state = {"alive": None if who is None else bool(who), "others": [t for t in live_tags(task_dir) if t != tag]}
-    if who:
-        state.update(pid=who.pid, host=who.host, since=who.started_at, holder=who.describe())
-    return state
+    return loop_state(task_dir, tag)
 
 
 RECALIBRATE_HELP = ("Ask a run to measure its best again, for the noise, before its next experiment.\n\n"

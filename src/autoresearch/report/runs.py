@@ -53,6 +53,17 @@ def _run_row(summary: Summary, live: bool | None, now: float, metric: MetricConf
             or_dash(summary.best.metric if summary.best else None, "{:.6f}"), change, last]
 
 
+def loop_state(task_dir, tag: str) -> dict:
+    """Whether the loop of `tag` is alive (None: unknown here), who runs it, and the other live tags."""
+    from autoresearch.runlock import holder, live_tags
+
+    who = holder(task_dir, tag)
+    state = {"alive": None if who is None else bool(who), "others": [t for t in live_tags(task_dir) if t != tag]}
+    if who:
+        state.update(pid=who.pid, host=who.host, since=who.started_at, holder=who.describe())
+    return state
+
+
 def loop_line(tag: str, alive: bool | None, running_seq: int | None, holder: str | None = None,
               others: Sequence[str] = ()) -> str:
     """Whether the loop of `tag` lives, said so that a dead one's next step is plain. `alive` None: unknown

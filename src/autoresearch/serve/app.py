@@ -157,8 +157,8 @@ def make_app(task_dir: Path, config: TaskConfig, *, token: str | None = None, lo
 
         def version() -> str:
             if tag is None:  # every run: a change in any of them
-                return "|".join(views.live_view(store, t, budget=budget)["version"] for t in store.tags())
-            return views.live_view(store, tag, budget=budget)["version"]
+                return "|".join(views.live_version(store, t) for t in store.tags())
+            return views.live_version(store, tag)
 
         async def stream():
             seen = None

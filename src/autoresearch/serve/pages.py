@@ -24,7 +24,7 @@ from pygments.lexers import DiffLexer
 from autoresearch.config import MetricConfig
 from autoresearch.report.experiment import experiment_lines
 from autoresearch.report.text import format_duration
-from autoresearch.safe_text import for_html
+from autoresearch.safe_text import for_html, for_terminal
 
 MAX_DIFF_CHARS = 30_000  # a longer diff is cut in the page (the store keeps it whole: `autoresearch show`)
 STATUSES = ("keep", "discard", "crash", "timeout", "rejected", "tampered", "pruned", "running")
@@ -74,19 +74,11 @@ def diff_html(diff: str) -> str:
     if not diff:
         return '<p class="muted">no change recorded</p>'
     cut = len(diff) > MAX_DIFF_CHARS
-    text = for_html_raw(diff[:MAX_DIFF_CHARS])
+    text = for_terminal(diff[:MAX_DIFF_CHARS])  # control characters made visible; Pygments escapes the rest
     out = highlight(text, DiffLexer(), _DIFF_FORMAT)
     if cut:
         out += f'<p class="muted">cut at {MAX_DIFF_CHARS:,} characters: <code>autoresearch show</code> prints it whole</p>'
     return out
-
-
-def for_html_raw(text: str) -> str:
-    """`text` with its control characters made visible (as `safe_text` does), not yet HTML-escaped: for a
-    formatter that escapes it itself."""
-    from autoresearch.safe_text import for_terminal
-
-    return for_terminal(text)
 
 
 # ---------------------------------------------------------------------------------------- the frame

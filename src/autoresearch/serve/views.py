@@ -23,20 +23,13 @@ from autoresearch.decide.measured import measured
 from autoresearch.report.experiment import experiments_data
 from autoresearch.report.noise import noise_data, speed_data
 from autoresearch.report.progress import parse_events, progress_text, read_progress
+from autoresearch.report.runs import loop_state
 from autoresearch.report.status import cluster_of
 from autoresearch.report.summary import running_best, summarize, summary_data
 from autoresearch.store import Experiment, Status, Store
 
 LOG_TAIL_LINES = 80  # of an experiment's log, shown on its page
 CURVE_POINTS = 400  # at most, of a training curve sent to the browser (evenly thinned)
-
-
-def loop_state(task_dir: Path, tag: str) -> dict:
-    """Whether the loop of `tag` is alive (None: unknown on this system) and who runs it."""
-    from autoresearch.runlock import holder
-
-    who = holder(task_dir, tag)
-    return {"alive": None if who is None else bool(who), "holder": who.describe() if who else None}
 
 
 def runs_view(store: Store, task_dir: Path, *, metric: MetricConfig, budget: float,
@@ -184,9 +177,7 @@ def live_view(store: Store, tag: str, *, budget: float) -> dict:
         live = {"seq": running.seq, "description": running.description, "started_at": running.started_at,
                 "curve": curve(running.log_path), "progress": progress_text(progress, budget),
                 "budget": budget}
-    size = _size(running.log_path) if running is not None else 0
-    finished = sum(1 for e in experiments if e.finished)
-    return {"tag": tag, "running": live, "version": f"{len(experiments)}.{finished}.{size}",
+    return {"tag": tag, "running": live, "version": live_version(store, tag),
             "best": None if best is None else {"seq": best.seq, "metric": best.metric,
                                                "curves": [c for c in map(curve, run_logs(best.log_path)) if c]}}
 
@@ -200,6 +191,15 @@ def run_logs(log_path: str | None, most: int = 8) -> list[str]:
     others = sorted(first.parent.glob("run-*/" + first.name), key=lambda p: int(p.parent.name[4:] or 0)
                     if p.parent.name[4:].isdigit() else 0)
     return [str(p) for p in [first, *others][:most]]
+
+
+def live_version(store: Store, tag: str) -> str:
+    """A mark that changes whenever the run `tag` has something new: an experiment began or ended, or the
+    running one's log grew. Cheap (the store's cached rows and one stat), for the event streams' polls."""
+    experiments = store.experiments(tag)
+    running = next((e for e in reversed(experiments) if e.status is Status.RUNNING), None)
+    size = _size(running.log_path) if running is not None else 0
+    return f"{len(experiments)}.{sum(1 for e in experiments if e.finished)}.{size}"
 
 
 def _size(path: str | None) -> int:
